@@ -1,0 +1,88 @@
+//! Names and payload types of the D-Bus control plane.
+//!
+//! The daemons expose their operations on the system bus; the admin CLI and
+//! the other daemons call them. Structured results travel as JSON strings of
+//! the types below, so that the CLI, tests and `busctl` see one schema.
+
+use serde::{Deserialize, Serialize};
+
+/// Well-known bus name of the update daemon.
+pub const UPDATER_NAME: &str = "org.smsos.Updater1";
+/// Object path of the update daemon.
+pub const UPDATER_PATH: &str = "/org/smsos/Updater1";
+/// Interface of the update daemon.
+pub const UPDATER_INTERFACE: &str = "org.smsos.Updater1";
+
+/// Progress of a running download.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DownloadProgress {
+    /// Package key (`dv/<version>` or `tos/<version>/<family>`).
+    pub key: String,
+    /// Bytes present so far (including a resumed prefix).
+    pub bytes: u64,
+    /// Total length.
+    pub total: u64,
+    /// Current rate in bytes per second.
+    pub rate_bps: u64,
+    /// Estimated seconds left, when the rate is known.
+    pub eta_secs: Option<u64>,
+}
+
+/// The update daemon's status, as returned by `Status()`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UpdaterStatus {
+    /// What the daemon is doing now (`idle`, `checking`, `downloading`, ...).
+    pub state: String,
+    /// Active DV version.
+    pub active_dv: Option<String>,
+    /// Active TOS version.
+    pub active_tos: Option<String>,
+    /// Unix time of the last DV check.
+    pub last_check: Option<i64>,
+    /// Result of the last operation, in words.
+    pub last_result: Option<String>,
+    /// Whether the last operation failed.
+    pub last_error: bool,
+    /// Unix time of the next automatic DV check.
+    pub next_check: Option<i64>,
+    /// Downloads under way.
+    pub downloads: Vec<DownloadProgress>,
+    /// Package activations still to be confirmed to the update centre.
+    pub pending_confirmations: usize,
+}
+
+/// A package the appliance holds, as returned by `List()`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstalledPackage {
+    /// Package key.
+    pub key: String,
+    /// Channel (`dv`, `tos`).
+    pub channel: String,
+    /// Version.
+    pub version: String,
+    /// Platform family (TOS).
+    pub family: Option<String>,
+    /// Length in bytes.
+    pub length: u64,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// Unix time of the download.
+    pub downloaded: i64,
+    /// Whether this version is the active one of its channel.
+    pub active: bool,
+}
+
+/// A version the update centre offers, as returned by `Available()`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AvailableVersion {
+    /// Channel.
+    pub channel: String,
+    /// Version.
+    pub version: String,
+    /// Platform families with a file (TOS).
+    pub families: Vec<String>,
+    /// Total bytes of its files.
+    pub length: u64,
+    /// Whether all its files are already on the appliance.
+    pub downloaded: bool,
+}
