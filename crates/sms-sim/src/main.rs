@@ -1,1 +1,164 @@
-fn main() {}
+//! `sms-sim`: runs the simulated world around the appliance.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use sms_sim::{content, TmcSim, TmcSimConfig};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "sms-sim", about = "Simulators of the world around the SMS appliance")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the update centre (HTTPS TMC on a main and a legacy port), its
+    /// CDN, a DNS server for their names and, optionally, an HTTP proxy.
+    Tmc {
+        /// Directory for ca.pem, trust-root.json and sim.json.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Loopback address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: IpAddr,
+        /// TMC port (443 semantics); 0 picks a free port.
+        #[arg(long, default_value_t = 0)]
+        tmc_port: u16,
+        /// TMC legacy port (4043 semantics); 0 picks a free port.
+        #[arg(long, default_value_t = 0)]
+        legacy_port: u16,
+        /// CDN HTTP port; 0 picks a free port.
+        #[arg(long, default_value_t = 0)]
+        cdn_port: u16,
+        /// DNS UDP port; 0 picks a free port.
+        #[arg(long, default_value_t = 0)]
+        dns_port: u16,
+        /// Admin API port (publish, faults, stats).
+        #[arg(long, default_value_t = 0)]
+        admin_port: u16,
+        /// Run an HTTP proxy on this port.
+        #[arg(long)]
+        proxy_port: Option<u16>,
+        /// Credentials the proxy demands, as user:password.
+        #[arg(long)]
+        proxy_auth: Option<String>,
+        /// Publish a DV of this size at start.
+        #[arg(long, default_value = "8M")]
+        dv_size: String,
+        /// Publish a TOS version of this size per family at start.
+        #[arg(long, default_value = "16M")]
+        tos_size: String,
+        /// Publish a new DV every this many seconds (0: never).
+        #[arg(long, default_value_t = 0)]
+        publish_every: u64,
+        /// Limit the CDN to this many bytes per second per download.
+        #[arg(long)]
+        cdn_rate: Option<String>,
+    },
+    /// Publishes a new version on a running simulator.
+    Publish {
+        /// Admin address of the simulator (from sim.json).
+        #[arg(long)]
+        admin: String,
+        /// dv or tos.
+        channel: String,
+        /// Size of the package (per family for TOS).
+        #[arg(long)]
+        size: Option<String>,
+    },
+}
+
+async fn admin_request(admin: &str, method: &str, path: &str) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(admin)
+        .await
+        .with_context(|| format!("connecting to simulator admin API at {admin}"))?;
+    s.write_all(format!("{method} {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").as_bytes())
+        .await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("simulator answered: {}", head.lines().next().unwrap_or_default());
+    }
+    Ok(body.to_string())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    sms_core::logging::init("sms-sim");
+    match Cli::parse().command {
+        Command::Tmc {
+            dir,
+            bind,
+            tmc_port,
+            legacy_port,
+            cdn_port,
+            dns_port,
+            admin_port,
+            proxy_port,
+            proxy_auth,
+            dv_size,
+            tos_size,
+            publish_every,
+            cdn_rate,
+        } => {
+            let mut cfg = TmcSimConfig::new(dir);
+            cfg.bind = bind;
+            cfg.tmc_port = tmc_port;
+            cfg.legacy_port = legacy_port;
+            cfg.cdn_port = cdn_port;
+            cfg.dns_port = dns_port;
+            cfg.admin_port = Some(admin_port);
+            cfg.proxy_port = proxy_port;
+            cfg.proxy_credentials = match proxy_auth {
+                Some(a) => match a.split_once(':') {
+                    Some((u, p)) => Some((u.to_string(), p.to_string())),
+                    None => bail!("--proxy-auth takes user:password"),
+                },
+                None => None,
+            };
+            let dv_size = content::parse_size(&dv_size).map_err(anyhow::Error::msg)?;
+            let tos_size = content::parse_size(&tos_size).map_err(anyhow::Error::msg)?;
+            let sim = TmcSim::start(cfg).await?;
+            if let Some(rate) = cdn_rate {
+                let rate = content::parse_size(&rate).map_err(anyhow::Error::msg)? as u64;
+                sim.set_faults(sms_sim::Faults {
+                    rate_bps: Some(rate),
+                    ..Default::default()
+                });
+            }
+            sim.publish_dv(dv_size);
+            sim.publish_tos(tos_size);
+            let i = &sim.info;
+            tracing::info!(
+                tmc = %format!("{}:{} (legacy {})", i.tmc_host, i.tmc_port, i.tmc_legacy_port),
+                cdn = %format!("{}:{}", i.cdn_host, i.cdn_port),
+                dns = %i.dns,
+                admin = ?i.admin,
+                proxy = ?i.proxy,
+                "simulated update centre ready"
+            );
+            let mut tick = tokio::time::interval(Duration::from_secs(publish_every.max(1)));
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = tick.tick(), if publish_every > 0 => { sim.publish_dv(dv_size); }
+                }
+            }
+            Ok(())
+        }
+        Command::Publish { admin, channel, size } => {
+            let channel: sms_core::package::Channel = channel.parse().map_err(anyhow::Error::msg)?;
+            let query = size.map(|s| format!("?size={s}")).unwrap_or_default();
+            let body = admin_request(&admin, "POST", &format!("/admin/publish/{channel}{query}")).await?;
+            println!("{body}");
+            Ok(())
+        }
+    }
+}

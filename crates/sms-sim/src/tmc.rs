@@ -1,0 +1,736 @@
+//! The simulated update centre (TMC), its CDN, DNS zone and proxy.
+//!
+//! Protocol, as the appliance sees it:
+//! - `GET  https://<tmc>/api/v1/catalog/{dv|tos}`: the signed catalog (DSSE
+//!   envelope, see `sms_core::metadata`);
+//! - `POST https://<tmc>/api/v1/download` with `{"channel","version","family"}`:
+//!   `{"url": "http://<cdn host>:<port>/packages/<file>"}`;
+//! - `GET  http://<cdn>/packages/<file>`: the file, with Range support;
+//! - `POST https://<tmc>/api/v1/confirm` with the package's identity: 204.
+//!
+//! The TMC listens on a main port (443 semantics) and a legacy port (4043
+//! semantics) with the same API. An admin API on plain HTTP (loopback)
+//! publishes versions and sets faults; tests may call the same methods
+//! directly.
+
+use crate::content;
+use crate::dns::DnsServer;
+use crate::http::{self, full, json, text, Body};
+use crate::pki::TestCa;
+use crate::proxy::{Proxy, ProxyControl};
+use crate::zone::Zone;
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response};
+use serde::{Deserialize, Serialize};
+use sms_core::blob::Digest;
+use sms_core::metadata::{Catalog, CatalogSigner, TrustRoot};
+use sms_core::package::{Channel, Family, PackageEntry, Version};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How to start the simulated update centre.
+#[derive(Debug, Clone)]
+pub struct TmcSimConfig {
+    /// Address every server binds to (a loopback address).
+    pub bind: IpAddr,
+    /// TMC HTTPS port with 443 semantics (0: any free port).
+    pub tmc_port: u16,
+    /// TMC HTTPS port with legacy 4043 semantics (0: any free port).
+    pub legacy_port: u16,
+    /// CDN HTTP port (0: any free port).
+    pub cdn_port: u16,
+    /// DNS UDP port (0: any free port).
+    pub dns_port: u16,
+    /// Admin API port, if the admin API is wanted.
+    pub admin_port: Option<u16>,
+    /// Proxy port, if a proxy is wanted.
+    pub proxy_port: Option<u16>,
+    /// Credentials the proxy demands, if any.
+    pub proxy_credentials: Option<(String, String)>,
+    /// Directory for `ca.pem`, `trust-root.json` and `sim.json`.
+    pub dir: PathBuf,
+    /// Name of the TMC.
+    pub tmc_host: String,
+    /// Name of the CDN host given in download answers.
+    pub cdn_host: String,
+    /// Lifetime of signed catalogs.
+    pub metadata_lifetime: Duration,
+}
+
+impl TmcSimConfig {
+    /// Defaults: 127.0.0.1, free ports, no proxy, no admin API.
+    pub fn new(dir: PathBuf) -> TmcSimConfig {
+        TmcSimConfig {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            tmc_port: 0,
+            legacy_port: 0,
+            cdn_port: 0,
+            dns_port: 0,
+            admin_port: None,
+            proxy_port: None,
+            proxy_credentials: None,
+            dir,
+            tmc_host: "tmc.sim.test".into(),
+            cdn_host: "cdn.sim.test".into(),
+            metadata_lifetime: Duration::from_secs(7 * 86400),
+        }
+    }
+}
+
+/// Where the simulated world can be reached; written to `sim.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SimInfo {
+    /// TMC host name.
+    pub tmc_host: String,
+    /// TMC port (443 semantics).
+    pub tmc_port: u16,
+    /// TMC legacy port (4043 semantics).
+    pub tmc_legacy_port: u16,
+    /// CDN host name.
+    pub cdn_host: String,
+    /// CDN port.
+    pub cdn_port: u16,
+    /// DNS server address.
+    pub dns: SocketAddr,
+    /// Proxy address, if one runs.
+    pub proxy: Option<SocketAddr>,
+    /// Admin API address, if it runs.
+    pub admin: Option<SocketAddr>,
+    /// PEM file of the CA that signed the TMC's certificate.
+    pub ca_file: PathBuf,
+    /// JSON trust root of the catalog signing keys.
+    pub trust_root_file: PathBuf,
+}
+
+/// Misbehaviour on request. Every field off is normal service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// The CDN flips one byte in the middle of every package.
+    pub tamper: bool,
+    /// The CDN serves only the first half of every package, as if complete.
+    pub truncate: bool,
+    /// The CDN closes the connection after this many body bytes...
+    pub cut_after: Option<u64>,
+    /// ...for this many responses (then serves normally).
+    pub cuts: u32,
+    /// The CDN sends headers and then nothing.
+    pub stall: bool,
+    /// The CDN limits each response to this many bytes per second.
+    pub rate_bps: Option<u64>,
+    /// The TMC answers every request with this HTTP status.
+    pub tmc_status: Option<u16>,
+    /// Catalogs are served expired.
+    pub expired: bool,
+    /// The previous catalog is served instead of the current one.
+    pub rollback: bool,
+    /// Catalogs are signed with a key outside the trust root.
+    pub wrong_key: bool,
+    /// Download answers name this CDN host instead of the real one.
+    pub cdn_host: Option<String>,
+}
+
+/// A confirmation received from an appliance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// Channel.
+    pub channel: Channel,
+    /// Version.
+    pub version: Version,
+    /// Family (TOS).
+    #[serde(default)]
+    pub family: Option<Family>,
+    /// Digest the appliance verified.
+    pub sha256: Digest,
+    /// Appliance identity, if given.
+    #[serde(default)]
+    pub appliance: Option<String>,
+}
+
+/// Counters of the simulators.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Stats {
+    /// Body bytes the CDN sent, per file.
+    pub cdn_bytes: BTreeMap<String, u64>,
+    /// CDN requests.
+    pub cdn_requests: u64,
+    /// TMC requests (both ports).
+    pub tmc_requests: u64,
+    /// TMC requests on the legacy port.
+    pub legacy_requests: u64,
+    /// Confirmations received.
+    pub confirmations: Vec<Confirmation>,
+}
+
+struct Published {
+    entry: PackageEntry,
+    data: Bytes,
+}
+
+#[derive(Default)]
+struct ChannelState {
+    packages: Vec<Published>,
+    catalog_version: u64,
+    current: Option<Catalog>,
+    current_signed: Option<Bytes>,
+    previous_signed: Option<Bytes>,
+}
+
+#[derive(Default)]
+struct State {
+    dv: ChannelState,
+    tos: ChannelState,
+    next_dv: u32,
+    next_tos: u32,
+}
+
+impl State {
+    fn channel(&mut self, c: Channel) -> &mut ChannelState {
+        match c {
+            Channel::Dv => &mut self.dv,
+            Channel::Tos => &mut self.tos,
+        }
+    }
+}
+
+struct Shared {
+    info: Mutex<Option<SimInfo>>,
+    cfg: TmcSimConfig,
+    signer: CatalogSigner,
+    rogue: CatalogSigner,
+    state: Mutex<State>,
+    faults: Mutex<Faults>,
+    stats: Mutex<Stats>,
+    seed: AtomicU64,
+}
+
+/// The running simulated update centre.
+pub struct TmcSim {
+    shared: Arc<Shared>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _dns: DnsServer,
+    proxy: Option<Proxy>,
+    /// Where everything listens.
+    pub info: SimInfo,
+    /// The simulated names (TMC, CDN).
+    pub zone: Zone,
+}
+
+impl Drop for TmcSim {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+impl TmcSim {
+    /// Starts every server and writes `ca.pem`, `trust-root.json` and
+    /// `sim.json` into the configured directory.
+    pub async fn start(cfg: TmcSimConfig) -> Result<TmcSim> {
+        std::fs::create_dir_all(&cfg.dir).with_context(|| format!("creating {}", cfg.dir.display()))?;
+        let ca = TestCa::generate("SMS simulated update centre CA")?;
+        let cert = ca.issue(&[&cfg.tmc_host, "localhost"], &[cfg.bind])?;
+        let tls = Arc::new(
+            sms_core::tls::server_config_from_pem(cert.chain_pem.as_bytes(), cert.key_pem.as_bytes())
+                .context("TMC TLS configuration")?,
+        );
+        let ca_file = cfg.dir.join("ca.pem");
+        std::fs::write(&ca_file, ca.cert_pem()).with_context(|| format!("writing {}", ca_file.display()))?;
+        let signer = CatalogSigner::generate(1);
+        let trust = TrustRoot::new(&signer.verifying_keys(), 1)?;
+        let trust_root_file = cfg.dir.join("trust-root.json");
+        std::fs::write(&trust_root_file, trust.to_json())
+            .with_context(|| format!("writing {}", trust_root_file.display()))?;
+
+        let zone = Zone::new();
+        zone.insert(&cfg.tmc_host, cfg.bind);
+        zone.insert(&cfg.cdn_host, cfg.bind);
+
+        let bind = |port| SocketAddr::new(cfg.bind, port);
+        let tmc_l = TcpListener::bind(bind(cfg.tmc_port)).await.context("binding TMC port")?;
+        let legacy_l = TcpListener::bind(bind(cfg.legacy_port)).await.context("binding TMC legacy port")?;
+        let cdn_l = TcpListener::bind(bind(cfg.cdn_port)).await.context("binding CDN port")?;
+        let dns = DnsServer::start(bind(cfg.dns_port), zone.clone()).await?;
+        let proxy = match cfg.proxy_port {
+            Some(p) => Some(Proxy::start(bind(p), zone.clone(), cfg.proxy_credentials.clone()).await?),
+            None => None,
+        };
+        let admin_l = match cfg.admin_port {
+            Some(p) => Some(TcpListener::bind(bind(p)).await.context("binding admin port")?),
+            None => None,
+        };
+
+        let info = SimInfo {
+            tmc_host: cfg.tmc_host.clone(),
+            tmc_port: tmc_l.local_addr()?.port(),
+            tmc_legacy_port: legacy_l.local_addr()?.port(),
+            cdn_host: cfg.cdn_host.clone(),
+            cdn_port: cdn_l.local_addr()?.port(),
+            dns: dns.addr,
+            proxy: proxy.as_ref().map(|p| p.addr),
+            admin: match &admin_l {
+                Some(l) => Some(l.local_addr()?),
+                None => None,
+            },
+            ca_file,
+            trust_root_file,
+        };
+        let info_file = cfg.dir.join("sim.json");
+        std::fs::write(&info_file, serde_json::to_vec_pretty(&info)?)
+            .with_context(|| format!("writing {}", info_file.display()))?;
+
+        let shared = Arc::new(Shared {
+            info: Mutex::new(Some(info.clone())),
+            cfg,
+            signer,
+            rogue: CatalogSigner::generate(1),
+            state: Mutex::new(State::default()),
+            faults: Mutex::new(Faults::default()),
+            stats: Mutex::new(Stats::default()),
+            seed: AtomicU64::new(rand::random()),
+        });
+        let mut tasks = Vec::new();
+        for (listener, legacy) in [(tmc_l, false), (legacy_l, true)] {
+            let s = shared.clone();
+            tasks.push(tokio::spawn(http::serve(listener, Some(tls.clone()), move |req, _| {
+                let s = s.clone();
+                async move { tmc_handler(s, req, legacy).await }
+            })));
+        }
+        let s = shared.clone();
+        tasks.push(tokio::spawn(http::serve(cdn_l, None, move |req, _| {
+            let s = s.clone();
+            async move { cdn_handler(s, req) }
+        })));
+        if let Some(l) = admin_l {
+            let s = shared.clone();
+            tasks.push(tokio::spawn(http::serve(l, None, move |req, _| {
+                let s = s.clone();
+                async move { admin_handler(s, req).await }
+            })));
+        }
+        Ok(TmcSim {
+            shared,
+            tasks,
+            _dns: dns,
+            proxy,
+            info,
+            zone,
+        })
+    }
+
+    /// Publishes a new DV of about `size` bytes and re-signs the DV catalog.
+    pub fn publish_dv(&self, size: usize) -> PackageEntry {
+        publish_dv(&self.shared, size)
+    }
+
+    /// Publishes a new TOS version, one image of `size` bytes per family.
+    pub fn publish_tos(&self, size: usize) -> Vec<PackageEntry> {
+        publish_tos(&self.shared, size)
+    }
+
+    /// Replaces the fault settings.
+    pub fn set_faults(&self, faults: Faults) {
+        *lock(&self.shared.faults) = faults;
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> Stats {
+        lock(&self.shared.stats).clone()
+    }
+
+    /// The proxy's switches and counters, when a proxy runs.
+    pub fn proxy_control(&self) -> Option<Arc<ProxyControl>> {
+        self.proxy.as_ref().map(|p| p.control.clone())
+    }
+
+    /// The bytes of a published file (to compare with what the appliance stored).
+    pub fn file(&self, name: &str) -> Option<Bytes> {
+        find_file(&self.shared, name)
+    }
+}
+
+fn sign_channel(shared: &Shared, ch: &mut ChannelState, channel: Channel) {
+    ch.catalog_version += 1;
+    let now = now_unix();
+    let catalog = Catalog {
+        channel,
+        version: ch.catalog_version,
+        issued: now,
+        expires: now + shared.cfg.metadata_lifetime.as_secs() as i64,
+        packages: ch.packages.iter().map(|p| p.entry.clone()).collect(),
+    };
+    let env = shared.signer.sign_catalog(&catalog);
+    ch.previous_signed = ch.current_signed.take();
+    ch.current_signed = Some(Bytes::from(serde_json::to_vec(&env).unwrap_or_default()));
+    ch.current = Some(catalog);
+}
+
+fn publish_dv(shared: &Shared, size: usize) -> PackageEntry {
+    let seed = shared.seed.fetch_add(1, Ordering::Relaxed);
+    let prev = {
+        let st = lock(&shared.state);
+        st.dv.packages.last().map(|p| p.data.clone())
+    };
+    let data = match prev {
+        Some(prev) if prev.len() + prev.len() / 10 >= size && size + size / 10 >= prev.len() => {
+            content::next_dv(&prev, seed)
+        }
+        _ => content::first_dv(seed, size),
+    };
+    let mut st = lock(&shared.state);
+    st.next_dv += 1;
+    let version: Version = format!("4.0.0.{}", 9000 + st.next_dv).parse().unwrap_or_else(|_| unreachable!());
+    let entry = PackageEntry {
+        channel: Channel::Dv,
+        version: version.clone(),
+        family: None,
+        file: format!("dv-{version}.pkg"),
+        length: data.len() as u64,
+        sha256: Digest::of(&data),
+    };
+    st.dv.packages.push(Published {
+        entry: entry.clone(),
+        data: Bytes::from(data),
+    });
+    // The catalog lists the newest 20 DVs, as the update centre does.
+    let excess = st.dv.packages.len().saturating_sub(20);
+    st.dv.packages.drain(..excess);
+    sign_channel(shared, &mut st.dv, Channel::Dv);
+    tracing::info!(version = %entry.version, bytes = entry.length, "published DV");
+    entry
+}
+
+fn publish_tos(shared: &Shared, size: usize) -> Vec<PackageEntry> {
+    let version: Version = {
+        let mut st = lock(&shared.state);
+        st.next_tos += 1;
+        format!("5.5.{}", st.next_tos).parse().unwrap_or_else(|_| unreachable!())
+    };
+    let mut made = Vec::new();
+    for family in Family::ALL {
+        let seed = shared.seed.fetch_add(1, Ordering::Relaxed);
+        let data = content::tos_image(seed, size);
+        let entry = PackageEntry {
+            channel: Channel::Tos,
+            version: version.clone(),
+            family: Some(family),
+            file: format!("tos-{version}-{}.img", family.id()),
+            length: data.len() as u64,
+            sha256: Digest::of(&data),
+        };
+        made.push(Published {
+            entry,
+            data: Bytes::from(data),
+        });
+    }
+    let entries: Vec<_> = made.iter().map(|p| p.entry.clone()).collect();
+    let mut st = lock(&shared.state);
+    st.tos.packages.extend(made);
+    sign_channel(shared, &mut st.tos, Channel::Tos);
+    tracing::info!(%version, families = entries.len(), bytes_each = size, "published TOS");
+    entries
+}
+
+fn find_file(shared: &Shared, name: &str) -> Option<Bytes> {
+    let st = lock(&shared.state);
+    st.dv
+        .packages
+        .iter()
+        .chain(st.tos.packages.iter())
+        .find(|p| p.entry.file == name)
+        .map(|p| p.data.clone())
+}
+
+fn catalog_bytes(shared: &Shared, channel: Channel) -> Option<Bytes> {
+    let faults = lock(&shared.faults).clone();
+    let mut st = lock(&shared.state);
+    let ch = st.channel(channel);
+    if faults.rollback {
+        return ch.previous_signed.clone();
+    }
+    if faults.expired || faults.wrong_key {
+        let mut catalog = ch.current.clone()?;
+        catalog.version += 1;
+        if faults.expired {
+            catalog.expires = now_unix() - 3600;
+        }
+        let signer = if faults.wrong_key { &shared.rogue } else { &shared.signer };
+        let env = signer.sign_catalog(&catalog);
+        return Some(Bytes::from(serde_json::to_vec(&env).unwrap_or_default()));
+    }
+    ch.current_signed.clone()
+}
+
+#[derive(Deserialize)]
+struct DownloadRequest {
+    channel: Channel,
+    version: Version,
+    #[serde(default)]
+    family: Option<Family>,
+}
+
+async fn tmc_handler(shared: Arc<Shared>, req: Request<Incoming>, legacy: bool) -> Response<Body> {
+    {
+        let mut stats = lock(&shared.stats);
+        stats.tmc_requests += 1;
+        if legacy {
+            stats.legacy_requests += 1;
+        }
+    }
+    if let Some(status) = lock(&shared.faults).tmc_status {
+        return text(status, "simulated update centre failure\n");
+    }
+    let path = req.uri().path().to_string();
+    match (req.method().clone(), path.as_str()) {
+        (Method::GET, p) if p.starts_with("/api/v1/catalog/") => {
+            let Ok(channel) = p["/api/v1/catalog/".len()..].parse::<Channel>() else {
+                return text(404, "unknown channel\n");
+            };
+            match catalog_bytes(&shared, channel) {
+                Some(b) => {
+                    let mut r = Response::new(full(b));
+                    r.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        hyper::header::HeaderValue::from_static("application/json"),
+                    );
+                    r
+                }
+                None => text(404, "nothing published on this channel yet\n"),
+            }
+        }
+        (Method::POST, "/api/v1/download") => {
+            let body = match http::read_body(req, 64 * 1024).await {
+                Ok(b) => b,
+                Err(e) => return text(400, e),
+            };
+            let Ok(dl) = serde_json::from_slice::<DownloadRequest>(&body) else {
+                return text(400, "malformed download request\n");
+            };
+            let file = {
+                let st = lock(&shared.state);
+                let ch = match dl.channel {
+                    Channel::Dv => &st.dv,
+                    Channel::Tos => &st.tos,
+                };
+                ch.packages
+                    .iter()
+                    .find(|p| p.entry.version == dl.version && p.entry.family == dl.family)
+                    .map(|p| p.entry.file.clone())
+            };
+            let Some(file) = file else {
+                return text(404, "no such package\n");
+            };
+            let host = lock(&shared.faults)
+                .cdn_host
+                .clone()
+                .unwrap_or_else(|| shared.cfg.cdn_host.clone());
+            let port = lock(&shared.info).as_ref().map(|i| i.cdn_port).unwrap_or(80);
+            json(&serde_json::json!({ "url": format!("http://{host}:{port}/packages/{file}") }))
+        }
+        (Method::POST, "/api/v1/confirm") => {
+            let body = match http::read_body(req, 64 * 1024).await {
+                Ok(b) => b,
+                Err(e) => return text(400, e),
+            };
+            match serde_json::from_slice::<Confirmation>(&body) {
+                Ok(c) => {
+                    tracing::info!(channel = %c.channel, version = %c.version, "confirmation received");
+                    lock(&shared.stats).confirmations.push(c);
+                    let mut r = Response::new(full(Bytes::new()));
+                    *r.status_mut() = hyper::StatusCode::NO_CONTENT;
+                    r
+                }
+                Err(e) => text(400, format!("malformed confirmation: {e}\n")),
+            }
+        }
+        _ => text(404, "not found\n"),
+    }
+}
+
+fn parse_range(value: &str, len: u64) -> Option<(u64, u64)> {
+    let spec = value.strip_prefix("bytes=")?;
+    let (a, b) = spec.split_once('-')?;
+    let start: u64 = a.trim().parse().ok()?;
+    let end: u64 = if b.trim().is_empty() {
+        len.checked_sub(1)?
+    } else {
+        b.trim().parse::<u64>().ok()?.min(len.checked_sub(1)?)
+    };
+    (start <= end && start < len).then_some((start, end))
+}
+
+fn cdn_handler(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+    lock(&shared.stats).cdn_requests += 1;
+    let path = req.uri().path();
+    let Some(name) = path.strip_prefix("/packages/") else {
+        return text(404, "not found\n");
+    };
+    let name = name.to_string();
+    let Some(mut data) = find_file(&shared, &name) else {
+        return text(404, "no such file\n");
+    };
+    let faults = {
+        let mut f = lock(&shared.faults);
+        let snapshot = f.clone();
+        if f.cuts > 0 {
+            f.cuts -= 1;
+        }
+        snapshot
+    };
+    if faults.truncate {
+        data = data.slice(..data.len() / 2);
+    }
+    if faults.tamper && !data.is_empty() {
+        let mut v = data.to_vec();
+        let mid = v.len() / 2;
+        v[mid] ^= 0x20;
+        data = Bytes::from(v);
+    }
+    let len = data.len() as u64;
+    let mut status = hyper::StatusCode::OK;
+    let mut content_range = None;
+    if let Some(range) = req.headers().get(hyper::header::RANGE).and_then(|v| v.to_str().ok()) {
+        match parse_range(range, len) {
+            Some((start, end)) => {
+                status = hyper::StatusCode::PARTIAL_CONTENT;
+                content_range = Some(format!("bytes {start}-{end}/{len}"));
+                data = data.slice(start as usize..=end as usize);
+            }
+            None => {
+                let mut r = text(416, "range not satisfiable\n");
+                if let Ok(v) = format!("bytes */{len}").parse() {
+                    r.headers_mut().insert(hyper::header::CONTENT_RANGE, v);
+                }
+                return r;
+            }
+        }
+    }
+    let body_len = data.len();
+    let head_only = req.method() == Method::HEAD;
+    let cut = if faults.cuts > 0 { faults.cut_after } else { None };
+    let body: Body = if head_only {
+        full(Bytes::new())
+    } else {
+        let chunk = 256 * 1024usize;
+        let stats_shared = shared.clone();
+        let name2 = name.clone();
+        let stream = futures_util::stream::unfold(0usize, move |pos| {
+            let data = data.clone();
+            let shared = stats_shared.clone();
+            let name = name2.clone();
+            let faults = faults.clone();
+            async move {
+                if pos >= data.len() {
+                    return None;
+                }
+                if faults.stall {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+                let mut end = (pos + chunk).min(data.len());
+                if let Some(limit) = cut {
+                    let limit = limit as usize;
+                    if pos >= limit {
+                        return Some((
+                            Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated cut")),
+                            usize::MAX,
+                        ));
+                    }
+                    end = end.min(limit);
+                }
+                if let Some(rate) = faults.rate_bps {
+                    let secs = (end - pos) as f64 / rate.max(1) as f64;
+                    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+                }
+                *lock(&shared.stats).cdn_bytes.entry(name).or_default() += (end - pos) as u64;
+                Some((Ok(Frame::data(data.slice(pos..end))), end))
+            }
+        });
+        BodyExt::boxed(StreamBody::new(stream.fuse()))
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(hyper::header::ACCEPT_RANGES, hyper::header::HeaderValue::from_static("bytes"));
+    if let Ok(v) = body_len.to_string().parse() {
+        h.insert(hyper::header::CONTENT_LENGTH, v);
+    }
+    if let Some(cr) = content_range.and_then(|c| c.parse().ok()) {
+        h.insert(hyper::header::CONTENT_RANGE, cr);
+    }
+    r
+}
+
+fn query_param(req: &Request<Incoming>, key: &str) -> Option<String> {
+    req.uri().query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then(|| v.to_string())
+    })
+}
+
+async fn admin_handler(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    match (req.method().clone(), path.as_str()) {
+        (Method::POST, "/admin/publish/dv") | (Method::POST, "/admin/publish/tos") => {
+            let default = if path.ends_with("dv") { "8M" } else { "16M" };
+            let size = match content::parse_size(&query_param(&req, "size").unwrap_or_else(|| default.into())) {
+                Ok(s) => s,
+                Err(e) => return text(400, e),
+            };
+            let s = shared.clone();
+            let dv = path.ends_with("dv");
+            let made = tokio::task::spawn_blocking(move || {
+                if dv {
+                    vec![publish_dv(&s, size)]
+                } else {
+                    publish_tos(&s, size)
+                }
+            })
+            .await;
+            match made {
+                Ok(entries) => json(&entries),
+                Err(e) => text(500, format!("publishing failed: {e}")),
+            }
+        }
+        (Method::GET, "/admin/faults") => json(&*lock(&shared.faults)),
+        (Method::PUT, "/admin/faults") => {
+            let body = match http::read_body(req, 64 * 1024).await {
+                Ok(b) => b,
+                Err(e) => return text(400, e),
+            };
+            match serde_json::from_slice::<Faults>(&body) {
+                Ok(f) => {
+                    tracing::info!(?f, "faults set");
+                    *lock(&shared.faults) = f;
+                    text(200, "ok\n")
+                }
+                Err(e) => text(400, format!("bad faults: {e}\n")),
+            }
+        }
+        (Method::GET, "/admin/stats") => json(&*lock(&shared.stats)),
+        (Method::GET, "/admin/info") => json(&*lock(&shared.info)),
+        _ => text(404, "not found\n"),
+    }
+}
