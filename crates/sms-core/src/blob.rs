@@ -196,8 +196,21 @@ impl BlobStore {
     /// into the store. On a mismatch the partial file is removed, so a bad
     /// download is never retried from a poisoned prefix.
     pub fn commit_partial(&self, digest: &Digest, expected_len: u64) -> Result<PathBuf, BlobError> {
+        let (len, actual) = hash_file(&self.partial_path(digest))?;
+        self.commit_measured(digest, expected_len, len, actual)
+    }
+
+    /// Like [`BlobStore::commit_partial`], for a caller that hashed the
+    /// partial file while writing it (`len`, `actual`), which saves reading
+    /// a large file twice.
+    pub fn commit_measured(
+        &self,
+        digest: &Digest,
+        expected_len: u64,
+        len: u64,
+        actual: Digest,
+    ) -> Result<PathBuf, BlobError> {
         let part = self.partial_path(digest);
-        let (len, actual) = hash_file(&part)?;
         if len != expected_len {
             self.discard_partial(digest)?;
             return Err(BlobError::LengthMismatch {

@@ -49,6 +49,9 @@ pub struct UpdaterStatus {
     pub downloads: Vec<DownloadProgress>,
     /// Package activations still to be confirmed to the update centre.
     pub pending_confirmations: usize,
+    /// Operations (checks, refreshes, downloads, activations) finished since
+    /// start, successful or not: lets a caller wait for the one it started.
+    pub completed_operations: u64,
 }
 
 /// A package the appliance holds, as returned by `List()`.

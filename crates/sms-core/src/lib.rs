@@ -13,6 +13,7 @@ pub mod bus;
 pub mod config;
 pub mod logging;
 pub mod metadata;
+pub mod notify;
 pub mod package;
 pub mod store;
 pub mod tls;

@@ -48,10 +48,18 @@ pub fn answer(zone: &Zone, packet: &[u8]) -> Option<Vec<u8>> {
         match zone.resolve(&name) {
             None => code = ResponseCode::NXDomain,
             Some(IpAddr::V4(v4)) if q.query_type() == RecordType::A => {
-                resp.add_answer(Record::from_rdata(q.name().clone(), 60, RData::A(rdata::A(v4))));
+                resp.add_answer(Record::from_rdata(
+                    q.name().clone(),
+                    60,
+                    RData::A(rdata::A(v4)),
+                ));
             }
             Some(IpAddr::V6(v6)) if q.query_type() == RecordType::AAAA => {
-                resp.add_answer(Record::from_rdata(q.name().clone(), 60, RData::AAAA(rdata::AAAA(v6))));
+                resp.add_answer(Record::from_rdata(
+                    q.name().clone(),
+                    60,
+                    RData::AAAA(rdata::AAAA(v6)),
+                ));
             }
             Some(_) => {}
         }
@@ -63,20 +71,28 @@ pub fn answer(zone: &Zone, packet: &[u8]) -> Option<Vec<u8>> {
 impl DnsServer {
     /// Starts serving `zone` on `bind`.
     pub async fn start(bind: SocketAddr, zone: Zone) -> Result<DnsServer> {
-        let sock = UdpSocket::bind(bind).await.with_context(|| format!("binding DNS server to {bind}"))?;
+        let sock = UdpSocket::bind(bind)
+            .await
+            .with_context(|| format!("binding DNS server to {bind}"))?;
         let addr = sock.local_addr()?;
         let queries = Arc::new(AtomicU64::new(0));
         let counter = queries.clone();
         let task = tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             loop {
-                let Ok((n, peer)) = sock.recv_from(&mut buf).await else { continue };
+                let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
+                    continue;
+                };
                 counter.fetch_add(1, Ordering::Relaxed);
                 if let Some(out) = answer(&zone, &buf[..n]) {
                     let _ = sock.send_to(&out, peer).await;
                 }
             }
         });
-        Ok(DnsServer { addr, queries, task })
+        Ok(DnsServer {
+            addr,
+            queries,
+            task,
+        })
     }
 }

@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "sms-sim", about = "Simulators of the world around the SMS appliance")]
+#[command(
+    name = "sms-sim",
+    about = "Simulators of the world around the SMS appliance"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -83,7 +86,10 @@ async fn admin_request(admin: &str, method: &str, path: &str) -> Result<String> 
     s.read_to_string(&mut out).await?;
     let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
     if !head.starts_with("HTTP/1.1 200") {
-        bail!("simulator answered: {}", head.lines().next().unwrap_or_default());
+        bail!(
+            "simulator answered: {}",
+            head.lines().next().unwrap_or_default()
+        );
     }
     Ok(body.to_string())
 }
@@ -153,10 +159,16 @@ async fn main() -> Result<()> {
             }
             Ok(())
         }
-        Command::Publish { admin, channel, size } => {
-            let channel: sms_core::package::Channel = channel.parse().map_err(anyhow::Error::msg)?;
+        Command::Publish {
+            admin,
+            channel,
+            size,
+        } => {
+            let channel: sms_core::package::Channel =
+                channel.parse().map_err(anyhow::Error::msg)?;
             let query = size.map(|s| format!("?size={s}")).unwrap_or_default();
-            let body = admin_request(&admin, "POST", &format!("/admin/publish/{channel}{query}")).await?;
+            let body =
+                admin_request(&admin, "POST", &format!("/admin/publish/{channel}{query}")).await?;
             println!("{body}");
             Ok(())
         }

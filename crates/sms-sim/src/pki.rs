@@ -38,15 +38,19 @@ impl TestCa {
     /// Issues a server certificate for DNS names and IP addresses.
     pub fn issue(&self, names: &[&str], ips: &[IpAddr]) -> Result<IssuedCert> {
         let key = KeyPair::generate().context("generating server key")?;
-        let mut params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .context("certificate names")?;
+        let mut params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .context("certificate names")?;
         for ip in ips {
             params.subject_alt_names.push(SanType::IpAddress(*ip));
         }
-        params
-            .distinguished_name
-            .push(DnType::CommonName, names.first().copied().unwrap_or("server"));
-        let cert = params.signed_by(&key, &self.cert, &self.key).context("signing server certificate")?;
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().copied().unwrap_or("server"),
+        );
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .context("signing server certificate")?;
         Ok(IssuedCert {
             chain_pem: format!("{}{}", cert.pem(), self.cert.pem()),
             key_pem: key.serialize_pem(),

@@ -41,17 +41,28 @@ impl Drop for Proxy {
 impl Proxy {
     /// Starts a proxy on `bind`; with `credentials` (user, password) it
     /// demands Basic authentication.
-    pub async fn start(bind: SocketAddr, zone: Zone, credentials: Option<(String, String)>) -> Result<Proxy> {
-        let listener = TcpListener::bind(bind).await.with_context(|| format!("binding proxy to {bind}"))?;
+    pub async fn start(
+        bind: SocketAddr,
+        zone: Zone,
+        credentials: Option<(String, String)>,
+    ) -> Result<Proxy> {
+        let listener = TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("binding proxy to {bind}"))?;
         let addr = listener.local_addr()?;
         let control = Arc::new(ProxyControl::default());
         let expected = credentials.map(|(u, p)| {
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}")))
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
         });
         let ctl = control.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let zone = zone.clone();
                 let ctl = ctl.clone();
                 let expected = expected.clone();
@@ -60,11 +71,20 @@ impl Proxy {
                 });
             }
         });
-        Ok(Proxy { addr, control, task })
+        Ok(Proxy {
+            addr,
+            control,
+            task,
+        })
     }
 }
 
-async fn handle(mut client: TcpStream, zone: Zone, ctl: Arc<ProxyControl>, expected: Option<String>) -> Result<()> {
+async fn handle(
+    mut client: TcpStream,
+    zone: Zone,
+    ctl: Arc<ProxyControl>,
+    expected: Option<String>,
+) -> Result<()> {
     let mut buf = Vec::with_capacity(4096);
     let head_end = loop {
         let mut chunk = [0u8; 4096];
@@ -77,7 +97,9 @@ async fn handle(mut client: TcpStream, zone: Zone, ctl: Arc<ProxyControl>, expec
             break pos + 4;
         }
         if buf.len() > 64 * 1024 {
-            client.write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\n\r\n").await?;
+            client
+                .write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\n\r\n")
+                .await?;
             return Ok(());
         }
     };
@@ -86,10 +108,16 @@ async fn handle(mut client: TcpStream, zone: Zone, ctl: Arc<ProxyControl>, expec
     let mut lines = head.split("\r\n");
     let request_line = lines.next().unwrap_or_default();
     let mut parts = request_line.split(' ');
-    let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (method, target) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
     let headers: Vec<(String, String)> = lines
         .filter(|l| !l.is_empty())
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
         .collect();
     if ctl.refuse.load(Ordering::Relaxed) {
         client
@@ -112,11 +140,15 @@ async fn handle(mut client: TcpStream, zone: Zone, ctl: Arc<ProxyControl>, expec
     }
     if method.eq_ignore_ascii_case("CONNECT") {
         let Some(mut upstream) = connect(&zone, target).await else {
-            client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n").await?;
+            client
+                .write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+                .await?;
             return Ok(());
         };
         ctl.tunnels.fetch_add(1, Ordering::Relaxed);
-        client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await?;
+        client
+            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            .await?;
         if !rest.is_empty() {
             upstream.write_all(&rest).await?;
         }
@@ -125,7 +157,9 @@ async fn handle(mut client: TcpStream, zone: Zone, ctl: Arc<ProxyControl>, expec
     }
     // Absolute-form: http://host[:port]/path
     let Some(after) = target.strip_prefix("http://") else {
-        client.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await?;
+        client
+            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            .await?;
         return Ok(());
     };
     let (authority, path) = match after.find('/') {
@@ -138,7 +172,9 @@ async fn handle(mut client: TcpStream, zone: Zone, ctl: Arc<ProxyControl>, expec
         format!("{authority}:80")
     };
     let Some(mut upstream) = connect(&zone, &authority_with_port).await else {
-        client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n").await?;
+        client
+            .write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+            .await?;
         return Ok(());
     };
     ctl.forwards.fetch_add(1, Ordering::Relaxed);

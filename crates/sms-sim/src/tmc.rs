@@ -245,15 +245,20 @@ impl TmcSim {
     /// Starts every server and writes `ca.pem`, `trust-root.json` and
     /// `sim.json` into the configured directory.
     pub async fn start(cfg: TmcSimConfig) -> Result<TmcSim> {
-        std::fs::create_dir_all(&cfg.dir).with_context(|| format!("creating {}", cfg.dir.display()))?;
+        std::fs::create_dir_all(&cfg.dir)
+            .with_context(|| format!("creating {}", cfg.dir.display()))?;
         let ca = TestCa::generate("SMS simulated update centre CA")?;
         let cert = ca.issue(&[&cfg.tmc_host, "localhost"], &[cfg.bind])?;
         let tls = Arc::new(
-            sms_core::tls::server_config_from_pem(cert.chain_pem.as_bytes(), cert.key_pem.as_bytes())
-                .context("TMC TLS configuration")?,
+            sms_core::tls::server_config_from_pem(
+                cert.chain_pem.as_bytes(),
+                cert.key_pem.as_bytes(),
+            )
+            .context("TMC TLS configuration")?,
         );
         let ca_file = cfg.dir.join("ca.pem");
-        std::fs::write(&ca_file, ca.cert_pem()).with_context(|| format!("writing {}", ca_file.display()))?;
+        std::fs::write(&ca_file, ca.cert_pem())
+            .with_context(|| format!("writing {}", ca_file.display()))?;
         let signer = CatalogSigner::generate(1);
         let trust = TrustRoot::new(&signer.verifying_keys(), 1)?;
         let trust_root_file = cfg.dir.join("trust-root.json");
@@ -265,16 +270,28 @@ impl TmcSim {
         zone.insert(&cfg.cdn_host, cfg.bind);
 
         let bind = |port| SocketAddr::new(cfg.bind, port);
-        let tmc_l = TcpListener::bind(bind(cfg.tmc_port)).await.context("binding TMC port")?;
-        let legacy_l = TcpListener::bind(bind(cfg.legacy_port)).await.context("binding TMC legacy port")?;
-        let cdn_l = TcpListener::bind(bind(cfg.cdn_port)).await.context("binding CDN port")?;
+        let tmc_l = TcpListener::bind(bind(cfg.tmc_port))
+            .await
+            .context("binding TMC port")?;
+        let legacy_l = TcpListener::bind(bind(cfg.legacy_port))
+            .await
+            .context("binding TMC legacy port")?;
+        let cdn_l = TcpListener::bind(bind(cfg.cdn_port))
+            .await
+            .context("binding CDN port")?;
         let dns = DnsServer::start(bind(cfg.dns_port), zone.clone()).await?;
         let proxy = match cfg.proxy_port {
-            Some(p) => Some(Proxy::start(bind(p), zone.clone(), cfg.proxy_credentials.clone()).await?),
+            Some(p) => {
+                Some(Proxy::start(bind(p), zone.clone(), cfg.proxy_credentials.clone()).await?)
+            }
             None => None,
         };
         let admin_l = match cfg.admin_port {
-            Some(p) => Some(TcpListener::bind(bind(p)).await.context("binding admin port")?),
+            Some(p) => Some(
+                TcpListener::bind(bind(p))
+                    .await
+                    .context("binding admin port")?,
+            ),
             None => None,
         };
 
@@ -310,10 +327,14 @@ impl TmcSim {
         let mut tasks = Vec::new();
         for (listener, legacy) in [(tmc_l, false), (legacy_l, true)] {
             let s = shared.clone();
-            tasks.push(tokio::spawn(http::serve(listener, Some(tls.clone()), move |req, _| {
-                let s = s.clone();
-                async move { tmc_handler(s, req, legacy).await }
-            })));
+            tasks.push(tokio::spawn(http::serve(
+                listener,
+                Some(tls.clone()),
+                move |req, _| {
+                    let s = s.clone();
+                    async move { tmc_handler(s, req, legacy).await }
+                },
+            )));
         }
         let s = shared.clone();
         tasks.push(tokio::spawn(http::serve(cdn_l, None, move |req, _| {
@@ -398,7 +419,9 @@ fn publish_dv(shared: &Shared, size: usize) -> PackageEntry {
     };
     let mut st = lock(&shared.state);
     st.next_dv += 1;
-    let version: Version = format!("4.0.0.{}", 9000 + st.next_dv).parse().unwrap_or_else(|_| unreachable!());
+    let version: Version = format!("4.0.0.{}", 9000 + st.next_dv)
+        .parse()
+        .unwrap_or_else(|_| unreachable!());
     let entry = PackageEntry {
         channel: Channel::Dv,
         version: version.clone(),
@@ -423,7 +446,9 @@ fn publish_tos(shared: &Shared, size: usize) -> Vec<PackageEntry> {
     let version: Version = {
         let mut st = lock(&shared.state);
         st.next_tos += 1;
-        format!("5.5.{}", st.next_tos).parse().unwrap_or_else(|_| unreachable!())
+        format!("5.5.{}", st.next_tos)
+            .parse()
+            .unwrap_or_else(|_| unreachable!())
     };
     let mut made = Vec::new();
     for family in Family::ALL {
@@ -473,7 +498,11 @@ fn catalog_bytes(shared: &Shared, channel: Channel) -> Option<Bytes> {
         if faults.expired {
             catalog.expires = now_unix() - 3600;
         }
-        let signer = if faults.wrong_key { &shared.rogue } else { &shared.signer };
+        let signer = if faults.wrong_key {
+            &shared.rogue
+        } else {
+            &shared.signer
+        };
         let env = signer.sign_catalog(&catalog);
         return Some(Bytes::from(serde_json::to_vec(&env).unwrap_or_default()));
     }
@@ -543,7 +572,10 @@ async fn tmc_handler(shared: Arc<Shared>, req: Request<Incoming>, legacy: bool) 
                 .cdn_host
                 .clone()
                 .unwrap_or_else(|| shared.cfg.cdn_host.clone());
-            let port = lock(&shared.info).as_ref().map(|i| i.cdn_port).unwrap_or(80);
+            let port = lock(&shared.info)
+                .as_ref()
+                .map(|i| i.cdn_port)
+                .unwrap_or(80);
             json(&serde_json::json!({ "url": format!("http://{host}:{port}/packages/{file}") }))
         }
         (Method::POST, "/api/v1/confirm") => {
@@ -608,7 +640,11 @@ fn cdn_handler(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let len = data.len() as u64;
     let mut status = hyper::StatusCode::OK;
     let mut content_range = None;
-    if let Some(range) = req.headers().get(hyper::header::RANGE).and_then(|v| v.to_str().ok()) {
+    if let Some(range) = req
+        .headers()
+        .get(hyper::header::RANGE)
+        .and_then(|v| v.to_str().ok())
+    {
         match parse_range(range, len) {
             Some((start, end)) => {
                 status = hyper::StatusCode::PARTIAL_CONTENT;
@@ -626,7 +662,11 @@ fn cdn_handler(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     }
     let body_len = data.len();
     let head_only = req.method() == Method::HEAD;
-    let cut = if faults.cuts > 0 { faults.cut_after } else { None };
+    let cut = if faults.cuts > 0 {
+        faults.cut_after
+    } else {
+        None
+    };
     let body: Body = if head_only {
         full(Bytes::new())
     } else {
@@ -650,7 +690,10 @@ fn cdn_handler(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                     let limit = limit as usize;
                     if pos >= limit {
                         return Some((
-                            Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated cut")),
+                            Err(std::io::Error::new(
+                                std::io::ErrorKind::ConnectionReset,
+                                "simulated cut",
+                            )),
                             usize::MAX,
                         ));
                     }
@@ -673,7 +716,10 @@ fn cdn_handler(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/octet-stream"),
     );
-    h.insert(hyper::header::ACCEPT_RANGES, hyper::header::HeaderValue::from_static("bytes"));
+    h.insert(
+        hyper::header::ACCEPT_RANGES,
+        hyper::header::HeaderValue::from_static("bytes"),
+    );
     if let Ok(v) = body_len.to_string().parse() {
         h.insert(hyper::header::CONTENT_LENGTH, v);
     }
@@ -695,7 +741,9 @@ async fn admin_handler(shared: Arc<Shared>, req: Request<Incoming>) -> Response<
     match (req.method().clone(), path.as_str()) {
         (Method::POST, "/admin/publish/dv") | (Method::POST, "/admin/publish/tos") => {
             let default = if path.ends_with("dv") { "8M" } else { "16M" };
-            let size = match content::parse_size(&query_param(&req, "size").unwrap_or_else(|| default.into())) {
+            let size = match content::parse_size(
+                &query_param(&req, "size").unwrap_or_else(|| default.into()),
+            ) {
                 Ok(s) => s,
                 Err(e) => return text(400, e),
             };

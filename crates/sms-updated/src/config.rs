@@ -1,0 +1,235 @@
+//! Configuration of sms-updated (`/etc/sms/updated.toml`).
+//!
+//! Every key has a default; the file shipped in the image spells them all
+//! out. Durations are whole seconds unless the key ends in `_ms`.
+
+use serde::{Deserialize, Serialize};
+use sms_core::config::{millis, seconds};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpdaterConfig {
+    /// The update centre.
+    pub tmc: TmcConfig,
+    /// Name servers (manually configured; no DHCP, no /etc/resolv.conf).
+    pub dns: DnsConfig,
+    /// Optional HTTP proxy for all update traffic.
+    pub proxy: ProxyConfig,
+    /// Digital Vaccine schedule.
+    pub dv: DvConfig,
+    /// How many versions to keep.
+    pub retention: RetentionConfig,
+    /// Transfer behaviour.
+    pub download: DownloadConfig,
+    /// Where state lives.
+    pub paths: PathsConfig,
+}
+
+/// `[tmc]`: the update centre.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TmcConfig {
+    /// Host name of the update centre.
+    pub host: String,
+    /// HTTPS port: 443 (default) or 4043 (legacy).
+    pub port: u16,
+    /// PEM file of the CA certificates that may sign the update centre's
+    /// TLS certificate.
+    pub ca_file: PathBuf,
+    /// JSON trust root of the catalog signing keys.
+    pub trust_root: PathBuf,
+    /// Identity of this appliance, sent with download confirmations.
+    pub appliance_id: String,
+    /// Time limit of one request to the update centre, seconds.
+    #[serde(with = "seconds")]
+    pub request_timeout: Duration,
+}
+
+impl Default for TmcConfig {
+    fn default() -> Self {
+        TmcConfig {
+            host: "tmc.tippingpoint.com".into(),
+            port: 443,
+            ca_file: "/etc/sms/tmc-ca.pem".into(),
+            trust_root: "/etc/sms/trust-root.json".into(),
+            appliance_id: "sms".into(),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[dns]`: resolver settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Name servers as `address:port` (UDP, then TCP on truncation).
+    pub servers: Vec<SocketAddr>,
+    /// Time limit of one query, milliseconds.
+    #[serde(with = "millis")]
+    pub timeout_ms: Duration,
+    /// Attempts per query.
+    pub attempts: usize,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            servers: Vec::new(),
+            timeout_ms: Duration::from_millis(2000),
+            attempts: 2,
+        }
+    }
+}
+
+/// `[proxy]`: optional HTTP proxy.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// `http://host:port` of the proxy; empty for none.
+    pub url: String,
+    /// User for Basic authentication; empty for none.
+    pub username: String,
+    /// Password for Basic authentication.
+    pub password: String,
+}
+
+/// `[dv]`: the automatic Digital Vaccine cycle.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DvConfig {
+    /// Whether the automatic check runs at all.
+    pub auto_check: bool,
+    /// Seconds between automatic checks.
+    #[serde(with = "seconds")]
+    pub check_interval: Duration,
+    /// Seconds after start-up before the first check.
+    #[serde(with = "seconds")]
+    pub initial_delay: Duration,
+    /// Whether a newly downloaded DV becomes active by itself.
+    pub auto_activate: bool,
+}
+
+impl Default for DvConfig {
+    fn default() -> Self {
+        DvConfig {
+            auto_check: true,
+            check_interval: Duration::from_secs(1800),
+            initial_delay: Duration::from_secs(10),
+            auto_activate: true,
+        }
+    }
+}
+
+/// `[retention]`: how many versions stay on the appliance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Versions kept per channel (the active one is always kept).
+    pub keep_versions: usize,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { keep_versions: 10 }
+    }
+}
+
+/// `[download]`: transfer behaviour.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DownloadConfig {
+    /// Attempts per file before the operation fails.
+    pub attempts: u32,
+    /// First retry delay, milliseconds (doubles each time, with jitter).
+    #[serde(with = "millis")]
+    pub backoff_initial_ms: Duration,
+    /// Cap of the retry delay, milliseconds.
+    #[serde(with = "millis")]
+    pub backoff_max_ms: Duration,
+    /// Seconds without a byte before a transfer counts as stalled.
+    #[serde(with = "seconds")]
+    pub stall_timeout: Duration,
+    /// Bytes that must stay free on the blob store's file system.
+    pub reserve_bytes: u64,
+}
+
+impl Default for DownloadConfig {
+    fn default() -> Self {
+        DownloadConfig {
+            attempts: 5,
+            backoff_initial_ms: Duration::from_millis(1000),
+            backoff_max_ms: Duration::from_millis(60_000),
+            stall_timeout: Duration::from_secs(30),
+            reserve_bytes: 16 << 20,
+        }
+    }
+}
+
+/// `[paths]`: state locations.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PathsConfig {
+    /// The daemon's own store (sled).
+    pub state_dir: PathBuf,
+    /// The shared blob store.
+    pub blob_dir: PathBuf,
+}
+
+impl Default for PathsConfig {
+    fn default() -> Self {
+        PathsConfig {
+            state_dir: "/var/lib/sms/updated".into(),
+            blob_dir: "/var/lib/sms/blobs".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn shipped_default_file_matches_the_defaults() {
+        let text = include_str!("../../../rootfs-overlay/etc/sms/updated.toml");
+        let parsed: UpdaterConfig =
+            sms_core::config::parse(Path::new("updated.toml"), text).unwrap();
+        let defaults = UpdaterConfig::default();
+        assert_eq!(parsed.dv.check_interval, defaults.dv.check_interval);
+        assert_eq!(parsed.retention.keep_versions, 10);
+        assert_eq!(parsed.tmc.port, 443);
+        assert_eq!(
+            toml::to_string(&parsed).unwrap(),
+            toml::to_string(&UpdaterConfig {
+                dns: parsed.dns.clone(),
+                ..defaults
+            })
+            .unwrap()
+        );
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let parsed: UpdaterConfig = sms_core::config::parse(Path::new("x"), "").unwrap();
+        assert_eq!(parsed.dv.check_interval, Duration::from_secs(1800));
+        assert!(parsed.dv.auto_activate);
+    }
+
+    #[test]
+    fn wrong_value_names_the_key() {
+        let err = sms_core::config::parse::<UpdaterConfig>(
+            Path::new("u.toml"),
+            "[dv]\ncheck_interval = \"soon\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("u.toml:2") && err.contains("dv.check_interval"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,469 @@
+//! Verified, resumable downloads into the blob store.
+//!
+//! A file is fetched into `<blobs>/tmp/<digest>.part`. An interrupted
+//! transfer resumes with an HTTP Range request from the bytes already there;
+//! retries back off exponentially with jitter. A writer thread hashes while
+//! it writes, so the digest is known the moment the last byte lands, and the
+//! file enters the store only if its length and SHA-256 match the signed
+//! catalog entry. Errors that make the partial file worthless (wrong digest,
+//! truncated or over-long content, full disk) remove it.
+
+use crate::config::DownloadConfig;
+use crate::net::{Net, NetError};
+use crate::url::Url;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::Method;
+use sha2::{Digest as _, Sha256};
+use sms_core::blob::{BlobError, BlobStore, Digest};
+use sms_core::bus::DownloadProgress;
+use sms_core::package::PackageEntry;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Why a download failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// Network failure (after all attempts).
+    #[error("{0}")]
+    Net(#[from] NetError),
+    /// The server answered with an error status.
+    #[error("CDN answered {status} for {url}")]
+    Status {
+        /// URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+    },
+    /// No byte arrived for too long.
+    #[error("transfer stalled: no data for {secs} s from {url}")]
+    Stalled {
+        /// URL.
+        url: String,
+        /// Stall limit.
+        secs: u64,
+    },
+    /// The server's copy is shorter than the signed length.
+    #[error("truncated download: the server sent {got} of {expected} bytes and no more")]
+    Truncated {
+        /// Bytes received in all.
+        got: u64,
+        /// Signed length.
+        expected: u64,
+    },
+    /// The server sent more than the signed length.
+    #[error("download longer than the signed length of {expected} bytes")]
+    TooLong {
+        /// Signed length.
+        expected: u64,
+    },
+    /// The content does not match the signed digest or length.
+    #[error("verification failed, package refused: {0}")]
+    Verify(BlobError),
+    /// Not enough disk space.
+    #[error("disk full: {needed} bytes needed on {path}, {available} available")]
+    DiskFull {
+        /// File system.
+        path: String,
+        /// Bytes needed (including the reserve).
+        needed: u64,
+        /// Bytes available.
+        available: u64,
+    },
+    /// Local storage failed.
+    #[error("storage error: {0}")]
+    Storage(BlobError),
+}
+
+impl DownloadError {
+    fn retryable(&self) -> bool {
+        match self {
+            DownloadError::Net(NetError::Config(_))
+            | DownloadError::Net(NetError::NoDnsServers { .. }) => false,
+            DownloadError::Net(_) | DownloadError::Stalled { .. } => true,
+            DownloadError::Status { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+
+    fn poisons_partial(&self) -> bool {
+        matches!(
+            self,
+            DownloadError::Truncated { .. }
+                | DownloadError::TooLong { .. }
+                | DownloadError::Verify(_)
+                | DownloadError::DiskFull { .. }
+                | DownloadError::Storage(_)
+        )
+    }
+
+    fn from_blob(e: BlobError, path: &Path, needed: u64) -> DownloadError {
+        if e.is_disk_full() {
+            DownloadError::DiskFull {
+                path: path.display().to_string(),
+                needed,
+                available: free_bytes(path).unwrap_or(0),
+            }
+        } else {
+            match e {
+                BlobError::LengthMismatch { .. } | BlobError::DigestMismatch { .. } => {
+                    DownloadError::Verify(e)
+                }
+                other => DownloadError::Storage(other),
+            }
+        }
+    }
+}
+
+/// Bytes available to unprivileged writers on the file system of `path`.
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    let st = nix::sys::statvfs::statvfs(path).ok()?;
+    Some(st.blocks_available() as u64 * st.fragment_size() as u64)
+}
+
+/// Capped exponential backoff with jitter (50–100 % of the step).
+pub fn backoff(cfg: &DownloadConfig, attempt: u32) -> Duration {
+    let base = cfg.backoff_initial_ms.as_millis() as u64;
+    let step = base.saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
+    let capped = step.min(cfg.backoff_max_ms.as_millis() as u64).max(1);
+    let jitter = rand::random::<f64>() * 0.5 + 0.5;
+    Duration::from_millis((capped as f64 * jitter) as u64)
+}
+
+/// Tracks the rate and logs progress every few seconds.
+struct Progress<'a> {
+    key: String,
+    total: u64,
+    bytes: u64,
+    started_at: u64,
+    started: Instant,
+    last_log: Instant,
+    report: &'a (dyn Fn(DownloadProgress) + Send + Sync),
+}
+
+impl Progress<'_> {
+    fn snapshot(&self) -> DownloadProgress {
+        let secs = self.started.elapsed().as_secs_f64();
+        let rate = if secs > 0.05 {
+            ((self.bytes - self.started_at) as f64 / secs) as u64
+        } else {
+            0
+        };
+        DownloadProgress {
+            key: self.key.clone(),
+            bytes: self.bytes,
+            total: self.total,
+            rate_bps: rate,
+            eta_secs: (rate > 0).then(|| (self.total.saturating_sub(self.bytes)) / rate),
+        }
+    }
+
+    fn advance(&mut self, n: u64) {
+        self.bytes += n;
+        if self.last_log.elapsed() >= Duration::from_millis(500) {
+            let snap = self.snapshot();
+            (self.report)(snap.clone());
+            if self.last_log.elapsed() >= Duration::from_secs(2)
+                || self.started.elapsed() < Duration::from_millis(600)
+            {
+                log_progress(&snap);
+            }
+            self.last_log = Instant::now();
+        }
+    }
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1u64 << 20) as f64
+}
+
+fn log_progress(p: &DownloadProgress) {
+    let pct = if p.total > 0 {
+        p.bytes * 100 / p.total
+    } else {
+        100
+    };
+    tracing::info!(
+        "downloading {}: {:.1}/{:.1} MiB ({pct}%), {:.1} MiB/s, ETA {}",
+        p.key,
+        mib(p.bytes),
+        mib(p.total),
+        mib(p.rate_bps),
+        p.eta_secs
+            .map(|s| format!("{s} s"))
+            .unwrap_or_else(|| "unknown".into())
+    );
+}
+
+/// What the writer thread reports when done.
+struct Written {
+    len: u64,
+    digest: Digest,
+}
+
+/// Writes chunks to the partial file on a blocking thread, hashing as it
+/// goes (after hashing the prefix already on disk when resuming).
+fn spawn_writer(
+    path: PathBuf,
+    resume_from: u64,
+    mut rx: tokio::sync::mpsc::Receiver<Bytes>,
+) -> tokio::task::JoinHandle<io::Result<Written>> {
+    tokio::task::spawn_blocking(move || {
+        let mut hasher = Sha256::new();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .open(&path)?;
+        let mut len = 0u64;
+        if resume_from > 0 {
+            let mut buf = vec![0u8; 1 << 20];
+            let mut left = resume_from;
+            while left > 0 {
+                let want = left.min(buf.len() as u64) as usize;
+                let n = file.read(&mut buf[..want])?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "partial file shrank",
+                    ));
+                }
+                hasher.update(&buf[..n]);
+                left -= n as u64;
+                len += n as u64;
+            }
+        }
+        file.set_len(resume_from)?;
+        let mut out = io::BufWriter::with_capacity(1 << 20, file);
+        while let Some(chunk) = rx.blocking_recv() {
+            hasher.update(&chunk);
+            out.write_all(&chunk)?;
+            len += chunk.len() as u64;
+        }
+        out.flush()?;
+        Ok(Written {
+            len,
+            digest: Digest(hasher.finalize().into()),
+        })
+    })
+}
+
+enum Attempt {
+    Complete(Written),
+}
+
+/// Downloads `entry` from `url` into the blob store and verifies it.
+/// Returns the stored file's path.
+pub async fn fetch_verified(
+    net: &Net,
+    url: &Url,
+    entry: &PackageEntry,
+    blobs: &BlobStore,
+    cfg: &DownloadConfig,
+    report: &(dyn Fn(DownloadProgress) + Send + Sync),
+) -> Result<PathBuf, DownloadError> {
+    if blobs.contains(&entry.sha256) {
+        return Ok(blobs.path(&entry.sha256));
+    }
+    let attempts = cfg.attempts.max(1);
+    let mut attempt = 0;
+    let written = loop {
+        attempt += 1;
+        match attempt_once(net, url, entry, blobs, cfg, report).await {
+            Ok(Attempt::Complete(w)) => break w,
+            Err(e) if e.retryable() && attempt < attempts => {
+                let delay = backoff(cfg, attempt);
+                tracing::warn!(
+                    "download of {} interrupted (attempt {attempt}/{attempts}): {e}; resuming in {:.1} s",
+                    entry.key(),
+                    delay.as_secs_f64()
+                );
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => {
+                if e.poisons_partial() {
+                    let _ = blobs.discard_partial(&entry.sha256);
+                }
+                return Err(e);
+            }
+        }
+    };
+    let blobs2 = blobs.clone();
+    let digest = entry.sha256;
+    let length = entry.length;
+    let committed = tokio::task::spawn_blocking(move || {
+        blobs2.commit_measured(&digest, length, written.len, written.digest)
+    })
+    .await
+    .map_err(|e| {
+        DownloadError::Storage(BlobError::Io {
+            path: blobs.root().to_path_buf(),
+            op: "verify",
+            source: io::Error::other(e.to_string()),
+        })
+    })?;
+    committed.map_err(|e| DownloadError::from_blob(e, blobs.root(), length))
+}
+
+async fn attempt_once(
+    net: &Net,
+    url: &Url,
+    entry: &PackageEntry,
+    blobs: &BlobStore,
+    cfg: &DownloadConfig,
+    report: &(dyn Fn(DownloadProgress) + Send + Sync),
+) -> Result<Attempt, DownloadError> {
+    let part = blobs.partial_path(&entry.sha256);
+    let mut have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    if have > entry.length {
+        let _ = blobs.discard_partial(&entry.sha256);
+        have = 0;
+    }
+    let needed = entry.length - have + cfg.reserve_bytes;
+    if let Some(available) = free_bytes(blobs.root()) {
+        if available < needed {
+            return Err(DownloadError::DiskFull {
+                path: blobs.root().display().to_string(),
+                needed,
+                available,
+            });
+        }
+    }
+    if have == entry.length {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        drop(tx);
+        let w = spawn_writer(part, have, rx)
+            .await
+            .map_err(|e| storage(blobs, e.to_string()))?;
+        return w
+            .map(Attempt::Complete)
+            .map_err(|e| DownloadError::from_blob(io_blob(blobs, e), blobs.root(), needed));
+    }
+    let headers: Vec<(&str, String)> = if have > 0 {
+        tracing::info!(
+            "resuming {} at byte {have} of {}",
+            entry.key(),
+            entry.length
+        );
+        vec![("range", format!("bytes={have}-"))]
+    } else {
+        Vec::new()
+    };
+    let resp = net
+        .request(
+            Method::GET,
+            url,
+            &headers,
+            Bytes::new(),
+            cfg.stall_timeout.max(Duration::from_secs(1)),
+        )
+        .await?;
+    let status = resp.status().as_u16();
+    let start = match status {
+        200 => 0,
+        206 => {
+            let cr = resp
+                .headers()
+                .get(hyper::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let start = cr
+                .strip_prefix("bytes ")
+                .and_then(|r| r.split('-').next())
+                .and_then(|s| s.parse::<u64>().ok());
+            if start != Some(have) {
+                return Err(DownloadError::Net(NetError::Http {
+                    url: url.to_string(),
+                    reason: format!("asked for bytes from {have}, got range {cr:?}"),
+                }));
+            }
+            have
+        }
+        416 => {
+            return Err(DownloadError::Truncated {
+                got: have,
+                expected: entry.length,
+            })
+        }
+        s => {
+            return Err(DownloadError::Status {
+                url: url.to_string(),
+                status: s,
+            })
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
+    let writer = spawn_writer(part, start, rx);
+    let mut progress = Progress {
+        key: entry.key(),
+        total: entry.length,
+        bytes: start,
+        started_at: start,
+        started: Instant::now(),
+        last_log: Instant::now() - Duration::from_secs(10),
+        report,
+    };
+    let mut body = resp.into_body();
+    let mut got = start;
+    let outcome: Result<(), DownloadError> = loop {
+        let frame = match tokio::time::timeout(cfg.stall_timeout, body.frame()).await {
+            Err(_) => {
+                break Err(DownloadError::Stalled {
+                    url: url.to_string(),
+                    secs: cfg.stall_timeout.as_secs(),
+                })
+            }
+            Ok(None) => break Ok(()),
+            Ok(Some(Err(e))) => {
+                break Err(DownloadError::Net(NetError::Http {
+                    url: url.to_string(),
+                    reason: format!("connection lost after {got} of {} bytes: {e}", entry.length),
+                }))
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        got += data.len() as u64;
+        if got > entry.length {
+            break Err(DownloadError::TooLong {
+                expected: entry.length,
+            });
+        }
+        let n = data.len() as u64;
+        if tx.send(data).await.is_err() {
+            // The writer stopped: its error is reported below.
+            break Ok(());
+        }
+        progress.advance(n);
+    };
+    drop(tx);
+    let written = writer.await.map_err(|e| storage(blobs, e.to_string()))?;
+    let written =
+        written.map_err(|e| DownloadError::from_blob(io_blob(blobs, e), blobs.root(), needed))?;
+    outcome?;
+    if written.len < entry.length {
+        return Err(DownloadError::Truncated {
+            got: written.len,
+            expected: entry.length,
+        });
+    }
+    let snap = progress.snapshot();
+    report(snap.clone());
+    log_progress(&snap);
+    Ok(Attempt::Complete(written))
+}
+
+fn io_blob(blobs: &BlobStore, e: io::Error) -> BlobError {
+    BlobError::Io {
+        path: blobs.root().join("tmp"),
+        op: "write partial download",
+        source: e,
+    }
+}
+
+fn storage(blobs: &BlobStore, msg: String) -> DownloadError {
+    DownloadError::Storage(io_blob(blobs, io::Error::other(msg)))
+}
