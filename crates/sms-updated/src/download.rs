@@ -282,7 +282,12 @@ pub async fn fetch_verified(
                 tokio::time::sleep(delay).await;
             }
             Err(e) => {
-                if e.poisons_partial() {
+                // A partial file is kept only when it can help a later
+                // resume: not when it is poisoned, not when it is empty.
+                let part_len = std::fs::metadata(blobs.partial_path(&entry.sha256))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                if e.poisons_partial() || part_len == 0 {
                     let _ = blobs.discard_partial(&entry.sha256);
                 }
                 return Err(e);
