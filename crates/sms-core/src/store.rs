@@ -13,6 +13,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use std::path::{Path, PathBuf};
 
+/// A key and its value, as returned by [`Store::scan`].
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 const OUTBOX_TREE: &str = "__outbox";
 const META_TREE: &str = "__meta";
 const SEQ_KEY: &[u8] = b"outbox_seq";
@@ -295,11 +298,7 @@ impl Store {
     }
 
     /// All entries of `tree` whose key starts with `prefix`, in key order.
-    pub fn scan(
-        &self,
-        tree: &str,
-        prefix: impl AsRef<[u8]>,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn scan(&self, tree: &str, prefix: impl AsRef<[u8]>) -> Result<Vec<KeyValue>, StoreError> {
         let t = self.tree(tree)?;
         t.scan_prefix(prefix)
             .map(|r| {

@@ -179,11 +179,7 @@ fn mib(b: u64) -> f64 {
 }
 
 fn log_progress(p: &DownloadProgress) {
-    let pct = if p.total > 0 {
-        p.bytes * 100 / p.total
-    } else {
-        100
-    };
+    let pct = (p.bytes * 100).checked_div(p.total).unwrap_or(100);
     tracing::info!(
         "downloading {}: {:.1}/{:.1} MiB ({pct}%), {:.1} MiB/s, ETA {}",
         p.key,
@@ -213,6 +209,7 @@ fn spawn_writer(
         let mut hasher = Sha256::new();
         let mut file = std::fs::OpenOptions::new()
             .create(true)
+            .truncate(false)
             .read(true)
             .write(true)
             .open(&path)?;

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build, the tests and `make run` need,
+# when they are missing. Idempotent: does nothing when all are present.
+set -euo pipefail
+
+# package:command-that-proves-it-is-installed
+needed=(
+  "dbus-daemon:dbus-daemon"   # real private bus for D-Bus tests and make run
+  "dbus-bin:dbus-send"        # to call the daemons by hand in make run
+  "curl:curl"                 # peer in tests and benchmarks
+  "mount:mount"               # tmpfs for the disk-full test
+  "python3:python3"           # config generation in make run
+)
+
+missing=()
+for item in "${needed[@]}"; do
+  pkg=${item%%:*}
+  cmd=${item#*:}
+  if ! command -v "$cmd" >/dev/null 2>&1 && ! dpkg -s "$pkg" >/dev/null 2>&1; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "installing missing packages: ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: need root to install ${missing[*]} (or install them yourself)" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "error: cargo not found; install the Rust toolchain (rustup) first" >&2
+  exit 1
+fi
