@@ -22,7 +22,8 @@ test: deps check
 	$(CARGO) test --workspace
 
 bench: deps
-	$(CARGO) run --release -p sms-bench --bin updated-download
+	$(CARGO) build --release -p sms-sim -p sms-bench
+	./target/release/updated-download
 
 clean:
 	$(CARGO) clean

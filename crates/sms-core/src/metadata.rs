@@ -500,6 +500,15 @@ mod tests {
         assert!(TrustRoot::new(&signer.verifying_keys(), 4).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_are_refused_without_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let signer = CatalogSigner::generate(1);
+            let trust = TrustRoot::new(&signer.verifying_keys(), 1).unwrap();
+            proptest::prop_assert!(verify_catalog(&data, &trust, Channel::Dv, 0, None).is_err());
+        }
+    }
+
     #[test]
     fn garbage_never_panics() {
         let signer = CatalogSigner::generate(1);

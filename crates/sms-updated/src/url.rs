@@ -110,6 +110,15 @@ mod tests {
         assert_eq!(u.to_string(), "http://[::1]:81/x");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics_and_round_trips(s in "(https?://)?[a-z0-9.:\\[\\]@/%#?-]{0,40}") {
+            if let Ok(u) = Url::parse(&s) {
+                proptest::prop_assert_eq!(Url::parse(&u.to_string()).unwrap(), u);
+            }
+        }
+    }
+
     #[test]
     fn refuses_the_rest() {
         for bad in [
