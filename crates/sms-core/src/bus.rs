@@ -89,3 +89,72 @@ pub struct AvailableVersion {
     /// Whether all its files are already on the appliance.
     pub downloaded: bool,
 }
+
+/// Well-known bus name of the NTP relay.
+pub const NTP_NAME: &str = "org.smsos.Ntp1";
+/// Object path of the NTP relay.
+pub const NTP_PATH: &str = "/org/smsos/Ntp1";
+/// Interface of the NTP relay.
+pub const NTP_INTERFACE: &str = "org.smsos.Ntp1";
+
+/// One upstream NTP source, as returned in [`NtpStatus`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NtpSourceStatus {
+    /// Address of the source.
+    pub address: String,
+    /// Reachability register (last 8 polls, newest in bit 0), as in ntpq.
+    pub reach: u8,
+    /// Samples in the clock filter.
+    pub samples: usize,
+    /// Offset of its best sample, seconds.
+    pub offset: Option<f64>,
+    /// Round-trip delay of its best sample, seconds.
+    pub delay: Option<f64>,
+    /// Jitter, seconds.
+    pub jitter: Option<f64>,
+    /// Its stratum.
+    pub stratum: Option<u8>,
+    /// Current poll interval, log2 seconds.
+    pub poll: u8,
+    /// `selected`, `candidate`, `falseticker`, `unreachable`, `denied` or `new`.
+    pub state: String,
+    /// Last problem seen, in words.
+    pub last_error: Option<String>,
+}
+
+/// The NTP relay's status, as returned by `Status()`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NtpStatus {
+    /// Whether the relay serves synchronised time.
+    pub synchronised: bool,
+    /// Leap indicator served (3: unsynchronised).
+    pub leap: u8,
+    /// Stratum served.
+    pub stratum: u8,
+    /// Reference (system peer address, `LOCL` or `INIT`).
+    pub reference: String,
+    /// Combined offset of the upstream sources from the system clock, seconds.
+    pub offset: f64,
+    /// Combined jitter, seconds.
+    pub jitter: f64,
+    /// Root delay served, seconds.
+    pub root_delay: f64,
+    /// Root dispersion served, seconds.
+    pub root_dispersion: f64,
+    /// `system` or `offset`.
+    pub clock_mode: String,
+    /// Addresses the server answers on.
+    pub listening: Vec<String>,
+    /// Upstream sources.
+    pub sources: Vec<NtpSourceStatus>,
+    /// Datagrams received.
+    pub received: u64,
+    /// Answers sent.
+    pub served: u64,
+    /// Malformed datagrams dropped.
+    pub malformed: u64,
+    /// Requests from outside the allow list dropped.
+    pub denied: u64,
+    /// Requests answered with KoD RATE.
+    pub rate_limited: u64,
+}

@@ -10,6 +10,7 @@
 pub mod content;
 pub mod dns;
 pub mod http;
+pub mod ntp;
 pub mod pki;
 pub mod proxy;
 pub mod tmc;

@@ -62,6 +62,24 @@ enum Command {
         #[arg(long)]
         cdn_rate: Option<String>,
     },
+    /// Runs upstream NTP servers, one per offset (e.g. `--offsets 3.25,3.25,3.25,-40`).
+    Ntp {
+        /// Loopback address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: IpAddr,
+        /// Offsets from the system clock, seconds, comma-separated.
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true, default_value = "0")]
+        offsets: Vec<f64>,
+        /// Random jitter, ± seconds.
+        #[arg(long, default_value_t = 0.0)]
+        jitter: f64,
+        /// Stratum announced.
+        #[arg(long, default_value_t = 1)]
+        stratum: u8,
+        /// First port (0: any free ports).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
     /// Publishes a new version on a running simulator.
     Publish {
         /// Admin address of the simulator (from sim.json).
@@ -157,6 +175,28 @@ async fn main() -> Result<()> {
                     _ = tick.tick(), if publish_every > 0 => { sim.publish_dv(dv_size); }
                 }
             }
+            Ok(())
+        }
+        Command::Ntp {
+            bind,
+            offsets,
+            jitter,
+            stratum,
+            port,
+        } => {
+            let mut servers = Vec::new();
+            for (i, offset) in offsets.iter().enumerate() {
+                let p = if port == 0 { 0 } else { port + i as u16 };
+                let cfg = sms_sim::ntp::NtpSimConfig {
+                    offset: *offset,
+                    jitter,
+                    stratum,
+                };
+                let s = sms_sim::ntp::NtpSimServer::start(std::net::SocketAddr::new(bind, p), cfg).await?;
+                println!("{} offset {offset:+}", s.addr);
+                servers.push(s);
+            }
+            tokio::signal::ctrl_c().await?;
             Ok(())
         }
         Command::Publish {
