@@ -22,8 +22,9 @@ test: deps check
 	$(CARGO) test --workspace
 
 bench: deps
-	$(CARGO) build --release -p sms-sim -p sms-bench
+	$(CARGO) build --release -p sms-sim -p sms-ntpd -p sms-bench
 	./target/release/updated-download
+	./target/release/ntp-serve
 
 clean:
 	$(CARGO) clean

@@ -10,6 +10,7 @@ needed=(
   "curl:curl"                 # peer in tests and benchmarks
   "mount:mount"               # tmpfs for the disk-full test
   "python3:python3"           # config generation in make run
+  "chrony:chronyd"            # NTP client in tests (chronyd -Q), peer in benchmarks
 )
 
 missing=()

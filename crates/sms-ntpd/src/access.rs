@@ -19,10 +19,16 @@ impl Network {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = a.trim().parse().map_err(|_| format!("invalid network {s:?}"))?;
+        let addr: IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("invalid network {s:?}"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match p {
-            Some(p) => p.trim().parse::<u8>().map_err(|_| format!("invalid prefix in {s:?}"))?,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .map_err(|_| format!("invalid prefix in {s:?}"))?,
             None => max,
         };
         if prefix > max {
@@ -39,11 +45,19 @@ impl Network {
         };
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -61,7 +75,10 @@ impl AllowList {
     /// Parses every entry; an error names the bad one.
     pub fn parse(entries: &[String]) -> Result<AllowList, String> {
         Ok(AllowList {
-            nets: entries.iter().map(|e| Network::parse(e)).collect::<Result<_, _>>()?,
+            nets: entries
+                .iter()
+                .map(|e| Network::parse(e))
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -108,7 +125,10 @@ impl RateLimiter {
                 self.buckets.clear();
             }
         }
-        let b = self.buckets.entry(ip).or_insert(Bucket { tokens: burst, last: now });
+        let b = self.buckets.entry(ip).or_insert(Bucket {
+            tokens: burst,
+            last: now,
+        });
         b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate).min(burst);
         b.last = now;
         if b.tokens >= 1.0 {
@@ -117,6 +137,11 @@ impl RateLimiter {
         } else {
             false
         }
+    }
+
+    /// Whether limiting is on at all (lets callers skip the lock).
+    pub fn enabled(&self) -> bool {
+        self.cfg.enabled
     }
 
     /// Clients tracked now.
@@ -136,10 +161,14 @@ mod tests {
         assert!(n.contains("10.1.200.3".parse().unwrap()));
         assert!(!n.contains("10.2.0.1".parse().unwrap()));
         assert!(n.contains("::ffff:10.1.0.9".parse().unwrap()));
-        assert!(Network::parse("fe80::/10").unwrap().contains("fe80::1".parse().unwrap()));
+        assert!(Network::parse("fe80::/10")
+            .unwrap()
+            .contains("fe80::1".parse().unwrap()));
         assert!(Network::parse("1.2.3.4/33").is_err());
         assert!(Network::parse("nonsense").is_err());
-        assert!(Network::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(Network::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
     }
 
     #[test]

@@ -77,11 +77,13 @@ impl Clock for SystemClock {
 
 fn step(offset: f64) -> Result<(), String> {
     use nix::time::{clock_gettime, clock_settime, ClockId};
-    let now = clock_gettime(ClockId::CLOCK_REALTIME).map_err(|e| format!("reading the clock: {e}"))?;
+    let now =
+        clock_gettime(ClockId::CLOCK_REALTIME).map_err(|e| format!("reading the clock: {e}"))?;
     let total = now.tv_sec() as f64 + now.tv_nsec() as f64 * 1e-9 + offset;
     let secs = total.floor();
     let ts = nix::sys::time::TimeSpec::new(secs as i64, ((total - secs) * 1e9) as i64);
-    clock_settime(ClockId::CLOCK_REALTIME, ts).map_err(|e| format!("stepping the clock (needs CAP_SYS_TIME): {e}"))
+    clock_settime(ClockId::CLOCK_REALTIME, ts)
+        .map_err(|e| format!("stepping the clock (needs CAP_SYS_TIME): {e}"))
 }
 
 #[allow(unsafe_code)]
@@ -91,7 +93,11 @@ fn slew(offset: f64) -> Result<(), String> {
     // SAFETY: adjtimex only reads and writes the struct we pass; a zeroed
     // `timex` is a valid value for every field.
     let mut tx: nix::libc::timex = unsafe { std::mem::zeroed() };
-    tx.modes = nix::libc::ADJ_OFFSET | nix::libc::ADJ_STATUS | nix::libc::ADJ_NANO | nix::libc::ADJ_MAXERROR | nix::libc::ADJ_ESTERROR;
+    tx.modes = nix::libc::ADJ_OFFSET
+        | nix::libc::ADJ_STATUS
+        | nix::libc::ADJ_NANO
+        | nix::libc::ADJ_MAXERROR
+        | nix::libc::ADJ_ESTERROR;
     tx.offset = (offset * 1e9).clamp(-0.5e9, 0.5e9) as nix::libc::c_long;
     tx.status = nix::libc::STA_PLL | nix::libc::STA_NANO;
     tx.maxerror = 0;
@@ -99,7 +105,10 @@ fn slew(offset: f64) -> Result<(), String> {
     // SAFETY: `tx` is a valid, exclusively borrowed timex.
     let rc = unsafe { nix::libc::adjtimex(&mut tx) };
     if rc < 0 {
-        return Err(format!("adjtimex (needs CAP_SYS_TIME): {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "adjtimex (needs CAP_SYS_TIME): {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(())
 }

@@ -98,7 +98,10 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen: vec!["0.0.0.0:123".parse().unwrap_or_else(|_| unreachable!()), "[::]:123".parse().unwrap_or_else(|_| unreachable!())],
+            listen: vec![
+                "0.0.0.0:123".parse().unwrap_or_else(|_| unreachable!()),
+                "[::]:123".parse().unwrap_or_else(|_| unreachable!()),
+            ],
             allow: [
                 "127.0.0.0/8",
                 "10.0.0.0/8",

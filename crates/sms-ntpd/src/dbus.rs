@@ -33,7 +33,10 @@ impl NtpIface {
 }
 
 /// Serves the interface on the system bus (`DBUS_SYSTEM_BUS_ADDRESS` honoured).
-pub async fn serve(engine: Arc<Engine>, listening: Vec<SocketAddr>) -> zbus::Result<zbus::Connection> {
+pub async fn serve(
+    engine: Arc<Engine>,
+    listening: Vec<SocketAddr>,
+) -> zbus::Result<zbus::Connection> {
     zbus::connection::Builder::system()?
         .name(NTP_NAME)?
         .serve_at(NTP_PATH, NtpIface { engine, listening })?

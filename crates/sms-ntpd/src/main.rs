@@ -11,7 +11,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 #[derive(Parser)]
-#[command(name = "sms-ntpd", about = "SMS NTP relay: time from upstream servers, served to the managed devices")]
+#[command(
+    name = "sms-ntpd",
+    about = "SMS NTP relay: time from upstream servers, served to the managed devices"
+)]
 struct Args {
     /// Configuration file.
     #[arg(long, short, default_value = "/etc/sms/ntpd.toml")]
@@ -32,16 +35,29 @@ async fn main() -> Result<()> {
             .with_context(|| format!("{}: server.allow", args.config.display()))?,
     );
     let clock: Arc<dyn Clock> = match cfg.clock.mode {
-        ClockMode::System => Arc::new(SystemClock::new(cfg.clock.step_threshold_ms as f64 / 1000.0)),
+        ClockMode::System => Arc::new(SystemClock::new(
+            cfg.clock.step_threshold_ms as f64 / 1000.0,
+        )),
         ClockMode::Offset => Arc::new(OffsetClock::default()),
     };
     let shared = Arc::new(Shared::new());
-    let engine = Engine::new(cfg.upstream.clone(), cfg.clock.clone(), clock.clone(), shared.clone())
-        .map_err(anyhow::Error::msg)
-        .with_context(|| format!("{}", args.config.display()))?;
+    let engine = Engine::new(
+        cfg.upstream.clone(),
+        cfg.clock.clone(),
+        clock.clone(),
+        shared.clone(),
+    )
+    .map_err(anyhow::Error::msg)
+    .with_context(|| format!("{}", args.config.display()))?;
     let limiter = Arc::new(Mutex::new(RateLimiter::new(cfg.server.rate_limit.clone())));
-    let listening = sms_ntpd::server::start(&cfg.server.listen, cfg.server.threads, shared, allow, limiter)
-        .context("starting the NTP server")?;
+    let listening = sms_ntpd::server::start(
+        &cfg.server.listen,
+        cfg.server.threads,
+        shared,
+        allow,
+        limiter,
+    )
+    .context("starting the NTP server")?;
     engine.spawn();
     let _bus = if args.no_dbus {
         None

@@ -66,7 +66,10 @@ impl Filter {
 
     /// The sample with the smallest delay.
     pub fn best(&self) -> Option<Sample> {
-        self.samples.iter().copied().min_by(|a, b| a.delay.total_cmp(&b.delay))
+        self.samples
+            .iter()
+            .copied()
+            .min_by(|a, b| a.delay.total_cmp(&b.delay))
     }
 
     /// RMS of the samples' offsets around the best one.
@@ -75,7 +78,11 @@ impl Filter {
         if self.samples.len() < 2 {
             return 0.0;
         }
-        let sum: f64 = self.samples.iter().map(|s| (s.offset - best.offset).powi(2)).sum();
+        let sum: f64 = self
+            .samples
+            .iter()
+            .map(|s| (s.offset - best.offset).powi(2))
+            .sum();
         (sum / (self.samples.len() - 1) as f64).sqrt()
     }
 
@@ -84,7 +91,8 @@ impl Filter {
         let best = self.best()?;
         let jitter = self.jitter();
         let age = (now - best.at).max(0.0);
-        let distance = (best.root_delay + best.delay) / 2.0 + best.root_dispersion + PHI * age + jitter;
+        let distance =
+            (best.root_delay + best.delay) / 2.0 + best.root_dispersion + PHI * age + jitter;
         Some(Candidate {
             id,
             offset: best.offset,
@@ -199,9 +207,19 @@ pub fn select(cands: &[Candidate]) -> Option<Selection> {
     }
     let wsum: f64 = chosen.iter().map(|c| 1.0 / c.distance).sum();
     let offset = chosen.iter().map(|c| c.offset / c.distance).sum::<f64>() / wsum;
-    let spread = chosen.iter().map(|c| (c.offset - offset).powi(2) / c.distance).sum::<f64>() / wsum;
-    let peer_jitter = chosen.iter().map(|c| c.jitter.powi(2) / c.distance).sum::<f64>() / wsum;
-    let system_peer = **chosen.iter().min_by(|a, b| a.distance.total_cmp(&b.distance))?;
+    let spread = chosen
+        .iter()
+        .map(|c| (c.offset - offset).powi(2) / c.distance)
+        .sum::<f64>()
+        / wsum;
+    let peer_jitter = chosen
+        .iter()
+        .map(|c| c.jitter.powi(2) / c.distance)
+        .sum::<f64>()
+        / wsum;
+    let system_peer = **chosen
+        .iter()
+        .min_by(|a, b| a.distance.total_cmp(&b.distance))?;
     Some(Selection {
         survivors,
         falsetickers,
@@ -231,7 +249,12 @@ mod tests {
 
     #[test]
     fn falseticker_is_rejected() {
-        let c = [cand(0, 3.250, 0.002), cand(1, 3.2505, 0.002), cand(2, 3.2498, 0.002), cand(3, -40.0, 0.002)];
+        let c = [
+            cand(0, 3.250, 0.002),
+            cand(1, 3.2505, 0.002),
+            cand(2, 3.2498, 0.002),
+            cand(3, -40.0, 0.002),
+        ];
         let s = select(&c).unwrap();
         assert_eq!(s.survivors, vec![0, 1, 2]);
         assert_eq!(s.falsetickers, vec![3]);
@@ -242,7 +265,11 @@ mod tests {
     fn no_majority_no_selection() {
         let c = [cand(0, 1.0, 0.001), cand(1, 2.0, 0.001)];
         assert!(select(&c).is_none());
-        let c = [cand(0, 1.0, 0.001), cand(1, 5.0, 0.001), cand(2, 9.0, 0.001)];
+        let c = [
+            cand(0, 1.0, 0.001),
+            cand(1, 5.0, 0.001),
+            cand(2, 9.0, 0.001),
+        ];
         assert!(select(&c).is_none());
     }
 
@@ -256,7 +283,10 @@ mod tests {
     #[test]
     fn filter_prefers_the_smallest_delay() {
         let mut f = Filter::default();
-        for (i, (off, delay)) in [(0.010, 0.050), (0.001, 0.001), (0.020, 0.080)].iter().enumerate() {
+        for (i, (off, delay)) in [(0.010, 0.050), (0.001, 0.001), (0.020, 0.080)]
+            .iter()
+            .enumerate()
+        {
             f.add(Sample {
                 offset: *off,
                 delay: *delay,

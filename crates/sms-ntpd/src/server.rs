@@ -12,8 +12,8 @@ use crate::access::{AllowList, RateLimiter};
 use crate::packet::{to_short, Leap, Mode, NtpTimestamp, Packet};
 use crate::state::{Counters, Shared};
 use nix::sys::socket::{
-    bind, recvmsg, setsockopt, socket, sockopt, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-    SockaddrStorage,
+    bind, recvmsg, setsockopt, socket, sockopt, AddressFamily, ControlMessageOwned, MsgFlags,
+    SockFlag, SockType, SockaddrStorage,
 };
 use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
@@ -26,7 +26,11 @@ pub const PRECISION: i8 = -20;
 
 /// Opens one serving socket on `addr`.
 pub fn open_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
     let fd = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
     setsockopt(&fd, sockopt::ReusePort, &true)?;
     setsockopt(&fd, sockopt::ReceiveTimestampns, &true)?;
@@ -43,7 +47,8 @@ fn to_socket_addr(s: &SockaddrStorage) -> Option<SocketAddr> {
     if let Some(v4) = s.as_sockaddr_in() {
         return Some(SocketAddr::from((v4.ip(), v4.port())));
     }
-    s.as_sockaddr_in6().map(|v6| SocketAddr::from((v6.ip(), v6.port())))
+    s.as_sockaddr_in6()
+        .map(|v6| SocketAddr::from((v6.ip(), v6.port())))
 }
 
 fn unix_now() -> f64 {
@@ -57,7 +62,7 @@ fn unix_now() -> f64 {
 pub fn answer(
     shared: &Shared,
     allow: &AllowList,
-    limiter: &Mutex<RateLimiter>,
+    limiter: Option<&Mutex<RateLimiter>>,
     src: SocketAddr,
     datagram: &[u8],
     rx_unix: f64,
@@ -76,7 +81,11 @@ pub fn answer(
         }
     };
     let info = shared.serve_info();
-    let over = !limiter.lock().unwrap_or_else(|p| p.into_inner()).allow(src.ip(), Instant::now());
+    let over = limiter.is_some_and(|l| {
+        !l.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .allow(src.ip(), Instant::now())
+    });
     let mut resp = Packet {
         leap: info.leap,
         version: req.version.clamp(3, 4),
@@ -104,14 +113,27 @@ pub fn answer(
 }
 
 /// Serves on `sock` until the process ends.
-pub fn serve_loop(sock: UdpSocket, shared: Arc<Shared>, allow: Arc<AllowList>, limiter: Arc<Mutex<RateLimiter>>) {
+pub fn serve_loop(
+    sock: UdpSocket,
+    shared: Arc<Shared>,
+    allow: Arc<AllowList>,
+    limiter: Arc<Mutex<RateLimiter>>,
+) {
     let mut buf = [0u8; 1024];
     let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
     let fd = sock.as_raw_fd();
+    // Without rate limiting the limiter's lock is never taken.
+    let enabled = limiter.lock().unwrap_or_else(|p| p.into_inner()).enabled();
+    let limiter = enabled.then_some(&*limiter);
     loop {
         let (len, src, rx) = {
             let mut iov = [IoSliceMut::new(&mut buf)];
-            let msg = match recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty()) {
+            let msg = match recvmsg::<SockaddrStorage>(
+                fd,
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::empty(),
+            ) {
                 Ok(m) => m,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
@@ -133,7 +155,7 @@ pub fn serve_loop(sock: UdpSocket, shared: Arc<Shared>, allow: Arc<AllowList>, l
         };
         let Some(src) = src else { continue };
         let rx = rx.unwrap_or_else(unix_now);
-        if let Some(out) = answer(&shared, &allow, &limiter, src, &buf[..len], rx) {
+        if let Some(out) = answer(&shared, &allow, limiter, src, &buf[..len], rx) {
             let _ = sock.send_to(&out, src);
         }
     }
@@ -150,11 +172,15 @@ pub fn start(
 ) -> io::Result<Vec<SocketAddr>> {
     let mut bound = Vec::new();
     for addr in listen {
-        let first = open_socket(*addr).map_err(|e| io::Error::new(e.kind(), format!("listening on {addr}: {e}")))?;
+        let first = open_socket(*addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("listening on {addr}: {e}")))?;
         let local = first.local_addr()?;
         let mut socks = vec![first];
         for _ in 1..threads.max(1) {
-            socks.push(open_socket(local).map_err(|e| io::Error::new(e.kind(), format!("listening on {local}: {e}")))?);
+            socks.push(
+                open_socket(local)
+                    .map_err(|e| io::Error::new(e.kind(), format!("listening on {local}: {e}")))?,
+            );
         }
         for (i, s) in socks.into_iter().enumerate() {
             let (shared, allow, limiter) = (shared.clone(), allow.clone(), limiter.clone());

@@ -51,7 +51,11 @@ fn unix_now() -> f64 {
 /// matching answer (same origin timestamp); stray datagrams are ignored.
 /// A kiss-o'-death or an unsynchronised server is an error; the packet is
 /// in the error only as its code.
-pub async fn query(sock: &UdpSocket, timeout: Duration, poll: i8) -> Result<Measurement, QueryError> {
+pub async fn query(
+    sock: &UdpSocket,
+    timeout: Duration,
+    poll: i8,
+) -> Result<Measurement, QueryError> {
     let t1 = unix_now();
     let tx = NtpTimestamp::from_unix_f64(t1);
     sock.send(&Packet::client_request(tx, poll).to_bytes())
@@ -66,7 +70,9 @@ pub async fn query(sock: &UdpSocket, timeout: Duration, poll: i8) -> Result<Meas
             Ok(Ok(n)) => n,
         };
         let t4 = unix_now();
-        let Ok(p) = Packet::parse(&buf[..n]) else { continue };
+        let Ok(p) = Packet::parse(&buf[..n]) else {
+            continue;
+        };
         if p.mode != Mode::Server || p.origin_ts != tx {
             continue;
         }
@@ -80,17 +86,29 @@ pub async fn query(sock: &UdpSocket, timeout: Duration, poll: i8) -> Result<Meas
         let t3 = p.transmit_ts.to_unix_f64();
         let offset = ((t2 - t1) + (t3 - t4)) / 2.0;
         let delay = ((t4 - t1) - (t3 - t2)).max(0.0);
-        return Ok(Measurement { offset, delay, response: p });
+        return Ok(Measurement {
+            offset,
+            delay,
+            response: p,
+        });
     }
 }
 
 /// Opens a socket to `server` and queries it once.
 pub async fn query_once(server: SocketAddr, timeout: Duration) -> Result<Measurement, QueryError> {
-    let local: SocketAddr = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
-        .parse()
-        .map_err(|e: std::net::AddrParseError| QueryError::Io(e.to_string()))?;
-    let sock = UdpSocket::bind(local).await.map_err(|e| QueryError::Io(e.to_string()))?;
-    sock.connect(server).await.map_err(|e| QueryError::Io(e.to_string()))?;
+    let local: SocketAddr = if server.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    }
+    .parse()
+    .map_err(|e: std::net::AddrParseError| QueryError::Io(e.to_string()))?;
+    let sock = UdpSocket::bind(local)
+        .await
+        .map_err(|e| QueryError::Io(e.to_string()))?;
+    sock.connect(server)
+        .await
+        .map_err(|e| QueryError::Io(e.to_string()))?;
     query(&sock, timeout, 6).await
 }
 
@@ -153,7 +171,12 @@ fn reference_id(addr: SocketAddr) -> [u8; 4] {
 
 impl Engine {
     /// An engine for the configured sources.
-    pub fn new(cfg: UpstreamConfig, clock_cfg: ClockConfig, clock: Arc<dyn Clock>, shared: Arc<Shared>) -> Result<Arc<Engine>, String> {
+    pub fn new(
+        cfg: UpstreamConfig,
+        clock_cfg: ClockConfig,
+        clock: Arc<dyn Clock>,
+        shared: Arc<Shared>,
+    ) -> Result<Arc<Engine>, String> {
         let mut sources = Vec::new();
         for s in &cfg.servers {
             sources.push(Source {
@@ -168,7 +191,10 @@ impl Engine {
             });
         }
         if clock_cfg.local_stratum > 15 {
-            return Err(format!("clock.local_stratum {} is not between 0 and 15", clock_cfg.local_stratum));
+            return Err(format!(
+                "clock.local_stratum {} is not between 0 and 15",
+                clock_cfg.local_stratum
+            ));
         }
         let engine = Arc::new(Engine {
             cfg,
@@ -206,7 +232,11 @@ impl Engine {
 
     async fn poll_source(self: Arc<Self>, i: usize) {
         let addr = lock(&self.sources)[i].addr;
-        let local = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+        let local = if addr.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        };
         let sock = match UdpSocket::bind(local).await {
             Ok(s) => s,
             Err(e) => {
@@ -242,7 +272,9 @@ impl Engine {
                         s.reach |= 1;
                         s.last_error = None;
                         // Poll less often while the source is steady.
-                        let steady = prev.is_some_and(|p| (p - m.offset).abs() < 4.0 * s.filter.jitter().max(0.001));
+                        let steady = prev.is_some_and(|p| {
+                            (p - m.offset).abs() < 4.0 * s.filter.jitter().max(0.001)
+                        });
                         if burst == 0 {
                             if steady {
                                 s.stable += 1;
@@ -259,12 +291,17 @@ impl Engine {
                     Err(QueryError::Kiss(code)) if code == "RATE" => {
                         s.poll = (s.poll + 1).min(self.cfg.max_poll.max(self.cfg.min_poll + 1));
                         s.last_error = Some("kiss-o'-death RATE: polling less often".into());
-                        tracing::warn!("upstream {addr} asks to slow down (KoD RATE); poll now 2^{} s", s.poll);
+                        tracing::warn!(
+                            "upstream {addr} asks to slow down (KoD RATE); poll now 2^{} s",
+                            s.poll
+                        );
                         burst = 0;
                     }
                     Err(QueryError::Kiss(code)) if code == "DENY" || code == "RSTR" => {
                         s.denied = Some(code.clone());
-                        s.last_error = Some(format!("kiss-o'-death {code}: access denied, no longer polled"));
+                        s.last_error = Some(format!(
+                            "kiss-o'-death {code}: access denied, no longer polled"
+                        ));
                         tracing::error!("upstream {addr} denies service (KoD {code}); it will not be polled again");
                     }
                     Err(e) => {
@@ -306,7 +343,11 @@ impl Engine {
             s.state = if s.denied.is_some() {
                 "denied"
             } else if s.reach == 0 && s.filter.is_empty() {
-                if s.last_error.is_some() { "unreachable" } else { "new" }
+                if s.last_error.is_some() {
+                    "unreachable"
+                } else {
+                    "new"
+                }
             } else if s.reach == 0 {
                 "unreachable"
             } else {
@@ -356,9 +397,13 @@ impl Engine {
                     leap: Leap::None,
                     stratum: peer.stratum.saturating_add(1).min(15),
                     reference_id: reference_id(peer_addr),
-                    reference_ts: NtpTimestamp::from_unix_f64(unix_now() + self.clock.serve_offset()),
+                    reference_ts: NtpTimestamp::from_unix_f64(
+                        unix_now() + self.clock.serve_offset(),
+                    ),
                     root_delay: peer.root_delay + peer.delay,
-                    root_dispersion: peer.root_dispersion + sel.jitter + PHI * (now - peer_at).max(0.0),
+                    root_dispersion: peer.root_dispersion
+                        + sel.jitter
+                        + PHI * (now - peer_at).max(0.0),
                     offset: self.clock.serve_offset(),
                 });
                 st.selection = Some(sel.clone());
@@ -368,7 +413,9 @@ impl Engine {
                 let expired = st.last_sync.is_none_or(|t| now - t > holdover);
                 if expired {
                     if st.synced_to.take().is_some() {
-                        tracing::warn!("lost synchronisation: no majority of upstream sources agrees");
+                        tracing::warn!(
+                            "lost synchronisation: no majority of upstream sources agrees"
+                        );
                     }
                     st.selection = None;
                     let info = if self.clock_cfg.local_stratum > 0 {
@@ -376,7 +423,9 @@ impl Engine {
                             leap: Leap::None,
                             stratum: self.clock_cfg.local_stratum,
                             reference_id: *b"LOCL",
-                            reference_ts: NtpTimestamp::from_unix_f64(unix_now() + self.clock.serve_offset()),
+                            reference_ts: NtpTimestamp::from_unix_f64(
+                                unix_now() + self.clock.serve_offset(),
+                            ),
                             root_delay: 0.0,
                             root_dispersion: 0.0,
                             offset: self.clock.serve_offset(),

@@ -59,13 +59,24 @@ impl Relay {
     }
 
     async fn status(&self) -> Option<NtpStatus> {
-        let conn = zbus::connection::Builder::address(self.bus.address()).ok()?.build().await.ok()?;
-        let proxy = zbus::Proxy::new(&conn, NTP_NAME, NTP_PATH, NTP_INTERFACE).await.ok()?;
+        let conn = zbus::connection::Builder::address(self.bus.address())
+            .ok()?
+            .build()
+            .await
+            .ok()?;
+        let proxy = zbus::Proxy::new(&conn, NTP_NAME, NTP_PATH, NTP_INTERFACE)
+            .await
+            .ok()?;
         let s: String = proxy.call("Status", &()).await.ok()?;
         serde_json::from_str(&s).ok()
     }
 
-    async fn wait(&mut self, what: &str, secs: u64, pred: impl Fn(&NtpStatus) -> bool) -> NtpStatus {
+    async fn wait(
+        &mut self,
+        what: &str,
+        secs: u64,
+        pred: impl Fn(&NtpStatus) -> bool,
+    ) -> NtpStatus {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             assert!(self.daemon.is_running(), "sms-ntpd exited:\n{}", self.log());
@@ -73,9 +84,17 @@ impl Relay {
                 if pred(&s) {
                     return s;
                 }
-                assert!(Instant::now() < deadline, "timed out waiting for {what}: {s:#?}\n{}", self.log());
+                assert!(
+                    Instant::now() < deadline,
+                    "timed out waiting for {what}: {s:#?}\n{}",
+                    self.log()
+                );
             } else {
-                assert!(Instant::now() < deadline, "timed out waiting for {what}\n{}", self.log());
+                assert!(
+                    Instant::now() < deadline,
+                    "timed out waiting for {what}\n{}",
+                    self.log()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -92,6 +111,7 @@ async fn upstreams(offsets: &[f64]) -> Vec<NtpSimServer> {
                     offset: *o,
                     jitter: 0.0002,
                     stratum: 1,
+                    kiss: None,
                 },
             )
             .await
@@ -106,10 +126,15 @@ async fn upstreams(offsets: &[f64]) -> Vec<NtpSimServer> {
 fn chrony_offset(relay: SocketAddr) -> f64 {
     let out = Command::new("chronyd")
         .args(["-Q", "-t", "20"])
-        .arg(format!("server {} port {} iburst", relay.ip(), relay.port()))
+        .arg(format!(
+            "server {} port {} iburst",
+            relay.ip(),
+            relay.port()
+        ))
         .output()
         .expect("running chronyd (package chrony)");
-    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     let line = text
         .lines()
         .find(|l| l.contains("System clock wrong by"))
@@ -127,27 +152,43 @@ async fn serves_the_majority_time_and_rejects_the_falseticker() {
     let servers: Vec<String> = up.iter().map(|s| s.addr.to_string()).collect();
     let mut relay = Relay::start(|c| c.upstream.servers = servers.clone()).await;
     let st = relay
-        .wait("synchronisation", 30, |s| s.synchronised && s.sources.iter().all(|x| x.samples >= 2))
+        .wait("synchronisation", 30, |s| {
+            s.synchronised && s.sources.iter().all(|x| x.samples >= 2)
+        })
         .await;
     assert_eq!(st.stratum, 2);
     assert_eq!(st.leap, 0);
     assert!((st.offset - 3.25).abs() < 0.005, "{st:#?}");
     let falseticker = st.sources.iter().find(|s| s.address == servers[3]).unwrap();
     assert_eq!(falseticker.state, "falseticker", "{st:#?}");
-    assert_eq!(st.sources.iter().filter(|s| s.state == "selected").count(), 1);
+    assert_eq!(
+        st.sources.iter().filter(|s| s.state == "selected").count(),
+        1
+    );
 
     // Our own client: offset of the served time from the host clock.
-    let m = query_once(relay.addr, Duration::from_secs(1)).await.unwrap();
-    assert!((m.offset - 3.25).abs() < 0.005, "served offset {}", m.offset);
+    let m = query_once(relay.addr, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(
+        (m.offset - 3.25).abs() < 0.005,
+        "served offset {}",
+        m.offset
+    );
     assert_eq!(m.response.stratum, 2);
     assert_eq!(m.response.leap, Leap::None);
     assert_eq!(m.response.reference_id, [127, 0, 0, 1]);
 
     // chronyd as the client.
     let addr = relay.addr;
-    let offset = tokio::task::spawn_blocking(move || chrony_offset(addr)).await.unwrap();
+    let offset = tokio::task::spawn_blocking(move || chrony_offset(addr))
+        .await
+        .unwrap();
     assert!((offset - 3.25).abs() < 0.005, "chronyd measured {offset}");
-    println!("chronyd measured {offset:.6} s, our client {:.6} s", m.offset);
+    println!(
+        "chronyd measured {offset:.6} s, our client {:.6} s",
+        m.offset
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,10 +198,14 @@ async fn unsynchronised_relay_says_so_consistently() {
     let servers = vec![silent.local_addr().unwrap().to_string()];
     let mut relay = Relay::start(|c| c.upstream.servers = servers.clone()).await;
     relay
-        .wait("the source to be marked unreachable", 20, |s| s.sources[0].state == "unreachable")
+        .wait("the source to be marked unreachable", 20, |s| {
+            s.sources[0].state == "unreachable"
+        })
         .await;
     // The answer carries leap 3 and stratum 16; a client refuses it.
-    let err = query_once(relay.addr, Duration::from_secs(1)).await.unwrap_err();
+    let err = query_once(relay.addr, Duration::from_secs(1))
+        .await
+        .unwrap_err();
     assert_eq!(err, QueryError::Unsynchronised(16));
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
@@ -169,7 +214,10 @@ async fn unsynchronised_relay_says_so_consistently() {
     let mut buf = [0u8; 128];
     let n = sock.recv(&mut buf).unwrap();
     let p = Packet::parse(&buf[..n]).unwrap();
-    assert_eq!((p.leap, p.stratum, p.mode), (Leap::Unsynchronized, 16, Mode::Server));
+    assert_eq!(
+        (p.leap, p.stratum, p.mode),
+        (Leap::Unsynchronized, 16, Mode::Server)
+    );
     assert_eq!(p.origin_ts, req.transmit_ts);
     drop(silent);
 }
@@ -178,7 +226,9 @@ async fn unsynchronised_relay_says_so_consistently() {
 async fn local_stratum_is_served_only_when_configured() {
     let mut relay = Relay::start(|c| c.clock.local_stratum = 10).await;
     relay.wait("the relay", 10, |_| true).await;
-    let m = query_once(relay.addr, Duration::from_secs(1)).await.unwrap();
+    let m = query_once(relay.addr, Duration::from_secs(1))
+        .await
+        .unwrap();
     assert_eq!(m.response.stratum, 10);
     assert_eq!(m.response.leap, Leap::None);
     assert_eq!(&m.response.reference_id, b"LOCL");
@@ -203,7 +253,9 @@ async fn client_over_its_rate_gets_kiss_o_death_rate() {
         let req = Packet::client_request(NtpTimestamp(1000 + i), 6);
         sock.send_to(&req.to_bytes(), relay.addr).unwrap();
         let mut buf = [0u8; 128];
-        let n = sock.recv(&mut buf).expect("every request gets an answer, time or KoD");
+        let n = sock
+            .recv(&mut buf)
+            .expect("every request gets an answer, time or KoD");
         let p = Packet::parse(&buf[..n]).unwrap();
         assert_eq!(p.origin_ts, req.transmit_ts);
         match p.kiss_code() {
@@ -228,7 +280,9 @@ async fn client_outside_the_allow_list_gets_nothing() {
     })
     .await;
     relay.wait("the relay", 10, |_| true).await;
-    let err = query_once(relay.addr, Duration::from_millis(500)).await.unwrap_err();
+    let err = query_once(relay.addr, Duration::from_millis(500))
+        .await
+        .unwrap_err();
     assert!(matches!(err, QueryError::Timeout(_)), "{err:?}");
     let st = relay.wait("the denied counter", 5, |s| s.denied >= 1).await;
     assert_eq!(st.served, 0);
@@ -239,7 +293,14 @@ async fn malformed_and_truncated_packets_leave_the_server_serving() {
     let mut relay = Relay::start(|c| c.clock.local_stratum = 10).await;
     relay.wait("the relay", 10, |_| true).await;
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut junk: Vec<Vec<u8>> = vec![vec![], vec![0x23], vec![0u8; 47], vec![0xff; 48], vec![0x24; 48], vec![0x1b; 1000]];
+    let mut junk: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0x23],
+        vec![0u8; 47],
+        vec![0xff; 48],
+        vec![0x24; 48],
+        vec![0x1b; 1000],
+    ];
     // Server-mode, control-mode and version-0 headers.
     for first in [0x24u8, 0x26, 0x03, 0x3b] {
         let mut p = vec![0u8; 48];
@@ -262,9 +323,47 @@ async fn malformed_and_truncated_packets_leave_the_server_serving() {
     for j in &junk {
         sock.send_to(j, relay.addr).unwrap();
     }
-    let m = query_once(relay.addr, Duration::from_secs(1)).await.unwrap();
+    let m = query_once(relay.addr, Duration::from_secs(1))
+        .await
+        .unwrap();
     assert_eq!(m.response.stratum, 10);
-    let st = relay.wait("the malformed counter", 5, |s| s.malformed >= 10).await;
+    let st = relay
+        .wait("the malformed counter", 5, |s| s.malformed >= 10)
+        .await;
     assert!(st.received >= junk.len() as u64, "{st:#?}");
     assert!(relay.daemon.is_running());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_kiss_o_death_deny_stops_polling_that_source() {
+    let good = upstreams(&[0.0]).await;
+    let deny = NtpSimServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        NtpSimConfig {
+            kiss: Some(*b"DENY"),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let servers = vec![good[0].addr.to_string(), deny.addr.to_string()];
+    let mut relay = Relay::start(|c| c.upstream.servers = servers.clone()).await;
+    let st = relay
+        .wait("the denying source to be dropped", 20, |s| {
+            s.sources[1].state == "denied" && s.synchronised
+        })
+        .await;
+    assert!(st.sources[1]
+        .last_error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("DENY"));
+    let asked = deny.answered.load(std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        deny.answered.load(std::sync::atomic::Ordering::Relaxed),
+        asked,
+        "denied source polled again"
+    );
+    assert!(relay.log().contains("denies service (KoD DENY)"));
 }

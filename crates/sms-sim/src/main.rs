@@ -68,7 +68,12 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1")]
         bind: IpAddr,
         /// Offsets from the system clock, seconds, comma-separated.
-        #[arg(long, value_delimiter = ',', allow_hyphen_values = true, default_value = "0")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            allow_hyphen_values = true,
+            default_value = "0"
+        )]
         offsets: Vec<f64>,
         /// Random jitter, ± seconds.
         #[arg(long, default_value_t = 0.0)]
@@ -191,8 +196,10 @@ async fn main() -> Result<()> {
                     offset: *offset,
                     jitter,
                     stratum,
+                    kiss: None,
                 };
-                let s = sms_sim::ntp::NtpSimServer::start(std::net::SocketAddr::new(bind, p), cfg).await?;
+                let s = sms_sim::ntp::NtpSimServer::start(std::net::SocketAddr::new(bind, p), cfg)
+                    .await?;
                 println!("{} offset {offset:+}", s.addr);
                 servers.push(s);
             }

@@ -24,6 +24,8 @@ pub struct NtpSimConfig {
     pub jitter: f64,
     /// Stratum announced.
     pub stratum: u8,
+    /// Answer every request with this kiss-o'-death code instead of time.
+    pub kiss: Option<[u8; 4]>,
 }
 
 impl Default for NtpSimConfig {
@@ -32,6 +34,7 @@ impl Default for NtpSimConfig {
             offset: 0.0,
             jitter: 0.0,
             stratum: 1,
+            kiss: None,
         }
     }
 }
@@ -67,14 +70,18 @@ fn now() -> f64 {
 impl NtpSimServer {
     /// Starts a server on `bind`.
     pub async fn start(bind: SocketAddr, cfg: NtpSimConfig) -> Result<NtpSimServer> {
-        let sock = UdpSocket::bind(bind).await.with_context(|| format!("binding NTP server to {bind}"))?;
+        let sock = UdpSocket::bind(bind)
+            .await
+            .with_context(|| format!("binding NTP server to {bind}"))?;
         let addr = sock.local_addr()?;
         let answered = Arc::new(AtomicU64::new(0));
         let count = answered.clone();
         let task = tokio::spawn(async move {
             let mut buf = [0u8; 512];
             loop {
-                let Ok((n, peer)) = sock.recv_from(&mut buf).await else { continue };
+                let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
+                    continue;
+                };
                 let rx = now();
                 // Client mode (3) requests of at least 48 bytes only.
                 if n < 48 || buf[0] & 7 != 3 {
@@ -98,11 +105,20 @@ impl NtpSimServer {
                 out[24..32].copy_from_slice(&buf[40..48]);
                 out[32..40].copy_from_slice(&ntp_ts(rx + cfg.offset + jitter).to_be_bytes());
                 out[40..48].copy_from_slice(&ntp_ts(now() + cfg.offset + jitter).to_be_bytes());
+                if let Some(code) = cfg.kiss {
+                    out[0] = (3 << 6) | (version << 3) | 4;
+                    out[1] = 0;
+                    out[12..16].copy_from_slice(&code);
+                }
                 if sock.send_to(&out, peer).await.is_ok() {
                     count.fetch_add(1, Ordering::Relaxed);
                 }
             }
         });
-        Ok(NtpSimServer { addr, answered, task })
+        Ok(NtpSimServer {
+            addr,
+            answered,
+            task,
+        })
     }
 }
