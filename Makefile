@@ -6,13 +6,20 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test deps check bench clean
+.PHONY: run run-native image test test-image deps check bench clean
 
 deps:
 	@scripts/ensure-deps.sh
 
 run: deps
+	@qemu/run.sh
+
+# The daemons natively on this host against the simulators (no image).
+run-native: deps
 	@scripts/run-native.sh
+
+image: deps
+	image/build.sh
 
 check:
 	$(CARGO) fmt --all -- --check
@@ -20,6 +27,11 @@ check:
 
 test: deps check
 	$(CARGO) test --workspace
+	qemu/boot-test.sh
+
+# Only the image boot test.
+test-image: deps
+	qemu/boot-test.sh
 
 bench: deps
 	$(CARGO) build --release -p sms-sim -p sms-ntpd -p sms-bench

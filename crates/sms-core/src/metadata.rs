@@ -351,6 +351,19 @@ impl CatalogSigner {
         }
     }
 
+    /// A signer from stored 32-byte ed25519 secret keys (the simulator keeps
+    /// its keys across restarts so that a built image keeps trusting it).
+    pub fn from_secret_keys(secrets: &[[u8; 32]]) -> CatalogSigner {
+        CatalogSigner {
+            keys: secrets.iter().map(SigningKey::from_bytes).collect(),
+        }
+    }
+
+    /// The 32-byte secret keys, for storing them.
+    pub fn secret_keys(&self) -> Vec<[u8; 32]> {
+        self.keys.iter().map(|k| k.to_bytes()).collect()
+    }
+
     /// The public keys.
     pub fn verifying_keys(&self) -> Vec<VerifyingKey> {
         self.keys.iter().map(|k| k.verifying_key()).collect()

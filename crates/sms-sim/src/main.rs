@@ -61,6 +61,18 @@ enum Command {
         /// Limit the CDN to this many bytes per second per download.
         #[arg(long)]
         cdn_rate: Option<String>,
+        /// Address the DNS server gives for the TMC and CDN names (default:
+        /// --bind); 10.0.2.2 for an appliance in QEMU user networking.
+        #[arg(long)]
+        advertise: Option<IpAddr>,
+    },
+    /// Creates (or shows) the world's keys in DIR: the CA that signs the
+    /// update centre's certificate and the catalog signing key, and writes
+    /// the ca.pem and trust-root.json an appliance needs to trust them.
+    Keys {
+        /// Directory of the simulated world.
+        #[arg(long)]
+        dir: PathBuf,
     },
     /// Runs upstream NTP servers, one per offset (e.g. `--offsets 3.25,3.25,3.25,-40`).
     Ntp {
@@ -135,9 +147,11 @@ async fn main() -> Result<()> {
             tos_size,
             publish_every,
             cdn_rate,
+            advertise,
         } => {
             let mut cfg = TmcSimConfig::new(dir);
             cfg.bind = bind;
+            cfg.advertise = advertise;
             cfg.tmc_port = tmc_port;
             cfg.legacy_port = legacy_port;
             cfg.cdn_port = cdn_port;
@@ -180,6 +194,11 @@ async fn main() -> Result<()> {
                     _ = tick.tick(), if publish_every > 0 => { sim.publish_dv(dv_size); }
                 }
             }
+            Ok(())
+        }
+        Command::Keys { dir } => {
+            sms_sim::tmc::load_or_create_keys(&dir)?;
+            println!("{}\n{}", dir.join("ca.pem").display(), dir.join("trust-root.json").display());
             Ok(())
         }
         Command::Ntp {

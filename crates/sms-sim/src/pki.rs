@@ -22,12 +22,28 @@ impl TestCa {
     /// Generates a new CA named `name`.
     pub fn generate(name: &str) -> Result<TestCa> {
         let key = KeyPair::generate().context("generating CA key")?;
+        Self::with_key(name, key)
+    }
+
+    fn with_key(name: &str, key: KeyPair) -> Result<TestCa> {
         let mut params = CertificateParams::default();
         params.distinguished_name.push(DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let cert = params.self_signed(&key).context("self-signing CA")?;
         Ok(TestCa { cert, key })
+    }
+
+    /// Recreates the CA named `name` from its stored key. Certificates it
+    /// issues verify against the CA certificate stored earlier: same name,
+    /// same key.
+    pub fn load(name: &str, key_pem: &str) -> Result<TestCa> {
+        Self::with_key(name, KeyPair::from_pem(key_pem).context("CA key")?)
+    }
+
+    /// The CA private key in PEM.
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
     }
 
     /// The CA certificate in PEM (what clients trust).

@@ -64,6 +64,9 @@ pub struct TmcSimConfig {
     pub cdn_host: String,
     /// Lifetime of signed catalogs.
     pub metadata_lifetime: Duration,
+    /// Address the DNS server gives for the TMC and CDN names, when it is
+    /// not `bind` (10.0.2.2 for an appliance in QEMU user networking).
+    pub advertise: Option<IpAddr>,
 }
 
 impl TmcSimConfig {
@@ -82,6 +85,7 @@ impl TmcSimConfig {
             tmc_host: "tmc.sim.test".into(),
             cdn_host: "cdn.sim.test".into(),
             metadata_lifetime: Duration::from_secs(7 * 86400),
+            advertise: None,
         }
     }
 }
@@ -245,29 +249,20 @@ impl TmcSim {
     /// Starts every server and writes `ca.pem`, `trust-root.json` and
     /// `sim.json` into the configured directory.
     pub async fn start(cfg: TmcSimConfig) -> Result<TmcSim> {
-        std::fs::create_dir_all(&cfg.dir)
-            .with_context(|| format!("creating {}", cfg.dir.display()))?;
-        let ca = TestCa::generate("SMS simulated update centre CA")?;
+        std::fs::create_dir_all(&cfg.dir).with_context(|| format!("creating {}", cfg.dir.display()))?;
+        let (ca, signer) = load_or_create_keys(&cfg.dir)?;
         let cert = ca.issue(&[&cfg.tmc_host, "localhost"], &[cfg.bind])?;
         let tls = Arc::new(
-            sms_core::tls::server_config_from_pem(
-                cert.chain_pem.as_bytes(),
-                cert.key_pem.as_bytes(),
-            )
-            .context("TMC TLS configuration")?,
+            sms_core::tls::server_config_from_pem(cert.chain_pem.as_bytes(), cert.key_pem.as_bytes())
+                .context("TMC TLS configuration")?,
         );
         let ca_file = cfg.dir.join("ca.pem");
-        std::fs::write(&ca_file, ca.cert_pem())
-            .with_context(|| format!("writing {}", ca_file.display()))?;
-        let signer = CatalogSigner::generate(1);
-        let trust = TrustRoot::new(&signer.verifying_keys(), 1)?;
         let trust_root_file = cfg.dir.join("trust-root.json");
-        std::fs::write(&trust_root_file, trust.to_json())
-            .with_context(|| format!("writing {}", trust_root_file.display()))?;
 
         let zone = Zone::new();
-        zone.insert(&cfg.tmc_host, cfg.bind);
-        zone.insert(&cfg.cdn_host, cfg.bind);
+        let advertised = cfg.advertise.unwrap_or(cfg.bind);
+        zone.insert(&cfg.tmc_host, advertised);
+        zone.insert(&cfg.cdn_host, advertised);
 
         let bind = |port| SocketAddr::new(cfg.bind, port);
         let tmc_l = TcpListener::bind(bind(cfg.tmc_port))
@@ -387,6 +382,43 @@ impl TmcSim {
     pub fn file(&self, name: &str) -> Option<Bytes> {
         find_file(&self.shared, name)
     }
+}
+
+/// Loads the CA and the catalog signing key from `dir`, or creates and
+/// stores them: a simulated world keeps its identity across restarts, so an
+/// image built to trust it goes on trusting it. Also (re)writes `ca.pem` and
+/// `trust-root.json`, what the appliance needs to trust this world.
+pub fn load_or_create_keys(dir: &std::path::Path) -> Result<(TestCa, CatalogSigner)> {
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).with_context(|| format!("creating {}", keys.display()))?;
+    let (ca_cert, ca_key, signing) = (keys.join("ca.pem"), keys.join("ca-key.pem"), keys.join("catalog-signing.key"));
+    const CA_NAME: &str = "SMS simulated update centre CA";
+    let ca = match (ca_cert.exists(), std::fs::read_to_string(&ca_key)) {
+        (true, Ok(k)) => TestCa::load(CA_NAME, &k)?,
+        _ => {
+            let ca = TestCa::generate(CA_NAME)?;
+            std::fs::write(&ca_cert, ca.cert_pem())?;
+            std::fs::write(&ca_key, ca.key_pem())?;
+            ca
+        }
+    };
+    let signer = match std::fs::read_to_string(&signing) {
+        Ok(hex_key) => {
+            let mut raw = [0u8; 32];
+            hex::decode_to_slice(hex_key.trim(), &mut raw).context("catalog signing key")?;
+            CatalogSigner::from_secret_keys(&[raw])
+        }
+        Err(_) => {
+            let s = CatalogSigner::generate(1);
+            std::fs::write(&signing, hex::encode(s.secret_keys()[0]))?;
+            s
+        }
+    };
+    // Clients trust the stored CA certificate (same key and name).
+    std::fs::copy(&ca_cert, dir.join("ca.pem"))?;
+    let trust = TrustRoot::new(&signer.verifying_keys(), 1)?;
+    std::fs::write(dir.join("trust-root.json"), trust.to_json())?;
+    Ok((ca, signer))
 }
 
 fn sign_channel(shared: &Shared, ch: &mut ChannelState, channel: Channel) {

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs on the assembled root file system (Buildroot: BR2_ROOTFS_POST_BUILD_SCRIPT;
+# offline image: image/build.sh). Argument: the root directory.
+set -euo pipefail
+root=$1
+
+# Mount points must exist in the image: the root file system is read-only.
+install -d "$root/var/lib/sms" "$root/var/lib/systemd" "$root/var/cache" "$root/var/log" "$root/var/tmp"
+
+# Users from sysusers.d, created now: the root file system is read-only.
+systemd-sysusers --root="$root"
+grep -qx /usr/bin/sms-cli "$root/etc/shells" || echo /usr/bin/sms-cli >>"$root/etc/shells"
+# Default administrator password (changed at first login); root has none.
+echo 'admin:admin' | chpasswd --root "$root"
+passwd --root "$root" -l root >/dev/null
+
+# sshd: host keys are made per appliance on the data partition, never
+# shipped; no sftp subsystem, no environment from clients.
+rm -f "$root"/etc/ssh/ssh_host_*
+sed -i -e '/^Subsystem/d' -e '/^AcceptEnv/d' "$root/etc/ssh/sshd_config"
+grep -q '^AuthorizedKeysFile' "$root/etc/ssh/sshd_config" ||
+  echo 'AuthorizedKeysFile .ssh/authorized_keys /etc/ssh/authorized_keys/%u' >>"$root/etc/ssh/sshd_config"
+
+# Network: the management interface by DHCP until the administrator sets it.
+install -d "$root/etc/systemd/network"
+cat >"$root/etc/systemd/network/50-management.network" <<NET
+[Match]
+Name=en* eth*
+
+[Network]
+DHCP=yes
+NET
+printf '127.0.0.1 localhost\n127.0.1.1 sms\n' >"$root/etc/hosts"
+: >"$root/etc/machine-id"
+
+systemctl --root="$root" enable \
+  systemd-networkd.service nftables.service ssh.service serial-getty@ttyS0.service \
+  sms-data-setup.service var-lib-sms.mount sms-ssh-keys.service \
+  sms-updated.service sms-ntpd.service sms-health.service >/dev/null 2>&1
+systemctl --root="$root" mask systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer \
+  e2scrub_all.timer e2scrub_reap.service fstrim.timer >/dev/null 2>&1 || true
+systemctl --root="$root" set-default multi-user.target >/dev/null

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Builds the SMS OS disk image offline from Debian packages (mmdebstrap),
+# with the same rootfs-overlay and board files as the Buildroot build.
+#
+# Output in $SMS_OUT (default out/):
+#   disk.img        raw GPT disk: sms-boot | sms-root-a | sms-root-b | sms-data
+#   disk.img.zst    the same, compressed: what is flashed
+#   vmlinuz, initrd.img   for direct QEMU boots (also on sms-boot)
+#   rootfs/         the root file system tree (input of slot images)
+#
+# The image trusts the simulated world's update centre (out/world: its CA
+# and catalog signing key, made once by `sms-sim keys`) and is configured to
+# reach it from QEMU (qemu/world/*.toml). A production build ships the
+# vendor's trust root and configuration instead.
+#
+# Environment:
+#   SMS_DEV_KEY=FILE.pub   development image: this key may log in as root and admin
+#   SMS_WORLD_DIR=DIR      the simulated world's keys [out/world]
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+out=${SMS_OUT:-$top/out}
+board=$top/board/sms-x86_64
+started=$(date +%s)
+step() { printf '==> [%3ss] %s\n' "$(( $(date +%s) - started ))" "$*"; }
+
+[ "$(id -u)" -eq 0 ] || { echo "image/build.sh: needs root (mmdebstrap, file ownership)" >&2; exit 1; }
+mkdir -p "$out/cache"
+
+step "building the daemons (release)"
+(cd "$top" && cargo build -q --release -p sms-updated -p sms-ntpd -p sms-cli -p sms-sim)
+world=${SMS_WORLD_DIR:-$out/world}
+"$top/target/release/sms-sim" keys --dir "$world" >/dev/null
+
+# Debian packages of the appliance (board/sms-x86_64/packages.txt), cached
+# by the hash of that list.
+packages=$(grep -v '^#' "$board/packages.txt" | xargs | tr ' ' ',')
+hash=$(printf '%s' "$packages" | sha256sum | cut -c1-16)
+base=$out/cache/base-$hash.tar
+if [ ! -s "$base" ]; then
+  step "root file system from Debian packages (mmdebstrap)"
+  mmdebstrap --quiet --format=tar --variant=minbase --include="$packages" \
+    --dpkgopt='path-exclude=/usr/share/man/*' \
+    --dpkgopt='path-exclude=/usr/share/doc/*' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' \
+    --dpkgopt='path-exclude=/usr/share/info/*' \
+    bookworm "$base.tmp"
+  mv "$base.tmp" "$base"
+else
+  step "root file system: cached $(basename "$base")"
+fi
+
+root=$out/rootfs
+rm -rf "$root"
+mkdir -p "$root"
+tar -C "$root" -xf "$base"
+
+step "installing the appliance's files"
+cp -a "$top/rootfs-overlay/." "$root/"
+install -m 0755 "$top/target/release/sms-updated" "$top/target/release/sms-ntpd" "$top/target/release/sms-cli" "$root/usr/bin/"
+install -D -m 0644 "$top/README.md" "$root/usr/share/doc/sms/README.md"
+install -m 0644 "$world/ca.pem" "$root/etc/sms/tmc-ca.pem"
+install -m 0644 "$world/trust-root.json" "$root/etc/sms/trust-root.json"
+install -m 0644 "$top/qemu/world/updated.toml" "$top/qemu/world/ntpd.toml" "$root/etc/sms/"
+"$board/post-build.sh" "$root"
+
+# Development images: a key for root and admin.
+if [ -n "${SMS_DEV_KEY:-}" ]; then
+  install -d -m 0700 "$root/root/.ssh"
+  install -m 0600 "$SMS_DEV_KEY" "$root/root/.ssh/authorized_keys"
+  install -D -m 0644 "$SMS_DEV_KEY" "$root/etc/ssh/authorized_keys/admin"
+fi
+
+step "kernel and initramfs"
+kver=$(basename "$(ls -d "$root"/lib/modules/*)")
+cp "$root/boot/vmlinuz-$kver" "$out/vmlinuz"
+ird=$out/initramfs.d
+rm -rf "$ird"
+mkdir -p "$ird/bin" "$ird/lib/modules" "$ird/proc" "$ird/sys" "$ird/dev" "$ird/newroot" "$ird/boot-state"
+cp /bin/busybox "$ird/bin/busybox"
+for app in $("$ird/bin/busybox" --list); do [ "$app" = busybox ] || ln -sf busybox "$ird/bin/$app"; done
+# Disk drivers and everything they depend on, in load order (modules.dep).
+moddir=$root/lib/modules/$kver
+declare -A seen=()
+order=()
+add_module() {
+  local m=$1 d
+  [ -n "${seen[$m]:-}" ] && return
+  seen[$m]=1
+  for d in $(grep "^$m:" "$moddir/modules.dep" | cut -d: -f2); do add_module "$d"; done
+  order+=("$m")
+}
+for name in virtio_pci virtio_blk virtio_scsi ahci sd_mod nvme; do
+  path=$(grep -E "/$name\.ko:" "$moddir/modules.dep" | cut -d: -f1 || true)
+  [ -n "$path" ] && add_module "$path"
+done
+for m in "${order[@]}"; do
+  cp "$moddir/$m" "$ird/lib/modules/"
+  basename "$m" >>"$ird/lib/modules/order"
+done
+install -m 0755 "$top/image/initramfs/init" "$ird/init"
+(cd "$ird" && find . | cpio -o -H newc --quiet | gzip -1) >"$out/initrd.img"
+# The root slots carry no kernel of their own: it is on the boot partition.
+rm -f "$root"/boot/initrd.img* "$root"/boot/vmlinuz* "$root"/boot/System.map*
+
+step "disk image"
+"$board/post-image.sh" "$out"
+
+size_root=$(du -sm "$root" | cut -f1)
+step "compressing"
+zstd -q -f -T0 -3 "$out/disk.img" -o "$out/disk.img.zst"
+printf '\nimage: %s (%s MiB root file system, %s MiB compressed)\nbuild time: %s s\n' \
+  "$out/disk.img" "$size_root" "$(( $(stat -c %s "$out/disk.img.zst") / 1048576 ))" "$(( $(date +%s) - started ))"

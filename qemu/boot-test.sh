@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Boot test of the SMS OS image (part of `make test`): builds the image,
+# boots it under QEMU, waits until every unit is up, checks it from the host
+# through the forwarded ports, reboots it, falls back from a broken slot B
+# to slot A by itself, and powers it off. Prints boot time and image size.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d /tmp/sms-boot-test.XXXXXX)
+base=${SMS_TEST_PORT_BASE:-21000}
+ssh_port=$((base + 22))
+serial=$work/serial.log
+passed=0
+failed=0
+qemu_pid=""
+
+cleanup() {
+  [ -n "$qemu_pid" ] && kill "$qemu_pid" 2>/dev/null || true
+  if [ "$failed" -ne 0 ]; then
+    echo "--- QEMU ---"
+    cat "$work/qemu.out" 2>/dev/null || true
+    echo "--- last lines of the serial console ---"
+    tail -n 60 "$serial" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+ok() { echo "ok   - $*"; passed=$((passed + 1)); }
+bad() { echo "FAIL - $*"; failed=$((failed + 1)); }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+
+ssh-keygen -q -t ed25519 -N "" -f "$work/key"
+ssh_opts=(-p "$ssh_port" -i "$work/key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+  -o LogLevel=ERROR -o ConnectTimeout=5 -o BatchMode=yes)
+as_root() { ssh "${ssh_opts[@]}" root@127.0.0.1 "$@"; }
+as_admin() { ssh "${ssh_opts[@]}" admin@127.0.0.1 "$@"; }
+
+echo "== building the image"
+SMS_DEV_KEY=$work/key.pub SMS_OUT=$top/out "$top/image/build.sh" | tail -n 3
+image_mib=$(( $(stat -c %s "$top/out/disk.img.zst") / 1048576 ))
+cp --sparse=always "$top/out/disk.img" "$work/disk.img"
+
+boot() {
+  SMS_DISK=$work/disk.img SMS_SERIAL=$serial SMS_PORT_BASE=$base \
+    SMS_EXTRA_FWD="hostfwd=tcp:127.0.0.1:$((base + 7777))-:7777" \
+    "$top/qemu/boot.sh" >>"$work/qemu.out" 2>&1 &
+  qemu_pid=$!
+}
+
+# Waits until SSH answers and boot has finished; prints the system state.
+wait_up() {
+  local limit=$1 start
+  start=$(date +%s)
+  until as_root true 2>/dev/null; do
+    if [ $(( $(date +%s) - start )) -gt "$limit" ]; then return 1; fi
+    kill -0 "$qemu_pid" 2>/dev/null || return 1
+    sleep 1
+  done
+  as_root 'timeout 120 systemctl is-system-running --wait' 2>/dev/null || true
+}
+
+echo "== first boot"
+t0=$(date +%s.%N)
+boot
+state=$(wait_up 300) || { bad "the appliance came up"; exit 1; }
+t1=$(date +%s.%N)
+boot_secs=$(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }")
+check "system state is running (was: $state)" test "$state" = running
+inside=$(as_root systemd-analyze 2>/dev/null | head -n1 || true)
+echo "     boot: ${boot_secs} s from QEMU start to all units active (inside: ${inside#Startup finished in })"
+for u in sms-updated sms-ntpd sms-health; do
+  check "$u is active" as_root systemctl is-active -q "$u"
+done
+slot_a_good() { as_root /usr/libexec/sms/slot status | grep -qx 'A_TRY=3'; }
+check "slot A marked good by the health check" slot_a_good
+
+# SSH: admin lands in the restricted CLI and never in a shell.
+out=$(as_admin 'show version' 2>&1 || true)
+check "ssh admin@ runs a CLI command (got: $out)" grep -q "SMS OS" <<<"$out"
+out=$(as_admin '/bin/sh -c id' 2>&1 || true)
+no_shell() { ! grep -q 'uid=' <<<"$1" && grep -q 'unknown command' <<<"$1"; }
+check "ssh admin@ /bin/sh gives no shell (got: $out)" no_shell "$out"
+out=$(printf 'id\necho $SHELL\nexit\n' | as_admin -T 2>&1 || true)
+check "admin's interactive session is the CLI" no_shell "$out"
+no_sftp() { ! sftp -P "$ssh_port" -i "$work/key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes admin@127.0.0.1 <<<'ls' >/dev/null 2>&1; }
+check "sftp is refused" no_sftp
+no_forwarding() { ! timeout 10 ssh "${ssh_opts[@]}" -o ExitOnForwardFailure=yes -N -L "127.0.0.1:$((base + 9999)):127.0.0.1:22" admin@127.0.0.1 2>/dev/null; }
+check "port forwarding is refused" no_forwarding
+
+# Read-only root, writable data partition.
+root_ro() { as_root findmnt -no OPTIONS / | grep -q '^ro'; }
+check "root file system is mounted read-only" root_ro
+root_unwritable() { ! as_root touch /usr/sms-write-test 2>/dev/null; }
+check "writing to the root file system fails" root_unwritable
+token=$(date +%s%N)
+check "data partition is writable" as_root "echo $token > /var/lib/sms/boot-test-token && sync"
+
+# Firewall: a listed port passes, an unlisted one does not.
+as_root 'for p in 4444 7777; do (echo OPEN-$p | timeout 30 nc -l $p >/dev/null 2>&1 &) ; done'
+sleep 1
+got=$(timeout 8 bash -c "cat </dev/tcp/127.0.0.1/$((base + 4444))" 2>/dev/null || true)
+check "listed port 4444 is open (got: ${got:-nothing})" test "$got" = OPEN-4444
+got=$(timeout 8 bash -c "cat </dev/tcp/127.0.0.1/$((base + 7777))" 2>/dev/null || true)
+check "unlisted port 7777 is closed (got: ${got:-nothing})" test -z "$got"
+
+echo "== reboot"
+as_root 'systemctl reboot' 2>/dev/null || true
+sleep 5
+state=$(wait_up 300) || { bad "the appliance came back after a reboot"; exit 1; }
+token_intact() { as_root cat /var/lib/sms/boot-test-token | grep -qx "$token"; }
+check "data survived the reboot" token_intact
+
+echo "== A/B: slot B with a failing unit, the appliance must fall back to A"
+as_root 'set -e
+  dd if=/dev/disk/by-partlabel/sms-root-a of=/dev/disk/by-partlabel/sms-root-b bs=4M conv=fsync status=none
+  e2label /dev/disk/by-partlabel/sms-root-b sms-root-b
+  mount /dev/disk/by-partlabel/sms-root-b /mnt
+  printf "[Unit]\nDescription=A daemon that cannot start\n[Service]\nExecStart=/bin/false\n[Install]\nWantedBy=multi-user.target\n" >/mnt/etc/systemd/system/sms-broken.service
+  ln -s ../sms-broken.service /mnt/etc/systemd/system/multi-user.target.wants/sms-broken.service
+  umount /mnt
+  /usr/libexec/sms/slot activate B 1
+  systemctl reboot' 2>/dev/null || true
+start=$(date +%s)
+back=""
+while [ $(( $(date +%s) - start )) -lt 400 ]; do
+  sleep 3
+  cur=$(as_root '/usr/libexec/sms/slot current; /usr/libexec/sms/slot status' 2>/dev/null | tr '\n' ' ' || true)
+  case "$cur" in
+    A\ ORDER=\"A\ B\"*A_TRY=3*) back=$cur; break ;;
+  esac
+done
+check "slot B was tried" test "$(grep -c "booting slot B" "$serial")" -gt 0
+check "the appliance came back on slot A by itself (state: ${back:-not back})" test -n "$back"
+check "health check refused slot B" grep -q "health check FAILED" "$serial"
+check "data intact after the fallback" token_intact
+
+echo "== power off"
+as_root 'systemctl poweroff' 2>/dev/null || true
+for _ in $(seq 60); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 1; done
+if kill -0 "$qemu_pid" 2>/dev/null; then bad "powered off within 60 s"; else ok "powered off cleanly"; qemu_pid=""; fi
+
+echo
+echo "boot time to all units active: ${boot_secs} s (goal < 20 s under TCG); compressed image: ${image_mib} MiB (goal < 200 MiB)"
+echo "image boot test: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

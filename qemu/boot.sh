@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Boots the SMS OS image under QEMU: KVM when /dev/kvm works, TCG otherwise.
+# The kernel and initramfs are given directly (the initramfs does the A/B
+# slot choice); the disk is virtio; the network is QEMU user networking with
+# the appliance's ports forwarded to the host, so nothing needs root, a tap
+# or a bridge. Inside the guest the host is 10.0.2.2.
+#
+# Environment (defaults in brackets):
+#   SMS_DISK [out/disk.img]  SMS_KERNEL [out/vmlinuz]  SMS_INITRD [out/initrd.img]
+#   SMS_SERIAL [stdio]: stdio for an interactive console, or a file for logs
+#   SMS_PORT_BASE [10000]: host ports are BASE+22 (SSH), BASE+80, BASE+443,
+#     BASE+161/udp (SNMP), BASE+123/udp (NTP), BASE+1098, BASE+1099, BASE+3306, BASE+4444
+#   SMS_EXTRA_FWD: more forwarding rules, comma-separated (hostfwd=tcp:127.0.0.1:HOST-:GUEST)
+#   SMS_MONITOR: path of a QEMU monitor socket (for tests)
+#   SMS_MEMORY [1024] (MiB)
+#   SMS_APPEND: more kernel command line (e.g. systemd.journald.forward_to_console=1)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+disk=${SMS_DISK:-$top/out/disk.img}
+kernel=${SMS_KERNEL:-$top/out/vmlinuz}
+initrd=${SMS_INITRD:-$top/out/initrd.img}
+serial=${SMS_SERIAL:-stdio}
+base=${SMS_PORT_BASE:-10000}
+
+for f in "$disk" "$kernel" "$initrd"; do
+  [ -e "$f" ] || { echo "qemu/boot.sh: $f is missing: build the image first (image/build.sh)" >&2; exit 1; }
+done
+
+# KVM when it really works: a paused probe VM that is still alive after
+# 3 s (timeout's 124) started fine; one that died did not. TCG otherwise.
+accel=(-accel tcg)
+if [ -w /dev/kvm ]; then
+  rc=0
+  timeout 3 qemu-system-x86_64 -accel kvm -machine q35 -cpu max -nodefaults -display none -monitor none -S \
+    >/dev/null 2>&1 </dev/null || rc=$?
+  [ "$rc" -eq 124 ] && accel=(-accel kvm)
+fi
+
+fwd="hostfwd=tcp:127.0.0.1:$((base + 22))-:22"
+fwd+=",hostfwd=tcp:127.0.0.1:$((base + 80))-:80,hostfwd=tcp:127.0.0.1:$((base + 443))-:443"
+fwd+=",hostfwd=udp:127.0.0.1:$((base + 161))-:161,hostfwd=udp:127.0.0.1:$((base + 123))-:123"
+for p in 1098 1099 3306 4444; do fwd+=",hostfwd=tcp:127.0.0.1:$((base + p))-:$p"; done
+[ -n "${SMS_EXTRA_FWD:-}" ] && fwd+=",${SMS_EXTRA_FWD}"
+
+args=(
+  "${accel[@]}" -machine q35 -cpu max -smp 2 -m "${SMS_MEMORY:-1024}"
+  -kernel "$kernel" -initrd "$initrd"
+  -append "console=ttyS0,115200 ro panic=5 quiet loglevel=3 systemd.show_status=auto ${SMS_APPEND:-}"
+  -drive "file=$disk,if=virtio,format=raw,cache=unsafe"
+  -netdev "user,id=lan,net=10.0.2.0/24,$fwd" -device virtio-net-pci,netdev=lan
+  -object rng-random,filename=/dev/urandom,id=rng -device virtio-rng-pci,rng=rng
+  -display none
+)
+if [ "$serial" = stdio ]; then
+  args+=(-serial mon:stdio)
+else
+  args+=(-serial "file:$serial")
+fi
+[ -n "${SMS_MONITOR:-}" ] && args+=(-monitor "unix:$SMS_MONITOR,server,nowait")
+exec qemu-system-x86_64 "${args[@]}"
