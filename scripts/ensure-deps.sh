@@ -11,6 +11,15 @@ needed=(
   "mount:mount"               # tmpfs for the disk-full test
   "python3:python3"           # config generation in make run
   "chrony:chronyd"            # NTP client in tests (chronyd -Q), peer in benchmarks
+  "mmdebstrap:mmdebstrap"     # the image's root file system from Debian packages
+  "qemu-system-x86:qemu-system-x86_64"  # boots the image
+  "busybox-static:busybox"    # the initramfs
+  "cpio:cpio"
+  "zstd:zstd"                 # compressed image
+  "e2fsprogs:mke2fs"          # slot and boot file systems
+  "fdisk:sfdisk"              # GPT layout
+  "openssh-client:ssh"        # boot test logs in over SSH
+  "gawk:awk"
 )
 
 missing=()

@@ -7,12 +7,15 @@ root=$1
 # Mount points must exist in the image: the root file system is read-only.
 install -d "$root/var/lib/sms" "$root/var/lib/systemd" "$root/var/cache" "$root/var/log" "$root/var/tmp"
 
-# Users from sysusers.d, created now: the root file system is read-only.
-systemd-sysusers --root="$root"
-grep -qx /usr/bin/sms-cli "$root/etc/shells" || echo /usr/bin/sms-cli >>"$root/etc/shells"
-# Default administrator password (changed at first login); root has none.
-echo 'admin:admin' | chpasswd --root "$root"
-passwd --root "$root" -l root >/dev/null
+grep -qx /usr/bin/sms-cli "$root/etc/shells" 2>/dev/null || echo /usr/bin/sms-cli >>"$root/etc/shells"
+if [ -z "${BR2_CONFIG:-}" ]; then
+  # Offline image: users from sysusers.d, created now since the root file
+  # system is read-only (Buildroot creates them from board users.table).
+  systemd-sysusers --root="$root"
+  # Default administrator password (changed at first login); root has none.
+  echo 'admin:admin' | chpasswd --root "$root"
+  passwd --root "$root" -l root >/dev/null
+fi
 
 # sshd: host keys are made per appliance on the data partition, never
 # shipped; no sftp subsystem, no environment from clients.
@@ -33,6 +36,7 @@ NET
 printf '127.0.0.1 localhost\n127.0.1.1 sms\n' >"$root/etc/hosts"
 : >"$root/etc/machine-id"
 
+# Units to start (Buildroot's host systemctl or the build host's).
 systemctl --root="$root" enable \
   systemd-networkd.service nftables.service ssh.service serial-getty@ttyS0.service \
   sms-data-setup.service var-lib-sms.mount sms-ssh-keys.service \
