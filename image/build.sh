@@ -76,6 +76,10 @@ cp "$root/boot/vmlinuz-$kver" "$out/vmlinuz"
 ird=$out/initramfs.d
 rm -rf "$ird"
 mkdir -p "$ird/bin" "$ird/lib/modules" "$ird/proc" "$ird/sys" "$ird/dev" "$ird/newroot" "$ird/boot-state"
+if ldd /bin/busybox >/dev/null 2>&1; then
+  echo "image/build.sh: /bin/busybox is dynamically linked; the initramfs needs busybox-static" >&2
+  exit 1
+fi
 cp /bin/busybox "$ird/bin/busybox"
 for app in $("$ird/bin/busybox" --list); do [ "$app" = busybox ] || ln -sf busybox "$ird/bin/$app"; done
 # Disk drivers and everything they depend on, in load order (modules.dep).

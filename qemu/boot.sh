@@ -31,8 +31,8 @@ done
 accel=(-accel tcg)
 if [ -w /dev/kvm ]; then
   rc=0
-  timeout 3 qemu-system-x86_64 -accel kvm -machine q35 -cpu max -nodefaults -display none -monitor none -S \
-    >/dev/null 2>&1 </dev/null || rc=$?
+  (timeout 3 qemu-system-x86_64 -accel kvm -machine q35 -cpu max -nodefaults -display none -monitor none -S \
+    >/dev/null 2>&1 </dev/null) 2>/dev/null || rc=$?
   [ "$rc" -eq 124 ] && accel=(-accel kvm)
 fi
 

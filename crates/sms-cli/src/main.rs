@@ -20,7 +20,9 @@ enum Outcome {
 }
 
 fn neutralise(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 fn run(line: &str, out: &mut impl Write) -> Outcome {
@@ -29,11 +31,20 @@ fn run(line: &str, out: &mut impl Write) -> Outcome {
         [] => return Outcome::Continue,
         ["exit"] | ["logout"] | ["quit"] => return Outcome::Exit,
         ["help"] | ["?"] => writeln!(out, "commands: show version, help, exit"),
-        [s, v] if "show".starts_with(s) && !s.is_empty() && "version".starts_with(v) && !v.is_empty() => {
+        [s, v]
+            if "show".starts_with(s)
+                && !s.is_empty()
+                && "version".starts_with(v)
+                && !v.is_empty() =>
+        {
             writeln!(out, "SMS OS {VERSION}")
         }
         _ => {
-            let _ = writeln!(out, "% unknown command: {} (type help)", neutralise(line.trim()));
+            let _ = writeln!(
+                out,
+                "% unknown command: {} (type help)",
+                neutralise(line.trim())
+            );
             return Outcome::Error;
         }
     };
@@ -44,7 +55,13 @@ fn run(line: &str, out: &mut impl Write) -> Outcome {
 }
 
 fn main() {
-    for sig in [Signal::SIGTSTP, Signal::SIGTTIN, Signal::SIGTTOU, Signal::SIGQUIT, Signal::SIGINT] {
+    for sig in [
+        Signal::SIGTSTP,
+        Signal::SIGTTIN,
+        Signal::SIGTTOU,
+        Signal::SIGQUIT,
+        Signal::SIGINT,
+    ] {
         // SAFETY: SigIgn installs no handler code.
         let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }
@@ -58,7 +75,11 @@ fn main() {
     if let [flag, command] = args.as_slice() {
         if flag == "-c" {
             let own = command.trim() == "/usr/bin/sms-cli" || command.trim() == "sms-cli";
-            let asked = if own { std::env::var("SSH_ORIGINAL_COMMAND").ok() } else { Some(command.clone()) };
+            let asked = if own {
+                std::env::var("SSH_ORIGINAL_COMMAND").ok()
+            } else {
+                Some(command.clone())
+            };
             if let Some(asked) = asked {
                 let code = match run(&asked, &mut out) {
                     Outcome::Error => 1,
@@ -69,7 +90,10 @@ fn main() {
         }
     }
     let interactive = io::stdin().is_terminal();
-    let _ = writeln!(out, "SMS OS {VERSION} - Security Management System\nType help for the commands.");
+    let _ = writeln!(
+        out,
+        "SMS OS {VERSION} - Security Management System\nType help for the commands."
+    );
     let stdin = io::stdin();
     let mut input = stdin.lock();
     let mut line = String::new();
@@ -84,7 +108,11 @@ fn main() {
             Ok(_) => {}
         }
         if line.len() > MAX_LINE {
-            let _ = writeln!(out, "% line too long ({} bytes, at most {MAX_LINE})", line.len());
+            let _ = writeln!(
+                out,
+                "% line too long ({} bytes, at most {MAX_LINE})",
+                line.len()
+            );
             continue;
         }
         if let Outcome::Exit = run(&line, &mut out) {

@@ -377,7 +377,7 @@ impl Engine {
                         Err(e) => tracing::error!("cannot apply time: {e}"),
                     }
                 }
-                if st.synced_to != Some(peer_addr) {
+                if st.synced_to.is_none() {
                     tracing::info!(
                         "synchronised to {peer_addr} (stratum {}, offset {:+.6} s, {} of {} source(s) agree)",
                         peer.stratum,
@@ -385,8 +385,10 @@ impl Engine {
                         sel.survivors.len(),
                         cands.len()
                     );
-                    st.synced_to = Some(peer_addr);
+                } else if st.synced_to != Some(peer_addr) {
+                    tracing::debug!("system peer now {peer_addr} (offset {:+.6} s)", sel.offset);
                 }
+                st.synced_to = Some(peer_addr);
                 for f in &sel.falsetickers {
                     if let Some(c) = cands.iter().find(|c| c.id == *f) {
                         tracing::debug!("falseticker {} at {:+.6} s", sources[*f].addr, c.offset);

@@ -198,7 +198,11 @@ async fn main() -> Result<()> {
         }
         Command::Keys { dir } => {
             sms_sim::tmc::load_or_create_keys(&dir)?;
-            println!("{}\n{}", dir.join("ca.pem").display(), dir.join("trust-root.json").display());
+            println!(
+                "{}\n{}",
+                dir.join("ca.pem").display(),
+                dir.join("trust-root.json").display()
+            );
             Ok(())
         }
         Command::Ntp {

@@ -249,12 +249,16 @@ impl TmcSim {
     /// Starts every server and writes `ca.pem`, `trust-root.json` and
     /// `sim.json` into the configured directory.
     pub async fn start(cfg: TmcSimConfig) -> Result<TmcSim> {
-        std::fs::create_dir_all(&cfg.dir).with_context(|| format!("creating {}", cfg.dir.display()))?;
+        std::fs::create_dir_all(&cfg.dir)
+            .with_context(|| format!("creating {}", cfg.dir.display()))?;
         let (ca, signer) = load_or_create_keys(&cfg.dir)?;
         let cert = ca.issue(&[&cfg.tmc_host, "localhost"], &[cfg.bind])?;
         let tls = Arc::new(
-            sms_core::tls::server_config_from_pem(cert.chain_pem.as_bytes(), cert.key_pem.as_bytes())
-                .context("TMC TLS configuration")?,
+            sms_core::tls::server_config_from_pem(
+                cert.chain_pem.as_bytes(),
+                cert.key_pem.as_bytes(),
+            )
+            .context("TMC TLS configuration")?,
         );
         let ca_file = cfg.dir.join("ca.pem");
         let trust_root_file = cfg.dir.join("trust-root.json");
@@ -391,7 +395,11 @@ impl TmcSim {
 pub fn load_or_create_keys(dir: &std::path::Path) -> Result<(TestCa, CatalogSigner)> {
     let keys = dir.join("keys");
     std::fs::create_dir_all(&keys).with_context(|| format!("creating {}", keys.display()))?;
-    let (ca_cert, ca_key, signing) = (keys.join("ca.pem"), keys.join("ca-key.pem"), keys.join("catalog-signing.key"));
+    let (ca_cert, ca_key, signing) = (
+        keys.join("ca.pem"),
+        keys.join("ca-key.pem"),
+        keys.join("catalog-signing.key"),
+    );
     const CA_NAME: &str = "SMS simulated update centre CA";
     let ca = match (ca_cert.exists(), std::fs::read_to_string(&ca_key)) {
         (true, Ok(k)) => TestCa::load(CA_NAME, &k)?,

@@ -139,6 +139,7 @@ struct Progress<'a> {
     started_at: u64,
     started: Instant,
     last_log: Instant,
+    last_report: Instant,
     report: &'a (dyn Fn(DownloadProgress) + Send + Sync),
 }
 
@@ -161,15 +162,18 @@ impl Progress<'_> {
 
     fn advance(&mut self, n: u64) {
         self.bytes += n;
-        if self.last_log.elapsed() >= Duration::from_millis(500) {
+        // The status (D-Bus) every 0.5 s; the log every 2 s, once a rate
+        // can be told (not in the first second).
+        if self.last_report.elapsed() >= Duration::from_millis(500) {
             let snap = self.snapshot();
             (self.report)(snap.clone());
+            self.last_report = Instant::now();
             if self.last_log.elapsed() >= Duration::from_secs(2)
-                || self.started.elapsed() < Duration::from_millis(600)
+                && self.started.elapsed() >= Duration::from_secs(1)
             {
                 log_progress(&snap);
+                self.last_log = Instant::now();
             }
-            self.last_log = Instant::now();
         }
     }
 }
@@ -404,6 +408,7 @@ async fn attempt_once(
         started_at: start,
         started: Instant::now(),
         last_log: Instant::now() - Duration::from_secs(10),
+        last_report: Instant::now() - Duration::from_secs(10),
         report,
     };
     let mut body = resp.into_body();
