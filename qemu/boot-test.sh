@@ -31,9 +31,11 @@ check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; 
 
 ssh-keygen -q -t ed25519 -N "" -f "$work/key"
 ssh_opts=(-p "$ssh_port" -i "$work/key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
-  -o LogLevel=ERROR -o ConnectTimeout=5 -o BatchMode=yes)
-as_root() { ssh "${ssh_opts[@]}" root@127.0.0.1 "$@"; }
-as_admin() { ssh "${ssh_opts[@]}" admin@127.0.0.1 "$@"; }
+  -o LogLevel=ERROR -o ConnectTimeout=5 -o BatchMode=yes -o ServerAliveInterval=5 -o ServerAliveCountMax=3)
+# A guest that reboots under an open connection leaves it hanging behind
+# QEMU's user networking: every call is bounded.
+as_root() { timeout 150 ssh "${ssh_opts[@]}" root@127.0.0.1 "$@"; }
+as_admin() { timeout 60 ssh "${ssh_opts[@]}" admin@127.0.0.1 "$@"; }
 
 echo "== building the image"
 SMS_DEV_KEY=$work/key.pub SMS_OUT=$top/out "$top/image/build.sh" | tail -n 3
@@ -51,7 +53,7 @@ boot() {
 wait_up() {
   local limit=$1 start
   start=$(date +%s)
-  until as_root true 2>/dev/null; do
+  until timeout 20 ssh "${ssh_opts[@]}" root@127.0.0.1 true 2>/dev/null; do
     if [ $(( $(date +%s) - start )) -gt "$limit" ]; then return 1; fi
     kill -0 "$qemu_pid" 2>/dev/null || return 1
     sleep 1
@@ -104,7 +106,7 @@ got=$(timeout 8 bash -c "cat </dev/tcp/127.0.0.1/$((base + 7777))" 2>/dev/null |
 check "unlisted port 7777 is closed (got: ${got:-nothing})" test -z "$got"
 
 echo "== reboot"
-as_root 'systemctl reboot' 2>/dev/null || true
+timeout 20 ssh "${ssh_opts[@]}" root@127.0.0.1 'systemctl reboot' 2>/dev/null || true
 sleep 5
 state=$(wait_up 300) || { bad "the appliance came back after a reboot"; exit 1; }
 token_intact() { as_root cat /var/lib/sms/boot-test-token | grep -qx "$token"; }
@@ -124,7 +126,7 @@ start=$(date +%s)
 back=""
 while [ $(( $(date +%s) - start )) -lt 400 ]; do
   sleep 3
-  cur=$(as_root '/usr/libexec/sms/slot current; /usr/libexec/sms/slot status' 2>/dev/null | tr '\n' ' ' || true)
+  cur=$(timeout 20 ssh "${ssh_opts[@]}" root@127.0.0.1 '/usr/libexec/sms/slot current; /usr/libexec/sms/slot status' 2>/dev/null | tr '\n' ' ' || true)
   case "$cur" in
     A\ ORDER=\"A\ B\"*A_TRY=3*) back=$cur; break ;;
   esac
@@ -135,7 +137,7 @@ check "health check refused slot B" grep -q "health check FAILED" "$serial"
 check "data intact after the fallback" token_intact
 
 echo "== power off"
-as_root 'systemctl poweroff' 2>/dev/null || true
+timeout 20 ssh "${ssh_opts[@]}" root@127.0.0.1 'systemctl poweroff' 2>/dev/null || true
 for _ in $(seq 60); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 1; done
 if kill -0 "$qemu_pid" 2>/dev/null; then bad "powered off within 60 s"; else ok "powered off cleanly"; qemu_pid=""; fi
 

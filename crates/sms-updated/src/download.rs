@@ -196,6 +196,9 @@ fn log_progress(p: &DownloadProgress) {
     );
 }
 
+/// Bytes written between background flushes of a download.
+const SYNC_EVERY: usize = 8 << 20;
+
 /// What the writer thread reports when done.
 struct Written {
     len: u64,
@@ -236,13 +239,35 @@ fn spawn_writer(
             }
         }
         file.set_len(resume_from)?;
+        // A helper thread flushes what is written every few MiB, so that
+        // the fsync before the file enters the store has little left to do
+        // and the disk works while the network does.
+        let syncer_file = file.try_clone()?;
+        let (sync_tx, sync_rx) = std::sync::mpsc::channel::<()>();
+        let syncer = std::thread::spawn(move || {
+            while sync_rx.recv().is_ok() {
+                let _ = syncer_file.sync_data();
+            }
+        });
         let mut out = io::BufWriter::with_capacity(1 << 20, file);
-        while let Some(chunk) = rx.blocking_recv() {
-            hasher.update(&chunk);
-            out.write_all(&chunk)?;
-            len += chunk.len() as u64;
-        }
-        out.flush()?;
+        let mut since_sync = 0usize;
+        let result = (|| -> io::Result<()> {
+            while let Some(chunk) = rx.blocking_recv() {
+                hasher.update(&chunk);
+                out.write_all(&chunk)?;
+                len += chunk.len() as u64;
+                since_sync += chunk.len();
+                if since_sync >= SYNC_EVERY {
+                    out.flush()?;
+                    let _ = sync_tx.send(());
+                    since_sync = 0;
+                }
+            }
+            out.flush()
+        })();
+        drop(sync_tx);
+        let _ = syncer.join();
+        result?;
         Ok(Written {
             len,
             digest: Digest(hasher.finalize().into()),
