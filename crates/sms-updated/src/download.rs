@@ -275,10 +275,6 @@ fn spawn_writer(
     })
 }
 
-enum Attempt {
-    Complete(Written),
-}
-
 /// Downloads `entry` from `url` into the blob store and verifies it.
 /// Returns the stored file's path.
 pub async fn fetch_verified(
@@ -297,7 +293,7 @@ pub async fn fetch_verified(
     let written = loop {
         attempt += 1;
         match attempt_once(net, url, entry, blobs, cfg, report).await {
-            Ok(Attempt::Complete(w)) => break w,
+            Ok(w) => break w,
             Err(e) if e.retryable() && attempt < attempts => {
                 let delay = backoff(cfg, attempt);
                 tracing::warn!(
@@ -344,7 +340,7 @@ async fn attempt_once(
     blobs: &BlobStore,
     cfg: &DownloadConfig,
     report: &(dyn Fn(DownloadProgress) + Send + Sync),
-) -> Result<Attempt, DownloadError> {
+) -> Result<Written, DownloadError> {
     let part = blobs.partial_path(&entry.sha256);
     let mut have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
     if have > entry.length {
@@ -367,9 +363,7 @@ async fn attempt_once(
         let w = spawn_writer(part, have, rx)
             .await
             .map_err(|e| storage(blobs, e.to_string()))?;
-        return w
-            .map(Attempt::Complete)
-            .map_err(|e| DownloadError::from_blob(io_blob(blobs, e), blobs.root(), needed));
+        return w.map_err(|e| DownloadError::from_blob(io_blob(blobs, e), blobs.root(), needed));
     }
     let headers: Vec<(&str, String)> = if have > 0 {
         tracing::info!(
@@ -485,7 +479,7 @@ async fn attempt_once(
     let snap = progress.snapshot();
     report(snap.clone());
     log_progress(&snap);
-    Ok(Attempt::Complete(written))
+    Ok(written)
 }
 
 fn io_blob(blobs: &BlobStore, e: io::Error) -> BlobError {
