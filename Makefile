@@ -27,6 +27,7 @@ check:
 
 test: deps check
 	$(CARGO) test --workspace
+	buildroot/validate.sh
 	qemu/boot-test.sh
 
 # Only the image boot test.

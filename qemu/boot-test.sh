@@ -143,5 +143,5 @@ if kill -0 "$qemu_pid" 2>/dev/null; then bad "powered off within 60 s"; else ok 
 
 echo
 echo "boot time to all units active: ${boot_secs} s (goal < 20 s under TCG); compressed image: ${image_mib} MiB (goal < 200 MiB)"
-echo "image boot test: $passed passed, $failed failed"
+echo "boot-test: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
