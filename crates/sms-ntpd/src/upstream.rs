@@ -145,12 +145,16 @@ pub struct Engine {
     sources: Mutex<Vec<Source>>,
     start: Instant,
     inner: Mutex<EngineState>,
+    /// Samples taken so far (all sources): a new one means the clock may
+    /// be given a fresh offset.
+    samples: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
 struct EngineState {
     last_sync: Option<f64>,
-    last_applied: f64,
+    /// Sample count when the clock was last given an offset.
+    last_applied: u64,
     selection: Option<Selection>,
     synced_to: Option<SocketAddr>,
 }
@@ -204,6 +208,7 @@ impl Engine {
             sources: Mutex::new(sources),
             start: Instant::now(),
             inner: Mutex::new(EngineState::default()),
+            samples: std::sync::atomic::AtomicU64::new(0),
         });
         engine.update();
         Ok(engine)
@@ -261,6 +266,7 @@ impl Engine {
                 match &result {
                     Ok(m) => {
                         let prev = s.filter.best().map(|b| b.offset);
+                        self.samples.fetch_add(1, Ordering::Relaxed);
                         s.filter.add(Sample {
                             offset: m.offset,
                             delay: m.delay,
@@ -338,7 +344,18 @@ impl Engine {
             .filter(|(_, s)| s.reach != 0 && s.filter.len() >= 2 && s.denied.is_none())
             .filter_map(|(i, s)| s.filter.candidate(i, now))
             .collect();
-        let sel = select(&cands);
+        // Select only once a majority of the sources that answer can take
+        // part: at start, the first source with two samples might be the
+        // falseticker, and alone it would win.
+        let answering = sources
+            .iter()
+            .filter(|s| s.reach != 0 && s.denied.is_none())
+            .count();
+        let sel = if cands.len() * 2 > answering {
+            select(&cands)
+        } else {
+            None
+        };
         for (i, s) in sources.iter_mut().enumerate() {
             s.state = if s.denied.is_some() {
                 "denied"
@@ -365,8 +382,9 @@ impl Engine {
                 let peer = sel.system_peer;
                 let peer_addr = sources[peer.id].addr;
                 let peer_at = sources[peer.id].filter.best().map(|b| b.at).unwrap_or(now);
-                if peer_at > st.last_applied {
-                    st.last_applied = peer_at;
+                let taken = self.samples.load(Ordering::Relaxed);
+                if taken > st.last_applied || st.selection.is_none() {
+                    st.last_applied = taken;
                     match self.clock.apply(sel.offset) {
                         Ok(true) => {
                             for s in sources.iter_mut() {
@@ -485,5 +503,73 @@ impl Engine {
             denied: c.denied.load(Ordering::Relaxed),
             rate_limited: c.rate_limited.load(Ordering::Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::OffsetClock;
+
+    impl Engine {
+        fn inject(&self, i: usize, offset: f64, delay: f64, at: f64) {
+            self.samples.fetch_add(1, Ordering::Relaxed);
+            let mut sources = lock(&self.sources);
+            sources[i].reach |= 1;
+            sources[i].filter.add(Sample {
+                offset,
+                delay,
+                root_delay: 0.0,
+                root_dispersion: 0.0,
+                stratum: 1,
+                at,
+            });
+        }
+    }
+
+    /// The served time follows the selection even when the system peer's
+    /// best sample is older than a sample applied before.
+    #[test]
+    fn served_offset_follows_the_majority_whatever_the_order_of_samples() {
+        let clock = Arc::new(OffsetClock::default());
+        let cfg = UpstreamConfig {
+            servers: vec![
+                "127.0.0.1:1".into(),
+                "127.0.0.1:2".into(),
+                "127.0.0.1:3".into(),
+                "127.0.0.1:4".into(),
+            ],
+            ..Default::default()
+        };
+        let engine = Engine::new(
+            cfg,
+            ClockConfig::default(),
+            clock.clone(),
+            Arc::new(Shared::new()),
+        )
+        .unwrap();
+        // Good sources: one fast sample each, early.
+        for i in 0..3 {
+            engine.inject(i, 3.25, 0.0001, 0.1);
+        }
+        // The falseticker gets two samples first.
+        engine.inject(3, -40.0, 0.0001, 0.2);
+        engine.inject(3, -40.0, 0.0001, 0.3);
+        engine.update();
+        assert!(
+            clock.serve_offset() > -1.0,
+            "a lone falseticker was applied"
+        );
+        // The good sources' second samples are slower: their best stays the early one.
+        for i in 0..3 {
+            engine.inject(i, 3.25, 0.01, 0.4);
+        }
+        engine.update();
+        assert!(
+            (clock.serve_offset() - 3.25).abs() < 0.001,
+            "served {}",
+            clock.serve_offset()
+        );
+        assert!((engine.shared.serve_info().offset - 3.25).abs() < 0.001);
     }
 }

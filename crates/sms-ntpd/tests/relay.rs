@@ -367,3 +367,55 @@ async fn upstream_kiss_o_death_deny_stops_polling_that_source() {
     );
     assert!(relay.log().contains("denies service (KoD DENY)"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_falseticker_heard_first_is_outvoted_once_the_others_answer() {
+    // The three good servers are not up yet: only the falseticker answers.
+    let ports: Vec<SocketAddr> = (0..3)
+        .map(|_| {
+            UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+        })
+        .collect();
+    let bad = upstreams(&[-40.0]).await;
+    let mut servers: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
+    servers.push(bad[0].addr.to_string());
+    let mut relay = Relay::start(|c| c.upstream.servers = servers.clone()).await;
+    relay
+        .wait("the falseticker alone", 20, |s| s.sources[3].samples >= 2)
+        .await;
+
+    // Now the majority comes up on the ports the relay polls.
+    let mut good = Vec::new();
+    for p in &ports {
+        good.push(
+            NtpSimServer::start(
+                *p,
+                NtpSimConfig {
+                    offset: 3.25,
+                    jitter: 0.0002,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    let st = relay
+        .wait("the majority to win", 60, |s| {
+            s.synchronised && (s.offset - 3.25).abs() < 0.005 && s.sources[3].state == "falseticker"
+        })
+        .await;
+    assert_eq!(st.stratum, 2);
+    // What is served follows the selection, not the first source heard.
+    let m = query_once(relay.addr, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(
+        (m.offset - 3.25).abs() < 0.005,
+        "served offset {}",
+        m.offset
+    );
+}
