@@ -115,13 +115,7 @@ async fn sigkill_at_random_points_never_corrupts_and_work_completes() {
     .await;
     h.stop();
     assert_consistent(&h, "final");
-    let confirmed: Vec<String> = h
-        .sim
-        .stats()
-        .confirmations
-        .iter()
-        .map(|c| c.version.to_string())
-        .collect();
+    let confirmed = h.confirmed_versions();
     assert!(confirmed.contains(&newest), "{confirmed:?}");
     assert!(h.temp_files().is_empty(), "{:?}", h.temp_files());
 }

@@ -48,13 +48,7 @@ async fn automatic_dv_cycle_ends_with_newest_active_and_confirmed() {
     let stored = std::fs::read(h.blob_dir().join("sha256").join(third.sha256.to_hex())).unwrap();
     assert_eq!(&stored[..], &h.sim.file(&third.file).unwrap()[..]);
 
-    let confirmed: Vec<String> = h
-        .sim
-        .stats()
-        .confirmations
-        .iter()
-        .map(|c| c.version.to_string())
-        .collect();
+    let confirmed = h.confirmed_versions();
     assert!(
         confirmed.contains(&v1) && confirmed.contains(&v3),
         "{confirmed:?}"

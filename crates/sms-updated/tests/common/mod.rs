@@ -205,6 +205,16 @@ impl Harness {
         .await
     }
 
+    /// Versions the update centre has received confirmations for.
+    pub fn confirmed_versions(&self) -> Vec<String> {
+        self.sim
+            .stats()
+            .confirmations
+            .iter()
+            .map(|c| c.version.to_string())
+            .collect()
+    }
+
     /// Opens the daemon's store (the daemon must not be running).
     pub fn open_store(&self) -> Store {
         Store::open(&self.dir.path().join("state")).unwrap()
