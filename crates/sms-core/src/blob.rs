@@ -138,6 +138,14 @@ impl BlobStore {
         })
     }
 
+    /// A read-only view of the store at `root`, creating nothing: for the
+    /// daemons that read packages the updater wrote.
+    pub fn at(root: &Path) -> BlobStore {
+        BlobStore {
+            root: root.to_path_buf(),
+        }
+    }
+
     /// Root directory.
     pub fn root(&self) -> &Path {
         &self.root

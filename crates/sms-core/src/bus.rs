@@ -73,6 +73,10 @@ pub struct InstalledPackage {
     pub downloaded: i64,
     /// Whether this version is the active one of its channel.
     pub active: bool,
+    /// Blob (SHA-256, hex) of the vendor-signed catalog envelope that lists
+    /// this file: devices verify the package against it.
+    #[serde(default)]
+    pub envelope_sha256: Option<String>,
 }
 
 /// A version the update centre offers, as returned by `Available()`.
@@ -158,3 +162,10 @@ pub struct NtpStatus {
     /// Requests answered with KoD RATE.
     pub rate_limited: u64,
 }
+
+/// Well-known bus name of the distribution daemon.
+pub const DISTRIBUTOR_NAME: &str = "org.smsos.Distributor1";
+/// Object path of the distribution daemon.
+pub const DISTRIBUTOR_PATH: &str = "/org/smsos/Distributor1";
+/// Interface of the distribution daemon.
+pub const DISTRIBUTOR_INTERFACE: &str = "org.smsos.Distributor1";

@@ -73,6 +73,14 @@ pub enum MetadataError {
     /// Same version as accepted before, but different content.
     #[error("catalog version {0} differs from the copy of the same version accepted before")]
     Equivocation(u64),
+    /// The signed catalog does not list the package as received.
+    #[error("package {key} does not match the signed catalog: {why}")]
+    NotVouched {
+        /// Package key.
+        key: String,
+        /// What differs.
+        why: String,
+    },
 }
 
 /// The signed envelope as it travels (DSSE).
@@ -323,6 +331,49 @@ pub fn verify_catalog(
         },
         catalog,
     })
+}
+
+/// Checks that a vendor-signed catalog envelope lists the package `key`
+/// with exactly this digest and length, and returns its entry.
+///
+/// This is what a receiving device does before installing: the signature
+/// is the vendor's, whoever relayed the file. Expiry and rollback are the
+/// fetcher's concern (they guard freshness of what is offered, not the
+/// authenticity of a file), so they are not checked here.
+pub fn verify_package(
+    envelope: &[u8],
+    trust: &TrustRoot,
+    key: &str,
+    sha256: &Digest,
+    length: u64,
+) -> Result<PackageEntry, MetadataError> {
+    let env: Envelope = serde_json::from_slice(envelope)
+        .map_err(|e| MetadataError::Malformed(format!("envelope: {e}")))?;
+    let payload = trust.open_envelope(&env, CATALOG_PAYLOAD_TYPE)?;
+    let catalog: Catalog = serde_json::from_slice(&payload)
+        .map_err(|e| MetadataError::Malformed(format!("catalog: {e}")))?;
+    let not = |why: String| MetadataError::NotVouched {
+        key: key.to_string(),
+        why,
+    };
+    let entry = catalog
+        .packages
+        .into_iter()
+        .find(|p| p.key() == key)
+        .ok_or_else(|| not("not listed".into()))?;
+    if entry.sha256 != *sha256 {
+        return Err(not(format!(
+            "sha256 {} received, {} signed",
+            sha256, entry.sha256
+        )));
+    }
+    if entry.length != length {
+        return Err(not(format!(
+            "{length} bytes received, {} signed",
+            entry.length
+        )));
+    }
+    Ok(entry)
 }
 
 /// Formats Unix seconds as RFC 3339 (UTC) for messages.

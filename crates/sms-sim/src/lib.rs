@@ -3,12 +3,13 @@
 //! There is no internet here, so `sms-sim` plays the outside world with real
 //! protocols on loopback: the vendor's update centre (an HTTPS TMC with
 //! signed catalogs), its CDN (plain HTTP with Range), a DNS server for their
-//! names, and an HTTP proxy (CONNECT and absolute-form, with or without Basic
+//! names, a fleet of managed IPS devices, and an HTTP proxy (CONNECT and absolute-form, with or without Basic
 //! credentials). Each can misbehave on request, which is how the daemons'
 //! handling of bad input is tested.
 
 pub mod content;
 pub mod dns;
+pub mod fleet;
 pub mod http;
 pub mod ntp;
 pub mod pki;

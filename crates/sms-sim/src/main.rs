@@ -97,6 +97,38 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         port: u16,
     },
+    /// Runs a fleet of simulated IPS devices, each on its own loopback
+    /// address with its own HTTPS endpoint; writes ca.pem, appliance.pem,
+    /// appliance-key.pem and devices.json to DIR.
+    Fleet {
+        /// Directory for the fleet's certificates and device list.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Trust root (JSON) of the vendor keys devices accept.
+        #[arg(long)]
+        trust_root: PathBuf,
+        /// Number of devices.
+        #[arg(long, default_value_t = 100)]
+        devices: usize,
+        /// Address of the first device.
+        #[arg(long, default_value = "127.20.0.1")]
+        first_address: std::net::Ipv4Addr,
+        /// HTTPS port of every device.
+        #[arg(long, default_value_t = 8443)]
+        port: u16,
+        /// Milliseconds an install takes.
+        #[arg(long, default_value_t = 2000)]
+        install_delay_ms: u64,
+        /// Admin API port on 127.0.0.1 (GET /devices); 0 picks a free port.
+        #[arg(long, default_value_t = 0)]
+        admin_port: u16,
+        /// Fault fractions as JSON, e.g. '{"unreachable":0.05,"slow_link":0.05,"slow_link_bps":1000000}'.
+        #[arg(long, default_value = "{}")]
+        faults: String,
+        /// Seed choosing which devices misbehave.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Publishes a new version on a running simulator.
     Publish {
         /// Admin address of the simulator (from sim.json).
@@ -226,6 +258,47 @@ async fn main() -> Result<()> {
                 println!("{} offset {offset:+}", s.addr);
                 servers.push(s);
             }
+            tokio::signal::ctrl_c().await?;
+            Ok(())
+        }
+        Command::Fleet {
+            dir,
+            trust_root,
+            devices,
+            first_address,
+            port,
+            install_delay_ms,
+            admin_port,
+            faults,
+            seed,
+        } => {
+            let faults: sms_sim::fleet::FleetFaults =
+                serde_json::from_str(&faults).context("--faults")?;
+            let trust_root = sms_core::metadata::TrustRoot::load(&trust_root)
+                .with_context(|| format!("--trust-root {}", trust_root.display()))?;
+            let mut fleet = sms_sim::fleet::Fleet::start(sms_sim::fleet::FleetConfig {
+                dir,
+                devices,
+                first_address,
+                port,
+                install_delay: Duration::from_millis(install_delay_ms),
+                trust_root,
+                faults,
+                seed,
+                initial_dv: None,
+            })
+            .await?;
+            let admin = tokio::net::TcpListener::bind(("127.0.0.1", admin_port)).await?;
+            let admin_addr = admin.local_addr()?;
+            fleet.serve_admin(admin);
+            tracing::info!(
+                devices,
+                first = %first_address,
+                port,
+                admin = %admin_addr,
+                list = %fleet.devices_file.display(),
+                "simulated fleet ready"
+            );
             tokio::signal::ctrl_c().await?;
             Ok(())
         }

@@ -1,7 +1,10 @@
 //! A certificate authority made at start, for the simulated TLS servers.
 
 use anyhow::{Context, Result};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SanType,
+};
 use std::net::IpAddr;
 
 /// A fresh CA that issues server certificates.
@@ -67,6 +70,21 @@ impl TestCa {
         let cert = params
             .signed_by(&key, &self.cert, &self.key)
             .context("signing server certificate")?;
+        Ok(IssuedCert {
+            chain_pem: format!("{}{}", cert.pem(), self.cert.pem()),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// Issues a client certificate (for mutual TLS) with common name `name`.
+    pub fn issue_client(&self, name: &str) -> Result<IssuedCert> {
+        let key = KeyPair::generate().context("generating client key")?;
+        let mut params = CertificateParams::new(vec![name.to_string()]).context("client name")?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .context("signing client certificate")?;
         Ok(IssuedCert {
             chain_pem: format!("{}{}", cert.pem(), self.cert.pem()),
             key_pem: key.serialize_pem(),

@@ -123,7 +123,16 @@ impl UpdaterIface {
 /// takes the well-known name, serves the interface and forwards events as
 /// signals. Returns the connection, which must be kept alive.
 pub async fn serve(up: Arc<Updater>) -> zbus::Result<zbus::Connection> {
-    let conn = zbus::connection::Builder::system()?
+    serve_with(up, zbus::connection::Builder::system()?).await
+}
+
+/// Like [`serve`], on the bus `builder` connects to (a private bus in
+/// tests that run the updater next to another daemon).
+pub async fn serve_with(
+    up: Arc<Updater>,
+    builder: zbus::connection::Builder<'_>,
+) -> zbus::Result<zbus::Connection> {
+    let conn = builder
         .name(UPDATER_NAME)?
         .serve_at(UPDATER_PATH, UpdaterIface { up: up.clone() })?
         .build()

@@ -123,6 +123,16 @@ pub enum Event {
 struct PackageRecord {
     entry: PackageEntry,
     downloaded: i64,
+    /// Blob holding the signed catalog envelope that vouched for the file,
+    /// so that the distributor can hand devices the vendor's own signature.
+    #[serde(default)]
+    envelope: Option<Digest>,
+}
+
+/// Key in the catalog tree under which the blob digest of a channel's
+/// newest verified envelope is kept.
+fn envelope_key(channel: Channel) -> String {
+    format!("{channel}.envelope")
 }
 
 /// The update daemon's state and operations.
@@ -309,12 +319,11 @@ impl Updater {
         let seen = self.store.get_json::<SeenCatalog>(SEEN, channel.as_str())?;
         let verified = metadata::verify_catalog(&bytes, &self.trust, channel, now_unix(), seen)
             .map_err(|source| UpdateError::Metadata { channel, source })?;
+        let envelope = self.blobs.put_bytes(&bytes)?;
         let mut b = Batch::new();
-        b.put_json(SEEN, channel.as_str(), &verified.seen).put_json(
-            CATALOG,
-            channel.as_str(),
-            &verified.catalog,
-        );
+        b.put_json(SEEN, channel.as_str(), &verified.seen)
+            .put_json(CATALOG, channel.as_str(), &verified.catalog)
+            .put_json(CATALOG, envelope_key(channel), &envelope);
         self.store.apply(&b)?;
         tracing::info!(
             "{channel} catalog version {} verified: {} package file(s), expires {}",
@@ -367,6 +376,9 @@ impl Updater {
             key: key.clone(),
             source,
         })?;
+        let envelope = self
+            .store
+            .get_json::<Digest>(CATALOG, envelope_key(entry.channel))?;
         let mut b = Batch::new();
         b.put_json(
             PACKAGES,
@@ -374,6 +386,7 @@ impl Updater {
             &PackageRecord {
                 entry: entry.clone(),
                 downloaded: now_unix(),
+                envelope,
             },
         )
         .put_json(CONFIRM, &key, entry);
@@ -657,10 +670,20 @@ impl Updater {
             b.delete(PACKAGES, r.entry.key());
         }
         self.store.apply(&b)?;
-        let still: BTreeSet<Digest> = self.records("")?.iter().map(|r| r.entry.sha256).collect();
+        let mut still: BTreeSet<Digest> = BTreeSet::new();
+        for r in self.records("")? {
+            still.insert(r.entry.sha256);
+            still.extend(r.envelope);
+        }
+        for c in [Channel::Dv, Channel::Tos] {
+            still.extend(self.store.get_json::<Digest>(CATALOG, envelope_key(c))?);
+        }
         for r in &doomed {
             if !still.contains(&r.entry.sha256) {
                 self.blobs.remove(&r.entry.sha256)?;
+            }
+            if let Some(env) = r.envelope.filter(|e| !still.contains(e)) {
+                self.blobs.remove(&env)?;
             }
             tracing::info!("retention: removed {}", r.entry.key());
         }
@@ -682,6 +705,7 @@ impl Updater {
                 sha256: r.entry.sha256.to_hex(),
                 downloaded: r.downloaded,
                 active: Some(&r.entry.version) == active.as_ref(),
+                envelope_sha256: r.envelope.map(|d| d.to_hex()),
             })
             .collect();
         out.sort_by(|a, b| {

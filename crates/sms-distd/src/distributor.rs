@@ -1,0 +1,340 @@
+//! The distribution daemon's state and operations: inventory, jobs, and
+//! the link to the update daemon (package list, activation signal).
+
+use crate::client::DeviceTls;
+use crate::config::DistdConfig;
+use crate::inventory::{Device, Inventory, InventoryError, Target};
+use crate::job::{self, CancelFlag, JobError, JobRecord, JobReport, JobState, Runner};
+use crate::source::{self, Package};
+use sms_core::metadata::TrustRoot;
+use sms_core::package::{Channel, Version};
+use sms_core::store::Store;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// Something other parts (D-Bus signals) announce.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DistEvent {
+    /// A job ended.
+    JobFinished {
+        /// Job id.
+        id: u64,
+        /// End state.
+        state: JobState,
+        /// Summary in words.
+        summary: String,
+    },
+}
+
+/// The daemon.
+pub struct Distributor {
+    /// Configuration.
+    pub cfg: DistdConfig,
+    store: Store,
+    inventory: Inventory,
+    runner: Arc<Runner>,
+    trust: TrustRoot,
+    bus: OnceLock<zbus::Connection>,
+    running: Mutex<BTreeMap<u64, CancelFlag>>,
+    events: broadcast::Sender<DistEvent>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>, JobError> {
+    std::fs::read(path).map_err(|e| JobError::Invalid(format!("{what} {}: {e}", path.display())))
+}
+
+impl Distributor {
+    /// Opens the store and loads the TLS material and the trust root.
+    pub fn open(cfg: DistdConfig) -> Result<Arc<Distributor>, JobError> {
+        let store = Store::open(&cfg.paths.state_dir)?;
+        let trust = TrustRoot::load(&cfg.tls.trust_root)
+            .map_err(|e| JobError::Invalid(format!("tls.trust_root: {e}")))?;
+        let tls = DeviceTls::from_pem(
+            &read(&cfg.tls.ca_file, "tls.ca_file")?,
+            &read(&cfg.tls.cert_file, "tls.cert_file")?,
+            &read(&cfg.tls.key_file, "tls.key_file")?,
+        )
+        .map_err(JobError::Invalid)?;
+        let inventory = Inventory::new(store.clone());
+        let runner = Arc::new(Runner {
+            store: store.clone(),
+            inventory: inventory.clone(),
+            cfg: cfg.push.clone(),
+            tls,
+            bytes_sent: Default::default(),
+        });
+        let (events, _) = broadcast::channel(64);
+        Ok(Arc::new(Distributor {
+            cfg,
+            store,
+            inventory,
+            runner,
+            trust,
+            bus: OnceLock::new(),
+            running: Mutex::new(BTreeMap::new()),
+            events,
+        }))
+    }
+
+    /// The inventory.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
+    /// The store (for the pull cache index).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The vendor trust root.
+    pub fn trust(&self) -> &TrustRoot {
+        &self.trust
+    }
+
+    /// Events for D-Bus signals.
+    pub fn subscribe(&self) -> broadcast::Receiver<DistEvent> {
+        self.events.subscribe()
+    }
+
+    /// Gives the daemon its bus connection (to reach the update daemon).
+    pub fn set_bus(&self, conn: zbus::Connection) {
+        let _ = self.bus.set(conn);
+    }
+
+    /// The bus connection.
+    pub fn bus(&self) -> Result<&zbus::Connection, JobError> {
+        self.bus
+            .get()
+            .ok_or_else(|| JobError::Invalid("not connected to the system bus".into()))
+    }
+
+    /// Verified files of a version, from the update daemon.
+    pub async fn files(
+        &self,
+        channel: Channel,
+        version: &Version,
+    ) -> Result<Vec<Package>, JobError> {
+        Ok(source::version_files(
+            self.bus()?,
+            channel,
+            version,
+            &self.cfg.paths.blob_dir,
+            &self.trust,
+        )
+        .await?)
+    }
+
+    /// Adds devices to the inventory.
+    pub fn add_devices(&self, devices: &[Device]) -> Result<(), InventoryError> {
+        self.inventory.add(devices)
+    }
+
+    /// Starts distributing `version` of `channel` to `target`.
+    pub async fn distribute(
+        self: &Arc<Self>,
+        channel: Channel,
+        version: &Version,
+        target: &Target,
+    ) -> Result<JobRecord, JobError> {
+        let files = self.files(channel, version).await?;
+        let job = job::create(
+            &self.store,
+            &self.inventory,
+            &self.cfg.push,
+            channel,
+            version,
+            target,
+            &files,
+        )?;
+        tracing::info!(
+            job = job.id,
+            "distributing {channel} {version} to {target}: {} device(s) in {} wave(s), {} excluded",
+            job.waves.iter().map(Vec::len).sum::<usize>(),
+            job.waves.len(),
+            job.excluded.len()
+        );
+        self.spawn(job.id, files);
+        Ok(job)
+    }
+
+    fn spawn(self: &Arc<Self>, id: u64, files: Vec<Package>) {
+        let cancel: CancelFlag = Arc::new(AtomicBool::new(false));
+        lock(&self.running).insert(id, cancel.clone());
+        let me = self.clone();
+        tokio::spawn(async move {
+            let result = me.runner.run(id, &files, cancel).await;
+            lock(&me.running).remove(&id);
+            let ev = match result {
+                Ok(job) => {
+                    let summary = me
+                        .report(id)
+                        .ok()
+                        .flatten()
+                        .map(|r| summary(&r))
+                        .unwrap_or_default();
+                    tracing::info!(job = id, "{summary}");
+                    DistEvent::JobFinished {
+                        id,
+                        state: job.state,
+                        summary,
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(job = id, "job failed to run: {e}");
+                    DistEvent::JobFinished {
+                        id,
+                        state: JobState::Stopped,
+                        summary: e.to_string(),
+                    }
+                }
+            };
+            let _ = me.events.send(ev);
+        });
+    }
+
+    /// Resumes jobs that were running when the daemon stopped. Retries
+    /// until the update daemon can name the packages.
+    pub async fn resume(self: &Arc<Self>) {
+        let jobs = match job::list(&self.store) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!("reading jobs: {e}");
+                return;
+            }
+        };
+        for j in jobs.into_iter().filter(|j| j.state == JobState::Running) {
+            let mut delay = Duration::from_millis(200);
+            loop {
+                match self.files(j.channel, &j.version).await {
+                    Ok(files) => {
+                        tracing::info!(job = j.id, "resuming {} {}", j.channel, j.version);
+                        self.spawn(j.id, files);
+                        break;
+                    }
+                    Err(JobError::Source(crate::source::SourceError::Bus(e))) => {
+                        tracing::warn!(job = j.id, "cannot resume yet: {e}");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(30));
+                    }
+                    Err(e) => {
+                        tracing::error!(job = j.id, "cannot resume: {e}");
+                        let mut j = j.clone();
+                        j.state = JobState::Stopped;
+                        j.reason = Some(format!("could not resume after restart: {e}"));
+                        j.finished = Some(job::now());
+                        let mut b = sms_core::store::Batch::new();
+                        b.put_json(job::JOBS, format!("{:016}", j.id), &j);
+                        if let Err(e) = self.store.apply(&b) {
+                            tracing::error!(job = j.id, "{e}");
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Cancels a running job: no further device is started.
+    pub fn cancel(&self, id: u64) -> Result<(), JobError> {
+        match lock(&self.running).get(&id) {
+            Some(flag) => {
+                flag.store(true, Ordering::SeqCst);
+                Ok(())
+            }
+            None => Err(JobError::Invalid(format!("job {id} is not running"))),
+        }
+    }
+
+    /// Progress and report of a job.
+    pub fn report(&self, id: u64) -> Result<Option<JobReport>, JobError> {
+        Ok(job::report(
+            &self.store,
+            id,
+            self.runner.bytes_sent.load(Ordering::Relaxed),
+        )?)
+    }
+
+    /// Every job.
+    pub fn jobs(&self) -> Result<Vec<JobRecord>, JobError> {
+        Ok(job::list(&self.store)?)
+    }
+
+    /// Follows the update daemon's `PackageActivated` signal and starts a
+    /// job for every newly activated DV, when configured to.
+    pub async fn follow_activations(self: Arc<Self>) {
+        use futures_util::StreamExt;
+        let Ok(conn) = self.bus().cloned() else {
+            return;
+        };
+        let rule = match zbus::MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .interface(sms_core::bus::UPDATER_INTERFACE)
+            .and_then(|b| b.member("PackageActivated"))
+        {
+            Ok(b) => b.build(),
+            Err(e) => {
+                tracing::error!("match rule: {e}");
+                return;
+            }
+        };
+        let mut stream = match zbus::MessageStream::for_match_rule(rule, &conn, None).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("subscribing to PackageActivated: {e}");
+                return;
+            }
+        };
+        while let Some(msg) = stream.next().await {
+            let Ok(msg) = msg else { continue };
+            let Ok((channel, version, _sha)) = msg.body().deserialize::<(String, String, String)>()
+            else {
+                continue;
+            };
+            if channel != "dv" || !self.cfg.push.auto_distribute_dv {
+                continue;
+            }
+            let Ok(version) = version.parse::<Version>() else {
+                continue;
+            };
+            if self.inventory.list().map(|l| l.is_empty()).unwrap_or(true) {
+                continue;
+            }
+            match self.distribute(Channel::Dv, &version, &Target::All).await {
+                Ok(j) => tracing::info!(
+                    job = j.id,
+                    "DV {version} activated: distributing to all devices"
+                ),
+                Err(e) => tracing::error!("automatic distribution of DV {version}: {e}"),
+            }
+        }
+    }
+}
+
+/// One line on a job's result.
+pub fn summary(r: &JobReport) -> String {
+    let c = |k: &str| r.counts.get(k).copied().unwrap_or(0);
+    let mut s = format!(
+        "job {} ({} {} to {}): {:?}; done {}, skipped {}, failed {}, queued {}",
+        r.job.id,
+        r.job.channel,
+        r.job.version,
+        r.job.target,
+        r.job.state,
+        c("done"),
+        c("skipped"),
+        c("failed"),
+        c("queued")
+    );
+    if let Some(reason) = &r.job.reason {
+        s.push_str("; ");
+        s.push_str(reason);
+    }
+    s
+}

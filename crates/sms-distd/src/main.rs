@@ -1,0 +1,73 @@
+//! `sms-distd`: the distribution daemon.
+
+use anyhow::Context;
+use clap::Parser;
+use sms_distd::config::DistdConfig;
+use sms_distd::pull::PullServer;
+use sms_distd::Distributor;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "sms-distd", about = "SMS distribution daemon", version)]
+struct Args {
+    /// Configuration file.
+    #[arg(long, default_value = "/etc/sms/distd.toml")]
+    config: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    sms_core::logging::init("sms-distd");
+    let cfg: DistdConfig = sms_core::config::load(&args.config)?;
+    let dist = Distributor::open(cfg.clone()).context("starting the distribution daemon")?;
+    let pull = PullServer::new(&dist).context("opening the pull cache")?;
+    let mut servers = Vec::new();
+    for addr in &cfg.pull.http_listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("pull.http_listen {addr}"))?;
+        servers.push(tokio::spawn(pull.clone().serve_http(l)));
+    }
+    if !cfg.pull.https_listen.is_empty() {
+        let chain = std::fs::read(&cfg.pull.tls_cert_file)
+            .with_context(|| format!("pull.tls_cert_file {}", cfg.pull.tls_cert_file.display()))?;
+        let key = std::fs::read(&cfg.pull.tls_key_file)
+            .with_context(|| format!("pull.tls_key_file {}", cfg.pull.tls_key_file.display()))?;
+        let tls = std::sync::Arc::new(
+            sms_core::tls::server_config_from_pem(&chain, &key).context("pull server TLS")?,
+        );
+        for addr in &cfg.pull.https_listen {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("pull.https_listen {addr}"))?;
+            servers.push(tokio::spawn(pull.clone().serve_https(l, tls.clone())));
+        }
+    }
+    let conn = sms_distd::dbus::serve_with(
+        dist.clone(),
+        Some(pull.clone()),
+        zbus::connection::Builder::system()?,
+    )
+    .await
+    .context("serving org.smsos.Distributor1 on the system bus")?;
+    dist.set_bus(conn.clone());
+    tokio::spawn(dist.clone().follow_activations());
+    tokio::spawn(pull.clone().refresh_forever(conn.clone()));
+    let resumer = dist.clone();
+    tokio::spawn(async move { resumer.resume().await });
+    tracing::info!(
+        devices = dist.inventory().list().map(|l| l.len()).unwrap_or(0),
+        http = ?cfg.pull.http_listen,
+        https = ?cfg.pull.https_listen,
+        "sms-distd ready"
+    );
+    sms_core::notify::ready();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
+    }
+    sms_core::notify::stopping();
+    Ok(())
+}

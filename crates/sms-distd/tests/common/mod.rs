@@ -1,0 +1,322 @@
+//! Harness for sms-distd's integration tests: the simulated update centre
+//! and fleet in this process (real sockets on loopback), the real update
+//! daemon in this process on a private dbus-daemon, and sms-distd as a
+//! real child process on the same bus.
+#![allow(dead_code)]
+
+use sms_core::bus::{DISTRIBUTOR_INTERFACE, DISTRIBUTOR_NAME, DISTRIBUTOR_PATH};
+use sms_core::package::{Channel, PackageEntry, Version};
+use sms_distd::config::DistdConfig;
+use sms_distd::inventory::{Device, DeviceState};
+use sms_distd::job::{JobReport, JobState};
+use sms_sim::fleet::{Fleet, FleetConfig, FleetFaults};
+use sms_sim::{TmcSim, TmcSimConfig};
+use sms_testkit::{plain, DaemonProcess, DbusDaemon};
+use sms_updated::config::UpdaterConfig;
+use sms_updated::updater::Updater;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub sim: TmcSim,
+    pub bus: DbusDaemon,
+    pub updater: Arc<Updater>,
+    _updater_bus: zbus::Connection,
+    pub fleet: Option<Fleet>,
+    pub daemon: Option<DaemonProcess>,
+    pub log: PathBuf,
+    pub config: DistdConfig,
+    conn: zbus::Connection,
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Harness {
+    /// World, bus and updater; no fleet, no distd yet.
+    pub async fn new() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = TmcSim::start(TmcSimConfig::new(dir.path().join("sim")))
+            .await
+            .unwrap();
+        let bus = DbusDaemon::start().unwrap();
+        let mut c = UpdaterConfig::default();
+        let i = &sim.info;
+        c.tmc.host = i.tmc_host.clone();
+        c.tmc.port = i.tmc_port;
+        c.tmc.ca_file = i.ca_file.clone();
+        c.tmc.trust_root = i.trust_root_file.clone();
+        c.dns.servers = vec![i.dns];
+        c.dv.auto_check = false;
+        c.download.reserve_bytes = 0;
+        c.retention.keep_versions = 20;
+        c.paths.state_dir = dir.path().join("updated");
+        c.paths.blob_dir = dir.path().join("blobs");
+        let updater = Updater::open(c).unwrap();
+        let updater_bus = sms_updated::dbus::serve_with(
+            updater.clone(),
+            zbus::connection::Builder::address(bus.address()).unwrap(),
+        )
+        .await
+        .unwrap();
+        let conn = zbus::connection::Builder::address(bus.address())
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        let mut config = DistdConfig::default();
+        config.paths.state_dir = dir.path().join("distd/state");
+        config.paths.blob_dir = dir.path().join("blobs");
+        config.paths.cache_dir = dir.path().join("distd/cache");
+        config.tls.trust_root = sim.info.trust_root_file.clone();
+        config.push.connect_timeout = Duration::from_secs(3);
+        config.push.transfer_timeout = Duration::from_secs(60);
+        config.push.install_timeout = Duration::from_secs(60);
+        config.push.poll_interval_ms = Duration::from_millis(100);
+        config.push.backoff_initial_ms = Duration::from_millis(100);
+        config.push.backoff_max_ms = Duration::from_millis(400);
+        config.push.auto_distribute_dv = false;
+        config.pull.http_listen = vec![];
+        config.pull.https_listen = vec![];
+        config.pull.refresh_interval = Duration::from_secs(1);
+        Harness {
+            log: dir.path().join("distd.log"),
+            dir,
+            sim,
+            bus,
+            updater,
+            _updater_bus: updater_bus,
+            fleet: None,
+            daemon: None,
+            config,
+            conn,
+        }
+    }
+
+    /// Publishes a DV of `size` bytes at the update centre and has the
+    /// updater download it.
+    pub async fn new_dv(&self, size: usize) -> PackageEntry {
+        let e = self.sim.publish_dv(size);
+        self.updater.refresh(Channel::Dv).await.unwrap();
+        self.updater
+            .download(Channel::Dv, &e.version)
+            .await
+            .unwrap();
+        e
+    }
+
+    /// Publishes a TOS version (one image per family) and downloads it.
+    pub async fn new_tos(&self, size: usize) -> Vec<PackageEntry> {
+        let e = self.sim.publish_tos(size);
+        self.updater.refresh(Channel::Tos).await.unwrap();
+        self.updater
+            .download(Channel::Tos, &e[0].version)
+            .await
+            .unwrap();
+        e
+    }
+
+    /// Starts a fleet of `n` devices from `first`, port `port`.
+    pub async fn start_fleet(
+        &mut self,
+        n: usize,
+        first: Ipv4Addr,
+        port: u16,
+        faults: FleetFaults,
+        install_delay: Duration,
+    ) {
+        let fleet = Fleet::start(FleetConfig {
+            dir: self.dir.path().join("fleet"),
+            devices: n,
+            first_address: first,
+            port,
+            install_delay,
+            trust_root: sms_core::metadata::TrustRoot::load(&self.sim.info.trust_root_file)
+                .unwrap(),
+            faults,
+            seed: 7,
+            initial_dv: None,
+        })
+        .await
+        .unwrap();
+        self.config.tls.ca_file = fleet.ca_file.clone();
+        self.config.tls.cert_file = fleet.appliance_cert.clone();
+        self.config.tls.key_file = fleet.appliance_key.clone();
+        self.fleet = Some(fleet);
+    }
+
+    /// TLS material without devices (for pull-only tests).
+    pub async fn no_fleet(&mut self) {
+        self.start_fleet(
+            0,
+            Ipv4Addr::new(127, 99, 0, 1),
+            1,
+            FleetFaults::default(),
+            Duration::ZERO,
+        )
+        .await;
+        self.fleet = None;
+    }
+
+    /// Writes the configuration and starts sms-distd; waits for D-Bus.
+    pub async fn start(&mut self) {
+        let path = self.dir.path().join("distd.toml");
+        std::fs::write(&path, toml::to_string(&self.config).unwrap()).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sms-distd"));
+        cmd.arg("--config")
+            .arg(&path)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", self.bus.address())
+            .env("RUST_LOG", "info,sms_distd=debug");
+        self.daemon = Some(DaemonProcess::spawn(cmd, &self.log).unwrap());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.call::<()>("Jobs", &()).await.is_ok() {
+                return;
+            }
+            assert!(
+                self.daemon.as_mut().unwrap().is_running(),
+                "sms-distd exited:\n{}",
+                self.log_text()
+            );
+            assert!(Instant::now() < deadline, "sms-distd did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            d.kill();
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            d.stop();
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        plain(&std::fs::read_to_string(&self.log).unwrap_or_default())
+    }
+
+    pub async fn call<A>(&self, method: &str, args: &A) -> zbus::Result<zbus::message::Message>
+    where
+        A: serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        self.conn
+            .call_method(
+                Some(DISTRIBUTOR_NAME),
+                DISTRIBUTOR_PATH,
+                Some(DISTRIBUTOR_INTERFACE),
+                method,
+                args,
+            )
+            .await
+    }
+
+    pub async fn call_str<A>(&self, method: &str, args: &A) -> zbus::Result<String>
+    where
+        A: serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        self.call(method, args)
+            .await?
+            .body()
+            .deserialize::<String>()
+    }
+
+    /// Adds every fleet device to the inventory over D-Bus.
+    pub async fn import_fleet(&self, group_of: impl Fn(usize) -> &'static str) {
+        let devices: Vec<Device> = self
+            .fleet
+            .as_ref()
+            .unwrap()
+            .devices()
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| Device {
+                name: d.name,
+                address: d.address,
+                port: d.port,
+                family: d.family,
+                group: group_of(i).into(),
+                pin_sha256: None,
+                dv: None,
+                tos: None,
+                last_contact: None,
+                state: DeviceState::Unknown,
+                last_error: None,
+            })
+            .collect();
+        let n: u32 = self
+            .call("AddDevices", &(serde_json::to_string(&devices).unwrap(),))
+            .await
+            .unwrap()
+            .body()
+            .deserialize()
+            .unwrap();
+        assert_eq!(n as usize, devices.len());
+    }
+
+    pub async fn distribute(&self, channel: &str, version: &Version, target: &str) -> u64 {
+        let job = self
+            .call_str("Distribute", &(channel, version.to_string(), target))
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&job).unwrap();
+        v["id"].as_u64().unwrap()
+    }
+
+    pub async fn job(&self, id: u64) -> JobReport {
+        let s = self.call_str("Job", &(id,)).await.unwrap();
+        serde_json::from_str(&s).unwrap()
+    }
+
+    /// Polls the job until it is no longer running.
+    pub async fn wait_job(&self, id: u64, limit: Duration) -> JobReport {
+        let deadline = Instant::now() + limit;
+        loop {
+            let r = self.job(id).await;
+            if r.job.state != JobState::Running {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} still running after {limit:?}: {:?}\n{}",
+                r.counts,
+                tail(&self.log_text(), 40)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn devices(&self) -> Vec<Device> {
+        serde_json::from_str(&self.call_str("Devices", &()).await.unwrap()).unwrap()
+    }
+
+    /// The payload the updater stored for a DV version.
+    pub fn dv_payload(&self, v: &Version) -> Vec<u8> {
+        let e = self
+            .updater
+            .list(Channel::Dv)
+            .unwrap()
+            .into_iter()
+            .find(|p| p.version == v.to_string())
+            .unwrap();
+        std::fs::read(self.updater.blob_path(&e.sha256.parse().unwrap())).unwrap()
+    }
+}
+
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
