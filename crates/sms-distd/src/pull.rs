@@ -651,7 +651,10 @@ impl PullServer {
         Ok(art)
     }
 
-    /// Starts (or joins) a build; the receiver yields its result.
+    /// Starts (or joins) the one build of `key`; the receiver yields its
+    /// result. An artifact, once built, is never replaced: its URL is
+    /// immutable for caches and a ranged download can resume across
+    /// requests.
     fn start_build<F>(self: &Arc<Self>, key: String, work: F) -> watch::Receiver<BuildResult>
     where
         F: FnOnce(&PullServer) -> Result<Artifact, String> + Send + 'static,
@@ -690,16 +693,12 @@ impl PullServer {
         level: i32,
     ) -> watch::Receiver<BuildResult> {
         let key = archive_key(s, v);
-        let better = match self.artifact(&key) {
-            Some(Artifact::File { level: l, .. }) => l < level,
-            _ => true,
-        };
-        if !better {
-            let (_tx, rx) = watch::channel(self.artifact(&key).map(Ok));
+        if let Some(a) = self.artifact(&key) {
+            let (_tx, rx) = watch::channel(Some(Ok(a)));
             return rx;
         }
         let v = v.clone();
-        self.start_build(format!("{key}@{level}"), move |me| {
+        self.start_build(key.clone(), move |me| {
             let payload = me.read_payload(s, &v)?;
             let data = delta::archive(&payload, level).map_err(|e| e.to_string())?;
             let art = me.store_artifact(&key, &data, level)?;
@@ -750,18 +749,13 @@ impl PullServer {
         level: i32,
     ) -> watch::Receiver<BuildResult> {
         let key = delta_key(s, from, to);
-        let better = match self.artifact(&key) {
-            Some(Artifact::File { level: l, .. }) => l < level,
-            Some(Artifact::TooLarge { .. }) => false,
-            None => true,
-        };
-        if !better {
-            let (_tx, rx) = watch::channel(self.artifact(&key).map(Ok));
+        if let Some(a) = self.artifact(&key) {
+            let (_tx, rx) = watch::channel(Some(Ok(a)));
             return rx;
         }
         let (from, to) = (from.clone(), to.clone());
         let max_fraction = self.cfg.max_delta_fraction;
-        self.start_build(format!("{key}@{level}"), move |me| {
+        self.start_build(key.clone(), move |me| {
             let old = me.read_payload(s, &from)?;
             let new = me.read_payload(s, &to)?;
             let data = delta::make(&old, &new, level).map_err(|e| e.to_string())?;
@@ -862,6 +856,9 @@ impl PullServer {
         };
         let mut resp = self.route(req, route).await;
         if head {
+            let len = resp.body().data.len();
+            resp.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
             let b = resp.body_mut();
             b.data = Bytes::new();
             b._slot = None;
@@ -1297,13 +1294,10 @@ mod tests {
     proptest! {
         #[test]
         fn any_path_either_parses_to_a_route_or_is_refused(p in "\\PC{0,80}") {
-            match parse_path(&p) {
-                Ok(_) => {
-                    prop_assert!(!p.contains(".."));
-                    prop_assert!(p.is_ascii());
-                    prop_assert!(!p.contains('%'));
-                }
-                Err(_) => {}
+            if parse_path(&p).is_ok() {
+                prop_assert!(!p.contains(".."));
+                prop_assert!(p.is_ascii());
+                prop_assert!(!p.contains('%'));
             }
         }
 

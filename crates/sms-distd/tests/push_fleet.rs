@@ -149,7 +149,7 @@ async fn dv_to_a_thousand_devices_with_faults_then_a_wave_stops() {
     for (d, st) in devices.iter().zip(h.fleet.as_ref().unwrap().statuses()) {
         if !canary.contains(&d.name) {
             assert!(
-                st.uploads.get(&key2).is_none(),
+                !st.uploads.contains_key(&key2),
                 "{} got the package from a stopped job",
                 d.name
             );
