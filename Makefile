@@ -38,6 +38,9 @@ bench: deps
 	$(CARGO) build --release -p sms-sim -p sms-ntpd -p sms-bench
 	./target/release/updated-download
 	./target/release/ntp-serve
+	./target/release/distd-pull
+	./target/release/distd-delta
+	./target/release/distd-push
 
 clean:
 	$(CARGO) clean

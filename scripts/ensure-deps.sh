@@ -20,6 +20,8 @@ needed=(
   "fdisk:sfdisk"              # GPT layout
   "openssh-client:ssh"        # boot test logs in over SSH
   "gawk:awk"
+  "nginx-light:nginx"         # peer of the pull server in benchmarks
+  "wrk:wrk"                   # HTTP load generator in benchmarks
 )
 
 missing=()

@@ -376,15 +376,29 @@ pub fn parse_range(h: Option<&str>, len: u64) -> RangeReq {
 impl PullServer {
     /// A pull server over the daemon's store and the shared blob store.
     pub fn new(dist: &Distributor) -> std::io::Result<Arc<PullServer>> {
-        let cfg = dist.cfg.pull.clone();
-        let cache_dir = dist.cfg.paths.cache_dir.clone();
+        Self::open(
+            dist.cfg.pull.clone(),
+            dist.store().clone(),
+            &dist.cfg.paths.blob_dir,
+            &dist.cfg.paths.cache_dir,
+        )
+    }
+
+    /// A pull server from its parts: settings, the store for its cache
+    /// index, the blob store it reads payloads from, its cache directory.
+    pub fn open(
+        cfg: PullConfig,
+        store: Store,
+        blob_dir: &std::path::Path,
+        cache_dir: &std::path::Path,
+    ) -> std::io::Result<Arc<PullServer>> {
         std::fs::create_dir_all(cache_dir.join("tmp"))?;
         Ok(Arc::new(PullServer {
             slots: Arc::new(Semaphore::new(cfg.max_large_downloads.max(1))),
             cfg,
-            store: dist.store().clone(),
-            blobs: BlobStore::at(&dist.cfg.paths.blob_dir),
-            cache_dir,
+            store,
+            blobs: BlobStore::at(blob_dir),
+            cache_dir: cache_dir.to_path_buf(),
             offer: RwLock::new(Offer::default()),
             builds: Mutex::new(HashMap::new()),
             loaded: Mutex::new(HashMap::new()),
@@ -392,6 +406,20 @@ impl PullServer {
             use_clock: AtomicU64::new(0),
             counters: Counters::default(),
         }))
+    }
+
+    /// Waits until every build under way has finished (benchmarks, tests).
+    pub async fn builds_settled(&self) {
+        loop {
+            let pending: Vec<watch::Receiver<BuildResult>> =
+                lock(&self.builds).values().cloned().collect();
+            if pending.is_empty() {
+                return;
+            }
+            for mut rx in pending {
+                let _ = rx.wait_for(|r| r.is_some()).await;
+            }
+        }
     }
 
     /// Counters and cache contents.
