@@ -70,7 +70,7 @@ boot_secs=$(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }")
 check "system state is running (was: $state)" test "$state" = running
 inside=$(as_root systemd-analyze 2>/dev/null | head -n1 || true)
 echo "     boot: ${boot_secs} s from QEMU start to all units active (inside: ${inside#Startup finished in })"
-for u in sms-updated sms-ntpd sms-health; do
+for u in sms-updated sms-ntpd sms-distd sms-health; do
   check "$u is active" as_root systemctl is-active -q "$u"
 done
 slot_a_good() { as_root /usr/libexec/sms/slot status | grep -qx 'A_TRY=3'; }

@@ -47,7 +47,16 @@ fn main() -> Result<()> {
     );
     println!(
         "{:<10} {:>12} {:>8} {:>9} {:>9} | {:>12} {:>8} {:>9} {:>9} | {:>6}",
-        "setting", "ours bytes", "% full", "build s", "apply s", "zstd bytes", "% full", "build s", "apply s", "size"
+        "setting",
+        "ours bytes",
+        "% full",
+        "build s",
+        "apply s",
+        "zstd bytes",
+        "% full",
+        "build s",
+        "apply s",
+        "size"
     );
     for level in [9, 19] {
         let t = Instant::now();
@@ -73,7 +82,15 @@ fn main() -> Result<()> {
             &out,
         ])?;
         let za = zstd(&[
-            "-q", "-f", "-d", &long, "--patch-from", &p("old"), &out, "-o", &p("back"),
+            "-q",
+            "-f",
+            "-d",
+            &long,
+            "--patch-from",
+            &p("old"),
+            &out,
+            "-o",
+            &p("back"),
         ])?;
         if std::fs::read(p("back"))? != new {
             bail!("zstd's delta does not reproduce the payload");

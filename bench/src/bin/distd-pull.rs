@@ -57,7 +57,10 @@ fn wrk(url: &str, conns: u32, secs: u32) -> Result<(f64, f64)> {
         .and_then(|v| v.parse().ok())
         .with_context(|| format!("wrk output:\n{text}"))?;
     let tps = field("Transfer/sec:").unwrap_or_default();
-    let (num, unit) = tps.split_at(tps.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(tps.len()));
+    let (num, unit) = tps.split_at(
+        tps.find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(tps.len()),
+    );
     let mult = match unit {
         "GB" => 1e9_f64.max((1u64 << 30) as f64),
         "MB" => (1u64 << 20) as f64,
@@ -152,9 +155,11 @@ fn main() -> Result<()> {
             cert.chain_pem.as_bytes(),
             cert.key_pem.as_bytes(),
         )?);
-        let l = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], ours_http))).await?;
+        let l =
+            tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], ours_http))).await?;
         tokio::spawn(s.clone().serve_http(l));
-        let l = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], ours_https))).await?;
+        let l =
+            tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], ours_https))).await?;
         tokio::spawn(s.clone().serve_https(l, tls));
         anyhow::Ok(s)
     })?;
@@ -209,10 +214,34 @@ fn main() -> Result<()> {
         "case", "sms-distd", "nginx", "ratio"
     );
     let cases: [(&str, &str, &str, u32, bool); 4] = [
-        ("metadata 1 KB, HTTP, 16 conns", "http", "/dv/index.json", 16, false),
-        ("metadata 1 KB, HTTPS, 16 conns", "https", "/dv/index.json", 16, false),
-        ("archive 20 MB, HTTP, 4 conns", "http", "/dv/4.0.0.1", 4, true),
-        ("archive 20 MB, HTTPS, 4 conns", "https", "/dv/4.0.0.1", 4, true),
+        (
+            "metadata 1 KB, HTTP, 16 conns",
+            "http",
+            "/dv/index.json",
+            16,
+            false,
+        ),
+        (
+            "metadata 1 KB, HTTPS, 16 conns",
+            "https",
+            "/dv/index.json",
+            16,
+            false,
+        ),
+        (
+            "archive 20 MB, HTTP, 4 conns",
+            "http",
+            "/dv/4.0.0.1",
+            4,
+            true,
+        ),
+        (
+            "archive 20 MB, HTTPS, 4 conns",
+            "https",
+            "/dv/4.0.0.1",
+            4,
+            true,
+        ),
     ];
     for (name, scheme, path, conns, bytes) in cases {
         let (op, np) = if scheme == "http" {

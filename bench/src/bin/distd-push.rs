@@ -161,7 +161,7 @@ async fn main() -> Result<()> {
         store: store.clone(),
         inventory,
         cfg,
-        tls,
+        tls: Some(tls),
         bytes_sent: Default::default(),
     };
     let t = Instant::now();

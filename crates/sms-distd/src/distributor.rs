@@ -56,12 +56,23 @@ impl Distributor {
         let store = Store::open(&cfg.paths.state_dir)?;
         let trust = TrustRoot::load(&cfg.tls.trust_root)
             .map_err(|e| JobError::Invalid(format!("tls.trust_root: {e}")))?;
-        let tls = DeviceTls::from_pem(
-            &read(&cfg.tls.ca_file, "tls.ca_file")?,
-            &read(&cfg.tls.cert_file, "tls.cert_file")?,
-            &read(&cfg.tls.key_file, "tls.key_file")?,
-        )
-        .map_err(JobError::Invalid)?;
+        // Without the fleet CA or the client identity the daemon still
+        // serves pull and its inventory; pushing says why it cannot.
+        let tls = (|| {
+            DeviceTls::from_pem(
+                &read(&cfg.tls.ca_file, "tls.ca_file")?,
+                &read(&cfg.tls.cert_file, "tls.cert_file")?,
+                &read(&cfg.tls.key_file, "tls.key_file")?,
+            )
+            .map_err(JobError::Invalid)
+        })();
+        let tls = match tls {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!("pushing to devices is disabled: {e}");
+                None
+            }
+        };
         let inventory = Inventory::new(store.clone());
         let runner = Arc::new(Runner {
             store: store.clone(),
@@ -143,6 +154,13 @@ impl Distributor {
         version: &Version,
         target: &Target,
     ) -> Result<JobRecord, JobError> {
+        if self.runner.tls.is_none() {
+            return Err(JobError::Invalid(format!(
+                "pushing needs the fleet CA ({}) and this appliance's client certificate ({}); see the log",
+                self.cfg.tls.ca_file.display(),
+                self.cfg.tls.cert_file.display()
+            )));
+        }
         let files = self.files(channel, version).await?;
         let job = job::create(
             &self.store,

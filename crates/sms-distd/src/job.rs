@@ -325,8 +325,8 @@ pub struct Runner {
     pub inventory: Inventory,
     /// Push settings.
     pub cfg: PushConfig,
-    /// TLS towards devices.
-    pub tls: DeviceTls,
+    /// TLS towards devices (none: pushing is disabled).
+    pub tls: Option<DeviceTls>,
     /// Package bytes sent (all jobs, this run).
     pub bytes_sent: AtomicU64,
 }
@@ -483,7 +483,16 @@ impl Runner {
             let _ = self.save_task(job, &task, None);
             return;
         };
-        let (state, reason) = self.device_steps(job, &mut task, &device, pkg, body).await;
+        let (state, reason) = match &self.tls {
+            Some(tls) => {
+                self.device_steps(job, &mut task, &device, pkg, body, tls)
+                    .await
+            }
+            None => (
+                TaskState::Failed,
+                Some("no TLS identity for devices is configured".into()),
+            ),
+        };
         task.state = state;
         task.reason = reason.clone();
         task.updated = now();
@@ -539,6 +548,7 @@ impl Runner {
         device: &Device,
         pkg: &Package,
         body: &Bytes,
+        tls: &DeviceTls,
     ) -> Outcome {
         let cfg = &self.cfg;
         let target = pkg.version.to_string();
@@ -558,7 +568,7 @@ impl Runner {
             tries += 1;
             // Ask first: a device that already has the version (or got it
             // before a restart) is not sent it again.
-            let st = match client::status(device, &self.tls, cfg.connect_timeout).await {
+            let st = match client::status(device, tls, cfg.connect_timeout).await {
                 Ok(st) => st,
                 Err(e) if e.is_transient() => {
                     last = Some(e);
@@ -586,7 +596,7 @@ impl Runner {
                 }
                 let sent = client::upload(
                     device,
-                    &self.tls,
+                    tls,
                     cfg.connect_timeout,
                     cfg.transfer_timeout,
                     &pkg.key,
@@ -613,11 +623,17 @@ impl Runner {
             if let Err(e) = self.save_task(job, task, None) {
                 return (TaskState::Failed, Some(format!("store: {e}")));
             }
-            return self.await_install(device, pkg, &target).await;
+            return self.await_install(device, pkg, &target, tls).await;
         }
     }
 
-    async fn await_install(&self, device: &Device, pkg: &Package, target: &str) -> Outcome {
+    async fn await_install(
+        &self,
+        device: &Device,
+        pkg: &Package,
+        target: &str,
+        tls: &DeviceTls,
+    ) -> Outcome {
         let cfg = &self.cfg;
         let deadline = tokio::time::Instant::now() + cfg.install_timeout;
         let mut errors = 0u32;
@@ -632,7 +648,7 @@ impl Runner {
                     )),
                 );
             }
-            match client::status(device, &self.tls, cfg.connect_timeout).await {
+            match client::status(device, tls, cfg.connect_timeout).await {
                 Ok(st) => {
                     errors = 0;
                     if self.installed(pkg, &st) == Some(target) {

@@ -13,6 +13,36 @@ struct Args {
     /// Configuration file.
     #[arg(long, default_value = "/etc/sms/distd.toml")]
     config: PathBuf,
+    /// Create this appliance's pull server certificate and device client
+    /// identity (self-signed) where the configuration expects them, when
+    /// missing, then exit.
+    #[arg(long)]
+    init_tls: bool,
+}
+
+/// Writes a self-signed certificate and key unless both files exist.
+fn ensure_identity(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    name: &str,
+) -> anyhow::Result<()> {
+    if cert.exists() && key.exists() {
+        return Ok(());
+    }
+    let kp = rcgen::KeyPair::generate().context("generating a key")?;
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()])?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let c = params.self_signed(&kp).context("self-signing")?;
+    for (path, text) in [(cert, c.pem()), (key, kp.serialize_pem())] {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    tracing::info!("created {} (self-signed, {name})", cert.display());
+    Ok(())
 }
 
 #[tokio::main]
@@ -20,6 +50,17 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     sms_core::logging::init("sms-distd");
     let cfg: DistdConfig = sms_core::config::load(&args.config)?;
+    if args.init_tls {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "sms".into());
+        let host = host.trim();
+        ensure_identity(&cfg.pull.tls_cert_file, &cfg.pull.tls_key_file, host)?;
+        ensure_identity(
+            &cfg.tls.cert_file,
+            &cfg.tls.key_file,
+            &format!("{host} distribution"),
+        )?;
+        return Ok(());
+    }
     let dist = Distributor::open(cfg.clone()).context("starting the distribution daemon")?;
     let pull = PullServer::new(&dist).context("opening the pull cache")?;
     let mut servers = Vec::new();
