@@ -105,6 +105,15 @@ check "listed port 4444 is open (got: ${got:-nothing})" test "$got" = OPEN-4444
 got=$(timeout 8 bash -c "cat </dev/tcp/127.0.0.1/$((base + 7777))" 2>/dev/null || true)
 check "unlisted port 7777 is closed (got: ${got:-nothing})" test -z "$got"
 
+# The pull server answers through the firewall, over HTTP and HTTPS, and
+# refuses a traversal.
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "http://127.0.0.1:$((base + 80))/dv/index.json" || true)
+check "pull server answers on HTTP (got: $code)" test "$code" = 200 -o "$code" = 404
+code=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 10 "https://127.0.0.1:$((base + 443))/dv/index.json" || true)
+check "pull server answers on HTTPS (got: $code)" test "$code" = 200 -o "$code" = 404
+code=$(curl -s --path-as-is -o /dev/null -w '%{http_code}' --max-time 10 "http://127.0.0.1:$((base + 80))/dv/../../etc/passwd" || true)
+check "pull server refuses a traversal (got: $code)" test "$code" = 400
+
 echo "== reboot"
 timeout 20 ssh "${ssh_opts[@]}" root@127.0.0.1 'systemctl reboot' 2>/dev/null || true
 sleep 5
