@@ -26,3 +26,14 @@ pub fn rounds(default: usize) -> usize {
         .unwrap_or(default)
         .clamp(1, 100)
 }
+
+/// A peer process (simulator, nginx, chronyd) killed when the benchmark
+/// ends, however it ends.
+pub struct Child(pub std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -6,7 +6,7 @@
 //! worker thread).
 
 use anyhow::{bail, Context, Result};
-use sms_bench::{median, rounds};
+use sms_bench::{median, rounds, Child};
 use sms_core::blob::BlobStore;
 use sms_core::bus::InstalledPackage;
 use sms_core::store::Store;
@@ -16,14 +16,6 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
-
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?

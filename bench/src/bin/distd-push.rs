@@ -11,7 +11,7 @@ use sms_core::package::{Channel, Family, PackageEntry, Version};
 use sms_core::store::Store;
 use sms_distd::client::DeviceTls;
 use sms_distd::config::PushConfig;
-use sms_distd::inventory::{Device, DeviceState, Inventory, Target};
+use sms_distd::inventory::{Device, Inventory, Target};
 use sms_distd::job::{self, Runner};
 use sms_distd::source::Package;
 use sms_sim::fleet::{Fleet, FleetConfig, FleetFaults};
@@ -120,19 +120,7 @@ async fn main() -> Result<()> {
     let list: Vec<Device> = fleet
         .devices()
         .into_iter()
-        .map(|d| Device {
-            name: d.name,
-            address: d.address,
-            port: d.port,
-            family: d.family,
-            group: "bench".into(),
-            pin_sha256: None,
-            dv: None,
-            tos: None,
-            last_contact: None,
-            state: DeviceState::Unknown,
-            last_error: None,
-        })
+        .map(|d| Device::new(d.name, d.address, d.port, d.family, "bench".into()))
         .collect();
     inventory.add(&list)?;
     let cfg = PushConfig {

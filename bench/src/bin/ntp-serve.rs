@@ -5,19 +5,11 @@
 //! (chrony's default); every load run is bounded in time.
 
 use anyhow::{bail, Context, Result};
-use sms_bench::{median, rounds};
+use sms_bench::{median, rounds, Child};
 use sms_ntpd::packet::{NtpTimestamp, Packet};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_port() -> Result<u16> {
     Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())

@@ -6,7 +6,7 @@
 //! blob store, which is part of what it must do.
 
 use anyhow::{bail, Context, Result};
-use sms_bench::{median, rounds, time};
+use sms_bench::{median, rounds, time, Child};
 use sms_core::blob::BlobStore;
 use sms_core::metadata::{verify_catalog, TrustRoot};
 use sms_core::package::Channel;
@@ -17,14 +17,6 @@ use sms_updated::net::Net;
 use sms_updated::tmc::TmcClient;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::main]
 async fn main() -> Result<()> {

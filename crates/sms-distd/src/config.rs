@@ -136,9 +136,6 @@ pub struct PullConfig {
     pub inline_level: i32,
     /// zstd level of the background N-1 -> N delta and of full archives.
     pub best_level: i32,
-    /// Worker threads zstd may use for a background build (0: one, in
-    /// the calling thread).
-    pub best_workers: u32,
     /// A delta larger than this fraction of the full archive is not
     /// served: the client is sent to the full archive.
     pub max_delta_fraction: f64,
@@ -164,7 +161,6 @@ impl Default for PullConfig {
             inline_delta_max_bytes: 64 << 20,
             inline_level: 9,
             best_level: 19,
-            best_workers: 0,
             max_delta_fraction: 0.5,
             retry_after: 5,
             refresh_interval: Duration::from_secs(60),

@@ -18,8 +18,7 @@ pub fn window_log(old_len: usize, new_len: usize) -> u32 {
 }
 
 /// Makes the delta that turns `old` into `new` at zstd `level`
-/// (1..=19; 9 is fast, 19 is smallest). `workers` > 0 lets zstd use
-/// that many threads.
+/// (1..=19; 9 is fast, 19 is smallest).
 pub fn make(old: &[u8], new: &[u8], level: i32) -> io::Result<Vec<u8>> {
     let mut enc = zstd::stream::Encoder::with_ref_prefix(Vec::new(), level, old)?;
     enc.long_distance_matching(true)?;

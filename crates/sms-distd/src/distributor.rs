@@ -247,9 +247,7 @@ impl Distributor {
                         j.state = JobState::Stopped;
                         j.reason = Some(format!("could not resume after restart: {e}"));
                         j.finished = Some(job::now());
-                        let mut b = sms_core::store::Batch::new();
-                        b.put_json(job::JOBS, format!("{:016}", j.id), &j);
-                        if let Err(e) = self.store.apply(&b) {
+                        if let Err(e) = job::save(&self.store, &j) {
                             tracing::error!(job = j.id, "{e}");
                         }
                         break;

@@ -118,6 +118,23 @@ pub fn check_name(field: &'static str, s: &str) -> Result<(), InventoryError> {
 }
 
 impl Device {
+    /// A device not yet contacted, with the fields a person or an import sets.
+    pub fn new(name: String, address: IpAddr, port: u16, family: Family, group: String) -> Device {
+        Device {
+            name,
+            address,
+            port,
+            family,
+            group,
+            pin_sha256: None,
+            dv: None,
+            tos: None,
+            last_contact: None,
+            state: DeviceState::Unknown,
+            last_error: None,
+        }
+    }
+
     /// Validates every field a person or an import can set.
     pub fn validate(&self) -> Result<(), InventoryError> {
         check_name("device name", &self.name)?;
@@ -267,19 +284,13 @@ mod tests {
     use super::*;
 
     fn device(name: &str) -> Device {
-        Device {
-            name: name.into(),
-            address: "127.0.0.5".parse().unwrap(),
-            port: 443,
-            family: Family::ALL[0],
-            group: "lab".into(),
-            pin_sha256: None,
-            dv: None,
-            tos: None,
-            last_contact: None,
-            state: DeviceState::Unknown,
-            last_error: None,
-        }
+        Device::new(
+            name.into(),
+            "127.0.0.5".parse().unwrap(),
+            443,
+            Family::ALL[0],
+            "lab".into(),
+        )
     }
 
     #[test]

@@ -282,6 +282,13 @@ pub fn load(store: &Store, id: u64) -> Result<Option<JobRecord>, StoreError> {
     store.get_json(JOBS, job_key(id))
 }
 
+/// Stores a job record.
+pub fn save(store: &Store, job: &JobRecord) -> Result<(), StoreError> {
+    let mut b = Batch::new();
+    b.put_json(JOBS, job_key(job.id), job);
+    store.apply(&b).map(|_| ())
+}
+
 /// Every job, oldest first.
 pub fn list(store: &Store) -> Result<Vec<JobRecord>, StoreError> {
     store.scan_json(JOBS, [])
@@ -362,12 +369,6 @@ impl Runner {
         self.store.apply(&b).map(|_| ())
     }
 
-    fn save_job(&self, job: &JobRecord) -> Result<(), StoreError> {
-        let mut b = Batch::new();
-        b.put_json(JOBS, job_key(job.id), job);
-        self.store.apply(&b).map(|_| ())
-    }
-
     /// Runs (or resumes) job `id` to its end. `files` are its verified
     /// package files; their bytes are read once and shared by all uploads.
     pub async fn run(
@@ -439,13 +440,13 @@ impl Runner {
                 ));
                 tracing::warn!(job = id, "{}", job.reason.as_deref().unwrap_or_default());
             }
-            self.save_job(&job)?;
+            save(&self.store, &job)?;
         }
         if job.state == JobState::Running {
             job.state = JobState::Completed;
         }
         job.finished = Some(now());
-        self.save_job(&job)?;
+        save(&self.store, &job)?;
         tracing::info!(job = id, state = ?job.state, "job ended");
         Ok(job)
     }

@@ -28,7 +28,6 @@ use crate::config::PullConfig;
 use crate::delta;
 use crate::distributor::Distributor;
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
@@ -435,15 +434,7 @@ impl PullServer {
             builds: c.builds.load(Ordering::Relaxed),
             bytes: c.bytes.load(Ordering::Relaxed),
             large_active: self.cfg.max_large_downloads.max(1) - self.slots.available_permits(),
-            cached: self
-                .store
-                .scan(PULL, [])
-                .map(|kv| {
-                    kv.into_iter()
-                        .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
-                        .collect()
-                })
-                .unwrap_or_default(),
+            cached: self.artifacts("").into_iter().map(|(k, _)| k).collect(),
         }
     }
 
@@ -540,20 +531,9 @@ impl PullServer {
     }
 
     fn evict_unkept(&self) {
-        let Ok(entries) = self.store.scan_json::<Artifact>(PULL, []) else {
-            return;
-        };
-        let keys: Vec<String> = self
-            .store
-            .scan(PULL, [])
-            .map(|kv| {
-                kv.into_iter()
-                    .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let entries = self.artifacts("");
         let mut doomed = Vec::new();
-        for (key, art) in keys.iter().zip(entries) {
+        for (key, art) in entries {
             let parts: Vec<&str> = key.split('/').collect();
             let kept = |stream: Stream, vs: &[&str]| {
                 vs.iter().all(|v| {
@@ -587,7 +567,7 @@ impl PullServer {
                 None => false,
             };
             if !keep {
-                doomed.push((key.clone(), art));
+                doomed.push((key, art));
             }
         }
         for (key, art) in doomed {
@@ -605,17 +585,30 @@ impl PullServer {
         }
         if let Artifact::File { sha256, .. } = art {
             let still = self
-                .store
-                .scan_json::<Artifact>(PULL, [])
-                .unwrap_or_default()
+                .artifacts("")
                 .iter()
-                .any(|a| matches!(a, Artifact::File { sha256: s, .. } if s == sha256));
+                .any(|(_, a)| matches!(a, Artifact::File { sha256: s, .. } if s == sha256));
             if !still {
                 lock(&self.loaded).remove(sha256);
                 let _ = std::fs::remove_file(self.cache_dir.join(sha256.to_hex()));
             }
         }
         lock(&self.archive_used).remove(key);
+    }
+
+    /// Index entries under `prefix`, key and record read in one scan.
+    fn artifacts(&self, prefix: &str) -> Vec<(String, Artifact)> {
+        let Ok(kvs) = self.store.scan(PULL, prefix.as_bytes()) else {
+            return Vec::new();
+        };
+        kvs.into_iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    String::from_utf8_lossy(&k).into_owned(),
+                    serde_json::from_slice(&v).ok()?,
+                ))
+            })
+            .collect()
     }
 
     fn artifact(&self, key: &str) -> Option<Artifact> {
@@ -736,19 +729,7 @@ impl PullServer {
     }
 
     fn limit_archives(&self, s: Stream, keep: &str) {
-        let prefix = format!("archive/{s}/");
-        let Ok(kvs) = self.store.scan(PULL, prefix.as_bytes()) else {
-            return;
-        };
-        let mut archives: Vec<(String, Artifact)> = kvs
-            .into_iter()
-            .filter_map(|(k, v)| {
-                Some((
-                    String::from_utf8_lossy(&k).into_owned(),
-                    serde_json::from_slice(&v).ok()?,
-                ))
-            })
-            .collect();
+        let mut archives = self.artifacts(&format!("archive/{s}/"));
         let max = self.cfg.max_full_archives.max(1);
         if archives.len() <= max {
             return;
@@ -1220,11 +1201,6 @@ fn set_target(r: &mut Response<SlotBody>, to: &Version, sha: &Digest) {
     if let Ok(v) = HeaderValue::from_str(&sha.to_hex()) {
         r.headers_mut().insert("x-sms-target-sha256", v);
     }
-}
-
-/// Collects a response body (tests and benches).
-pub async fn collect(b: Incoming) -> Result<Bytes, hyper::Error> {
-    Ok(b.collect().await?.to_bytes())
 }
 
 #[cfg(test)]

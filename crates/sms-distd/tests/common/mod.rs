@@ -7,7 +7,7 @@
 use sms_core::bus::{DISTRIBUTOR_INTERFACE, DISTRIBUTOR_NAME, DISTRIBUTOR_PATH};
 use sms_core::package::{Channel, PackageEntry, Version};
 use sms_distd::config::DistdConfig;
-use sms_distd::inventory::{Device, DeviceState};
+use sms_distd::inventory::Device;
 use sms_distd::job::{JobReport, JobState};
 use sms_sim::fleet::{Fleet, FleetConfig, FleetFaults};
 use sms_sim::{TmcSim, TmcSimConfig};
@@ -243,19 +243,7 @@ impl Harness {
             .devices()
             .into_iter()
             .enumerate()
-            .map(|(i, d)| Device {
-                name: d.name,
-                address: d.address,
-                port: d.port,
-                family: d.family,
-                group: group_of(i).into(),
-                pin_sha256: None,
-                dv: None,
-                tos: None,
-                last_contact: None,
-                state: DeviceState::Unknown,
-                last_error: None,
-            })
+            .map(|(i, d)| Device::new(d.name, d.address, d.port, d.family, group_of(i).into()))
             .collect();
         let n: u32 = self
             .call("AddDevices", &(serde_json::to_string(&devices).unwrap(),))
