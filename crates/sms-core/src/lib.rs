@@ -14,6 +14,7 @@ pub mod config;
 pub mod device;
 pub mod logging;
 pub mod metadata;
+pub mod net;
 pub mod notify;
 pub mod package;
 pub mod store;
