@@ -113,6 +113,7 @@ async fn main() -> Result<()> {
         faults: FleetFaults::default(),
         seed: 1,
         initial_dv: None,
+        snmp_port: None,
     })
     .await?;
     let store = Store::open(&root.join("state"))?;

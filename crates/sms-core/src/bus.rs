@@ -163,6 +163,13 @@ pub struct NtpStatus {
     pub rate_limited: u64,
 }
 
+/// Well-known name of the SNMP daemon.
+pub const SNMP_NAME: &str = "org.smsos.Snmp1";
+/// Object path of the SNMP daemon.
+pub const SNMP_PATH: &str = "/org/smsos/Snmp1";
+/// Interface of the SNMP daemon.
+pub const SNMP_INTERFACE: &str = "org.smsos.Snmp1";
+
 /// Well-known bus name of the distribution daemon.
 pub const DISTRIBUTOR_NAME: &str = "org.smsos.Distributor1";
 /// Object path of the distribution daemon.

@@ -124,6 +124,10 @@ pub struct FleetConfig {
     pub seed: u64,
     /// DV version every device starts with.
     pub initial_dv: Option<String>,
+    /// UDP port of every device's SNMP agent (community
+    /// [`crate::snmp::COMMUNITY`]); no agents when `None`. Unreachable
+    /// devices have none either.
+    pub snmp_port: Option<u16>,
 }
 
 /// One device as listed in devices.json (what an inventory import needs).
@@ -264,6 +268,13 @@ impl Fleet {
             devices.push(state.clone());
             if fault == Some(DeviceFault::Unreachable) {
                 continue;
+            }
+            if let Some(port) = cfg.snmp_port {
+                let sock = tokio::net::UdpSocket::bind(SocketAddr::new(IpAddr::V4(addr), port))
+                    .await
+                    .with_context(|| format!("binding device {i}'s SNMP agent on {addr}:{port}"))?;
+                let mib = Arc::new(crate::snmp::device_mib(&state.info.name, family.id()));
+                tasks.push(tokio::spawn(crate::snmp::serve_agent(sock, mib)));
             }
             let issuer = if fault == Some(DeviceFault::WrongCertificate) {
                 &rogue

@@ -14,6 +14,7 @@ pub mod http;
 pub mod ntp;
 pub mod pki;
 pub mod proxy;
+pub mod snmp;
 pub mod tmc;
 pub mod zone;
 

@@ -116,6 +116,9 @@ enum Command {
         /// HTTPS port of every device.
         #[arg(long, default_value_t = 8443)]
         port: u16,
+        /// UDP port of every device's SNMP agent (community "public"); none when absent.
+        #[arg(long)]
+        snmp_port: Option<u16>,
         /// Milliseconds an install takes.
         #[arg(long, default_value_t = 2000)]
         install_delay_ms: u64,
@@ -267,6 +270,7 @@ async fn main() -> Result<()> {
             devices,
             first_address,
             port,
+            snmp_port,
             install_delay_ms,
             admin_port,
             faults,
@@ -286,6 +290,7 @@ async fn main() -> Result<()> {
                 faults,
                 seed,
                 initial_dv: None,
+                snmp_port,
             })
             .await?;
             let admin = tokio::net::TcpListener::bind(("127.0.0.1", admin_port)).await?;

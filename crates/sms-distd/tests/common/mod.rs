@@ -146,6 +146,7 @@ impl Harness {
             faults,
             seed: 7,
             initial_dv: None,
+            snmp_port: None,
         })
         .await
         .unwrap();

@@ -1,0 +1,469 @@
+//! The agent: answers Get, GetNext, GetBulk and Set in SNMPv1, v2c and v3.
+//!
+//! [`Agent::handle`] takes one datagram and returns the answer, if any: it
+//! decodes, checks the community (and its source network) or the USM
+//! security (reports for discovery, unknown users, wrong digests, stale
+//! time), applies the view, and builds the response from the current
+//! [`Mib`] snapshot. Bad input never gets past the decoder; it is counted
+//! and dropped.
+
+use crate::access::{Access, View};
+use crate::mib::{self, Cell, Dynamic, Mib, SystemText};
+use sms_snmp::message::{error_status as es, CommunityMessage, ScopedPduData};
+use sms_snmp::usm::{Engine, SecurityLevel};
+use sms_snmp::value::VarBind;
+use sms_snmp::{AnyPdu, Message, Oid, Pdu, PduType, ScopedPdu, Value, Version};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+/// Largest max-repetitions honoured in a GetBulk.
+pub const MAX_REPETITIONS: i32 = 1000;
+
+/// Counters of the agent, shown over D-Bus.
+#[derive(Debug, Default)]
+pub struct AgentCounters {
+    /// Datagrams received.
+    pub received: AtomicU64,
+    /// Answers sent (responses and reports).
+    pub answered: AtomicU64,
+    /// Undecodable datagrams.
+    pub malformed: AtomicU64,
+    /// Unknown community or source not allowed.
+    pub bad_community: AtomicU64,
+    /// v3 messages refused by USM (reported or dropped).
+    pub usm_refused: AtomicU64,
+    /// Successful Set requests.
+    pub sets: AtomicU64,
+}
+
+/// Where Set changes go to be kept across restarts.
+pub type Persist = Box<dyn Fn(&SystemText) -> Result<(), String> + Send + Sync>;
+
+/// The agent.
+pub struct Agent {
+    engine: Arc<Engine>,
+    access: Arc<Access>,
+    mib: RwLock<Arc<Mib>>,
+    system: Mutex<SystemText>,
+    persist: Option<Persist>,
+    start: Instant,
+    max_response: usize,
+    /// Counters.
+    pub counters: AgentCounters,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent").finish_non_exhaustive()
+    }
+}
+
+enum Rights<'a> {
+    Read(&'a View),
+    ReadWrite(&'a View, &'a View),
+}
+
+impl Rights<'_> {
+    fn read(&self) -> &View {
+        match self {
+            Rights::Read(v) | Rights::ReadWrite(v, _) => v,
+        }
+    }
+    fn write(&self) -> Option<&View> {
+        match self {
+            Rights::Read(_) => None,
+            Rights::ReadWrite(_, w) => Some(w),
+        }
+    }
+}
+
+impl Agent {
+    /// An agent serving `mib`, with the writable system objects `system`.
+    pub fn new(
+        engine: Arc<Engine>,
+        access: Arc<Access>,
+        mib: Mib,
+        system: SystemText,
+        persist: Option<Persist>,
+        max_response: usize,
+    ) -> Agent {
+        Agent {
+            engine,
+            access,
+            mib: RwLock::new(Arc::new(mib)),
+            system: Mutex::new(system),
+            persist,
+            start: Instant::now(),
+            max_response: max_response.clamp(484, 65507),
+            counters: AgentCounters::default(),
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The access rules.
+    pub fn access(&self) -> &Arc<Access> {
+        &self.access
+    }
+
+    /// The current writable system objects.
+    pub fn system(&self) -> SystemText {
+        self.system
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the snapshot; the writable objects are taken from the agent.
+    pub fn replace_mib(&self, mut m: Mib) {
+        let sys = self.system();
+        m.put(mib::oids::SYS_CONTACT, Value::text(&sys.contact));
+        m.put(mib::oids::SYS_NAME, Value::text(&sys.name));
+        m.put(mib::oids::SYS_LOCATION, Value::text(&sys.location));
+        *self.mib.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(m);
+    }
+
+    /// The current snapshot.
+    pub fn mib(&self) -> Arc<Mib> {
+        self.mib.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// sysUpTime now.
+    pub fn uptime(&self) -> u32 {
+        (self.start.elapsed().as_millis() / 10).min(u32::MAX as u128) as u32
+    }
+
+    fn resolve(&self, cell: &Cell) -> Value {
+        match cell {
+            Cell::Static(v) => v.clone(),
+            Cell::Dynamic(Dynamic::SysUpTime) => Value::TimeTicks(self.uptime()),
+            Cell::Dynamic(Dynamic::EngineTime) => Value::Integer(self.engine.time() as i32),
+            Cell::Dynamic(Dynamic::UsmStat(k)) => Value::Counter32(
+                [
+                    sms_snmp::usm::UsmError::UnsupportedSecLevel,
+                    sms_snmp::usm::UsmError::NotInTimeWindow,
+                    sms_snmp::usm::UsmError::UnknownUserName,
+                    sms_snmp::usm::UsmError::UnknownEngineId,
+                    sms_snmp::usm::UsmError::WrongDigest,
+                    sms_snmp::usm::UsmError::DecryptionError,
+                ]
+                .get((*k as usize).saturating_sub(1))
+                .map(|e| self.engine.counter(*e))
+                .unwrap_or(0),
+            ),
+        }
+    }
+
+    /// Answers one datagram from `src`; `None` when nothing is to be sent.
+    pub fn handle(&self, packet: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        let msg = match sms_snmp::decode(packet) {
+            Ok(m) => m,
+            Err(e) => {
+                self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%src, "malformed SNMP datagram: {e}");
+                return None;
+            }
+        };
+        let out = match msg {
+            Message::Community(m) => self.handle_community(m, src),
+            Message::V3(m) => self.handle_v3(&m, packet, src),
+        };
+        if out.is_some() {
+            self.counters.answered.fetch_add(1, Ordering::Relaxed);
+        }
+        out
+    }
+
+    fn handle_community(&self, m: CommunityMessage, src: SocketAddr) -> Option<Vec<u8>> {
+        let Some(c) = self.access.community(&m.community, src.ip()) else {
+            self.counters.bad_community.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%src, "unknown community or source not allowed");
+            return None;
+        };
+        let AnyPdu::Pdu(pdu) = m.pdu else { return None };
+        if !matches!(
+            pdu.kind,
+            PduType::Get | PduType::GetNext | PduType::GetBulk | PduType::Set
+        ) {
+            return None;
+        }
+        let rights = if c.write {
+            Rights::ReadWrite(&c.view, &c.view)
+        } else {
+            Rights::Read(&c.view)
+        };
+        // Room for the community header around the PDU.
+        let budget = self.max_response.saturating_sub(32 + m.community.len());
+        let resp = self.process(&pdu, m.version, &rights, budget);
+        Some(
+            CommunityMessage {
+                version: m.version,
+                community: m.community,
+                pdu: AnyPdu::Pdu(resp),
+            }
+            .encode(),
+        )
+    }
+
+    fn handle_v3(
+        &self,
+        m: &sms_snmp::message::V3Message,
+        raw: &[u8],
+        src: SocketAddr,
+    ) -> Option<Vec<u8>> {
+        let access = &self.access;
+        let acc = match self.engine.accept(m, raw, |n| access.keys(n)) {
+            Ok(a) => a,
+            Err(e) => {
+                self.counters.usm_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%src, user = %String::from_utf8_lossy(&m.usm.user), "v3 message refused: {e}");
+                return self.engine.report(m, e, |n| access.keys(n));
+            }
+        };
+        let pdu = &acc.scoped.pdu;
+        if !matches!(
+            pdu.kind,
+            PduType::Get | PduType::GetNext | PduType::GetBulk | PduType::Set
+        ) {
+            return None;
+        }
+        let user = access.user(&acc.keys.name)?;
+        let resp = if acc.level < user.min_level {
+            // VACM: the level is below what the user must use.
+            Pdu {
+                kind: PduType::Response,
+                request_id: pdu.request_id,
+                error_status: 16, // authorizationError
+                error_index: 0,
+                varbinds: pdu.varbinds.clone(),
+            }
+        } else {
+            let rights = match &user.write {
+                Some(w) => Rights::ReadWrite(&user.read, w),
+                None => Rights::Read(&user.read),
+            };
+            let max = (m.max_size as usize).min(self.max_response);
+            // Room for the v3 header, USM parameters and padding.
+            self.process(pdu, Version::V3, &rights, max.saturating_sub(160))
+        };
+        let scoped = ScopedPdu {
+            context_engine_id: acc.scoped.context_engine_id.clone(),
+            context_name: acc.scoped.context_name.clone(),
+            pdu: resp,
+        };
+        let _ = ScopedPduData::Plain; // the response is sealed at the request's level
+        Some(
+            self.engine
+                .seal(m.msg_id, false, &acc.keys, acc.level, &scoped),
+        )
+    }
+
+    fn process(&self, req: &Pdu, version: Version, rights: &Rights<'_>, budget: usize) -> Pdu {
+        let mib = self.mib();
+        let mut resp = Pdu::new(PduType::Response, req.request_id, Vec::new());
+        match req.kind {
+            PduType::Get => {
+                for (i, vb) in req.varbinds.iter().enumerate() {
+                    let v = if rights.read().contains(&vb.oid) {
+                        mib.get(&vb.oid).map(|c| self.resolve(c))
+                    } else {
+                        None
+                    };
+                    let v = match v {
+                        Some(v) => v,
+                        None if version == Version::V1 => {
+                            return error(req, es::NO_SUCH_NAME, i);
+                        }
+                        None => {
+                            let parent = Oid::new(&vb.oid.arcs()[..vb.oid.len().saturating_sub(1)]);
+                            if vb.oid.len() > 1
+                                && rights.read().contains(&vb.oid)
+                                && mib.has_under(&parent)
+                            {
+                                Value::NoSuchInstance
+                            } else {
+                                Value::NoSuchObject
+                            }
+                        }
+                    };
+                    resp.varbinds.push(VarBind::new(vb.oid.clone(), v));
+                }
+            }
+            PduType::GetNext => {
+                for (i, vb) in req.varbinds.iter().enumerate() {
+                    match self.next(&mib, &vb.oid, rights.read()) {
+                        Some(n) => resp.varbinds.push(n),
+                        None if version == Version::V1 => {
+                            return error(req, es::NO_SUCH_NAME, i);
+                        }
+                        None => resp
+                            .varbinds
+                            .push(VarBind::new(vb.oid.clone(), Value::EndOfMibView)),
+                    }
+                }
+            }
+            PduType::GetBulk => {
+                let n = (req.error_status.max(0) as usize).min(req.varbinds.len());
+                let reps = req.error_index.clamp(0, MAX_REPETITIONS) as usize;
+                let mut size = 0usize;
+                let mut fits = |vb: &VarBind| {
+                    let mut w = sms_snmp::ber::Writer::new();
+                    vb.encode(&mut w);
+                    size += w.len();
+                    size <= budget
+                };
+                for vb in &req.varbinds[..n] {
+                    let next = self
+                        .next(&mib, &vb.oid, rights.read())
+                        .unwrap_or_else(|| VarBind::new(vb.oid.clone(), Value::EndOfMibView));
+                    if !fits(&next) {
+                        return error(req, es::TOO_BIG, 0);
+                    }
+                    resp.varbinds.push(next);
+                }
+                let mut cursors: Vec<Oid> =
+                    req.varbinds[n..].iter().map(|v| v.oid.clone()).collect();
+                'rounds: for _ in 0..reps {
+                    if cursors.is_empty() {
+                        break;
+                    }
+                    let mut all_end = true;
+                    for c in cursors.iter_mut() {
+                        let next = self
+                            .next(&mib, c, rights.read())
+                            .unwrap_or_else(|| VarBind::new(c.clone(), Value::EndOfMibView));
+                        if next.value != Value::EndOfMibView {
+                            all_end = false;
+                        }
+                        if !fits(&next) {
+                            break 'rounds;
+                        }
+                        *c = next.oid.clone();
+                        resp.varbinds.push(next);
+                    }
+                    if all_end {
+                        break;
+                    }
+                }
+                return resp;
+            }
+            PduType::Set => return self.set(req, version, rights),
+            _ => return error(req, es::GEN_ERR, 0),
+        }
+        let mut size = 0;
+        for vb in &resp.varbinds {
+            let mut w = sms_snmp::ber::Writer::new();
+            vb.encode(&mut w);
+            size += w.len();
+        }
+        if size > budget {
+            let mut e = error(req, es::TOO_BIG, 0);
+            e.varbinds.clear();
+            return e;
+        }
+        resp
+    }
+
+    fn next(&self, mib: &Mib, from: &Oid, view: &View) -> Option<VarBind> {
+        mib.next(from, |o| view.contains(o))
+            .map(|(o, c)| VarBind::new(o.clone(), self.resolve(c)))
+    }
+
+    fn set(&self, req: &Pdu, version: Version, rights: &Rights<'_>) -> Pdu {
+        let v1 = version == Version::V1;
+        // Validate every binding before changing anything.
+        for (i, vb) in req.varbinds.iter().enumerate() {
+            let in_write = rights.write().is_some_and(|w| w.contains(&vb.oid));
+            if !in_write {
+                return error(req, if v1 { es::NO_SUCH_NAME } else { es::NO_ACCESS }, i);
+            }
+            if !mib::is_writable(&vb.oid) {
+                return error(
+                    req,
+                    if v1 {
+                        es::NO_SUCH_NAME
+                    } else {
+                        es::NOT_WRITABLE
+                    },
+                    i,
+                );
+            }
+            let Value::OctetString(bytes) = &vb.value else {
+                return error(req, if v1 { es::BAD_VALUE } else { es::WRONG_TYPE }, i);
+            };
+            if bytes.len() > 255 {
+                return error(req, if v1 { es::BAD_VALUE } else { es::WRONG_LENGTH }, i);
+            }
+            let ok = std::str::from_utf8(bytes).is_ok_and(|s| !s.chars().any(|c| c.is_control()));
+            if !ok {
+                return error(req, if v1 { es::BAD_VALUE } else { es::WRONG_VALUE }, i);
+            }
+        }
+        let mut sys = self.system.lock().unwrap_or_else(|p| p.into_inner());
+        let before = sys.clone();
+        for vb in &req.varbinds {
+            let Value::OctetString(bytes) = &vb.value else {
+                continue;
+            };
+            let s = String::from_utf8_lossy(bytes).to_string();
+            match vb.oid.arcs() {
+                a if a == mib::oids::SYS_CONTACT => sys.contact = s,
+                a if a == mib::oids::SYS_NAME => sys.name = s,
+                a if a == mib::oids::SYS_LOCATION => sys.location = s,
+                _ => {}
+            }
+        }
+        if let Some(p) = &self.persist {
+            if let Err(e) = p(&sys) {
+                tracing::error!("keeping the system objects failed, change undone: {e}");
+                *sys = before;
+                return error(
+                    req,
+                    if v1 {
+                        es::GEN_ERR
+                    } else {
+                        14 /* commitFailed */
+                    },
+                    0,
+                );
+            }
+        }
+        let sys = sys.clone();
+        // Publish the change in a new snapshot.
+        let mut m = (*self.mib()).clone();
+        m.put(mib::oids::SYS_CONTACT, Value::text(&sys.contact));
+        m.put(mib::oids::SYS_NAME, Value::text(&sys.name));
+        m.put(mib::oids::SYS_LOCATION, Value::text(&sys.location));
+        *self.mib.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(m);
+        self.counters.sets.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(contact = %sys.contact, name = %sys.name, location = %sys.location, "system objects set over SNMP");
+        let _ = SecurityLevel::NoAuthNoPriv;
+        Pdu {
+            kind: PduType::Response,
+            request_id: req.request_id,
+            error_status: 0,
+            error_index: 0,
+            varbinds: req.varbinds.clone(),
+        }
+    }
+}
+
+fn error(req: &Pdu, status: i32, index: usize) -> Pdu {
+    Pdu {
+        kind: PduType::Response,
+        request_id: req.request_id,
+        error_status: status,
+        error_index: if status == es::TOO_BIG {
+            0
+        } else {
+            index as i32 + 1
+        },
+        varbinds: req.varbinds.clone(),
+    }
+}

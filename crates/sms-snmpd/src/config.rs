@@ -1,0 +1,260 @@
+//! Configuration of sms-snmpd (`/etc/sms/snmpd.toml`).
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnmpConfig {
+    /// Where the daemon keeps its state (engine boots, writable objects, events).
+    pub state_dir: PathBuf,
+    /// The agent.
+    pub agent: AgentConfig,
+    /// MIB views, referenced by communities and users.
+    pub view: Vec<ViewConfig>,
+    /// v1/v2c communities of the agent.
+    pub community: Vec<CommunityConfig>,
+    /// SNMPv3 users of the agent (and of informs to the receiver).
+    pub user: Vec<UserConfig>,
+    /// The trap receiver.
+    pub receiver: ReceiverConfig,
+    /// Polling the managed devices.
+    pub poller: PollerConfig,
+    /// Managers that get the appliance's own traps.
+    pub trap_destination: Vec<TrapDestination>,
+}
+
+impl Default for SnmpConfig {
+    fn default() -> Self {
+        SnmpConfig {
+            state_dir: PathBuf::from("/var/lib/sms/snmpd"),
+            agent: AgentConfig::default(),
+            view: vec![ViewConfig {
+                name: "all".into(),
+                include: vec!["1.3.6.1".into()],
+                exclude: vec![],
+            }],
+            community: Vec::new(),
+            user: Vec::new(),
+            receiver: ReceiverConfig::default(),
+            poller: PollerConfig::default(),
+            trap_destination: Vec::new(),
+        }
+    }
+}
+
+/// `[agent]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Addresses to answer on.
+    pub listen: Vec<SocketAddr>,
+    /// Serving threads per address.
+    pub threads: usize,
+    /// snmpEngineID as hex; generated once and kept when empty.
+    pub engine_id: String,
+    /// sysContact until set over SNMP.
+    pub contact: String,
+    /// sysLocation until set over SNMP.
+    pub location: String,
+    /// sysName until set over SNMP; the host name when empty.
+    pub name: String,
+    /// How often daemon values are refreshed over D-Bus.
+    #[serde(with = "sms_core::config::seconds")]
+    pub refresh_secs: Duration,
+    /// Largest response sent, octets (a GetBulk is cut to fit).
+    pub max_response: usize,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            listen: vec!["0.0.0.0:161".parse().unwrap_or_else(|_| unreachable!())],
+            threads: 1,
+            engine_id: String::new(),
+            contact: String::new(),
+            location: String::new(),
+            name: String::new(),
+            refresh_secs: Duration::from_secs(5),
+            max_response: 65000,
+        }
+    }
+}
+
+/// `[[view]]`: a named set of subtrees (VACM view family, without masks).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewConfig {
+    /// Name used by communities and users.
+    pub name: String,
+    /// Subtrees in the view.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Subtrees cut out of it (the longest match wins).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// Read-only or read-write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessMode {
+    /// Get, GetNext, GetBulk.
+    Ro,
+    /// Also Set on the writable objects inside the write view.
+    Rw,
+}
+
+/// `[[community]]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommunityConfig {
+    /// The community string.
+    pub name: String,
+    /// Source networks allowed to use it (CIDR).
+    pub sources: Vec<String>,
+    /// View readable through it.
+    pub view: String,
+    /// `ro` or `rw`.
+    #[serde(default = "ro")]
+    pub access: AccessMode,
+}
+
+fn ro() -> AccessMode {
+    AccessMode::Ro
+}
+
+/// `[[user]]`: an SNMPv3 USM user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// User name.
+    pub name: String,
+    /// `SHA`, `SHA-224`, `SHA-256`, `SHA-384`, `SHA-512`; none when empty.
+    #[serde(default)]
+    pub auth: String,
+    /// Authentication password (at least 8 characters).
+    #[serde(default)]
+    pub auth_password: String,
+    /// `AES`; none when empty.
+    #[serde(default)]
+    pub privacy: String,
+    /// Privacy password (at least 8 characters).
+    #[serde(default)]
+    pub privacy_password: String,
+    /// Least security level accepted from this user.
+    #[serde(default = "auth_priv")]
+    pub min_level: String,
+    /// View readable by the user.
+    #[serde(default)]
+    pub read_view: String,
+    /// View writable by the user; none when empty.
+    #[serde(default)]
+    pub write_view: String,
+}
+
+fn auth_priv() -> String {
+    "authPriv".into()
+}
+
+/// `[receiver]`: the trap and inform receiver.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReceiverConfig {
+    /// Addresses to receive on.
+    pub listen: Vec<SocketAddr>,
+    /// Communities accepted in v1/v2c traps and informs; any when empty.
+    pub communities: Vec<String>,
+    /// Names of `[[user]]` entries accepted in v3 traps and informs.
+    pub users: Vec<String>,
+    /// Events kept; the oldest go first.
+    pub retention: usize,
+    /// Kernel receive buffer per socket, octets (bursts from many devices).
+    pub receive_buffer: usize,
+    /// Forward every event to this syslog server (RFC 5424 over UDP).
+    pub syslog: Option<SocketAddr>,
+}
+
+impl Default for ReceiverConfig {
+    fn default() -> Self {
+        ReceiverConfig {
+            listen: vec![
+                "0.0.0.0:8162".parse().unwrap_or_else(|_| unreachable!()),
+                "0.0.0.0:8163".parse().unwrap_or_else(|_| unreachable!()),
+            ],
+            communities: Vec::new(),
+            users: Vec::new(),
+            retention: 100_000,
+            receive_buffer: 8 << 20,
+            syslog: None,
+        }
+    }
+}
+
+/// `[poller]`: reading the managed devices' health over SNMP.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PollerConfig {
+    /// Poll at all.
+    pub enabled: bool,
+    /// Time between two polls of a device.
+    #[serde(with = "sms_core::config::seconds")]
+    pub interval_secs: Duration,
+    /// The devices' SNMP port.
+    pub port: u16,
+    /// v2c community the devices answer to.
+    pub community: String,
+    /// Time to wait for one answer.
+    #[serde(with = "sms_core::config::millis")]
+    pub timeout_ms: Duration,
+    /// Devices polled at the same time.
+    pub concurrency: usize,
+    /// Polls in a row without an answer before a device is unreachable.
+    pub failures: u32,
+}
+
+impl Default for PollerConfig {
+    fn default() -> Self {
+        PollerConfig {
+            enabled: true,
+            interval_secs: Duration::from_secs(60),
+            port: 161,
+            community: "public".into(),
+            timeout_ms: Duration::from_millis(1000),
+            concurrency: 64,
+            failures: 3,
+        }
+    }
+}
+
+/// SNMP version of outgoing traps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrapVersion {
+    /// SNMPv2c trap with a community.
+    V2c,
+    /// SNMPv3 trap as this engine (authoritative), with a user's keys.
+    V3,
+}
+
+/// `[[trap_destination]]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrapDestination {
+    /// Manager address, port 162 normally.
+    pub address: SocketAddr,
+    /// `v2c` or `v3`.
+    pub version: TrapVersion,
+    /// Community (v2c).
+    #[serde(default)]
+    pub community: String,
+    /// User (v3): one of the `[[user]]` entries.
+    #[serde(default)]
+    pub user: String,
+    /// Security level (v3).
+    #[serde(default = "auth_priv")]
+    pub level: String,
+}

@@ -1,0 +1,347 @@
+//! The daemon put together: engine identity and boots kept in the store,
+//! the agent and receiver serving threads, the MIB refresh, the poller and
+//! the trap sender following the other daemons' signals.
+
+use crate::access::Access;
+use crate::agent::Agent;
+use crate::config::SnmpConfig;
+use crate::events::EventLog;
+use crate::mib::{self, DaemonValues, Identity, SystemText};
+use crate::poller::{self, PollTable};
+use crate::receiver::Receiver;
+use crate::sender::{Notification, TrapSender};
+use anyhow::{Context, Result};
+use sms_core::store::{Batch, Store};
+use sms_snmp::usm::Engine;
+use sms_snmp::value::VarBind;
+use sms_snmp::Value;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+const TREE: &str = "snmp";
+
+/// Everything the daemon runs.
+pub struct Daemon {
+    /// Configuration.
+    pub cfg: SnmpConfig,
+    /// Identity shown in the MIB.
+    pub identity: Identity,
+    /// The agent.
+    pub agent: Arc<Agent>,
+    /// The trap receiver.
+    pub receiver: Arc<Receiver>,
+    /// The trap sender.
+    pub sender: Arc<TrapSender>,
+    /// Poll results by device name.
+    pub polls: PollTable,
+    /// Cached values of the other daemons.
+    pub values: Mutex<DaemonValues>,
+    /// Bound agent addresses.
+    pub agent_addrs: Vec<SocketAddr>,
+    /// Bound receiver addresses.
+    pub receiver_addrs: Vec<SocketAddr>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("agent", &self.agent_addrs)
+            .field("receiver", &self.receiver_addrs)
+            .finish()
+    }
+}
+
+/// The host name (from the kernel), empty when unreadable.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+impl Daemon {
+    /// Opens the state, builds every part and starts the serving threads.
+    pub fn start(cfg: SnmpConfig) -> Result<Arc<Daemon>> {
+        std::fs::create_dir_all(&cfg.state_dir)
+            .with_context(|| format!("creating {}", cfg.state_dir.display()))?;
+        let store = Store::open(&cfg.state_dir.join("store"))
+            .with_context(|| format!("opening the store in {}", cfg.state_dir.display()))?;
+        let engine_id = if !cfg.agent.engine_id.is_empty() {
+            let id = hex::decode(cfg.agent.engine_id.trim_start_matches("0x"))
+                .context("agent.engine_id is not hex")?;
+            if !(5..=32).contains(&id.len()) {
+                anyhow::bail!("agent.engine_id must be 5 to 32 octets");
+            }
+            id
+        } else if let Some(id) = store.get(TREE, "engine_id")? {
+            id
+        } else {
+            Engine::generate_id(32473)
+        };
+        let boots: u32 = store
+            .get_json::<u32>(TREE, "boots")?
+            .unwrap_or(0)
+            .saturating_add(1);
+        let system = store
+            .get_json::<SystemText>(TREE, "system")?
+            .unwrap_or_else(|| SystemText {
+                contact: cfg.agent.contact.clone(),
+                name: if cfg.agent.name.is_empty() {
+                    hostname()
+                } else {
+                    cfg.agent.name.clone()
+                },
+                location: cfg.agent.location.clone(),
+            });
+        let mut b = Batch::new();
+        b.put(TREE, "engine_id", engine_id.clone())
+            .put_json(TREE, "boots", &boots);
+        store.apply(&b).context("keeping the engine boots")?;
+        let engine = Arc::new(Engine::new(engine_id.clone(), boots));
+        let access = Arc::new(
+            Access::build(&cfg, &engine_id)
+                .map_err(anyhow::Error::msg)
+                .context("access rules")?,
+        );
+        let identity = Identity {
+            firmware: env!("CARGO_PKG_VERSION").to_string(),
+            engine_id,
+            engine_boots: boots,
+        };
+        let values = DaemonValues {
+            ha_role: 1,
+            ha_peer: 1,
+            ntp_sync: 3,
+            ntp_stratum: 16,
+            ..DaemonValues::default()
+        };
+        let snapshot = mib::build(&identity, &system, &values, &mib::interfaces());
+        let persist_store = store.clone();
+        let agent = Arc::new(Agent::new(
+            engine.clone(),
+            access.clone(),
+            snapshot,
+            system,
+            Some(Box::new(move |s: &SystemText| {
+                let mut b = Batch::new();
+                b.put_json(TREE, "system", s);
+                persist_store
+                    .apply(&b)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })),
+            cfg.agent.max_response,
+        ));
+        let log = EventLog::open(&cfg.state_dir, cfg.receiver.retention)
+            .context("opening the event log")?;
+        let receiver = Arc::new(
+            Receiver::new(
+                engine.clone(),
+                access.clone(),
+                &cfg.receiver.communities,
+                &cfg.receiver.users,
+                log,
+                cfg.receiver.syslog,
+            )
+            .map_err(anyhow::Error::msg)?,
+        );
+        let sender = Arc::new(
+            TrapSender::new(engine.clone(), &access, &cfg.trap_destination)
+                .map_err(anyhow::Error::msg)?,
+        );
+        let a = agent.clone();
+        let agent_addrs = crate::server::start(
+            "snmp-agent",
+            &cfg.agent.listen,
+            cfg.agent.threads,
+            4 << 20,
+            Arc::new(move |p, src, _| a.handle(p, src)),
+        )
+        .context("starting the agent")?;
+        let r = receiver.clone();
+        let receiver_addrs = crate::server::start(
+            "snmp-traps",
+            &cfg.receiver.listen,
+            1,
+            cfg.receiver.receive_buffer,
+            Arc::new(move |p, src, port| r.handle(p, src, port)),
+        )
+        .context("starting the trap receiver")?;
+        Ok(Arc::new(Daemon {
+            cfg,
+            identity,
+            agent,
+            receiver,
+            sender,
+            polls: Arc::new(Mutex::new(Default::default())),
+            values: Mutex::new(values),
+            agent_addrs,
+            receiver_addrs,
+        }))
+    }
+
+    /// Rebuilds the MIB snapshot from the cached values and poll results.
+    pub fn rebuild(&self) {
+        let mut vals = self
+            .values
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        {
+            let polls = self.polls.lock().unwrap_or_else(|p| p.into_inner());
+            for d in &mut vals.devices {
+                if let Some(p) = polls.get(&d.name) {
+                    d.poll = p.state;
+                    d.uptime = p.uptime;
+                    d.descr = p.descr.clone();
+                }
+            }
+        }
+        vals.traps_received = self
+            .receiver
+            .counters
+            .accepted
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let m = mib::build(
+            &self.identity,
+            &self.agent.system(),
+            &vals,
+            &mib::interfaces(),
+        );
+        self.agent.replace_mib(m);
+    }
+
+    /// Refreshes the daemon values and the snapshot forever.
+    pub async fn refresh_loop(self: Arc<Self>, conn: Option<zbus::Connection>) {
+        let mut tick = tokio::time::interval(
+            self.cfg
+                .agent
+                .refresh_secs
+                .max(std::time::Duration::from_millis(200)),
+        );
+        let mut last_errors = Vec::new();
+        loop {
+            tick.tick().await;
+            if let Some(c) = &conn {
+                let mut v = self
+                    .values
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                let errors = crate::sources::refresh(c, &mut v).await;
+                if errors != last_errors {
+                    for e in &errors {
+                        tracing::info!("daemon values: {e}");
+                    }
+                    last_errors = errors;
+                }
+                *self.values.lock().unwrap_or_else(|p| p.into_inner()) = v;
+            }
+            self.rebuild();
+        }
+    }
+
+    /// Polls the managed devices forever; reachability changes become traps.
+    pub async fn poll_loop(self: Arc<Self>) {
+        if !self.cfg.poller.enabled {
+            return;
+        }
+        let mut tick = tokio::time::interval(
+            self.cfg
+                .poller
+                .interval_secs
+                .max(std::time::Duration::from_secs(1)),
+        );
+        loop {
+            tick.tick().await;
+            let devices: Vec<(String, std::net::IpAddr)> = self
+                .values
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .devices
+                .iter()
+                .filter_map(|d| d.address.parse().ok().map(|a| (d.name.clone(), a)))
+                .collect();
+            if devices.is_empty() {
+                continue;
+            }
+            let changes = poller::poll_round(&self.cfg.poller, &devices, &self.polls).await;
+            for c in changes {
+                let (n, text) = match c.state {
+                    mib::PollState::Unreachable => (
+                        Notification::DeviceUnreachable,
+                        format!(
+                            "device {} ({}) unreachable: {}",
+                            c.name, c.address, c.reason
+                        ),
+                    ),
+                    _ => (
+                        Notification::DeviceReachable,
+                        format!("device {} ({}) reachable again", c.name, c.address),
+                    ),
+                };
+                let name_oid = mib::sms(&[6, 3, 0]);
+                self.sender.send(
+                    n,
+                    self.agent.uptime(),
+                    &text,
+                    vec![VarBind::new(name_oid, Value::text(&c.name))],
+                );
+            }
+            self.rebuild();
+        }
+    }
+
+    /// Turns the other daemons' signals into traps: a DV activated, a
+    /// distribution job that failed.
+    pub async fn follow_signals(self: Arc<Self>, conn: zbus::Connection) {
+        use futures_util::StreamExt;
+        let rule = zbus::MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .build();
+        let mut stream = match zbus::MessageStream::for_match_rule(rule, &conn, None).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("subscribing to the daemons' signals: {e}");
+                return;
+            }
+        };
+        while let Some(msg) = stream.next().await {
+            let Ok(msg) = msg else { continue };
+            let h = msg.header();
+            let (Some(iface), Some(member)) = (h.interface(), h.member()) else {
+                continue;
+            };
+            match (iface.as_str(), member.as_str()) {
+                (sms_core::bus::UPDATER_INTERFACE, "PackageActivated") => {
+                    if let Ok((channel, version, _)) =
+                        msg.body().deserialize::<(String, String, String)>()
+                    {
+                        if channel == "dv" {
+                            self.sender.send(
+                                Notification::DvActivated,
+                                self.agent.uptime(),
+                                &format!("DV {version} activated"),
+                                Vec::new(),
+                            );
+                        }
+                    }
+                }
+                (sms_core::bus::DISTRIBUTOR_INTERFACE, "JobFinished") => {
+                    if let Ok((id, state, summary)) =
+                        msg.body().deserialize::<(u64, String, String)>()
+                    {
+                        if state != "completed" || !summary.contains("failed 0") {
+                            self.sender.send(
+                                Notification::DistributionFailed,
+                                self.agent.uptime(),
+                                &format!("distribution job {id} {state}: {summary}"),
+                                Vec::new(),
+                            );
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! `org.smsos.Snmp1` on the system bus: status, received events, poll
+//! results, and a test trap for checking the managers' side.
+
+use crate::daemon::Daemon;
+use crate::sender::Notification;
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use zbus::{fdo, interface};
+
+struct Snmp1 {
+    d: Arc<Daemon>,
+}
+
+/// The daemon's status as shown by `Status()`.
+#[derive(Debug, Serialize)]
+pub struct SnmpStatus {
+    /// snmpEngineID, hex.
+    pub engine_id: String,
+    /// snmpEngineBoots.
+    pub engine_boots: u32,
+    /// Agent addresses.
+    pub agent: Vec<String>,
+    /// Receiver addresses.
+    pub receiver: Vec<String>,
+    /// Agent counters.
+    pub requests: u64,
+    /// Answers sent.
+    pub answered: u64,
+    /// Malformed datagrams to the agent.
+    pub malformed: u64,
+    /// Unknown community or source.
+    pub bad_community: u64,
+    /// v3 refused.
+    pub usm_refused: u64,
+    /// Notifications accepted.
+    pub traps_received: u64,
+    /// Informs acknowledged.
+    pub informs_acknowledged: u64,
+    /// Replays refused.
+    pub replays_refused: u64,
+    /// Events stored.
+    pub events_stored: u64,
+    /// Events dropped (writer behind).
+    pub events_dropped: u64,
+    /// Traps sent.
+    pub traps_sent: u64,
+    /// Trap destinations.
+    pub trap_destinations: usize,
+    /// Devices polled.
+    pub devices_polled: usize,
+    /// Devices unreachable.
+    pub devices_unreachable: usize,
+}
+
+/// Builds the status record.
+pub fn status(d: &Daemon) -> SnmpStatus {
+    let a = &d.agent.counters;
+    let r = &d.receiver.counters;
+    let polls = d.polls.lock().unwrap_or_else(|p| p.into_inner());
+    SnmpStatus {
+        engine_id: hex::encode(&d.identity.engine_id),
+        engine_boots: d.identity.engine_boots,
+        agent: d.agent_addrs.iter().map(|a| a.to_string()).collect(),
+        receiver: d.receiver_addrs.iter().map(|a| a.to_string()).collect(),
+        requests: a.received.load(Ordering::Relaxed),
+        answered: a.answered.load(Ordering::Relaxed),
+        malformed: a.malformed.load(Ordering::Relaxed) + r.malformed.load(Ordering::Relaxed),
+        bad_community: a.bad_community.load(Ordering::Relaxed),
+        usm_refused: a.usm_refused.load(Ordering::Relaxed) + r.usm_refused.load(Ordering::Relaxed),
+        traps_received: r.accepted.load(Ordering::Relaxed),
+        informs_acknowledged: r.acknowledged.load(Ordering::Relaxed),
+        replays_refused: r.replays.load(Ordering::Relaxed),
+        events_stored: d.receiver.log().stored(),
+        events_dropped: d.receiver.log().dropped(),
+        traps_sent: d.sender.sent.load(Ordering::Relaxed),
+        trap_destinations: d.sender.destinations(),
+        devices_polled: polls.len(),
+        devices_unreachable: polls
+            .values()
+            .filter(|p| p.state == crate::mib::PollState::Unreachable)
+            .count(),
+    }
+}
+
+#[interface(name = "org.smsos.Snmp1")]
+impl Snmp1 {
+    /// Status as JSON: engine, addresses, counters.
+    async fn status(&self) -> String {
+        serde_json::to_string(&status(&self.d)).unwrap_or_default()
+    }
+
+    /// Events with a sequence number above `after`, oldest first, at most
+    /// `limit` (JSON list).
+    async fn events(&self, after: u64, limit: u32) -> fdo::Result<String> {
+        let ev = self
+            .d
+            .receiver
+            .log()
+            .after(after, limit.clamp(1, 10_000) as usize)
+            .map_err(|e| fdo::Error::Failed(e.to_string()))?;
+        Ok(serde_json::to_string(&ev).unwrap_or_default())
+    }
+
+    /// The newest `limit` events (JSON list).
+    async fn latest_events(&self, limit: u32) -> fdo::Result<String> {
+        let ev = self
+            .d
+            .receiver
+            .log()
+            .latest(limit.clamp(1, 10_000) as usize)
+            .map_err(|e| fdo::Error::Failed(e.to_string()))?;
+        Ok(serde_json::to_string(&ev).unwrap_or_default())
+    }
+
+    /// Poll results by device name (JSON object).
+    async fn poll_status(&self) -> String {
+        let p = self
+            .d
+            .polls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        serde_json::to_string(&p).unwrap_or_default()
+    }
+
+    /// Sends a test notification (smsDvActivated with the given text) to
+    /// every trap destination; returns how many destinations there are.
+    async fn send_test_trap(&self, text: &str) -> fdo::Result<u32> {
+        if text.len() > 255 || text.chars().any(|c| c.is_control()) {
+            return Err(fdo::Error::InvalidArgs(
+                "text: at most 255 characters, no control characters".into(),
+            ));
+        }
+        self.d.sender.send(
+            Notification::DvActivated,
+            self.d.agent.uptime(),
+            text,
+            Vec::new(),
+        );
+        Ok(self.d.sender.destinations() as u32)
+    }
+}
+
+/// Serves `org.smsos.Snmp1` on the system bus; returns the connection.
+pub async fn serve(d: Arc<Daemon>) -> zbus::Result<zbus::Connection> {
+    zbus::connection::Builder::system()?
+        .name(sms_core::bus::SNMP_NAME)?
+        .serve_at(sms_core::bus::SNMP_PATH, Snmp1 { d })?
+        .build()
+        .await
+}

@@ -1,0 +1,418 @@
+//! The trap and inform receiver (8162/udp and 8163/udp on the appliance).
+//!
+//! v1 traps, v2c traps and informs (informs acknowledged with a Response),
+//! v3 traps from devices (their engine is authoritative: keys are localized
+//! to the sender's engine ID, and each sender's clock is tracked so a trap
+//! replayed from the past is refused) and v3 informs (this engine is
+//! authoritative, with discovery reports). Every accepted notification
+//! becomes a [`TrapEvent`]; anything refused is counted with its reason.
+
+use crate::access::Access;
+use crate::events::{now_rfc3339, EventLog, EventVarBind, TrapEvent};
+use crate::mib::oids;
+use sms_snmp::message::{CommunityMessage, TrapV1, V3Message};
+use sms_snmp::usm::{unseal, Engine, RemoteClock, UserCredentials, UserKeys};
+use sms_snmp::value::VarBind;
+use sms_snmp::{AnyPdu, Message, Oid, Pdu, PduType, ScopedPdu, Value, Version};
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Counters of the receiver.
+#[derive(Debug, Default)]
+pub struct ReceiverCounters {
+    /// Datagrams received.
+    pub received: AtomicU64,
+    /// Notifications accepted.
+    pub accepted: AtomicU64,
+    /// Informs acknowledged.
+    pub acknowledged: AtomicU64,
+    /// Undecodable datagrams.
+    pub malformed: AtomicU64,
+    /// Community not accepted.
+    pub bad_community: AtomicU64,
+    /// v3 refused by USM (unknown user, wrong digest, decryption).
+    pub usm_refused: AtomicU64,
+    /// v3 outside the time window (replays).
+    pub replays: AtomicU64,
+    /// Not a notification.
+    pub unexpected: AtomicU64,
+}
+
+/// Most remote engines whose keys and clocks are remembered.
+const MAX_ENGINES: usize = 65536;
+
+/// The receiver.
+pub struct Receiver {
+    engine: Arc<Engine>,
+    access: Arc<Access>,
+    communities: Vec<Vec<u8>>,
+    users: HashMap<Vec<u8>, UserCredentials>,
+    keys: Mutex<HashMap<(Vec<u8>, Vec<u8>), Arc<UserKeys>>>,
+    clocks: Mutex<HashMap<Vec<u8>, RemoteClock>>,
+    log: Arc<EventLog>,
+    syslog: Option<(UdpSocket, SocketAddr, String)>,
+    /// Counters.
+    pub counters: ReceiverCounters,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver").finish_non_exhaustive()
+    }
+}
+
+impl Receiver {
+    /// A receiver storing into `log`. `users` are the names (from the
+    /// agent's users) accepted in v3 notifications.
+    pub fn new(
+        engine: Arc<Engine>,
+        access: Arc<Access>,
+        communities: &[String],
+        users: &[String],
+        log: Arc<EventLog>,
+        syslog: Option<SocketAddr>,
+    ) -> Result<Receiver, String> {
+        let mut creds = HashMap::new();
+        for u in users {
+            let user = access
+                .user(u.as_bytes())
+                .ok_or_else(|| format!("receiver.users: no [[user]] named {u:?}"))?;
+            creds.insert(u.as_bytes().to_vec(), user.credentials.clone());
+        }
+        let syslog = match syslog {
+            Some(addr) => {
+                let bind: SocketAddr = if addr.is_ipv4() {
+                    "0.0.0.0:0".parse().unwrap_or_else(|_| unreachable!())
+                } else {
+                    "[::]:0".parse().unwrap_or_else(|_| unreachable!())
+                };
+                let s = UdpSocket::bind(bind).map_err(|e| format!("syslog socket: {e}"))?;
+                let host = match crate::daemon::hostname() {
+                    h if h.is_empty() => "-".to_string(),
+                    h => h,
+                };
+                Some((s, addr, host))
+            }
+            None => None,
+        };
+        Ok(Receiver {
+            engine,
+            access,
+            communities: communities.iter().map(|c| c.as_bytes().to_vec()).collect(),
+            users: creds,
+            keys: Mutex::new(HashMap::new()),
+            clocks: Mutex::new(HashMap::new()),
+            log,
+            syslog,
+            counters: ReceiverCounters::default(),
+        })
+    }
+
+    /// The event log.
+    pub fn log(&self) -> &Arc<EventLog> {
+        &self.log
+    }
+
+    /// Handles one datagram; returns the acknowledgement or report to send.
+    pub fn handle(&self, packet: &[u8], src: SocketAddr, port: u16) -> Option<Vec<u8>> {
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        let msg = match sms_snmp::decode(packet) {
+            Ok(m) => m,
+            Err(e) => {
+                self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%src, "malformed notification: {e}");
+                return None;
+            }
+        };
+        match msg {
+            Message::Community(m) => self.community(m, src, port),
+            Message::V3(m) => self.v3(&m, packet, src, port),
+        }
+    }
+
+    fn community(&self, m: CommunityMessage, src: SocketAddr, port: u16) -> Option<Vec<u8>> {
+        if !self.communities.is_empty() && !self.communities.contains(&m.community) {
+            self.counters.bad_community.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%src, "notification with a community not accepted");
+            return None;
+        }
+        let principal = String::from_utf8_lossy(&m.community).to_string();
+        match m.pdu {
+            AnyPdu::TrapV1(t) => {
+                self.store(v1_event(&t), src, port, Version::V1, "trap", &principal);
+                None
+            }
+            AnyPdu::Pdu(p) if p.kind == PduType::TrapV2 => {
+                self.store(
+                    v2_event(&p.varbinds),
+                    src,
+                    port,
+                    m.version,
+                    "trap",
+                    &principal,
+                );
+                None
+            }
+            AnyPdu::Pdu(p) if p.kind == PduType::Inform => {
+                self.store(
+                    v2_event(&p.varbinds),
+                    src,
+                    port,
+                    m.version,
+                    "inform",
+                    &principal,
+                );
+                self.counters.acknowledged.fetch_add(1, Ordering::Relaxed);
+                Some(
+                    CommunityMessage {
+                        version: m.version,
+                        community: m.community,
+                        pdu: AnyPdu::Pdu(ack(&p)),
+                    }
+                    .encode(),
+                )
+            }
+            _ => {
+                self.counters.unexpected.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    fn keys_for(&self, engine_id: &[u8], user: &[u8]) -> Option<Arc<UserKeys>> {
+        let creds = self.users.get(user)?;
+        let mut cache = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let k = (engine_id.to_vec(), user.to_vec());
+        if let Some(v) = cache.get(&k) {
+            return Some(v.clone());
+        }
+        if cache.len() >= MAX_ENGINES {
+            cache.clear();
+        }
+        let keys = Arc::new(creds.localize(engine_id));
+        cache.insert(k, keys.clone());
+        Some(keys)
+    }
+
+    fn v3(&self, m: &V3Message, raw: &[u8], src: SocketAddr, port: u16) -> Option<Vec<u8>> {
+        let user = String::from_utf8_lossy(&m.usm.user).to_string();
+        if m.usm.engine_id == self.engine.id() || m.usm.engine_id.is_empty() {
+            // An inform (or discovery): this engine is authoritative.
+            let access = &self.access;
+            let users = &self.users;
+            let lookup = |n: &[u8]| {
+                if users.contains_key(n) {
+                    access.keys(n)
+                } else {
+                    None
+                }
+            };
+            return match self.engine.accept(m, raw, lookup) {
+                Ok(acc) if acc.scoped.pdu.kind == PduType::Inform => {
+                    let p = &acc.scoped.pdu;
+                    self.store(
+                        v2_event(&p.varbinds),
+                        src,
+                        port,
+                        Version::V3,
+                        "inform",
+                        &user,
+                    );
+                    self.counters.acknowledged.fetch_add(1, Ordering::Relaxed);
+                    let scoped = ScopedPdu {
+                        context_engine_id: acc.scoped.context_engine_id.clone(),
+                        context_name: acc.scoped.context_name.clone(),
+                        pdu: ack(p),
+                    };
+                    Some(
+                        self.engine
+                            .seal(m.msg_id, false, &acc.keys, acc.level, &scoped),
+                    )
+                }
+                Ok(acc) if acc.scoped.pdu.kind == PduType::TrapV2 => {
+                    let p = &acc.scoped.pdu;
+                    self.store(v2_event(&p.varbinds), src, port, Version::V3, "trap", &user);
+                    None
+                }
+                Ok(_) => {
+                    self.counters.unexpected.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+                Err(e) => {
+                    if e == sms_snmp::usm::UsmError::NotInTimeWindow {
+                        self.counters.replays.fetch_add(1, Ordering::Relaxed);
+                    } else if e != sms_snmp::usm::UsmError::UnknownEngineId {
+                        self.counters.usm_refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tracing::debug!(%src, %user, "v3 inform refused: {e}");
+                    self.engine.report(m, e, lookup)
+                }
+            };
+        }
+        // A trap: the sender's engine is authoritative.
+        let Some(keys) = self.keys_for(&m.usm.engine_id, &m.usm.user) else {
+            self.counters.usm_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%src, %user, "v3 trap from an unknown user");
+            return None;
+        };
+        let scoped = match unseal(m, raw, &keys) {
+            Ok(s) => s,
+            Err(e) => {
+                self.counters.usm_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%src, %user, "v3 trap refused: {e}");
+                return None;
+            }
+        };
+        if m.flags & sms_snmp::message::flags::AUTH != 0 {
+            let mut clocks = self.clocks.lock().unwrap_or_else(|p| p.into_inner());
+            if clocks.len() >= MAX_ENGINES && !clocks.contains_key(&m.usm.engine_id) {
+                clocks.clear();
+            }
+            let c = clocks.entry(m.usm.engine_id.clone()).or_default();
+            if !c.check(m.usm.boots, m.usm.time, Instant::now()) {
+                self.counters.replays.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    %src, %user, boots = m.usm.boots, time = m.usm.time,
+                    "v3 trap outside the time window of its engine (replayed?): refused"
+                );
+                return None;
+            }
+        }
+        if scoped.pdu.kind != PduType::TrapV2 {
+            self.counters.unexpected.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        self.store(
+            v2_event(&scoped.pdu.varbinds),
+            src,
+            port,
+            Version::V3,
+            "trap",
+            &user,
+        );
+        None
+    }
+
+    fn store(
+        &self,
+        partial: Partial,
+        src: SocketAddr,
+        port: u16,
+        version: Version,
+        kind: &str,
+        principal: &str,
+    ) {
+        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        let ev = TrapEvent {
+            seq: self.log.next_seq(),
+            time: now_rfc3339(),
+            source: src.to_string(),
+            port,
+            version: version.name().into(),
+            kind: kind.into(),
+            principal: principal.into(),
+            trap_oid: partial.trap_oid,
+            uptime: partial.uptime,
+            varbinds: partial.varbinds,
+        };
+        if let Some((sock, addr, host)) = &self.syslog {
+            let _ = sock.send_to(syslog_line(host, &ev).as_bytes(), addr);
+        }
+        if !self.log.push(ev) {
+            tracing::warn!("event queue full: a notification from {src} was not stored");
+        }
+    }
+}
+
+/// An event before it gets its sequence number and envelope.
+#[derive(Debug, Default)]
+pub struct Partial {
+    trap_oid: String,
+    uptime: Option<u32>,
+    varbinds: Vec<EventVarBind>,
+}
+
+fn text_vb(vb: &VarBind) -> EventVarBind {
+    EventVarBind {
+        oid: vb.oid.to_string(),
+        kind: vb.value.type_name().into(),
+        value: vb.value.display(),
+    }
+}
+
+/// The event of an SNMPv2 notification's bindings.
+pub fn v2_event(vbs: &[VarBind]) -> Partial {
+    let mut p = Partial::default();
+    for vb in vbs {
+        match (vb.oid.arcs(), &vb.value) {
+            (a, Value::TimeTicks(t)) if a == oids::SYS_UPTIME => p.uptime = Some(*t),
+            (a, Value::Oid(o)) if a == oids::SNMP_TRAP_OID => p.trap_oid = o.to_string(),
+            _ => p.varbinds.push(text_vb(vb)),
+        }
+    }
+    p
+}
+
+/// The event of an SNMPv1 trap, translated as RFC 3584 section 3.1 says.
+pub fn v1_event(t: &TrapV1) -> Partial {
+    let trap_oid = if (0..6).contains(&t.generic) {
+        Oid::new(oids::SNMP_TRAPS.to_vec()).child(&[t.generic as u32 + 1])
+    } else {
+        t.enterprise.child(&[0, t.specific.max(0) as u32])
+    };
+    let mut varbinds: Vec<EventVarBind> = t.varbinds.iter().map(text_vb).collect();
+    varbinds.push(EventVarBind {
+        oid: Oid::new(oids::SNMP_TRAP_ENTERPRISE.to_vec()).to_string(),
+        kind: "OBJECT IDENTIFIER".into(),
+        value: t.enterprise.to_string(),
+    });
+    varbinds.push(EventVarBind {
+        oid: "agent-addr".into(),
+        kind: "IpAddress".into(),
+        value: Value::IpAddress(t.agent_addr).display(),
+    });
+    Partial {
+        trap_oid: trap_oid.to_string(),
+        uptime: Some(t.timestamp),
+        varbinds,
+    }
+}
+
+fn ack(p: &Pdu) -> Pdu {
+    Pdu {
+        kind: PduType::Response,
+        request_id: p.request_id,
+        error_status: 0,
+        error_index: 0,
+        varbinds: p.varbinds.clone(),
+    }
+}
+
+/// An RFC 5424 line for an event (facility local0, severity notice),
+/// control characters removed from everything that came from outside.
+pub fn syslog_line(host: &str, ev: &TrapEvent) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    };
+    let vbs: Vec<String> = ev
+        .varbinds
+        .iter()
+        .map(|v| format!("{}={}", v.oid, clean(&v.value)))
+        .collect();
+    format!(
+        "<133>1 {} {} sms-snmpd - snmptrap - {} {} from {} ({}): {} {}",
+        ev.time,
+        host,
+        ev.version,
+        ev.kind,
+        clean(&ev.source),
+        clean(&ev.principal),
+        ev.trap_oid,
+        vbs.join(" ")
+    )
+}
