@@ -70,7 +70,11 @@ pub async fn poll_one(cfg: &PollerConfig, addr: IpAddr) -> Result<(u32, String, 
                 cfg.timeout_ms.as_millis()
             ))
         }
-        Ok(Err(e)) => return Err(format!("{e:?}")),
+        Ok(Err(snmp2::Error::Receive)) => {
+            return Err("no answer (port unreachable or receive failed)".into())
+        }
+        Ok(Err(snmp2::Error::Send)) => return Err("sending the request failed".into()),
+        Ok(Err(e)) => return Err(format!("bad answer: {e:?}")),
         Ok(Ok(p)) => p,
     };
     if pdu.error_status != 0 {

@@ -1,0 +1,275 @@
+//! The trap receiver against net-snmp's snmptrap and snmpinform: every
+//! version, informs acknowledged, every notification stored and visible over
+//! D-Bus, v3 replays and wrong keys refused.
+
+mod common;
+
+use common::*;
+use sms_snmpd::events::TrapEvent;
+use sms_testkit::DbusDaemon;
+use std::time::{Duration, Instant};
+
+async fn events(bus: &zbus::Connection) -> Vec<TrapEvent> {
+    serde_json::from_str(&snmp_call(bus, "Events", &(0u64, 1000u32)).await).unwrap()
+}
+
+async fn wait_events(bus: &zbus::Connection, n: usize) -> Vec<TrapEvent> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let e = events(bus).await;
+        if e.len() >= n || Instant::now() > deadline {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn v3_trap(to: &str, engine: &str, boots_time: Option<&str>, trap_oid: &str, auth_pw: &str) -> Out {
+    let mut a = vec!["-v3", "-e", engine];
+    if let Some(z) = boots_time {
+        a.extend_from_slice(&["-Z", z]);
+    }
+    a.extend_from_slice(&[
+        "-l",
+        "authPriv",
+        "-u",
+        USER,
+        "-a",
+        "SHA-256",
+        "-A",
+        auth_pw,
+        "-x",
+        "AES",
+        "-X",
+        PRIV_PW,
+        to,
+        "",
+        trap_oid,
+        "1.3.6.1.2.1.1.5.0",
+        "s",
+        "ips-7",
+    ]);
+    tool("snmptrap", &a)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn net_snmp_traps_and_informs_of_every_version_are_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = DbusDaemon::start().unwrap();
+    let d = Snmpd::start(dir.path(), "[poller]\nenabled = false", Some(&bus));
+    let conn = zbus::connection::Builder::address(bus.address())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let (t0, t1) = (d.trap_addr(0), d.trap_addr(1));
+
+    let v1 = tool(
+        "snmptrap",
+        &[
+            "-v1",
+            "-c",
+            "public",
+            &t0,
+            "1.3.6.1.4.1.32473.2",
+            "127.0.0.9",
+            "6",
+            "17",
+            "1234",
+            "1.3.6.1.2.1.1.5.0",
+            "s",
+            "ips-1",
+        ],
+    );
+    assert!(v1.ok, "{v1:?}");
+    let v1g = tool(
+        "snmptrap",
+        &[
+            "-v1",
+            "-c",
+            "public",
+            &t1,
+            "1.3.6.1.4.1.32473.2",
+            "127.0.0.9",
+            "2",
+            "0",
+            "99",
+        ],
+    );
+    assert!(v1g.ok, "{v1g:?}");
+    let v2 = tool(
+        "snmptrap",
+        &[
+            "-v2c",
+            "-c",
+            "public",
+            &t0,
+            "4321",
+            "1.3.6.1.6.3.1.1.5.3",
+            "1.3.6.1.2.1.2.2.1.1.2",
+            "i",
+            "2",
+        ],
+    );
+    assert!(v2.ok, "{v2:?}");
+    // snmpinform exits 0 only when the inform was acknowledged.
+    let inf = tool(
+        "snmpinform",
+        &[
+            "-v2c",
+            "-c",
+            "public",
+            "-t",
+            "2",
+            "-r",
+            "0",
+            &t1,
+            "",
+            "1.3.6.1.6.3.1.1.5.4",
+            "1.3.6.1.2.1.2.2.1.1.2",
+            "i",
+            "2",
+        ],
+    );
+    assert!(inf.ok, "v2c inform not acknowledged: {inf:?}");
+    let v3 = v3_trap(
+        &t0,
+        "0x8000000001020304",
+        None,
+        "1.3.6.1.6.3.1.1.5.1",
+        AUTH_PW,
+    );
+    assert!(v3.ok, "{v3:?}");
+    let mut a = vec!["-t", "2", "-r", "1"];
+    a.extend(v3_args());
+    a.extend_from_slice(&[
+        &t1,
+        "",
+        "1.3.6.1.6.3.1.1.5.2",
+        "1.3.6.1.2.1.1.5.0",
+        "s",
+        "ips-8",
+    ]);
+    let v3i = tool("snmpinform", &a);
+    assert!(v3i.ok, "v3 inform not acknowledged: {v3i:?}");
+
+    let ev = wait_events(&conn, 6).await;
+    assert_eq!(ev.len(), 6, "{ev:#?}\n{}", d.log_text());
+    let by_oid = |oid: &str| {
+        ev.iter()
+            .find(|e| e.trap_oid == oid)
+            .unwrap_or_else(|| panic!("{oid} not stored: {ev:#?}"))
+    };
+    let e = by_oid("1.3.6.1.4.1.32473.2.0.17");
+    assert_eq!(
+        (e.version.as_str(), e.kind.as_str(), e.uptime),
+        ("v1", "trap", Some(1234))
+    );
+    assert!(e.varbinds.iter().any(|v| v.value == "ips-1"));
+    assert!(e
+        .varbinds
+        .iter()
+        .any(|v| v.oid == "agent-addr" && v.value == "127.0.0.9"));
+    assert_eq!(
+        by_oid("1.3.6.1.6.3.1.1.5.3").version,
+        "v1",
+        "generic linkDown translated (RFC 3584)"
+    );
+    let e = ev
+        .iter()
+        .find(|e| e.version == "v2c" && e.kind == "trap")
+        .unwrap();
+    assert_eq!(
+        (e.trap_oid.as_str(), e.uptime),
+        ("1.3.6.1.6.3.1.1.5.3", Some(4321))
+    );
+    assert_eq!(e.port, d.traps[0]);
+    let e = by_oid("1.3.6.1.6.3.1.1.5.4");
+    assert_eq!(
+        (e.version.as_str(), e.kind.as_str(), e.port),
+        ("v2c", "inform", d.traps[1])
+    );
+    let e = by_oid("1.3.6.1.6.3.1.1.5.1");
+    assert_eq!(
+        (e.version.as_str(), e.kind.as_str(), e.principal.as_str()),
+        ("v3", "trap", USER)
+    );
+    let e = by_oid("1.3.6.1.6.3.1.1.5.2");
+    assert_eq!((e.version.as_str(), e.kind.as_str()), ("v3", "inform"));
+    assert!(e.varbinds.iter().any(|v| v.value == "ips-8"));
+    let seqs: Vec<u64> = ev.iter().map(|e| e.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+
+    // Refused: wrong community, wrong key; neither is stored.
+    assert!(
+        tool(
+            "snmptrap",
+            &["-v2c", "-c", "guess", &t0, "", "1.3.6.1.6.3.1.1.5.3"]
+        )
+        .ok
+    );
+    assert!(
+        v3_trap(
+            &t0,
+            "0x8000000001020304",
+            None,
+            "1.3.6.1.6.3.1.1.5.5",
+            "wrongpass123"
+        )
+        .ok
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(events(&conn).await.len(), 6);
+    let st: serde_json::Value =
+        serde_json::from_str(&snmp_call(&conn, "Status", &()).await).unwrap();
+    assert_eq!(
+        st["bad_community"].as_u64(),
+        Some(0),
+        "agent counter untouched"
+    );
+    assert!(st["usm_refused"].as_u64().unwrap() >= 1, "{st}");
+    assert_eq!(st["traps_received"].as_u64(), Some(6));
+    assert_eq!(st["informs_acknowledged"].as_u64(), Some(2));
+    // smsTrapsReceived follows.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let g = d.get_v2c("public", &["1.3.6.1.4.1.32473.1.1.6.1.0"]);
+    assert!(g.stdout.contains("Counter32: 6"), "{g:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_v3_traps_from_the_past_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = DbusDaemon::start().unwrap();
+    let d = Snmpd::start(dir.path(), "[poller]\nenabled = false", Some(&bus));
+    let conn = zbus::connection::Builder::address(bus.address())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let t0 = d.trap_addr(0);
+    let engine = "0x80000000010a0b0c0d";
+    // A device at boot 5, time 1000 s.
+    assert!(v3_trap(&t0, engine, Some("5,1000"), "1.3.6.1.6.3.1.1.5.3", AUTH_PW).ok);
+    assert_eq!(wait_events(&conn, 1).await.len(), 1);
+    // Within the 150 s window of the latest: accepted.
+    assert!(v3_trap(&t0, engine, Some("5,900"), "1.3.6.1.6.3.1.1.5.3", AUTH_PW).ok);
+    assert_eq!(wait_events(&conn, 2).await.len(), 2);
+    // From the past (time 100 of the same boot, or an earlier boot): refused.
+    assert!(v3_trap(&t0, engine, Some("5,100"), "1.3.6.1.6.3.1.1.5.4", AUTH_PW).ok);
+    assert!(v3_trap(&t0, engine, Some("4,5000"), "1.3.6.1.6.3.1.1.5.4", AUTH_PW).ok);
+    // A later boot moves the clock forward.
+    assert!(v3_trap(&t0, engine, Some("6,3"), "1.3.6.1.6.3.1.1.5.1", AUTH_PW).ok);
+    let ev = wait_events(&conn, 3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ev2 = events(&conn).await;
+    assert_eq!(ev.len(), 3, "{ev:#?}");
+    assert_eq!(ev2.len(), 3);
+    assert!(
+        ev2.iter().all(|e| e.trap_oid != "1.3.6.1.6.3.1.1.5.4"),
+        "a replay was stored"
+    );
+    let st: serde_json::Value =
+        serde_json::from_str(&snmp_call(&conn, "Status", &()).await).unwrap();
+    assert_eq!(st["replays_refused"].as_u64(), Some(2), "{st}");
+    assert!(d.log_text().contains("outside the time window"));
+}

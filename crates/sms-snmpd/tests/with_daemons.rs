@@ -1,0 +1,279 @@
+//! sms-snmpd with the real daemons behind a private dbus-daemon (the update
+//! and distribution daemons in this process, on the same bus), the
+//! simulated update centre and fleet (each device with its own SNMP agent
+//! on its own loopback address), and net-snmp's snmptrapd as the network
+//! operations centre's manager receiving the appliance's traps (v2c and v3).
+
+mod common;
+
+use common::*;
+use sms_core::package::Channel;
+use sms_distd::config::DistdConfig;
+use sms_distd::inventory::Device;
+use sms_sim::fleet::{Fleet, FleetConfig, FleetFaults};
+use sms_sim::{TmcSim, TmcSimConfig};
+use sms_testkit::DbusDaemon;
+use sms_updated::config::UpdaterConfig;
+use sms_updated::updater::Updater;
+use std::net::Ipv4Addr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Trapd(Child);
+impl Drop for Trapd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// net-snmp's snmptrapd logging to `log`, accepting community "public" and
+/// the test user with keys localized to the appliance's engine ID.
+fn snmptrapd(dir: &std::path::Path, port: u16, log: &std::path::Path) -> Trapd {
+    let conf = dir.join("snmptrapd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "authCommunity log public\ncreateUser -e 0x{ENGINE_ID} {USER} SHA-256 {AUTH_PW} AES {PRIV_PW}\nauthUser log {USER} priv\n"
+        ),
+    )
+    .unwrap();
+    let persist = dir.join("trapd-persist");
+    std::fs::create_dir_all(&persist).unwrap();
+    let child = Command::new("snmptrapd")
+        .args(["-f", "-C", "-c"])
+        .arg(&conf)
+        .args(["-On", "-Lf"])
+        .arg(log)
+        .arg(format!("udp:127.0.0.1:{port}"))
+        .env("SNMP_PERSISTENT_DIR", &persist)
+        .env("MIBS", "")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("snmptrapd (make deps installs it)");
+    Trapd(child)
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mib_poller_and_traps_with_the_real_daemons() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = TmcSim::start(TmcSimConfig::new(dir.path().join("sim")))
+        .await
+        .unwrap();
+    let bus = DbusDaemon::start().unwrap();
+
+    // The update daemon with an active DV.
+    let mut c = UpdaterConfig::default();
+    let i = &sim.info;
+    c.tmc.host = i.tmc_host.clone();
+    c.tmc.port = i.tmc_port;
+    c.tmc.ca_file = i.ca_file.clone();
+    c.tmc.trust_root = i.trust_root_file.clone();
+    c.dns.servers = vec![i.dns];
+    c.dv.auto_check = false;
+    c.download.reserve_bytes = 0;
+    c.paths.state_dir = dir.path().join("updated");
+    c.paths.blob_dir = dir.path().join("blobs");
+    let updater = Updater::open(c).unwrap();
+    let _ub = sms_updated::dbus::serve_with(
+        updater.clone(),
+        zbus::connection::Builder::address(bus.address()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let dv1 = sim.publish_dv(64 * 1024);
+    updater.refresh(Channel::Dv).await.unwrap();
+    updater.download(Channel::Dv, &dv1.version).await.unwrap();
+    updater.activate(Channel::Dv, &dv1.version).await.unwrap();
+
+    // Ten devices, two of them unreachable (no agent, no HTTPS).
+    let snmp_port = free_udp_port();
+    let fleet = Fleet::start(FleetConfig {
+        dir: dir.path().join("fleet"),
+        devices: 10,
+        first_address: Ipv4Addr::new(127, 61, 0, 1),
+        port: 18443,
+        install_delay: Duration::ZERO,
+        trust_root: sms_core::metadata::TrustRoot::load(&i.trust_root_file).unwrap(),
+        faults: FleetFaults {
+            unreachable: 0.2,
+            ..FleetFaults::default()
+        },
+        seed: 3,
+        initial_dv: None,
+        snmp_port: Some(snmp_port),
+    })
+    .await
+    .unwrap();
+    let unreachable: Vec<String> = fleet
+        .devices()
+        .into_iter()
+        .filter(|d| d.fault.is_some())
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(unreachable.len(), 2);
+
+    // The distribution daemon with the fleet in its inventory.
+    let mut dc = DistdConfig::default();
+    dc.paths.state_dir = dir.path().join("distd/state");
+    dc.paths.blob_dir = dir.path().join("blobs");
+    dc.paths.cache_dir = dir.path().join("distd/cache");
+    dc.tls.trust_root = i.trust_root_file.clone();
+    dc.tls.ca_file = fleet.ca_file.clone();
+    dc.tls.cert_file = fleet.appliance_cert.clone();
+    dc.tls.key_file = fleet.appliance_key.clone();
+    dc.push.auto_distribute_dv = false;
+    dc.pull.http_listen = vec![];
+    dc.pull.https_listen = vec![];
+    let dist = sms_distd::Distributor::open(dc).unwrap();
+    let _db = sms_distd::dbus::serve_with(
+        dist.clone(),
+        None,
+        zbus::connection::Builder::address(bus.address()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let conn = zbus::connection::Builder::address(bus.address())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let devices: Vec<Device> = fleet
+        .devices()
+        .into_iter()
+        .map(|d| Device::new(d.name, d.address, d.port, d.family, "lab".into()))
+        .collect();
+    conn.call_method(
+        Some(sms_core::bus::DISTRIBUTOR_NAME),
+        sms_core::bus::DISTRIBUTOR_PATH,
+        Some(sms_core::bus::DISTRIBUTOR_INTERFACE),
+        "AddDevices",
+        &(serde_json::to_string(&devices).unwrap(),),
+    )
+    .await
+    .unwrap();
+
+    // The manager.
+    let trap_port = free_udp_port();
+    let trap_log = dir.path().join("snmptrapd.log");
+    let _trapd = snmptrapd(dir.path(), trap_port, &trap_log);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let extra = format!(
+        r#"[poller]
+interval_secs = 1
+port = {snmp_port}
+timeout_ms = 300
+failures = 2
+concurrency = 4
+[[trap_destination]]
+address = "127.0.0.1:{trap_port}"
+version = "v2c"
+community = "public"
+[[trap_destination]]
+address = "127.0.0.1:{trap_port}"
+version = "v3"
+user = "{USER}"
+level = "authPriv"
+"#
+    );
+    let d = Snmpd::start(dir.path(), &extra, Some(&bus));
+    let dirs = mib_dirs();
+    let walk = || {
+        let mut pre = vec!["-M", dirs.as_str(), "-m", "SMS-MIB", "-v2c", "-c", "public"];
+        pre.push("-Oq");
+        d.run("snmpwalk", &pre, &["SMS-MIB::smsMIB"]).stdout
+    };
+    // The daemon values and the poll results reach the MIB.
+    wait_for("ten devices, eight reachable and two unreachable", || {
+        let w = walk();
+        lines_with(&w, "smsDevicePollState")
+            .iter()
+            .filter(|l| l.ends_with("reachable") && !l.ends_with("unreachable"))
+            .count()
+            == 8
+            && lines_with(&w, "smsDevicePollState")
+                .iter()
+                .filter(|l| l.ends_with("unreachable"))
+                .count()
+                == 2
+    });
+    let w = walk();
+    assert!(
+        w.contains(&format!("SMS-MIB::smsDvVersion.0 {}", dv1.version)),
+        "{w}"
+    );
+    assert!(w.contains("SMS-MIB::smsDeviceCount.0 10"), "{w}");
+    for name in &unreachable {
+        assert!(
+            w.contains(&format!("SMS-MIB::smsDevicePollState.'{name}' unreachable")),
+            "{name}: {w}"
+        );
+    }
+    let some = fleet
+        .devices()
+        .into_iter()
+        .find(|d| d.fault.is_none())
+        .unwrap();
+    assert!(
+        w.contains(&format!(
+            "SMS-MIB::smsDeviceAddress.'{}' {}",
+            some.name, some.address
+        )),
+        "{w}"
+    );
+    assert!(
+        w.contains(&format!(
+            "SMS-MIB::smsDeviceDescr.'{}' Simulated IPS",
+            some.name
+        )),
+        "{w}"
+    );
+    assert!(
+        w.contains("SMS-MIB::smsNtpSyncState.0 unknown"),
+        "no NTP daemon on this bus: {w}"
+    );
+
+    // snmptrapd got smsDeviceUnreachable for each, over v2c and over v3.
+    wait_for("unreachable traps at snmptrapd", || {
+        let t = std::fs::read_to_string(&trap_log).unwrap_or_default();
+        unreachable
+            .iter()
+            .all(|n| t.matches(&format!("\"{n}\"")).count() >= 2)
+    });
+    let t = std::fs::read_to_string(&trap_log).unwrap();
+    assert!(t.contains(".1.3.6.1.4.1.32473.1.0.3"), "{t}");
+
+    // A DV activated in the update daemon becomes smsDvActivated.
+    let dv2 = sim.publish_dv(64 * 1024);
+    updater.refresh(Channel::Dv).await.unwrap();
+    updater.download(Channel::Dv, &dv2.version).await.unwrap();
+    updater.activate(Channel::Dv, &dv2.version).await.unwrap();
+    wait_for("smsDvActivated at snmptrapd", || {
+        let t = std::fs::read_to_string(&trap_log).unwrap_or_default();
+        t.matches(&format!("DV {} activated", dv2.version)).count() >= 2
+    });
+    let t = std::fs::read_to_string(&trap_log).unwrap();
+    assert!(t.contains(".1.3.6.1.4.1.32473.1.0.1"), "{t}");
+    wait_for("the new DV in the MIB", || {
+        walk().contains(&format!("SMS-MIB::smsDvVersion.0 {}", dv2.version))
+    });
+
+    // Poll results over D-Bus.
+    let p: serde_json::Value =
+        serde_json::from_str(&snmp_call(&conn, "PollStatus", &()).await).unwrap();
+    assert_eq!(p.as_object().unwrap().len(), 10);
+    assert_eq!(p[&unreachable[0]]["state"], "unreachable");
+    let why = p[&unreachable[0]]["last_error"].as_str().unwrap();
+    assert!(why.contains("no answer"), "{why}");
+    drop(fleet);
+}
