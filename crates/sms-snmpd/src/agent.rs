@@ -9,8 +9,8 @@
 
 use crate::access::{Access, View};
 use crate::mib::{self, Cell, Dynamic, Mib, SystemText};
-use sms_snmp::message::{error_status as es, CommunityMessage, ScopedPduData};
-use sms_snmp::usm::{Engine, SecurityLevel};
+use sms_snmp::message::{error_status as es, CommunityMessage};
+use sms_snmp::usm::Engine;
 use sms_snmp::value::VarBind;
 use sms_snmp::{AnyPdu, Message, Oid, Pdu, PduType, ScopedPdu, Value, Version};
 use std::net::SocketAddr;
@@ -257,7 +257,6 @@ impl Agent {
             context_name: acc.scoped.context_name.clone(),
             pdu: resp,
         };
-        let _ = ScopedPduData::Plain; // the response is sealed at the request's level
         Some(
             self.engine
                 .seal(m.msg_id, false, &acc.keys, acc.level, &scoped),
@@ -443,7 +442,6 @@ impl Agent {
         *self.mib.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(m);
         self.counters.sets.fetch_add(1, Ordering::Relaxed);
         tracing::info!(contact = %sys.contact, name = %sys.name, location = %sys.location, "system objects set over SNMP");
-        let _ = SecurityLevel::NoAuthNoPriv;
         Pdu {
             kind: PduType::Response,
             request_id: req.request_id,
@@ -465,5 +463,191 @@ fn error(req: &Pdu, status: i32, index: usize) -> Pdu {
             index as i32 + 1
         },
         varbinds: req.varbinds.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SnmpConfig;
+    use crate::mib::{DaemonValues, Identity};
+    use proptest::prelude::*;
+    use sms_snmp::usm::{SecurityLevel, UserCredentials};
+    use std::sync::OnceLock;
+
+    const ENGINE: &[u8] = b"\x80\x00\x7e\xd9\x05unit";
+
+    fn agent() -> &'static Agent {
+        static AGENT: OnceLock<Agent> = OnceLock::new();
+        AGENT.get_or_init(|| {
+            let cfg: SnmpConfig = toml::from_str(
+                r#"
+[[community]]
+name = "public"
+sources = ["127.0.0.0/8"]
+view = "all"
+access = "rw"
+[[user]]
+name = "noc"
+auth = "SHA"
+auth_password = "authpass123"
+privacy = "AES"
+privacy_password = "privpass123"
+read_view = "all"
+write_view = "all"
+"#,
+            )
+            .unwrap();
+            let engine = Arc::new(Engine::new(ENGINE.to_vec(), 1));
+            let access = Arc::new(Access::build(&cfg, ENGINE).unwrap());
+            let identity = Identity {
+                firmware: "1.2.3".into(),
+                engine_id: ENGINE.to_vec(),
+                engine_boots: 1,
+            };
+            let vals = DaemonValues {
+                devices: (0..300)
+                    .map(|i| crate::mib::DeviceRow {
+                        name: format!("ips-{i:04}"),
+                        address: format!("10.0.{}.{}", i / 250, i % 250 + 1),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            };
+            let m = mib::build(&identity, &SystemText::default(), &vals, &[]);
+            Agent::new(engine, access, m, SystemText::default(), None, 1400)
+        })
+    }
+
+    fn src() -> SocketAddr {
+        "127.0.0.1:4000".parse().unwrap()
+    }
+
+    fn request(kind: PduType, non_rep: i32, reps: i32, oids: &[&str]) -> Vec<u8> {
+        let mut p = Pdu::new(
+            kind,
+            5,
+            oids.iter()
+                .map(|o| VarBind::new(o.parse().unwrap(), Value::Null))
+                .collect(),
+        );
+        p.error_status = non_rep;
+        p.error_index = reps;
+        CommunityMessage {
+            version: Version::V2c,
+            community: b"public".to_vec(),
+            pdu: AnyPdu::Pdu(p),
+        }
+        .encode()
+    }
+
+    fn response(bytes: &[u8]) -> Pdu {
+        match sms_snmp::decode(bytes).unwrap() {
+            Message::Community(CommunityMessage {
+                pdu: AnyPdu::Pdu(p),
+                ..
+            }) => p,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn getbulk_fits_the_response_size_and_walks_in_order() {
+        let out = agent()
+            .handle(
+                &request(
+                    PduType::GetBulk,
+                    1,
+                    1000,
+                    &["1.3.6.1.2.1.1.1.0", "1.3.6.1.4.1.32473.1.1.3.2"],
+                ),
+                src(),
+            )
+            .unwrap();
+        assert!(out.len() <= 1400, "{} octets", out.len());
+        let p = response(&out);
+        assert_eq!(p.error_status, 0);
+        assert_eq!(
+            p.varbinds[0].oid.to_string(),
+            "1.3.6.1.2.1.1.2.0",
+            "non-repeater"
+        );
+        let rows = &p.varbinds[1..];
+        assert!(rows.len() > 10, "cut to fit, not refused: {}", rows.len());
+        assert!(rows.windows(2).all(|w| w[0].oid < w[1].oid));
+        assert!(rows[0]
+            .oid
+            .to_string()
+            .starts_with("1.3.6.1.4.1.32473.1.1.3.2.1.2."));
+    }
+
+    #[test]
+    fn getnext_past_the_end_is_end_of_mib_view() {
+        let p = response(
+            &agent()
+                .handle(&request(PduType::GetNext, 0, 0, &["1.3.6.1.6.3.99"]), src())
+                .unwrap(),
+        );
+        assert_eq!(p.varbinds[0].value, Value::EndOfMibView);
+    }
+
+    #[test]
+    fn v3_discovery_is_answered_with_the_engine_id_report() {
+        let creds = UserCredentials::from_passwords("", None, None);
+        assert!(creds.is_err(), "empty user names are not configurable");
+        let keys = sms_snmp::usm::UserKeys {
+            name: Vec::new(),
+            auth: None,
+            privacy: None,
+        };
+        let probe = sms_snmp::usm::seal(
+            &sms_snmp::usm::Seal {
+                engine_id: b"",
+                boots: 0,
+                time: 0,
+                msg_id: 42,
+                reportable: true,
+                level: SecurityLevel::NoAuthNoPriv,
+                keys: &keys,
+                salt: 0,
+            },
+            &ScopedPdu {
+                context_engine_id: Vec::new(),
+                context_name: Vec::new(),
+                pdu: Pdu::new(PduType::Get, 9, Vec::new()),
+            },
+        );
+        let out = agent().handle(&probe, src()).unwrap();
+        let Message::V3(m) = sms_snmp::decode(&out).unwrap() else {
+            panic!()
+        };
+        assert_eq!(m.msg_id, 42);
+        assert_eq!(m.usm.engine_id, ENGINE);
+        assert_eq!(m.usm.boots, 1);
+        let sms_snmp::message::ScopedPduData::Plain(s) = m.data else {
+            panic!()
+        };
+        assert_eq!(s.pdu.kind, PduType::Report);
+        assert_eq!(s.pdu.varbinds[0].oid.to_string(), "1.3.6.1.6.3.15.1.1.4.0");
+    }
+
+    proptest! {
+        #[test]
+        fn any_datagram_leaves_the_agent_answering_decodable_messages(
+            bytes in proptest::collection::vec(any::<u8>(), 0..300),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            if let Some(out) = agent().handle(&bytes, src()) {
+                prop_assert!(sms_snmp::decode(&out).is_ok());
+            }
+            let mut m = request(PduType::GetBulk, 1, 20, &["1.3.6.1.2.1.1", "1.3.6.1.4.1"]);
+            let i = at.index(m.len());
+            m[i] = byte;
+            if let Some(out) = agent().handle(&m, src()) {
+                prop_assert!(sms_snmp::decode(&out).is_ok());
+            }
+        }
     }
 }

@@ -41,6 +41,9 @@ pub struct ReceiverCounters {
     pub unexpected: AtomicU64,
 }
 
+/// Keys localized to remote engines, by (engine ID, user name).
+type KeyCache = Mutex<HashMap<(Vec<u8>, Vec<u8>), Arc<UserKeys>>>;
+
 /// Most remote engines whose keys and clocks are remembered.
 const MAX_ENGINES: usize = 65536;
 
@@ -50,7 +53,7 @@ pub struct Receiver {
     access: Arc<Access>,
     communities: Vec<Vec<u8>>,
     users: HashMap<Vec<u8>, UserCredentials>,
-    keys: Mutex<HashMap<(Vec<u8>, Vec<u8>), Arc<UserKeys>>>,
+    keys: KeyCache,
     clocks: Mutex<HashMap<Vec<u8>, RemoteClock>>,
     log: Arc<EventLog>,
     syslog: Option<(UdpSocket, SocketAddr, String)>,
@@ -182,6 +185,10 @@ impl Receiver {
         }
     }
 
+    fn min_level(&self, user: &[u8]) -> Option<sms_snmp::usm::SecurityLevel> {
+        self.access.user(user).map(|u| u.min_level)
+    }
+
     fn keys_for(&self, engine_id: &[u8], user: &[u8]) -> Option<Arc<UserKeys>> {
         let creds = self.users.get(user)?;
         let mut cache = self.keys.lock().unwrap_or_else(|p| p.into_inner());
@@ -211,6 +218,15 @@ impl Receiver {
                 }
             };
             return match self.engine.accept(m, raw, lookup) {
+                Ok(acc)
+                    if self
+                        .min_level(&acc.keys.name)
+                        .is_some_and(|min| acc.level < min) =>
+                {
+                    self.counters.usm_refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%src, %user, level = ?acc.level, "v3 inform below the user's security level: refused");
+                    None
+                }
                 Ok(acc) if acc.scoped.pdu.kind == PduType::Inform => {
                     let p = &acc.scoped.pdu;
                     self.store(
@@ -258,6 +274,14 @@ impl Receiver {
             tracing::debug!(%src, %user, "v3 trap from an unknown user");
             return None;
         };
+        // The level is the user's policy: a message without authentication
+        // (its flags cleared by anyone on the path) is not the user's.
+        let level = sms_snmp::usm::SecurityLevel::from_flags(m.flags);
+        if self.min_level(&m.usm.user).is_some_and(|min| level < min) {
+            self.counters.usm_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%src, %user, ?level, "v3 trap below the user's security level: refused");
+            return None;
+        }
         let scoped = match unseal(m, raw, &keys) {
             Ok(s) => s,
             Err(e) => {

@@ -218,6 +218,16 @@ async fn net_snmp_traps_and_informs_of_every_version_are_stored() {
         )
         .ok
     );
+    // The user must send authPriv: authNoPriv and noAuthNoPriv are refused.
+    for level in [
+        vec!["-l", "authNoPriv", "-a", "SHA-256", "-A", AUTH_PW],
+        vec!["-l", "noAuthNoPriv"],
+    ] {
+        let mut a = vec!["-v3", "-e", "0x8000000001020304", "-u", USER];
+        a.extend(level);
+        a.extend_from_slice(&[t0.as_str(), "", "1.3.6.1.6.3.1.1.5.5"]);
+        assert!(tool("snmptrap", &a).ok);
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(events(&conn).await.len(), 6);
     let st: serde_json::Value =
@@ -227,7 +237,7 @@ async fn net_snmp_traps_and_informs_of_every_version_are_stored() {
         Some(0),
         "agent counter untouched"
     );
-    assert!(st["usm_refused"].as_u64().unwrap() >= 1, "{st}");
+    assert!(st["usm_refused"].as_u64().unwrap() >= 3, "{st}");
     assert_eq!(st["traps_received"].as_u64(), Some(6));
     assert_eq!(st["informs_acknowledged"].as_u64(), Some(2));
     // smsTrapsReceived follows.
