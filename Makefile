@@ -35,12 +35,14 @@ test-image: deps
 	qemu/boot-test.sh
 
 bench: deps
-	$(CARGO) build --release -p sms-sim -p sms-ntpd -p sms-bench
+	$(CARGO) build --release -p sms-sim -p sms-ntpd -p sms-snmpd -p sms-bench
 	./target/release/updated-download
 	./target/release/ntp-serve
 	./target/release/distd-pull
 	./target/release/distd-delta
 	./target/release/distd-push
+	./target/release/snmp-agent
+	./target/release/snmp-traps
 
 clean:
 	$(CARGO) clean

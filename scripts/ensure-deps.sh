@@ -22,6 +22,9 @@ needed=(
   "gawk:awk"
   "nginx-light:nginx"         # peer of the pull server in benchmarks
   "wrk:wrk"                   # HTTP load generator in benchmarks
+  "snmp:snmpget"              # net-snmp tools: clients of the agent and trap senders in tests
+  "snmptrapd:snmptrapd"       # manager receiving the appliance's traps in tests, peer in benchmarks
+  "snmpd:snmpd"               # peer of the agent in benchmarks
 )
 
 missing=()

@@ -37,3 +37,4 @@ impl Drop for Child {
         let _ = self.0.wait();
     }
 }
+pub mod snmp;

@@ -91,18 +91,27 @@ impl AuthProtocol {
 
     /// The truncated HMAC of `msg` under `key`.
     pub fn mac(self, key: &[u8], msg: &[u8]) -> Vec<u8> {
-        fn m<M: Mac + hmac::digest::KeyInit>(key: &[u8], msg: &[u8]) -> Vec<u8> {
+        self.mac_parts(key, &[msg])
+    }
+
+    /// The truncated HMAC of the concatenation of `parts` under `key`
+    /// (lets a receiver check a message without copying it to zero the
+    /// authentication parameters).
+    pub fn mac_parts(self, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+        fn m<M: Mac + hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
             let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key)
                 .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-            mac.update(msg);
+            for p in parts {
+                mac.update(p);
+            }
             mac.finalize().into_bytes().to_vec()
         }
         let mut full = match self {
-            AuthProtocol::Sha1 => m::<Hmac<sha1::Sha1>>(key, msg),
-            AuthProtocol::Sha224 => m::<Hmac<sha2::Sha224>>(key, msg),
-            AuthProtocol::Sha256 => m::<Hmac<sha2::Sha256>>(key, msg),
-            AuthProtocol::Sha384 => m::<Hmac<sha2::Sha384>>(key, msg),
-            AuthProtocol::Sha512 => m::<Hmac<sha2::Sha512>>(key, msg),
+            AuthProtocol::Sha1 => m::<Hmac<sha1::Sha1>>(key, parts),
+            AuthProtocol::Sha224 => m::<Hmac<sha2::Sha224>>(key, parts),
+            AuthProtocol::Sha256 => m::<Hmac<sha2::Sha256>>(key, parts),
+            AuthProtocol::Sha384 => m::<Hmac<sha2::Sha384>>(key, parts),
+            AuthProtocol::Sha512 => m::<Hmac<sha2::Sha512>>(key, parts),
         };
         full.truncate(self.mac_len());
         full
@@ -375,6 +384,12 @@ impl UsmError {
 /// Checks the digest and decrypts; no timeliness (callers check it for
 /// their role).
 pub fn unseal(msg: &V3Message, raw: &[u8], keys: &UserKeys) -> Result<ScopedPdu, UsmError> {
+    verify(msg, raw, keys)?;
+    decrypt(msg, keys)
+}
+
+/// Checks the level against the keys and, when authenticated, the digest.
+pub fn verify(msg: &V3Message, raw: &[u8], keys: &UserKeys) -> Result<(), UsmError> {
     let level = SecurityLevel::from_flags(msg.flags);
     if level > keys.max_level() {
         return Err(UsmError::UnsupportedSecLevel);
@@ -384,12 +399,12 @@ pub fn unseal(msg: &V3Message, raw: &[u8], keys: &UserKeys) -> Result<ScopedPdu,
             return Err(UsmError::UnsupportedSecLevel);
         };
         let n = proto.mac_len();
-        if msg.usm.auth_params.len() != n || msg.auth_offset + n > raw.len() {
+        let off = msg.auth_offset;
+        if msg.usm.auth_params.len() != n || off + n > raw.len() {
             return Err(UsmError::WrongDigest);
         }
-        let mut copy = raw.to_vec();
-        copy[msg.auth_offset..msg.auth_offset + n].fill(0);
-        let want = proto.mac(key, &copy);
+        const ZEROS: [u8; 48] = [0; 48];
+        let want = proto.mac_parts(key, &[&raw[..off], &ZEROS[..n], &raw[off + n..]]);
         let diff = want
             .iter()
             .zip(&msg.usm.auth_params)
@@ -398,6 +413,13 @@ pub fn unseal(msg: &V3Message, raw: &[u8], keys: &UserKeys) -> Result<ScopedPdu,
             return Err(UsmError::WrongDigest);
         }
     }
+    Ok(())
+}
+
+/// The scoped PDU of a message whose digest was checked: decrypted when
+/// the message is encrypted.
+pub fn decrypt(msg: &V3Message, keys: &UserKeys) -> Result<ScopedPdu, UsmError> {
+    let level = SecurityLevel::from_flags(msg.flags);
     match &msg.data {
         ScopedPduData::Plain(s) if level < SecurityLevel::AuthPriv => Ok(s.clone()),
         ScopedPduData::Encrypted(ct) if level == SecurityLevel::AuthPriv => {
@@ -590,17 +612,8 @@ impl Engine {
         }
         // Digest before timeliness (RFC 3414 3.2 steps 6 and 7), then the
         // window, then decryption.
+        verify(msg, raw, keys)?;
         if level >= SecurityLevel::AuthNoPriv {
-            let probe = V3Message {
-                data: ScopedPduData::Encrypted(Vec::new()),
-                flags: msg.flags & !flags::PRIV,
-                ..msg.clone()
-            };
-            match unseal(&probe, raw, keys) {
-                Err(UsmError::WrongDigest) => return Err(UsmError::WrongDigest),
-                Err(UsmError::UnsupportedSecLevel) => return Err(UsmError::UnsupportedSecLevel),
-                _ => {}
-            }
             let now = self.time();
             if msg.usm.boots != self.boots
                 || msg.usm.boots >= i32::MAX as u32
@@ -609,7 +622,7 @@ impl Engine {
                 return Err(UsmError::NotInTimeWindow);
             }
         }
-        let scoped = unseal(msg, raw, keys)?;
+        let scoped = decrypt(msg, keys)?;
         Ok(Accepted {
             keys: keys.clone(),
             level,

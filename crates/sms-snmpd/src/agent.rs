@@ -50,6 +50,7 @@ pub struct Agent {
     persist: Option<Persist>,
     start: Instant,
     max_response: usize,
+    traps_stored: std::sync::OnceLock<Box<dyn Fn() -> u64 + Send + Sync>>,
     /// Counters.
     pub counters: AgentCounters,
 }
@@ -97,8 +98,14 @@ impl Agent {
             persist,
             start: Instant::now(),
             max_response: max_response.clamp(484, 65507),
+            traps_stored: std::sync::OnceLock::new(),
             counters: AgentCounters::default(),
         }
+    }
+
+    /// Where smsTrapsReceived comes from (the receiver's event log).
+    pub fn set_traps_stored(&self, f: Box<dyn Fn() -> u64 + Send + Sync>) {
+        let _ = self.traps_stored.set(f);
     }
 
     /// The engine.
@@ -143,6 +150,9 @@ impl Agent {
             Cell::Static(v) => v.clone(),
             Cell::Dynamic(Dynamic::SysUpTime) => Value::TimeTicks(self.uptime()),
             Cell::Dynamic(Dynamic::EngineTime) => Value::Integer(self.engine.time() as i32),
+            Cell::Dynamic(Dynamic::TrapsStored) => {
+                Value::Counter32(self.traps_stored.get().map(|f| f()).unwrap_or(0) as u32)
+            }
             Cell::Dynamic(Dynamic::UsmStat(k)) => Value::Counter32(
                 [
                     sms_snmp::usm::UsmError::UnsupportedSecLevel,

@@ -131,7 +131,11 @@ impl Daemon {
             })),
             cfg.agent.max_response,
         ));
-        let log = EventLog::open(&cfg.state_dir, cfg.receiver.retention)
+        let forward = match cfg.receiver.syslog {
+            Some(addr) => Some(crate::events::syslog_forwarder(addr).context("receiver.syslog")?),
+            None => None,
+        };
+        let log = EventLog::open(&cfg.state_dir, cfg.receiver.retention, forward)
             .context("opening the event log")?;
         let receiver = Arc::new(
             Receiver::new(
@@ -140,7 +144,6 @@ impl Daemon {
                 &cfg.receiver.communities,
                 &cfg.receiver.users,
                 log,
-                cfg.receiver.syslog,
             )
             .map_err(anyhow::Error::msg)?,
         );
@@ -148,6 +151,8 @@ impl Daemon {
             TrapSender::new(engine.clone(), &access, &cfg.trap_destination)
                 .map_err(anyhow::Error::msg)?,
         );
+        let log = receiver.log().clone();
+        agent.set_traps_stored(Box::new(move || log.stored()));
         let a = agent.clone();
         let agent_addrs = crate::server::start(
             "snmp-agent",
@@ -196,11 +201,6 @@ impl Daemon {
                 }
             }
         }
-        vals.traps_received = self
-            .receiver
-            .counters
-            .accepted
-            .load(std::sync::atomic::Ordering::Relaxed);
         let m = mib::build(
             &self.identity,
             &self.agent.system(),

@@ -76,6 +76,8 @@ pub enum Dynamic {
     EngineTime,
     /// A usmStats counter (1..=6).
     UsmStat(u32),
+    /// smsTrapsReceived: notifications stored so far.
+    TrapsStored,
 }
 
 /// An immutable snapshot of every object.
@@ -223,8 +225,6 @@ pub struct DaemonValues {
     pub ntp_stratum: i32,
     /// NTP offset, microseconds.
     pub ntp_offset_us: i32,
-    /// Traps and informs received and stored.
-    pub traps_received: u64,
 }
 
 /// One network interface from `/sys/class/net`.
@@ -484,10 +484,7 @@ pub fn build(id: &Identity, sys: &SystemText, vals: &DaemonValues, ifs: &[Interf
         sms(&[5, 3, 0]),
         Cell::Static(Value::Integer(vals.ntp_offset_us)),
     );
-    m.set(
-        sms(&[6, 1, 0]),
-        Cell::Static(Value::Counter32(vals.traps_received as u32)),
-    );
+    m.set(sms(&[6, 1, 0]), Cell::Dynamic(Dynamic::TrapsStored));
     m
 }
 

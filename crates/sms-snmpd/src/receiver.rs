@@ -8,14 +8,12 @@
 //! becomes a [`TrapEvent`]; anything refused is counted with its reason.
 
 use crate::access::Access;
-use crate::events::{now_rfc3339, EventLog, EventVarBind, TrapEvent};
-use crate::mib::oids;
-use sms_snmp::message::{CommunityMessage, TrapV1, V3Message};
+use crate::events::{Body, EventLog, RawEvent};
+use sms_snmp::message::{CommunityMessage, V3Message};
 use sms_snmp::usm::{unseal, Engine, RemoteClock, UserCredentials, UserKeys};
-use sms_snmp::value::VarBind;
-use sms_snmp::{AnyPdu, Message, Oid, Pdu, PduType, ScopedPdu, Value, Version};
+use sms_snmp::{AnyPdu, Message, Pdu, PduType, ScopedPdu, Version};
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -56,7 +54,6 @@ pub struct Receiver {
     keys: KeyCache,
     clocks: Mutex<HashMap<Vec<u8>, RemoteClock>>,
     log: Arc<EventLog>,
-    syslog: Option<(UdpSocket, SocketAddr, String)>,
     /// Counters.
     pub counters: ReceiverCounters,
 }
@@ -76,7 +73,6 @@ impl Receiver {
         communities: &[String],
         users: &[String],
         log: Arc<EventLog>,
-        syslog: Option<SocketAddr>,
     ) -> Result<Receiver, String> {
         let mut creds = HashMap::new();
         for u in users {
@@ -85,22 +81,6 @@ impl Receiver {
                 .ok_or_else(|| format!("receiver.users: no [[user]] named {u:?}"))?;
             creds.insert(u.as_bytes().to_vec(), user.credentials.clone());
         }
-        let syslog = match syslog {
-            Some(addr) => {
-                let bind: SocketAddr = if addr.is_ipv4() {
-                    "0.0.0.0:0".parse().unwrap_or_else(|_| unreachable!())
-                } else {
-                    "[::]:0".parse().unwrap_or_else(|_| unreachable!())
-                };
-                let s = UdpSocket::bind(bind).map_err(|e| format!("syslog socket: {e}"))?;
-                let host = match crate::daemon::hostname() {
-                    h if h.is_empty() => "-".to_string(),
-                    h => h,
-                };
-                Some((s, addr, host))
-            }
-            None => None,
-        };
         Ok(Receiver {
             engine,
             access,
@@ -109,7 +89,6 @@ impl Receiver {
             keys: Mutex::new(HashMap::new()),
             clocks: Mutex::new(HashMap::new()),
             log,
-            syslog,
             counters: ReceiverCounters::default(),
         })
     }
@@ -145,12 +124,12 @@ impl Receiver {
         let principal = String::from_utf8_lossy(&m.community).to_string();
         match m.pdu {
             AnyPdu::TrapV1(t) => {
-                self.store(v1_event(&t), src, port, Version::V1, "trap", &principal);
+                self.store(Body::V1(t), src, port, Version::V1, "trap", &principal);
                 None
             }
             AnyPdu::Pdu(p) if p.kind == PduType::TrapV2 => {
                 self.store(
-                    v2_event(&p.varbinds),
+                    Body::V2(p.varbinds),
                     src,
                     port,
                     m.version,
@@ -161,7 +140,7 @@ impl Receiver {
             }
             AnyPdu::Pdu(p) if p.kind == PduType::Inform => {
                 self.store(
-                    v2_event(&p.varbinds),
+                    Body::V2(p.varbinds.clone()),
                     src,
                     port,
                     m.version,
@@ -230,7 +209,7 @@ impl Receiver {
                 Ok(acc) if acc.scoped.pdu.kind == PduType::Inform => {
                     let p = &acc.scoped.pdu;
                     self.store(
-                        v2_event(&p.varbinds),
+                        Body::V2(p.varbinds.clone()),
                         src,
                         port,
                         Version::V3,
@@ -250,7 +229,14 @@ impl Receiver {
                 }
                 Ok(acc) if acc.scoped.pdu.kind == PduType::TrapV2 => {
                     let p = &acc.scoped.pdu;
-                    self.store(v2_event(&p.varbinds), src, port, Version::V3, "trap", &user);
+                    self.store(
+                        Body::V2(p.varbinds.clone()),
+                        src,
+                        port,
+                        Version::V3,
+                        "trap",
+                        &user,
+                    );
                     None
                 }
                 Ok(_) => {
@@ -310,7 +296,7 @@ impl Receiver {
             return None;
         }
         self.store(
-            v2_event(&scoped.pdu.varbinds),
+            Body::V2(scoped.pdu.varbinds),
             src,
             port,
             Version::V3,
@@ -322,86 +308,26 @@ impl Receiver {
 
     fn store(
         &self,
-        partial: Partial,
+        body: Body,
         src: SocketAddr,
         port: u16,
         version: Version,
-        kind: &str,
+        kind: &'static str,
         principal: &str,
     ) {
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
-        let ev = TrapEvent {
-            seq: self.log.next_seq(),
-            time: now_rfc3339(),
-            source: src.to_string(),
+        let ev = RawEvent {
+            time: std::time::SystemTime::now(),
+            source: src,
             port,
-            version: version.name().into(),
-            kind: kind.into(),
-            principal: principal.into(),
-            trap_oid: partial.trap_oid,
-            uptime: partial.uptime,
-            varbinds: partial.varbinds,
+            version: version.name(),
+            kind,
+            principal: principal.to_string(),
+            body,
         };
-        if let Some((sock, addr, host)) = &self.syslog {
-            let _ = sock.send_to(syslog_line(host, &ev).as_bytes(), addr);
-        }
         if !self.log.push(ev) {
             tracing::warn!("event queue full: a notification from {src} was not stored");
         }
-    }
-}
-
-/// An event before it gets its sequence number and envelope.
-#[derive(Debug, Default)]
-pub struct Partial {
-    trap_oid: String,
-    uptime: Option<u32>,
-    varbinds: Vec<EventVarBind>,
-}
-
-fn text_vb(vb: &VarBind) -> EventVarBind {
-    EventVarBind {
-        oid: vb.oid.to_string(),
-        kind: vb.value.type_name().into(),
-        value: vb.value.display(),
-    }
-}
-
-/// The event of an SNMPv2 notification's bindings.
-pub fn v2_event(vbs: &[VarBind]) -> Partial {
-    let mut p = Partial::default();
-    for vb in vbs {
-        match (vb.oid.arcs(), &vb.value) {
-            (a, Value::TimeTicks(t)) if a == oids::SYS_UPTIME => p.uptime = Some(*t),
-            (a, Value::Oid(o)) if a == oids::SNMP_TRAP_OID => p.trap_oid = o.to_string(),
-            _ => p.varbinds.push(text_vb(vb)),
-        }
-    }
-    p
-}
-
-/// The event of an SNMPv1 trap, translated as RFC 3584 section 3.1 says.
-pub fn v1_event(t: &TrapV1) -> Partial {
-    let trap_oid = if (0..6).contains(&t.generic) {
-        Oid::new(oids::SNMP_TRAPS.to_vec()).child(&[t.generic as u32 + 1])
-    } else {
-        t.enterprise.child(&[0, t.specific.max(0) as u32])
-    };
-    let mut varbinds: Vec<EventVarBind> = t.varbinds.iter().map(text_vb).collect();
-    varbinds.push(EventVarBind {
-        oid: Oid::new(oids::SNMP_TRAP_ENTERPRISE.to_vec()).to_string(),
-        kind: "OBJECT IDENTIFIER".into(),
-        value: t.enterprise.to_string(),
-    });
-    varbinds.push(EventVarBind {
-        oid: "agent-addr".into(),
-        kind: "IpAddress".into(),
-        value: Value::IpAddress(t.agent_addr).display(),
-    });
-    Partial {
-        trap_oid: trap_oid.to_string(),
-        uptime: Some(t.timestamp),
-        varbinds,
     }
 }
 
@@ -413,30 +339,4 @@ fn ack(p: &Pdu) -> Pdu {
         error_index: 0,
         varbinds: p.varbinds.clone(),
     }
-}
-
-/// An RFC 5424 line for an event (facility local0, severity notice),
-/// control characters removed from everything that came from outside.
-pub fn syslog_line(host: &str, ev: &TrapEvent) -> String {
-    let clean = |s: &str| -> String {
-        s.chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect()
-    };
-    let vbs: Vec<String> = ev
-        .varbinds
-        .iter()
-        .map(|v| format!("{}={}", v.oid, clean(&v.value)))
-        .collect();
-    format!(
-        "<133>1 {} {} sms-snmpd - snmptrap - {} {} from {} ({}): {} {}",
-        ev.time,
-        host,
-        ev.version,
-        ev.kind,
-        clean(&ev.source),
-        clean(&ev.principal),
-        ev.trap_oid,
-        vbs.join(" ")
-    )
 }

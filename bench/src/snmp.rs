@@ -1,0 +1,178 @@
+//! Helpers of the SNMP benchmarks: request pools and a bounded UDP load
+//! generator with a fixed number of requests in flight.
+
+use anyhow::{bail, Result};
+use sms_snmp::message::CommunityMessage;
+use sms_snmp::usm::{
+    seal, AuthProtocol, PrivProtocol, Seal, SecurityLevel, UserCredentials, UserKeys,
+};
+use sms_snmp::{AnyPdu, Message, Oid, Pdu, PduType, ScopedPdu, Value, VarBind, Version};
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+/// The v3 user both agents know.
+pub const USER: &str = "bench";
+/// Its passwords.
+pub const AUTH_PW: &str = "benchauth123";
+/// Its privacy password.
+pub const PRIV_PW: &str = "benchpriv123";
+
+fn pdu(kind: PduType, id: i32, oid: &Oid, reps: i32) -> Pdu {
+    let mut p = Pdu::new(kind, id, vec![VarBind::new(oid.clone(), Value::Null)]);
+    if kind == PduType::GetBulk {
+        p.error_index = reps;
+    }
+    p
+}
+
+/// `n` v2c requests of `kind` for `oid` with distinct request IDs.
+pub fn v2c_pool(kind: PduType, oid: &str, reps: i32, n: usize) -> Vec<Vec<u8>> {
+    let oid: Oid = oid.parse().unwrap_or_default();
+    (0..n)
+        .map(|i| {
+            CommunityMessage {
+                version: Version::V2c,
+                community: b"public".to_vec(),
+                pdu: AnyPdu::Pdu(pdu(kind, i as i32 + 1, &oid, reps)),
+            }
+            .encode()
+        })
+        .collect()
+}
+
+/// Asks `agent` for its engine ID, boots and time (USM discovery).
+pub fn discover(agent: SocketAddr) -> Result<(Vec<u8>, u32, u32)> {
+    let sock = UdpSocket::bind("127.0.0.1:0")?;
+    sock.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let anon = UserKeys {
+        name: Vec::new(),
+        auth: None,
+        privacy: None,
+    };
+    let probe = seal(
+        &Seal {
+            engine_id: b"",
+            boots: 0,
+            time: 0,
+            msg_id: 1,
+            reportable: true,
+            level: SecurityLevel::NoAuthNoPriv,
+            keys: &anon,
+            salt: 0,
+        },
+        &ScopedPdu {
+            context_engine_id: Vec::new(),
+            context_name: Vec::new(),
+            pdu: Pdu::new(PduType::Get, 1, Vec::new()),
+        },
+    );
+    let mut buf = [0u8; 4096];
+    for _ in 0..20 {
+        sock.send_to(&probe, agent)?;
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            if let Ok(Message::V3(m)) = sms_snmp::decode(&buf[..n]) {
+                return Ok((m.usm.engine_id, m.usm.boots, m.usm.time));
+            }
+        }
+    }
+    bail!("{agent}: no answer to engine discovery")
+}
+
+/// `n` v3 authPriv (SHA-256, AES) requests for `agent`, timed from now.
+pub fn v3_pool(
+    agent: SocketAddr,
+    kind: PduType,
+    oid: &str,
+    reps: i32,
+    n: usize,
+) -> Result<Vec<Vec<u8>>> {
+    let (engine, boots, time) = discover(agent)?;
+    let creds = UserCredentials::from_passwords(
+        USER,
+        Some((AuthProtocol::Sha256, AUTH_PW)),
+        Some((PrivProtocol::Aes128, PRIV_PW)),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let keys = creds.localize(&engine);
+    let oid: Oid = oid.parse().map_err(anyhow::Error::msg)?;
+    Ok((0..n)
+        .map(|i| {
+            seal(
+                &Seal {
+                    engine_id: &engine,
+                    boots,
+                    time,
+                    msg_id: i as i32 + 1,
+                    reportable: true,
+                    level: SecurityLevel::AuthPriv,
+                    keys: &keys,
+                    salt: i as u64 + 1,
+                },
+                &ScopedPdu {
+                    context_engine_id: engine.clone(),
+                    context_name: Vec::new(),
+                    pdu: pdu(kind, i as i32 + 1, &oid, reps),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Keeps `window` requests from `pool` in flight against `server` for
+/// `secs`; returns answers per second. Lost datagrams refill the window
+/// after 50 ms.
+pub fn load(server: SocketAddr, pool: &[Vec<u8>], window: usize, secs: f64) -> Result<f64> {
+    let sock = UdpSocket::bind("127.0.0.1:0")?;
+    sock.connect(server)?;
+    sock.set_read_timeout(Some(Duration::from_millis(50)))?;
+    let mut next = 0usize;
+    let mut send = |sock: &UdpSocket| -> Result<()> {
+        sock.send(&pool[next % pool.len()])?;
+        next += 1;
+        Ok(())
+    };
+    for _ in 0..window {
+        send(&sock)?;
+    }
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(secs);
+    let mut answers = 0u64;
+    let mut buf = [0u8; 65536];
+    while Instant::now() < end {
+        match sock.recv(&mut buf) {
+            Ok(_) => {
+                answers += 1;
+                send(&sock)?;
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                for _ in 0..window {
+                    send(&sock)?;
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(answers as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Checks that `server` answers one request of `pool` with a Response.
+pub fn answers(server: SocketAddr, pool: &[Vec<u8>]) -> bool {
+    let Ok(sock) = UdpSocket::bind("127.0.0.1:0") else {
+        return false;
+    };
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut buf = [0u8; 65536];
+    for _ in 0..50 {
+        let _ = sock.send_to(&pool[0], server);
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            return matches!(
+                sms_snmp::decode(&buf[..n]),
+                Ok(Message::Community(_)) | Ok(Message::V3(_))
+            );
+        }
+    }
+    false
+}
