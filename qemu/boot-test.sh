@@ -70,7 +70,7 @@ boot_secs=$(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }")
 check "system state is running (was: $state)" test "$state" = running
 inside=$(as_root systemd-analyze 2>/dev/null | head -n1 || true)
 echo "     boot: ${boot_secs} s from QEMU start to all units active (inside: ${inside#Startup finished in })"
-for u in sms-updated sms-ntpd sms-distd sms-health; do
+for u in sms-updated sms-ntpd sms-distd sms-snmpd sms-health; do
   check "$u is active" as_root systemctl is-active -q "$u"
 done
 slot_a_good() { as_root /usr/libexec/sms/slot status | grep -qx 'A_TRY=3'; }
@@ -113,6 +113,29 @@ code=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 10 "https://127.0.0.1:
 check "pull server answers on HTTPS (got: $code)" test "$code" = 200 -o "$code" = 404
 code=$(curl -s --path-as-is -o /dev/null -w '%{http_code}' --max-time 10 "http://127.0.0.1:$((base + 80))/dv/../../etc/passwd" || true)
 check "pull server refuses a traversal (got: $code)" test "$code" = 400
+
+# SNMP through the firewall: v2c and v3 authPriv Gets, the SMS-MIB walked
+# with the shipped MIB loaded, a trap received and counted.
+snmp_env=(env MIBS= SNMPCONFPATH=/nonexistent)
+agent="udp:127.0.0.1:$((base + 161))"
+out=$("${snmp_env[@]}" snmpget -v2c -c public -t 3 -r 3 -Ov "$agent" 1.3.6.1.2.1.1.1.0 2>&1 || true)
+check "SNMP v2c get of sysDescr (got: $out)" grep -q "SMS OS" <<<"$out"
+v3=(-v3 -l authPriv -u noc -a SHA-256 -A noc-auth-pass -x AES -X noc-priv-pass -t 3 -r 3)
+out=$("${snmp_env[@]}" snmpget "${v3[@]}" -Ov "$agent" 1.3.6.1.4.1.32473.1.1.1.1.0 2>&1 || true)
+check "SNMP v3 authPriv get of smsFirmwareVersion (got: $out)" grep -q "STRING" <<<"$out"
+mibs="$top/mibs:$top/mibs/base"
+out=$("${snmp_env[@]}" snmpwalk "${v3[@]}" -M "$mibs" -m SMS-MIB "$agent" SMS-MIB::smsMIB 2>&1 || true)
+check "SMS-MIB walks with names" grep -q "SMS-MIB::smsHaRole.0 = INTEGER: standalone(1)" <<<"$out"
+"${snmp_env[@]}" snmptrap -v2c -c public "udp:127.0.0.1:$((base + 8162))" '' 1.3.6.1.6.3.1.1.5.3 >/dev/null 2>&1 || true
+traps_counted() {
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    n=$("${snmp_env[@]}" snmpget -v2c -c public -t 3 -r 2 -Oqv "$agent" 1.3.6.1.4.1.32473.1.1.6.1.0 2>/dev/null || true)
+    [ "${n:-0}" -ge 1 ] 2>/dev/null && return 0
+    sleep 1
+  done
+  return 1
+}
+check "a trap to 8162 is received and counted" traps_counted
 
 echo "== reboot"
 timeout 20 ssh "${ssh_opts[@]}" root@127.0.0.1 'systemctl reboot' 2>/dev/null || true

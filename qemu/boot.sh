@@ -9,7 +9,7 @@
 #   SMS_DISK [out/disk.img]  SMS_KERNEL [out/vmlinuz]  SMS_INITRD [out/initrd.img]
 #   SMS_SERIAL [stdio]: stdio for an interactive console, or a file for logs
 #   SMS_PORT_BASE [10000]: host ports are BASE+22 (SSH), BASE+80, BASE+443,
-#     BASE+161/udp (SNMP), BASE+123/udp (NTP), BASE+1098, BASE+1099, BASE+3306, BASE+4444
+#     BASE+161/udp (SNMP), BASE+8162/udp (traps), BASE+123/udp (NTP), BASE+1098, BASE+1099, BASE+3306, BASE+4444
 #   SMS_EXTRA_FWD: more forwarding rules, comma-separated (hostfwd=tcp:127.0.0.1:HOST-:GUEST)
 #   SMS_MONITOR: path of a QEMU monitor socket (for tests)
 #   SMS_MEMORY [1024] (MiB)
@@ -39,6 +39,7 @@ fi
 fwd="hostfwd=tcp:127.0.0.1:$((base + 22))-:22"
 fwd+=",hostfwd=tcp:127.0.0.1:$((base + 80))-:80,hostfwd=tcp:127.0.0.1:$((base + 443))-:443"
 fwd+=",hostfwd=udp:127.0.0.1:$((base + 161))-:161,hostfwd=udp:127.0.0.1:$((base + 123))-:123"
+fwd+=",hostfwd=udp:127.0.0.1:$((base + 8162))-:8162"
 for p in 1098 1099 3306 4444; do fwd+=",hostfwd=tcp:127.0.0.1:$((base + p))-:$p"; done
 [ -n "${SMS_EXTRA_FWD:-}" ] && fwd+=",${SMS_EXTRA_FWD}"
 

@@ -24,7 +24,10 @@ cat <<MSG
   console login : admin / admin (the restricted CLI), on this terminal
   SSH           : ssh -p $((base + 22)) -i out/dev-key admin@127.0.0.1
   root (dev)    : ssh -p $((base + 22)) -i out/dev-key root@127.0.0.1   (development images only)
-  forwarded     : HTTP $((base + 80)), HTTPS $((base + 443)), SNMP udp $((base + 161)), NTP udp $((base + 123))
+  forwarded     : HTTP $((base + 80)), HTTPS $((base + 443)), SNMP udp $((base + 161)), traps udp $((base + 8162)), NTP udp $((base + 123))
+  SNMP          : MIBS= snmpwalk -v3 -l authPriv -u noc -a SHA-256 -A noc-auth-pass -x AES -X noc-priv-pass \\
+                    -M mibs:mibs/base -m SMS-MIB udp:127.0.0.1:$((base + 161)) SMS-MIB::smsMIB
+                  (v2c: -v2c -c public; traps: snmptrap -v2c -c public udp:127.0.0.1:$((base + 8162)) ...)
   update centre : sms-sim on this host (log: $world_log); the appliance fetches and activates its DV
                   watch it: ssh ... root@127.0.0.1 journalctl -fu sms-updated
   quit QEMU     : Ctrl-A then X

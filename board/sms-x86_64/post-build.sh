@@ -40,7 +40,7 @@ printf '127.0.0.1 localhost\n127.0.1.1 sms\n' >"$root/etc/hosts"
 systemctl --root="$root" enable \
   systemd-networkd.service nftables.service ssh.service serial-getty@ttyS0.service \
   sms-data-setup.service var-lib-sms.mount sms-ssh-keys.service \
-  sms-updated.service sms-ntpd.service sms-distd.service sms-health.service >/dev/null 2>&1
+  sms-updated.service sms-ntpd.service sms-distd.service sms-snmpd.service sms-health.service >/dev/null 2>&1
 systemctl --root="$root" mask systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer \
   e2scrub_all.timer e2scrub_reap.service fstrim.timer >/dev/null 2>&1 || true
 systemctl --root="$root" set-default multi-user.target >/dev/null

@@ -258,3 +258,48 @@ pub struct TrapDestination {
     #[serde(default = "auth_priv")]
     pub level: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The configuration files the image ships must load and build.
+    #[test]
+    fn shipped_configurations_load() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for f in ["rootfs-overlay/etc/sms/snmpd.toml", "qemu/world/snmpd.toml"] {
+            let path = root.join(f);
+            let cfg: SnmpConfig = sms_core::config::load(&path).unwrap();
+            crate::access::Access::build(&cfg, b"\x80\x00\x7e\xd9\x05test")
+                .unwrap_or_else(|e| panic!("{f}: {e}"));
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_entries_are_named() {
+        let e = sms_core::config::parse::<SnmpConfig>(
+            std::path::Path::new("x.toml"),
+            "[agent]\nlisten = []\nthreds = 2\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("threds"), "{e}");
+        let cfg: SnmpConfig = toml::from_str(
+            "[[community]]\nname = \"c\"\nsources = [\"10.0.0.0/33\"]\nview = \"all\"\n",
+        )
+        .unwrap();
+        let e = crate::access::Access::build(&cfg, b"e").unwrap_err();
+        assert!(e.contains("community \"c\"") && e.contains("/33"), "{e}");
+        let cfg: SnmpConfig = toml::from_str(
+            "[[user]]\nname = \"u\"\nauth = \"MD5\"\nauth_password = \"12345678\"\n",
+        )
+        .unwrap();
+        let e = crate::access::Access::build(&cfg, b"e").unwrap_err();
+        assert!(e.contains("MD5"), "{e}");
+        let cfg: SnmpConfig =
+            toml::from_str("[[user]]\nname = \"u\"\nauth = \"SHA\"\nauth_password = \"short\"\n")
+                .unwrap();
+        let e = crate::access::Access::build(&cfg, b"e").unwrap_err();
+        assert!(e.contains("at least 8"), "{e}");
+    }
+}
