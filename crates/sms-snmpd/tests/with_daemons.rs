@@ -268,6 +268,44 @@ level = "authPriv"
         walk().contains(&format!("SMS-MIB::smsDvVersion.0 {}", dv2.version))
     });
 
+    // A device sends a trap from its own address; the receiver stores it.
+    let dev = fleet
+        .devices()
+        .into_iter()
+        .find(|d| d.fault.is_none())
+        .unwrap();
+    sms_sim::snmp::send_trap(
+        dev.address,
+        d.trap_addr(1).parse().unwrap(),
+        sms_sim::snmp::COMMUNITY,
+        "1.3.6.1.6.3.1.1.5.3".parse().unwrap(),
+        4200,
+        vec![sms_snmp::VarBind::new(
+            "1.3.6.1.2.1.2.2.1.1.1".parse().unwrap(),
+            sms_snmp::Value::Integer(1),
+        )],
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ev = loop {
+        let ev: Vec<sms_snmpd::events::TrapEvent> =
+            serde_json::from_str(&snmp_call(&conn, "LatestEvents", &(10u32,)).await).unwrap();
+        if !ev.is_empty() || Instant::now() > deadline {
+            break ev;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert!(
+        ev[0].source.starts_with(&format!("{}:", dev.address)),
+        "{ev:?}"
+    );
+    assert_eq!(
+        (ev[0].trap_oid.as_str(), ev[0].uptime),
+        ("1.3.6.1.6.3.1.1.5.3", Some(4200))
+    );
+
     // Poll results over D-Bus.
     let p: serde_json::Value =
         serde_json::from_str(&snmp_call(&conn, "PollStatus", &()).await).unwrap();
