@@ -295,16 +295,31 @@ impl Daemon {
     /// distribution job that failed.
     pub async fn follow_signals(self: Arc<Self>, conn: zbus::Connection) {
         use futures_util::StreamExt;
-        let rule = zbus::MatchRule::builder()
-            .msg_type(zbus::message::Type::Signal)
-            .build();
-        let mut stream = match zbus::MessageStream::for_match_rule(rule, &conn, None).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!("subscribing to the daemons' signals: {e}");
-                return;
+        let mut streams = Vec::new();
+        for (iface, member) in [
+            (sms_core::bus::UPDATER_INTERFACE, "PackageActivated"),
+            (sms_core::bus::DISTRIBUTOR_INTERFACE, "JobFinished"),
+        ] {
+            let rule = match zbus::MatchRule::builder()
+                .msg_type(zbus::message::Type::Signal)
+                .interface(iface)
+                .and_then(|b| b.member(member))
+            {
+                Ok(b) => b.build(),
+                Err(e) => {
+                    tracing::error!("match rule for {iface}.{member}: {e}");
+                    return;
+                }
+            };
+            match zbus::MessageStream::for_match_rule(rule, &conn, None).await {
+                Ok(s) => streams.push(s),
+                Err(e) => {
+                    tracing::error!("subscribing to {iface}.{member}: {e}");
+                    return;
+                }
             }
-        };
+        }
+        let mut stream = futures_util::stream::select_all(streams);
         while let Some(msg) = stream.next().await {
             let Ok(msg) = msg else { continue };
             let h = msg.header();

@@ -132,6 +132,10 @@ async fn mib_poller_and_traps_with_the_real_daemons() {
     dc.tls.cert_file = fleet.appliance_cert.clone();
     dc.tls.key_file = fleet.appliance_key.clone();
     dc.push.auto_distribute_dv = false;
+    dc.push.attempts = 2;
+    dc.push.backoff_initial_ms = Duration::from_millis(50);
+    dc.push.backoff_max_ms = Duration::from_millis(100);
+    dc.push.connect_timeout = Duration::from_secs(1);
     dc.pull.http_listen = vec![];
     dc.pull.https_listen = vec![];
     let dist = sms_distd::Distributor::open(dc).unwrap();
@@ -142,6 +146,7 @@ async fn mib_poller_and_traps_with_the_real_daemons() {
     )
     .await
     .unwrap();
+    dist.set_bus(_db.clone());
     let conn = zbus::connection::Builder::address(bus.address())
         .unwrap()
         .build()
@@ -305,6 +310,23 @@ level = "authPriv"
         (ev[0].trap_oid.as_str(), ev[0].uptime),
         ("1.3.6.1.6.3.1.1.5.3", Some(4200))
     );
+
+    // A distribution job that fails on the two unreachable devices
+    // becomes smsDistributionFailed.
+    let job = dist
+        .distribute(
+            Channel::Dv,
+            &dv2.version,
+            &sms_distd::inventory::Target::All,
+        )
+        .await
+        .unwrap();
+    wait_for("smsDistributionFailed at snmptrapd", || {
+        let t = std::fs::read_to_string(&trap_log).unwrap_or_default();
+        t.matches(".1.3.6.1.4.1.32473.1.0.2").count() >= 2
+    });
+    let t = std::fs::read_to_string(&trap_log).unwrap();
+    assert!(t.contains(&format!("distribution job {}", job.id)), "{t}");
 
     // Poll results over D-Bus.
     let p: serde_json::Value =
