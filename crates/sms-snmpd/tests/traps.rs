@@ -283,3 +283,106 @@ async fn replayed_v3_traps_from_the_past_are_refused() {
     assert_eq!(st["replays_refused"].as_u64(), Some(2), "{st}");
     assert!(d.log_text().contains("outside the time window"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_the_newest_and_syslog_gets_every_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = DbusDaemon::start().unwrap();
+    let syslog = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    syslog
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // The standard configuration with retention and syslog added to its
+    // [receiver].
+    let d = {
+        let port = free_udp_port();
+        let traps = [free_udp_port(), free_udp_port()];
+        let text = config(dir.path(), port, traps, "[poller]\nenabled = false").replace(
+            "communities = [\"public\"]",
+            &format!(
+                "communities = [\"public\"]\nretention = 10\nsyslog = \"{}\"",
+                syslog.local_addr().unwrap()
+            ),
+        );
+        std::fs::write(dir.path().join("snmpd.toml"), text).unwrap();
+        let mut s = Snmpd {
+            dir: dir.path().to_path_buf(),
+            config: dir.path().join("snmpd.toml"),
+            log: dir.path().join("snmpd.log"),
+            agent: format!("127.0.0.1:{port}"),
+            traps,
+            process: None,
+            bus: Some(bus.address().to_string()),
+        };
+        s.spawn();
+        s
+    };
+    let conn = zbus::connection::Builder::address(bus.address())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let t0 = d.trap_addr(0);
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 4096];
+    for i in 1..=30u32 {
+        let up = i.to_string();
+        let o = tool(
+            "snmptrap",
+            &[
+                "-v2c",
+                "-c",
+                "public",
+                &t0,
+                &up,
+                "1.3.6.1.6.3.1.1.5.3",
+                "1.3.6.1.2.1.1.5.0",
+                "s",
+                "ips\u{1b}[31m-red",
+            ],
+        );
+        assert!(o.ok, "{o:?}");
+        let (n, _) = syslog.recv_from(&mut buf).expect("a syslog line per event");
+        lines.push(String::from_utf8_lossy(&buf[..n]).to_string());
+        // One at a time: each event is stored on its own.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let st: serde_json::Value =
+                serde_json::from_str(&snmp_call(&conn, "Status", &()).await).unwrap();
+            if st["events_stored"].as_u64() == Some(i as u64) || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let ev = events(&conn).await;
+    assert_eq!(ev.len(), 10, "retention 10: {ev:#?}");
+    let ups: Vec<u32> = ev.iter().map(|e| e.uptime.unwrap()).collect();
+    assert_eq!(
+        ups,
+        (21..=30).collect::<Vec<_>>(),
+        "the newest are kept, in order"
+    );
+    assert_eq!(lines.len(), 30);
+    for l in &lines {
+        assert!(l.starts_with("<133>1 "), "{l}");
+        assert!(
+            l.contains("sms-snmpd - snmptrap - v2c trap from 127.0.0.1:"),
+            "{l}"
+        );
+        assert!(l.contains("1.3.6.1.6.3.1.1.5.3"), "{l}");
+        assert!(
+            !l.chars().any(|c| c.is_control()),
+            "control characters reach syslog: {l:?}"
+        );
+    }
+    // A value with an escape sequence is stored as hex, never as raw text.
+    assert!(
+        ev[0]
+            .varbinds
+            .iter()
+            .any(|v| v.value.starts_with("69:70:73:1b:5b")),
+        "{:?}",
+        ev[0].varbinds
+    );
+}
