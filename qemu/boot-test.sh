@@ -79,6 +79,11 @@ check "slot A marked good by the health check" slot_a_good
 # SSH: admin lands in the restricted CLI and never in a shell.
 out=$(as_admin 'show version' 2>&1 || true)
 check "ssh admin@ runs a CLI command (got: $out)" grep -q "SMS OS" <<<"$out"
+out=$(as_admin 'sh services' 2>&1 || true)
+services_active() { grep -Eq '^sms-snmpd +active' <<<"$1" && grep -Eq '^sms-updated +active' <<<"$1"; }
+check "CLI shows the daemons' state from systemd (got: $(tr '\n' ' ' <<<"$out"))" services_active "$out"
+out=$(as_admin 'show snmp' 2>&1 || true)
+check "CLI reads the SNMP daemon over D-Bus as admin" grep -q engine_id <<<"$out"
 out=$(as_admin '/bin/sh -c id' 2>&1 || true)
 no_shell() { ! grep -q 'uid=' <<<"$1" && grep -q 'unknown command' <<<"$1"; }
 check "ssh admin@ /bin/sh gives no shell (got: $out)" no_shell "$out"

@@ -1,57 +1,113 @@
 //! `sms-cli`: the administrator's login shell.
 //!
-//! This first version is deliberately small: it greets, answers `show
-//! version` and `help`, and logs out on `exit` or end of input. It never
-//! runs a program or passes user text anywhere, ignores job-control and quit
-//! signals, and treats every argument (including `-c COMMAND` from sshd) as
-//! a CLI command, never as a shell command line.
+//! Interactive on a terminal (line editing, history, Tab completion, `?`
+//! help, idle timeout), line by line otherwise (`sms-cli < file`), or one
+//! command (`sms-cli -c "show version"`, which is also how sshd runs the
+//! login shell). It ignores job-control and quit signals itself, so that a
+//! dumb terminal's Ctrl-Z or Ctrl-\ cannot stop or kill it, and treats the
+//! text of `-c` as a CLI command, never as a shell command line.
 
 use nix::sys::signal::{signal, SigHandler, Signal};
+use rustyline::completion::{Completer, Pair};
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::{FileHistory, History};
+use rustyline::validate::Validator;
+use rustyline::{
+    Cmd, ConditionalEventHandler, Config, Editor, Event, EventContext, EventHandler, Helper,
+    KeyEvent, RepeatCount,
+};
+use sms_cli::audit::Audit;
+use sms_cli::commands::{tree, Cli, Outcome, VERSION};
+use sms_cli::grammar;
 use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Longest line accepted.
 const MAX_LINE: usize = 4096;
+/// Lines of history kept per user.
+const HISTORY: usize = 500;
+/// Idle time before logging out, seconds.
+const IDLE_SECS: u64 = 15 * 60;
 
-/// Outcome of one command line.
-enum Outcome {
-    Continue,
-    Exit,
-    Error,
+struct CliHelper {
+    cli: Arc<Mutex<Cli>>,
 }
 
-fn neutralise(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
-
-fn run(line: &str, out: &mut impl Write) -> Outcome {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let r = match words.as_slice() {
-        [] => return Outcome::Continue,
-        ["exit"] | ["logout"] | ["quit"] => return Outcome::Exit,
-        ["help"] | ["?"] => writeln!(out, "commands: show version, help, exit"),
-        [s, v]
-            if "show".starts_with(s)
-                && !s.is_empty()
-                && "version".starts_with(v)
-                && !v.is_empty() =>
-        {
-            writeln!(out, "SMS OS {VERSION}")
-        }
-        _ => {
-            let _ = writeln!(
-                out,
-                "% unknown command: {} (type help)",
-                neutralise(line.trim())
-            );
-            return Outcome::Error;
-        }
-    };
-    if r.is_err() {
-        return Outcome::Exit;
+impl Completer for CliHelper {
+    type Candidate = Pair;
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let line = &line[..pos];
+        let start = line.rfind(char::is_whitespace).map(|i| i + 1).unwrap_or(0);
+        let cli = self.cli.lock().unwrap_or_else(|p| p.into_inner());
+        let live = |k| cli.live(k);
+        let c = grammar::complete(&tree(), line, &live)
+            .into_iter()
+            .map(|w| Pair {
+                display: w.clone(),
+                replacement: format!("{w} "),
+            })
+            .collect();
+        Ok((start, c))
     }
-    Outcome::Continue
+}
+impl Hinter for CliHelper {
+    type Hint = String;
+}
+impl Highlighter for CliHelper {}
+impl Validator for CliHelper {}
+impl Helper for CliHelper {}
+
+/// `?` accepts the line with a mark: the loop shows help and gives the line
+/// back for editing.
+struct QuestionMark(Arc<AtomicBool>);
+impl ConditionalEventHandler for QuestionMark {
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, _: &EventContext) -> Option<Cmd> {
+        self.0.store(true, Ordering::SeqCst);
+        Some(Cmd::AcceptLine)
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn show(out: &mut impl Write, o: &Outcome) -> bool {
+    match o {
+        Outcome::Ok(t) if t.is_empty() => {}
+        Outcome::Ok(t) | Outcome::Failed(t) => {
+            let _ = writeln!(out, "{t}");
+        }
+        Outcome::Exit => return false,
+    }
+    let _ = out.flush();
+    true
+}
+
+fn help_for(line: &str) -> String {
+    match grammar::help(&tree(), line) {
+        Ok(h) if h.is_empty() => "% nothing can follow here".into(),
+        Ok(h) => {
+            let w = h.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+            h.iter()
+                .map(|(k, v)| format!("  {k:<w$}  {v}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        Err(e) => format!("% {e}"),
+    }
 }
 
 fn main() {
@@ -65,13 +121,34 @@ fn main() {
         // SAFETY: SigIgn installs no handler code.
         let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // Not reachable by the user (sshd passes only `-c TEXT`, login nothing).
+    let mut state = PathBuf::from("/var/lib/sms/cli");
+    if args.len() >= 2 && args[0] == "--state-dir" {
+        state = PathBuf::from(&args[1]);
+        args.drain(..2);
+    }
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("uid{}", nix::unistd::getuid()));
+    let _ = std::fs::create_dir_all(state.join("history"));
+    let audit = Audit::new(state.join("audit.log"));
+    let cli = match Cli::new(user.clone(), audit) {
+        Ok(c) => Arc::new(Mutex::new(c)),
+        Err(e) => {
+            eprintln!("% cannot start: {e}");
+            std::process::exit(1);
+        }
+    };
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    // sshd runs the login shell as `sms-cli -c "<what the client asked for>"`:
-    // that text is a CLI command, never a shell command.
-    // With sshd's ForceCommand the "command" is this program itself and
-    // what the client asked for is in SSH_ORIGINAL_COMMAND.
+    let run = |line: &str| cli.lock().unwrap_or_else(|p| p.into_inner()).execute(line);
+
+    // sshd runs the login shell as `sms-cli -c "<what the client asked>"`;
+    // with ForceCommand the "command" is this program and what the client
+    // asked for is in SSH_ORIGINAL_COMMAND. Either way it is a CLI command.
     if let [flag, command] = args.as_slice() {
         if flag == "-c" {
             let own = command.trim() == "/usr/bin/sms-cli" || command.trim() == "sms-cli";
@@ -81,32 +158,121 @@ fn main() {
                 Some(command.clone())
             };
             if let Some(asked) = asked {
-                let code = match run(&asked, &mut out) {
-                    Outcome::Error => 1,
-                    _ => 0,
-                };
-                std::process::exit(code);
+                if asked.len() > MAX_LINE {
+                    let _ = writeln!(
+                        out,
+                        "% line too long ({} bytes, at most {MAX_LINE})",
+                        asked.len()
+                    );
+                    std::process::exit(1);
+                }
+                let o = run(&asked);
+                show(&mut out, &o);
+                std::process::exit(if matches!(o, Outcome::Failed(_)) {
+                    1
+                } else {
+                    0
+                });
             }
         }
     }
-    let interactive = io::stdin().is_terminal();
+
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let _ = writeln!(
         out,
-        "SMS OS {VERSION} - Security Management System\nType help for the commands."
+        "SMS OS {VERSION} - Security Management System\nhost {}, HA role standalone\nType help for the commands, ? for what may come next.",
+        grammar::clean(host.trim())
     );
-    let stdin = io::stdin();
-    let mut input = stdin.lock();
-    let mut line = String::new();
+    if !io::stdin().is_terminal() {
+        // Commands from a file or a pipe: one per line, status 1 if any failed.
+        let mut failed = false;
+        let mut line = String::new();
+        let mut input = io::stdin().lock();
+        loop {
+            line.clear();
+            match input.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            if line.len() > MAX_LINE {
+                let _ = writeln!(
+                    out,
+                    "% line too long ({} bytes, at most {MAX_LINE})",
+                    line.len()
+                );
+                failed = true;
+                continue;
+            }
+            if line.trim_end().ends_with('?') {
+                let _ = writeln!(out, "{}", help_for(line.trim_end().trim_end_matches('?')));
+                continue;
+            }
+            let o = run(&line);
+            failed |= matches!(o, Outcome::Failed(_));
+            if !show(&mut out, &o) {
+                break;
+            }
+        }
+        std::process::exit(i32::from(failed));
+    }
+    drop(out);
+
+    let config = Config::builder()
+        .max_history_size(HISTORY)
+        .and_then(|c| c.history_ignore_dups(true))
+        .map(|c| c.auto_add_history(false).build())
+        .unwrap_or_default();
+    let mut rl: Editor<CliHelper, FileHistory> = match Editor::with_config(config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("% terminal: {e}");
+            std::process::exit(1);
+        }
+    };
+    rl.set_helper(Some(CliHelper { cli: cli.clone() }));
+    let asked_help = Arc::new(AtomicBool::new(false));
+    rl.bind_sequence(
+        KeyEvent::from('?'),
+        EventHandler::Conditional(Box::new(QuestionMark(asked_help.clone()))),
+    );
+    let history = state
+        .join("history")
+        .join(grammar::clean(&user).replace(['/', '.'], "_"));
+    let _ = rl.load_history(&history);
+
+    let last = Arc::new(AtomicU64::new(now()));
+    {
+        let last = last.clone();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            if now().saturating_sub(last.load(Ordering::Relaxed)) > IDLE_SECS {
+                println!("\r\n% idle for {} minutes: logged out", IDLE_SECS / 60);
+                std::process::exit(0);
+            }
+        });
+    }
+    let prompt = format!("{}@sms> ", grammar::clean(&user));
+    let mut initial = String::new();
     loop {
-        if interactive {
-            let _ = write!(out, "sms> ");
-        }
-        let _ = out.flush();
-        line.clear();
-        match input.read_line(&mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
+        let read = if initial.is_empty() {
+            rl.readline(&prompt)
+        } else {
+            rl.readline_with_initial(&prompt, (&std::mem::take(&mut initial), ""))
+        };
+        last.store(now(), Ordering::Relaxed);
+        let line = match read {
+            Ok(l) => l,
+            Err(ReadlineError::Interrupted) => {
+                // Ctrl-C: the line is dropped, the session goes on.
+                continue;
+            }
+            Err(ReadlineError::Eof) => break,
+            Err(e) => {
+                eprintln!("% terminal: {e}");
+                break;
+            }
+        };
+        let mut out = io::stdout().lock();
         if line.len() > MAX_LINE {
             let _ = writeln!(
                 out,
@@ -115,8 +281,18 @@ fn main() {
             );
             continue;
         }
-        if let Outcome::Exit = run(&line, &mut out) {
+        if asked_help.swap(false, Ordering::SeqCst) {
+            let _ = writeln!(out, "?\n{}", help_for(&line));
+            initial = line;
+            continue;
+        }
+        if !line.trim().is_empty() {
+            let _ = rl.history_mut().add(line.trim());
+        }
+        let o = run(&line);
+        if !show(&mut out, &o) {
             break;
         }
     }
+    let _ = rl.save_history(&history);
 }

@@ -144,7 +144,16 @@ impl Snmp1 {
 
 /// Serves `org.smsos.Snmp1` on the system bus; returns the connection.
 pub async fn serve(d: Arc<Daemon>) -> zbus::Result<zbus::Connection> {
-    zbus::connection::Builder::system()?
+    serve_with(d, zbus::connection::Builder::system()?).await
+}
+
+/// Serves `org.smsos.Snmp1` on the bus `builder` connects to (tests use a
+/// private bus).
+pub async fn serve_with(
+    d: Arc<Daemon>,
+    builder: zbus::connection::Builder<'_>,
+) -> zbus::Result<zbus::Connection> {
+    builder
         .name(sms_core::bus::SNMP_NAME)?
         .serve_at(sms_core::bus::SNMP_PATH, Snmp1 { d })?
         .build()

@@ -1,0 +1,767 @@
+//! The commands of the CLI and what runs them.
+//!
+//! [`tree`] is the whole language (see [`crate::grammar`]); [`Cli::execute`]
+//! runs one line: it matches the line, calls the daemons over D-Bus (the
+//! update, distribution, NTP and SNMP daemons; systemd for units), writes
+//! every command that changes anything to the audit log, and returns text
+//! in which everything that came from outside has its control characters
+//! neutralised. A line may end in `| json` for the daemons' JSON.
+
+use crate::audit::Audit;
+use crate::grammar::{self, clean, ArgKind, Node, Parsed};
+use serde_json::Value;
+use sms_core::bus;
+use std::time::Duration;
+
+/// Firmware version (all SMS OS components share it).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Units `services restart` may touch.
+pub const SERVICES: &[&str] = &["sms-updated", "sms-distd", "sms-ntpd", "sms-snmpd"];
+
+/// The command tree.
+pub fn tree() -> Vec<Node> {
+    use ArgKind::*;
+    let channel_version = |verb: &'static str, help: &'static str| {
+        Node::kw(verb, help).then(vec![Node::arg(Version, "package version").run(verb)])
+    };
+    vec![
+        Node::kw("show", "show the appliance's state").then(vec![
+            Node::kw("version", "firmware version and host name").run("show-version"),
+            Node::kw("system", "uptime, load, memory, disk").run("show-system"),
+            Node::kw("services", "the appliance's daemons").run("show-services"),
+            Node::kw("dv", "DV packages on the appliance").run("show-dv"),
+            Node::kw("tos", "TOS images on the appliance").run("show-tos"),
+            Node::kw("devices", "managed devices").run("show-devices"),
+            Node::kw("device", "one managed device")
+                .then(vec![Node::arg(Name, "device name").run("show-device")]),
+            Node::kw("distribution", "distribution jobs")
+                .then(vec![Node::kw("jobs", "every job").run("show-jobs")]),
+            Node::kw("events", "traps received from devices").run("show-events"),
+            Node::kw("ntp", "time service").run("show-ntp"),
+            Node::kw("snmp", "SNMP agent, receiver and poller").run("show-snmp"),
+            Node::kw("update", "update daemon status").run("show-update"),
+            Node::kw("audit", "the audit log (who changed what)").run("show-audit"),
+        ]),
+        Node::kw("update", "fetch packages from the update centre").then(vec![
+            Node::kw("dv", "signature packages").then(vec![
+                Node::kw("refresh", "ask the update centre what is available")
+                    .run("update-dv-refresh"),
+                Node::kw("check", "check and install the newest DV now").run("update-dv-check"),
+                channel_version("download", "download a version"),
+                channel_version("activate", "make a downloaded version active"),
+            ]),
+            Node::kw("tos", "device operating system images").then(vec![
+                Node::kw("refresh", "ask the update centre what is available")
+                    .run("update-tos-refresh"),
+                channel_version("download", "download a version (all platforms)"),
+            ]),
+        ]),
+        Node::kw("distribute", "push a package to managed devices").then(vec![
+            Node::kw("dv", "a DV package")
+                .then(vec![Node::arg(Version, "version")
+                    .then(vec![Node::kw("to", "target").then(targets())])]),
+            Node::kw("tos", "a TOS image")
+                .then(vec![Node::arg(Version, "version")
+                    .then(vec![Node::kw("to", "target").then(targets())])]),
+        ]),
+        Node::kw("job", "distribution jobs").then(vec![
+            Node::kw("status", "one job's report")
+                .then(vec![Node::arg(Number, "job number").run("job-status")]),
+            Node::kw("cancel", "stop a running job")
+                .then(vec![Node::arg(Number, "job number").run("job-cancel")]),
+        ]),
+        Node::kw("services", "the appliance's daemons").then(vec![
+            Node::kw("status", "state of every daemon").run("show-services"),
+            Node::kw("restart", "restart a daemon and wait for it").then(vec![Node::arg(
+                Name,
+                "sms-updated, sms-distd, sms-ntpd, sms-snmpd",
+            )
+            .run("services-restart")]),
+        ]),
+        Node::kw("whoami", "who you are logged in as").run("whoami"),
+        Node::kw("help", "the commands").run("help"),
+        Node::kw("exit", "log out").run("exit"),
+        Node::kw("logout", "log out").run("exit"),
+    ]
+}
+
+fn targets() -> Vec<Node> {
+    vec![
+        Node::kw("all", "every device").run("distribute"),
+        Node::kw("group", "the devices of a group").then(vec![Node::arg(
+            ArgKind::Name,
+            "group name",
+        )
+        .run("distribute")]),
+        Node::kw("device", "one device").then(vec![
+            Node::arg(ArgKind::Name, "device name").run("distribute")
+        ]),
+    ]
+}
+
+/// What a command line produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Text to show; the command succeeded.
+    Ok(String),
+    /// Text to show; the command failed (exit status 1).
+    Failed(String),
+    /// Log out.
+    Exit,
+}
+
+/// The CLI's state: who runs it, the bus, the audit log.
+pub struct Cli {
+    user: String,
+    bus: Option<zbus::Connection>,
+    audit: Audit,
+    rt: tokio::runtime::Runtime,
+}
+
+/// How long a daemon may take to answer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Cli {
+    /// A CLI for `user` writing its audit log with `audit`; connects to the
+    /// system bus (`DBUS_SYSTEM_BUS_ADDRESS` is honoured) when it can.
+    pub fn new(user: String, audit: Audit) -> std::io::Result<Cli> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let bus = rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), zbus::Connection::system())
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+        });
+        Ok(Cli {
+            user,
+            bus,
+            audit,
+            rt,
+        })
+    }
+
+    /// The logged-in user.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Live values for completion of an argument type.
+    pub fn live(&self, kind: ArgKind) -> Vec<String> {
+        let r = match kind {
+            ArgKind::Name => {
+                self.call(bus::DISTRIBUTOR_NAME, bus::DISTRIBUTOR_PATH, "Devices", &())
+            }
+            ArgKind::Version => self.call(bus::UPDATER_NAME, bus::UPDATER_PATH, "List", &("dv",)),
+            _ => return Vec::new(),
+        };
+        let Ok(v) = r else { return Vec::new() };
+        let mut out: Vec<String> = v
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .flat_map(|d| {
+                        ["name", "group", "version"]
+                            .iter()
+                            .filter_map(|k| d.get(*k).and_then(|x| x.as_str()).map(str::to_string))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn call<B>(&self, dest: &str, path: &str, method: &str, body: &B) -> Result<Value, String>
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        let Some(conn) = &self.bus else {
+            return Err("the system bus is not reachable".into());
+        };
+        let daemon = dest.trim_start_matches("org.smsos.");
+        self.rt.block_on(async {
+            let fut = conn.call_method(Some(dest), path, Some(dest), method, body);
+            let reply = tokio::time::timeout(CALL_TIMEOUT, fut)
+                .await
+                .map_err(|_| {
+                    format!(
+                        "{daemon} did not answer within {} s",
+                        CALL_TIMEOUT.as_secs()
+                    )
+                })?
+                .map_err(|e| match e {
+                    zbus::Error::MethodError(_, Some(msg), _) => msg,
+                    other => format!("{daemon}: {other}"),
+                })?;
+            let body = reply.body();
+            if let Ok(s) = body.deserialize::<String>() {
+                return Ok(serde_json::from_str(&s).unwrap_or(Value::String(s)));
+            }
+            if let Ok(n) = body.deserialize::<u32>() {
+                return Ok(Value::from(n));
+            }
+            Ok(Value::Null)
+        })
+    }
+
+    /// Runs one command line.
+    pub fn execute(&mut self, line: &str) -> Outcome {
+        let (line, json) = match line.trim().strip_suffix("| json") {
+            Some(l) => (l.trim_end(), true),
+            None => (line.trim(), false),
+        };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.is_empty() {
+            return Outcome::Ok(String::new());
+        }
+        let parsed = match grammar::parse(&tree(), &words) {
+            Ok(p) => p,
+            Err(e) => return Outcome::Failed(format!("% {e}")),
+        };
+        let changes = matches!(
+            parsed.action,
+            "update-dv-check"
+                | "download"
+                | "activate"
+                | "distribute"
+                | "job-cancel"
+                | "services-restart"
+        ) || parsed.action.ends_with("-refresh");
+        let result = self.run(&parsed, json);
+        if changes {
+            let what = parsed
+                .keywords
+                .iter()
+                .map(|s| s.to_string())
+                .chain(parsed.args.iter().map(|(_, a)| a.clone()))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let res = match &result {
+                Ok(_) => "ok".to_string(),
+                Err(e) => format!("failed: {e}"),
+            };
+            if let Err(e) = self.audit.record(&self.user, &what, &res) {
+                return Outcome::Failed(format!("% the audit log cannot be written ({e}); nothing else was done after the command"));
+            }
+        }
+        match result {
+            Ok(text) if parsed.action == "exit" && text.is_empty() => Outcome::Exit,
+            Ok(text) => Outcome::Ok(text),
+            Err(e) => Outcome::Failed(format!("% {}", clean(&e))),
+        }
+    }
+
+    fn run(&mut self, p: &Parsed, json: bool) -> Result<String, String> {
+        let arg = |i: usize| p.args.get(i).map(|a| a.1.clone()).unwrap_or_default();
+        let show = |v: Value, f: &dyn Fn(&Value) -> String| {
+            if json {
+                Ok(clean_json(&v))
+            } else {
+                Ok(f(&v))
+            }
+        };
+        match p.action {
+            "exit" => Ok(String::new()),
+            "help" => Ok(help_text()),
+            "whoami" => Ok(clean(&self.user)),
+            "show-version" => {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+                Ok(format!(
+                    "SMS OS {VERSION}\nhost name: {}",
+                    clean(host.trim())
+                ))
+            }
+            "show-system" => Ok(system_text()),
+            "show-services" => Ok(self.services_text()),
+            "show-dv" | "show-tos" => {
+                let ch = if p.action == "show-dv" { "dv" } else { "tos" };
+                let v = self.call(bus::UPDATER_NAME, bus::UPDATER_PATH, "List", &(ch,))?;
+                show(v, &|v| {
+                    table(
+                        v,
+                        &[
+                            ("version", "VERSION"),
+                            ("family", "PLATFORM"),
+                            ("active", "ACTIVE"),
+                            ("length", "BYTES"),
+                        ],
+                    )
+                })
+            }
+            "show-update" => {
+                let v = self.call(bus::UPDATER_NAME, bus::UPDATER_PATH, "Status", &())?;
+                show(v, &fields)
+            }
+            "show-devices" => {
+                let v = self.call(bus::DISTRIBUTOR_NAME, bus::DISTRIBUTOR_PATH, "Devices", &())?;
+                show(v, &|v| {
+                    table(
+                        v,
+                        &[
+                            ("name", "NAME"),
+                            ("address", "ADDRESS"),
+                            ("group", "GROUP"),
+                            ("family", "PLATFORM"),
+                            ("dv", "DV"),
+                            ("tos", "TOS"),
+                            ("state", "STATE"),
+                        ],
+                    )
+                })
+            }
+            "show-device" => {
+                let v = self.call(
+                    bus::DISTRIBUTOR_NAME,
+                    bus::DISTRIBUTOR_PATH,
+                    "Device",
+                    &(arg(0),),
+                )?;
+                show(v, &fields)
+            }
+            "show-jobs" => {
+                let v = self.call(bus::DISTRIBUTOR_NAME, bus::DISTRIBUTOR_PATH, "Jobs", &())?;
+                show(v, &|v| {
+                    table(
+                        v,
+                        &[
+                            ("id", "JOB"),
+                            ("channel", "CHANNEL"),
+                            ("version", "VERSION"),
+                            ("target", "TARGET"),
+                            ("state", "STATE"),
+                        ],
+                    )
+                })
+            }
+            "show-events" => {
+                let v = self.call(bus::SNMP_NAME, bus::SNMP_PATH, "LatestEvents", &(20u32,))?;
+                show(v, &|v| {
+                    table(
+                        v,
+                        &[
+                            ("seq", "#"),
+                            ("time", "TIME"),
+                            ("source", "SOURCE"),
+                            ("version", "VER"),
+                            ("trap_oid", "TRAP"),
+                        ],
+                    )
+                })
+            }
+            "show-ntp" => {
+                let v = self.call(bus::NTP_NAME, bus::NTP_PATH, "Status", &())?;
+                show(v, &fields)
+            }
+            "show-snmp" => {
+                let v = self.call(bus::SNMP_NAME, bus::SNMP_PATH, "Status", &())?;
+                show(v, &fields)
+            }
+            "show-audit" => Ok(self.audit.tail(50).map_err(|e| e.to_string())?),
+            "update-dv-refresh" | "update-tos-refresh" => {
+                let ch = if p.action.contains("dv") { "dv" } else { "tos" };
+                let v = self.call(bus::UPDATER_NAME, bus::UPDATER_PATH, "Refresh", &(ch,))?;
+                show(v, &|v| {
+                    table(
+                        v,
+                        &[
+                            ("version", "VERSION"),
+                            ("length", "BYTES"),
+                            ("downloaded", "DOWNLOADED"),
+                        ],
+                    )
+                })
+            }
+            "update-dv-check" => {
+                let v = self.call(bus::UPDATER_NAME, bus::UPDATER_PATH, "CheckNow", &())?;
+                Ok(plain(&v))
+            }
+            "download" | "activate" => {
+                let ch = if p.keywords.contains(&"tos") {
+                    "tos"
+                } else {
+                    "dv"
+                };
+                let method = if p.action == "download" {
+                    "Download"
+                } else {
+                    "Activate"
+                };
+                let v = self.call(bus::UPDATER_NAME, bus::UPDATER_PATH, method, &(ch, arg(0)))?;
+                Ok(plain(&v))
+            }
+            "distribute" => {
+                let ch = if p.keywords.get(1) == Some(&"tos") {
+                    "tos"
+                } else {
+                    "dv"
+                };
+                let target = match (p.keywords.last(), p.args.get(1)) {
+                    (Some(&"all"), _) => "all".to_string(),
+                    (Some(&"group"), Some((_, g))) => format!("group:{g}"),
+                    (Some(&"device"), Some((_, d))) => format!("device:{d}"),
+                    _ => return Err("a target is needed: all, group NAME or device NAME".into()),
+                };
+                let v = self.call(
+                    bus::DISTRIBUTOR_NAME,
+                    bus::DISTRIBUTOR_PATH,
+                    "Distribute",
+                    &(ch, arg(0), target),
+                )?;
+                show(v, &fields)
+            }
+            "job-status" => {
+                let id: u64 = arg(0).parse().map_err(|_| "not a job number".to_string())?;
+                let v = self.call(bus::DISTRIBUTOR_NAME, bus::DISTRIBUTOR_PATH, "Job", &(id,))?;
+                show(v, &fields)
+            }
+            "job-cancel" => {
+                let id: u64 = arg(0).parse().map_err(|_| "not a job number".to_string())?;
+                self.call(
+                    bus::DISTRIBUTOR_NAME,
+                    bus::DISTRIBUTOR_PATH,
+                    "CancelJob",
+                    &(id,),
+                )?;
+                Ok(format!("job {id} cancelled"))
+            }
+            "services-restart" => self.restart(&arg(0)),
+            other => Err(format!("{other}: not available yet")),
+        }
+    }
+
+    fn services_text(&self) -> String {
+        let mut out = format!("{:<14} {}\n", "SERVICE", "STATE");
+        for s in SERVICES {
+            let state = self
+                .unit_state(s)
+                .unwrap_or_else(|e| format!("unknown ({e})"));
+            out.push_str(&format!("{:<14} {}\n", s, clean(&state)));
+        }
+        out.trim_end().to_string()
+    }
+
+    fn unit_state(&self, name: &str) -> Result<String, String> {
+        let Some(conn) = &self.bus else {
+            return Err("no system bus".into());
+        };
+        self.rt.block_on(async {
+            let unit = format!("{name}.service");
+            let r = conn
+                .call_method(
+                    Some("org.freedesktop.systemd1"),
+                    "/org/freedesktop/systemd1",
+                    Some("org.freedesktop.systemd1.Manager"),
+                    "LoadUnit",
+                    &(unit.as_str(),),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            let path: zbus::zvariant::OwnedObjectPath =
+                r.body().deserialize().map_err(|e| e.to_string())?;
+            let p = zbus::fdo::PropertiesProxy::builder(conn)
+                .destination("org.freedesktop.systemd1")
+                .map_err(|e| e.to_string())?
+                .path(path)
+                .map_err(|e| e.to_string())?
+                .build()
+                .await
+                .map_err(|e| e.to_string())?;
+            let iface =
+                zbus::names::InterfaceName::from_static_str("org.freedesktop.systemd1.Unit")
+                    .map_err(|e| e.to_string())?;
+            let v = p
+                .get(iface, "ActiveState")
+                .await
+                .map_err(|e| e.to_string())?;
+            String::try_from(v).map_err(|e| e.to_string())
+        })
+    }
+
+    /// Restarts a unit through systemd and waits for its job to end
+    /// (subscribed to `JobRemoved` before asking, so the end is never missed).
+    fn restart(&self, name: &str) -> Result<String, String> {
+        if !SERVICES.contains(&name) {
+            return Err(format!(
+                "{name}: not a service of the appliance ({})",
+                SERVICES.join(", ")
+            ));
+        }
+        let Some(conn) = &self.bus else {
+            return Err("the system bus is not reachable".into());
+        };
+        self.rt.block_on(async {
+            use futures_lite_shim::StreamExt as _;
+            let rule = zbus::MatchRule::builder()
+                .msg_type(zbus::message::Type::Signal)
+                .interface("org.freedesktop.systemd1.Manager")
+                .and_then(|b| b.member("JobRemoved"))
+                .map_err(|e| e.to_string())?
+                .build();
+            let mut stream = zbus::MessageStream::for_match_rule(rule, conn, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = conn
+                .call_method(
+                    Some("org.freedesktop.systemd1"),
+                    "/org/freedesktop/systemd1",
+                    Some("org.freedesktop.systemd1.Manager"),
+                    "Subscribe",
+                    &(),
+                )
+                .await;
+            let unit = format!("{name}.service");
+            let r = conn
+                .call_method(
+                    Some("org.freedesktop.systemd1"),
+                    "/org/freedesktop/systemd1",
+                    Some("org.freedesktop.systemd1.Manager"),
+                    "RestartUnit",
+                    &(unit.as_str(), "replace"),
+                )
+                .await
+                .map_err(|e| format!("restarting {name}: {e}"))?;
+            let job: zbus::zvariant::OwnedObjectPath =
+                r.body().deserialize().map_err(|e| e.to_string())?;
+            let wait = async {
+                while let Some(Ok(m)) = stream.next().await {
+                    if let Ok((_, path, _, result)) =
+                        m.body()
+                            .deserialize::<(u32, zbus::zvariant::OwnedObjectPath, String, String)>()
+                    {
+                        if path == job {
+                            return Ok(result);
+                        }
+                    }
+                }
+                Err("systemd stopped sending job events".to_string())
+            };
+            match tokio::time::timeout(Duration::from_secs(120), wait).await {
+                Ok(Ok(result)) if result == "done" => Ok(format!("{name} restarted")),
+                Ok(Ok(result)) => Err(format!("restarting {name}: {result} (see show services)")),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(format!("restarting {name}: no result within 120 s")),
+            }
+        })
+    }
+}
+
+/// A tiny `next()` for zbus message streams without another dependency.
+mod futures_lite_shim {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// `next()` on any `Stream`-like type zbus returns.
+    pub trait StreamExt: zbus::export::futures_core::Stream + Unpin {
+        /// The next item.
+        fn next(&mut self) -> Next<'_, Self>
+        where
+            Self: Sized,
+        {
+            Next(self)
+        }
+    }
+    impl<S: zbus::export::futures_core::Stream + Unpin> StreamExt for S {}
+
+    /// Future of [`StreamExt::next`].
+    pub struct Next<'a, S>(&'a mut S);
+    impl<S: zbus::export::futures_core::Stream + Unpin> Future for Next<'_, S> {
+        type Output = Option<S::Item>;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            Pin::new(&mut *self.0).poll_next(cx)
+        }
+    }
+}
+
+fn plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => clean(s),
+        other => clean(&other.to_string()),
+    }
+}
+
+/// JSON with every string's control characters neutralised.
+pub fn clean_json(v: &Value) -> String {
+    fn walk(v: &Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(clean(s)),
+            Value::Array(a) => Value::Array(a.iter().map(walk).collect()),
+            Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (clean(k), walk(v))).collect()),
+            other => other.clone(),
+        }
+    }
+    serde_json::to_string_pretty(&walk(v)).unwrap_or_default()
+}
+
+fn cell(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "-".into(),
+        Some(Value::String(s)) => clean(s),
+        Some(Value::Bool(b)) => {
+            if *b {
+                "yes".into()
+            } else {
+                "no".into()
+            }
+        }
+        Some(other) => clean(&other.to_string()),
+    }
+}
+
+/// A table of the listed keys of an array of objects.
+pub fn table(v: &Value, cols: &[(&str, &str)]) -> String {
+    let rows: Vec<Vec<String>> = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| cols.iter().map(|(k, _)| cell(r.get(*k))).collect())
+                .collect()
+        })
+        .unwrap_or_default();
+    if rows.is_empty() {
+        return "(none)".into();
+    }
+    let mut widths: Vec<usize> = cols.iter().map(|(_, h)| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = vec![line(cols.iter().map(|(_, h)| h.to_string()).collect())];
+    out.extend(rows.into_iter().map(line));
+    out.join("\n")
+}
+
+/// An object's fields, one per line.
+pub fn fields(v: &Value) -> String {
+    match v.as_object() {
+        Some(o) => o
+            .iter()
+            .map(|(k, v)| format!("{:<22} {}", clean(k), cell(Some(v))))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        None => plain(v),
+    }
+}
+
+fn system_text() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let up: f64 = read("/proc/uptime")
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0);
+    let load = read("/proc/loadavg")
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mem = read("/proc/meminfo");
+    let kb = |k: &str| {
+        mem.lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let disk = nix::sys::statvfs::statvfs("/var/lib/sms")
+        .or_else(|_| nix::sys::statvfs::statvfs("/"))
+        .map(|s| {
+            let total = s.blocks() * s.fragment_size();
+            let free = s.blocks_available() * s.fragment_size();
+            format!("{} MiB free of {} MiB", free >> 20, total >> 20)
+        })
+        .unwrap_or_else(|_| "-".into());
+    let u = up as u64;
+    format!(
+        "uptime   {}d {:02}:{:02}:{:02}\nload     {load}\nmemory   {} MiB available of {} MiB\ndata     {disk}",
+        u / 86400,
+        u / 3600 % 24,
+        u / 60 % 60,
+        u % 60,
+        kb("MemAvailable:") >> 10,
+        kb("MemTotal:") >> 10
+    )
+}
+
+/// `help`: every command with its words.
+pub fn help_text() -> String {
+    fn walk(n: &Node, prefix: &str, out: &mut Vec<(String, String)>) {
+        let here = if prefix.is_empty() {
+            n.word.to_string()
+        } else {
+            format!("{prefix} {}", n.word)
+        };
+        if n.action.is_some() {
+            out.push((here.clone(), n.help.to_string()));
+        }
+        for c in &n.children {
+            walk(c, &here, out);
+        }
+    }
+    let mut out = Vec::new();
+    for n in tree() {
+        walk(&n, "", &mut out);
+    }
+    let w = out.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+    let mut text = String::from(
+        "Commands (any unique prefix of a word works: `sh ver`; `?` shows what may come next;\nTab completes; end a line with `| json` for JSON):\n",
+    );
+    for (c, h) in out {
+        text.push_str(&format!("  {c:<w$}  {h}\n"));
+    }
+    text.trim_end().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_has_a_help_line_and_parses() {
+        let h = help_text();
+        for c in [
+            "show version",
+            "show device <name>",
+            "distribute dv <version> to group <name>",
+            "services restart <name>",
+            "exit",
+        ] {
+            assert!(h.contains(c), "{c} missing from help:\n{h}");
+        }
+        for line in [
+            "sh ver",
+            "distr dv 4.0.0.1 to gr lab",
+            "serv rest sms-snmpd",
+            "sh dist jobs",
+            "upd dv downl 4.0.0.2",
+        ] {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            grammar::parse(&tree(), &words).unwrap_or_else(|e| panic!("{line}: {e}"));
+        }
+    }
+
+    #[test]
+    fn tables_neutralise_what_came_from_outside() {
+        let v: Value = serde_json::json!([{ "name": "evil\u{1b}]0;owned\u{7}", "state": "ok" }]);
+        let t = table(&v, &[("name", "NAME"), ("state", "STATE")]);
+        assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
+        let j = clean_json(&v);
+        assert!(!j.contains('\u{1b}'), "{j}");
+    }
+}

@@ -1,0 +1,151 @@
+//! Escape attempts: shell syntax, newlines and NUL in every argument kind,
+//! a 1 MB line, hostile environment variables and terminal escape
+//! sequences. Every one must leave the user in the CLI with a refusal and
+//! never run anything.
+
+use std::process::{Command, Stdio};
+
+fn cli(dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sms-cli"));
+    c.arg("--state-dir").arg(dir);
+    c.env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus");
+    c
+}
+
+fn run_c(dir: &std::path::Path, line: &str) -> (bool, String) {
+    let o = cli(dir).arg("-c").arg(line).output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+const PAYLOADS: &[&str] = &[
+    ";id",
+    "|id",
+    "&&id",
+    "`id`",
+    "$(id)",
+    "${IFS}id",
+    "a;touch${IFS}/tmp/pwned",
+    "../../etc/passwd",
+    "/etc/passwd",
+    "a\nid",
+    ">/tmp/pwned",
+    "<x",
+    "'a'",
+    "\"a\"",
+    "a\\b",
+    "\u{1b}[2J",
+    "-rf",
+];
+
+#[test]
+fn shell_syntax_in_every_argument_kind_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("pwned");
+    let templates = [
+        "show device {}",
+        "distribute dv {} to all",
+        "distribute dv 4.0.0.1 to group {}",
+        "distribute tos 5.5.1 to device {}",
+        "update dv download {}",
+        "update dv activate {}",
+        "job status {}",
+        "services restart {}",
+    ];
+    for t in templates {
+        for p in PAYLOADS {
+            let p = p.replace("/tmp/pwned", &marker.display().to_string());
+            let line = t.replace("{}", &p);
+            let (ok, out) = run_c(dir.path(), &line);
+            assert!(!ok, "{line:?} accepted: {out}");
+            assert!(out.starts_with("% "), "{line:?}: {out}");
+            assert!(!out.contains("uid="), "{line:?} ran something: {out}");
+            assert!(
+                !out.chars().any(|c| c.is_control() && c != '\n'),
+                "{line:?}: raw control characters echoed: {out:?}"
+            );
+        }
+    }
+    assert!(!marker.exists(), "a payload created a file");
+    // A command and its output never include a shell.
+    let (ok, out) = run_c(dir.path(), "/bin/sh -c id");
+    assert!(!ok && out.contains("unknown command"), "{out}");
+    let (ok, out) = run_c(dir.path(), "show version\nid");
+    assert!(!ok && !out.contains("uid="), "{out}");
+}
+
+#[test]
+fn nul_and_a_one_megabyte_line_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // One argument can hold at most 128 KiB (the kernel's limit): the 1 MB
+    // line goes through the pipe below.
+    let (ok, out) = run_c(dir.path(), &"x".repeat(120_000));
+    assert!(
+        !ok && out.contains("line too long"),
+        "{}",
+        &out[..out.len().min(200)]
+    );
+    // Through a pipe: NUL in a line, then a 1 MB line, then a good command.
+    let mut child = cli(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut i = child.stdin.take().unwrap();
+        i.write_all(b"show device a\0b\n").unwrap();
+        i.write_all(&vec![b'y'; 1 << 20]).unwrap();
+        i.write_all(b"\nwhoami\n").unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success(), "a failed line gives status 1");
+    assert!(out.contains("control characters"), "{out}");
+    assert!(out.contains("line too long"), "{out}");
+    assert!(
+        out.lines().any(|l| l == "root"),
+        "the session went on: {out}"
+    );
+}
+
+#[test]
+fn hostile_environment_at_login_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let o = cli(dir.path())
+        .arg("-c")
+        .arg("show version")
+        .env("LD_PRELOAD", "/nonexistent/evil.so")
+        .env("PATH", &bin)
+        .env("HOME", "/")
+        .env("SHELL", "/bin/sh")
+        .env("TERM", "\u{1b}]0;owned\u{7}")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && out.contains("SMS OS"), "{out}");
+    assert!(!out.contains('\u{1b}'));
+}
+
+#[test]
+fn the_audit_log_records_changes_with_one_line_each() {
+    let dir = tempfile::tempdir().unwrap();
+    // Without the daemons the change fails, and the attempt is still recorded.
+    let (ok, out) = run_c(dir.path(), "update dv download 4.0.0.1");
+    assert!(!ok, "{out}");
+    let (ok, _) = run_c(dir.path(), "show version");
+    assert!(ok);
+    let log = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 1, "only changes are audited: {log}");
+    assert!(
+        lines[0].contains("user=root command=\"update dv download 4.0.0.1\" result=\"failed:"),
+        "{log}"
+    );
+    let (ok, out) = run_c(dir.path(), "show audit");
+    assert!(ok && out.contains("update dv download 4.0.0.1"), "{out}");
+}

@@ -1,0 +1,102 @@
+//! The shell driven on a pseudo-terminal as a person would: completion,
+//! `?`, abbreviations, history, a wrong command, Ctrl-C, Ctrl-Z, Ctrl-\,
+//! EOF, an over-long line, and a dumb terminal.
+
+use expectrl::session::OsSession as Session;
+use expectrl::{ControlCode, Eof, Expect};
+use std::process::Command;
+use std::time::Duration;
+
+fn spawn(dir: &std::path::Path, term: &str) -> Session {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sms-cli"));
+    cmd.arg("--state-dir").arg(dir);
+    cmd.env("TERM", term);
+    cmd.env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus");
+    let mut s = expectrl::Session::spawn(cmd).expect("spawn on a pty");
+    s.set_expect_timeout(Some(Duration::from_secs(15)));
+    s.expect("@sms> ").expect("prompt");
+    s
+}
+
+fn alive(s: &Session) -> bool {
+    s.get_process().is_alive().unwrap_or(false)
+}
+
+#[test]
+fn abbreviations_completion_help_and_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spawn(dir.path(), "xterm");
+    s.send_line("sh ver").unwrap();
+    s.expect("SMS OS").unwrap();
+    s.expect("@sms> ").unwrap();
+    // A wrong command says so and what to do.
+    s.send_line("frobnicate now").unwrap();
+    s.expect("unknown command: frobnicate (type help or ?)")
+        .unwrap();
+    // An ambiguous prefix lists the candidates.
+    s.send_line("show s").unwrap();
+    s.expect("could be system, services, snmp").unwrap();
+    // Tab completes a unique keyword.
+    s.send("wh\t").unwrap();
+    s.send("\r").unwrap();
+    s.expect("root").unwrap();
+    s.expect("@sms> ").unwrap();
+    // ? lists what may follow, then gives the line back.
+    s.send("show ").unwrap();
+    s.send("?").unwrap();
+    s.expect("firmware version and host name").unwrap();
+    s.expect("traps received from devices").unwrap();
+    s.send("version\r").unwrap();
+    s.expect("SMS OS").unwrap();
+    s.expect("@sms> ").unwrap();
+    // Up arrow brings back the last command.
+    s.send_line("whoami").unwrap();
+    s.expect("root").unwrap();
+    s.expect("@sms> ").unwrap();
+    s.send("\x1b[A\r").unwrap();
+    s.expect("root").unwrap();
+    s.expect("@sms> ").unwrap();
+    s.send_line("exit").unwrap();
+    s.expect(Eof).unwrap();
+    let h = std::fs::read_to_string(dir.path().join("history/root")).unwrap();
+    assert!(h.contains("whoami") && h.contains("sh ver"), "{h}");
+}
+
+#[test]
+fn ctrl_c_cancels_the_line_ctrl_z_and_quit_do_nothing_eof_logs_out() {
+    for term in ["xterm", "dumb"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = spawn(dir.path(), term);
+        s.send("show dev").unwrap();
+        s.send(ControlCode::EndOfText).unwrap(); // Ctrl-C
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(alive(&s), "{term}: Ctrl-C ended the session");
+        s.send(ControlCode::Substitute).unwrap(); // Ctrl-Z
+        std::thread::sleep(Duration::from_millis(300));
+        s.send(ControlCode::FileSeparator).unwrap(); // Ctrl-\
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(alive(&s), "{term}: Ctrl-Z or Ctrl-\\ stopped the CLI");
+        s.send("\r").unwrap();
+        s.send_line("whoami").unwrap();
+        s.expect("root").unwrap();
+        // The cancelled line never ran.
+        assert!(!std::fs::read_to_string(dir.path().join("audit.log"))
+            .unwrap_or_default()
+            .contains("dev"));
+        s.send(ControlCode::EndOfTransmission).unwrap(); // Ctrl-D on an empty line
+        s.expect(Eof)
+            .unwrap_or_else(|e| panic!("{term}: EOF did not log out: {e}"));
+    }
+}
+
+#[test]
+fn an_over_long_line_is_refused_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spawn(dir.path(), "xterm");
+    let long = format!("show device {}", "a".repeat(5000));
+    s.send(long.as_str()).unwrap();
+    s.send("\r").unwrap();
+    s.expect("line too long").unwrap();
+    s.send_line("whoami").unwrap();
+    s.expect("root").unwrap();
+}
