@@ -42,6 +42,23 @@ pub fn tree() -> Vec<Node> {
             Node::kw("snmp", "SNMP agent, receiver and poller").run("show-snmp"),
             Node::kw("update", "update daemon status").run("show-update"),
             Node::kw("audit", "the audit log (who changed what)").run("show-audit"),
+            Node::kw("log", "the last lines of a daemon's journal").then(vec![Node::arg(
+                Name,
+                "sms-updated, sms-distd, sms-ntpd, sms-snmpd",
+            )
+            .run("show-log")]),
+        ]),
+        Node::kw("system", "the appliance itself").then(vec![
+            Node::kw("reboot", "restart the appliance (asks first)")
+                .run("system-reboot")
+                .then(vec![
+                    Node::kw("confirm", "without asking").run("system-reboot")
+                ]),
+            Node::kw("shutdown", "power the appliance off (asks first)")
+                .run("system-shutdown")
+                .then(vec![
+                    Node::kw("confirm", "without asking").run("system-shutdown")
+                ]),
         ]),
         Node::kw("update", "fetch packages from the update centre").then(vec![
             Node::kw("dv", "signature packages").then(vec![
@@ -109,6 +126,13 @@ pub enum Outcome {
     Failed(String),
     /// Log out.
     Exit,
+    /// Ask this question; run the line again with ` confirm` on "yes".
+    Confirm {
+        /// The question.
+        question: String,
+        /// The line to run when confirmed.
+        line: String,
+    },
 }
 
 /// The CLI's state: who runs it, the bus, the audit log.
@@ -223,6 +247,17 @@ impl Cli {
             Ok(p) => p,
             Err(e) => return Outcome::Failed(format!("% {e}")),
         };
+        if parsed.action.starts_with("system-") && parsed.keywords.last() != Some(&"confirm") {
+            let what = if parsed.action == "system-reboot" {
+                "reboot"
+            } else {
+                "power off"
+            };
+            return Outcome::Confirm {
+                question: format!("Really {what} the appliance? Every service stops. [yes/NO] "),
+                line: format!("{} confirm", parsed.keywords.join(" ")),
+            };
+        }
         let changes = matches!(
             parsed.action,
             "update-dv-check"
@@ -231,6 +266,8 @@ impl Cli {
                 | "distribute"
                 | "job-cancel"
                 | "services-restart"
+                | "system-reboot"
+                | "system-shutdown"
         ) || parsed.action.ends_with("-refresh");
         let result = self.run(&parsed, json);
         if changes {
@@ -430,6 +467,36 @@ impl Cli {
                 Ok(format!("job {id} cancelled"))
             }
             "services-restart" => self.restart(&arg(0)),
+            "show-log" => journal(&arg(0)),
+            "system-reboot" | "system-shutdown" => {
+                let method = if p.action == "system-reboot" {
+                    "Reboot"
+                } else {
+                    "PowerOff"
+                };
+                let Some(conn) = &self.bus else {
+                    return Err("the system bus is not reachable".into());
+                };
+                // logind stops every service in order (systemd-zbus's
+                // reboot() does not); `false`: no interactive authorization.
+                self.rt
+                    .block_on(conn.call_method(
+                        Some("org.freedesktop.login1"),
+                        "/org/freedesktop/login1",
+                        Some("org.freedesktop.login1.Manager"),
+                        method,
+                        &(false,),
+                    ))
+                    .map_err(|e| format!("{}: {e}", method.to_lowercase()))?;
+                Ok(format!(
+                    "{} requested; the session will close",
+                    if method == "Reboot" {
+                        "reboot"
+                    } else {
+                        "power off"
+                    }
+                ))
+            }
             other => Err(format!("{other}: not available yet")),
         }
     }
@@ -576,6 +643,26 @@ mod futures_lite_shim {
             Pin::new(&mut *self.0).poll_next(cx)
         }
     }
+}
+
+/// The last 50 lines of a daemon's journal (journalctl with fixed
+/// arguments; the unit name was checked against the appliance's list).
+fn journal(name: &str) -> Result<String, String> {
+    if !SERVICES.contains(&name) {
+        return Err(format!(
+            "{name}: not a service of the appliance ({})",
+            SERVICES.join(", ")
+        ));
+    }
+    let o = std::process::Command::new("/usr/bin/journalctl")
+        .args(["--no-pager", "-o", "short-iso", "-n", "50", "-u"])
+        .arg(format!("{name}.service"))
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("reading the journal: {e}"))?;
+    let text = String::from_utf8_lossy(&o.stdout);
+    Ok(text.lines().map(clean).collect::<Vec<_>>().join("\n"))
 }
 
 fn plain(v: &Value) -> String {

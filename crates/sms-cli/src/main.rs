@@ -86,6 +86,12 @@ fn now() -> u64 {
 
 fn show(out: &mut impl Write, o: &Outcome) -> bool {
     match o {
+        Outcome::Confirm { .. } => {
+            let _ = writeln!(
+                out,
+                "% this needs confirmation: add `confirm` to the command"
+            );
+        }
         Outcome::Ok(t) if t.is_empty() => {}
         Outcome::Ok(t) | Outcome::Failed(t) => {
             let _ = writeln!(out, "{t}");
@@ -168,11 +174,8 @@ fn main() {
                 }
                 let o = run(&asked);
                 show(&mut out, &o);
-                std::process::exit(if matches!(o, Outcome::Failed(_)) {
-                    1
-                } else {
-                    0
-                });
+                let failed = matches!(o, Outcome::Failed(_) | Outcome::Confirm { .. });
+                std::process::exit(i32::from(failed));
             }
         }
     }
@@ -208,7 +211,7 @@ fn main() {
                 continue;
             }
             let o = run(&line);
-            failed |= matches!(o, Outcome::Failed(_));
+            failed |= matches!(o, Outcome::Failed(_) | Outcome::Confirm { .. });
             if !show(&mut out, &o) {
                 break;
             }
@@ -289,7 +292,20 @@ fn main() {
         if !line.trim().is_empty() {
             let _ = rl.history_mut().add(line.trim());
         }
-        let o = run(&line);
+        let mut o = run(&line);
+        if let Outcome::Confirm { question, line } = &o {
+            // Nothing typed ahead may answer the question.
+            let _ = nix::sys::termios::tcflush(io::stdin(), nix::sys::termios::FlushArg::TCIFLUSH);
+            drop(out);
+            let answer = rl.readline(question).unwrap_or_default();
+            last.store(now(), Ordering::Relaxed);
+            o = if answer.trim().eq_ignore_ascii_case("yes") {
+                run(line)
+            } else {
+                Outcome::Ok("cancelled".into())
+            };
+            out = io::stdout().lock();
+        }
         if !show(&mut out, &o) {
             break;
         }

@@ -149,3 +149,19 @@ fn the_audit_log_records_changes_with_one_line_each() {
     let (ok, out) = run_c(dir.path(), "show audit");
     assert!(ok && out.contains("update dv download 4.0.0.1"), "{out}");
 }
+
+#[test]
+fn reboot_needs_confirmation_and_logs_are_only_the_appliances() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out) = run_c(dir.path(), "system reboot");
+    assert!(!ok && out.contains("needs confirmation"), "{out}");
+    for bad in [
+        "show log sshd",
+        "show log /etc/shadow",
+        "show log ../../etc/shadow",
+        "show log sms-snmpd;id",
+    ] {
+        let (ok, out) = run_c(dir.path(), bad);
+        assert!(!ok && out.starts_with("% "), "{bad}: {out}");
+    }
+}

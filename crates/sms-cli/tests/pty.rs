@@ -18,6 +18,12 @@ fn spawn(dir: &std::path::Path, term: &str) -> Session {
     s
 }
 
+/// The output of `whoami` ending a line (the prompt also holds "root"; on
+/// the test pty a dumb line is not echoed, so it can follow the prompt).
+const ROOT_LINE: expectrl::Regex<&str> = expectrl::Regex("(\n|> )root\r?\n");
+
+// Enter is sent as a carriage return, as terminals do.
+
 fn alive(s: &Session) -> bool {
     s.get_process().is_alive().unwrap_or(false)
 }
@@ -26,20 +32,20 @@ fn alive(s: &Session) -> bool {
 fn abbreviations_completion_help_and_history() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = spawn(dir.path(), "xterm");
-    s.send_line("sh ver").unwrap();
+    s.send("sh ver\r").unwrap();
     s.expect("SMS OS").unwrap();
     s.expect("@sms> ").unwrap();
     // A wrong command says so and what to do.
-    s.send_line("frobnicate now").unwrap();
+    s.send("frobnicate now\r").unwrap();
     s.expect("unknown command: frobnicate (type help or ?)")
         .unwrap();
     // An ambiguous prefix lists the candidates.
-    s.send_line("show s").unwrap();
+    s.send("show s\r").unwrap();
     s.expect("could be system, services, snmp").unwrap();
     // Tab completes a unique keyword.
     s.send("wh\t").unwrap();
     s.send("\r").unwrap();
-    s.expect("root").unwrap();
+    s.expect(ROOT_LINE).unwrap();
     s.expect("@sms> ").unwrap();
     // ? lists what may follow, then gives the line back.
     s.send("show ").unwrap();
@@ -50,13 +56,13 @@ fn abbreviations_completion_help_and_history() {
     s.expect("SMS OS").unwrap();
     s.expect("@sms> ").unwrap();
     // Up arrow brings back the last command.
-    s.send_line("whoami").unwrap();
-    s.expect("root").unwrap();
+    s.send("whoami\r").unwrap();
+    s.expect(ROOT_LINE).unwrap();
     s.expect("@sms> ").unwrap();
     s.send("\x1b[A\r").unwrap();
-    s.expect("root").unwrap();
+    s.expect(ROOT_LINE).unwrap();
     s.expect("@sms> ").unwrap();
-    s.send_line("exit").unwrap();
+    s.send("exit\r").unwrap();
     s.expect(Eof).unwrap();
     let h = std::fs::read_to_string(dir.path().join("history/root")).unwrap();
     assert!(h.contains("whoami") && h.contains("sh ver"), "{h}");
@@ -67,6 +73,9 @@ fn ctrl_c_cancels_the_line_ctrl_z_and_quit_do_nothing_eof_logs_out() {
     for term in ["xterm", "dumb"] {
         let dir = tempfile::tempdir().unwrap();
         let mut s = spawn(dir.path(), term);
+        // The test pty has no CR-to-NL translation, which a dumb line
+        // relies on (a serial console's getty sets it).
+        let enter = if term == "dumb" { "\n" } else { "\r" };
         s.send("show dev").unwrap();
         s.send(ControlCode::EndOfText).unwrap(); // Ctrl-C
         std::thread::sleep(Duration::from_millis(300));
@@ -76,9 +85,14 @@ fn ctrl_c_cancels_the_line_ctrl_z_and_quit_do_nothing_eof_logs_out() {
         s.send(ControlCode::FileSeparator).unwrap(); // Ctrl-\
         std::thread::sleep(Duration::from_millis(300));
         assert!(alive(&s), "{term}: Ctrl-Z or Ctrl-\\ stopped the CLI");
-        s.send("\r").unwrap();
-        s.send_line("whoami").unwrap();
-        s.expect("root").unwrap();
+        // Wait for the prompt: the line editor drops what is typed while a
+        // command runs (it flushes input when it takes the terminal back).
+        s.send(enter).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        s.send(format!("whoami{enter}")).unwrap();
+        s.expect(ROOT_LINE)
+            .unwrap_or_else(|e| panic!("{term}: the session did not go on: {e}"));
+        s.expect("@sms> ").unwrap();
         // The cancelled line never ran.
         assert!(!std::fs::read_to_string(dir.path().join("audit.log"))
             .unwrap_or_default()
@@ -97,6 +111,26 @@ fn an_over_long_line_is_refused_with_a_message() {
     s.send(long.as_str()).unwrap();
     s.send("\r").unwrap();
     s.expect("line too long").unwrap();
-    s.send_line("whoami").unwrap();
-    s.expect("root").unwrap();
+    s.send("whoami\r").unwrap();
+    s.expect(ROOT_LINE).unwrap();
+}
+
+#[test]
+fn reboot_asks_first_and_anything_but_yes_cancels() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spawn(dir.path(), "xterm");
+    s.send("system reboot\r").unwrap();
+    s.expect("Really reboot the appliance?").unwrap();
+    s.send("no\r").unwrap();
+    s.expect("cancelled").unwrap();
+    s.expect("@sms> ").unwrap();
+    s.send("sys shut\r").unwrap();
+    s.expect("Really power off").unwrap();
+    s.send("\r").unwrap();
+    s.expect("cancelled").unwrap();
+    let audit = std::fs::read_to_string(dir.path().join("audit.log")).unwrap_or_default();
+    assert!(
+        audit.is_empty(),
+        "nothing happened, nothing audited: {audit}"
+    );
 }
