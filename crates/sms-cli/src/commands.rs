@@ -562,7 +562,7 @@ impl Cli {
             return Err("the system bus is not reachable".into());
         };
         self.rt.block_on(async {
-            use futures_lite_shim::StreamExt as _;
+            use futures_util::StreamExt as _;
             let rule = zbus::MatchRule::builder()
                 .msg_type(zbus::message::Type::Signal)
                 .interface("org.freedesktop.systemd1.Manager")
@@ -614,34 +614,6 @@ impl Cli {
                 Err(_) => Err(format!("restarting {name}: no result within 120 s")),
             }
         })
-    }
-}
-
-/// A tiny `next()` for zbus message streams without another dependency.
-mod futures_lite_shim {
-    use std::future::Future;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    /// `next()` on any `Stream`-like type zbus returns.
-    pub trait StreamExt: zbus::export::futures_core::Stream + Unpin {
-        /// The next item.
-        fn next(&mut self) -> Next<'_, Self>
-        where
-            Self: Sized,
-        {
-            Next(self)
-        }
-    }
-    impl<S: zbus::export::futures_core::Stream + Unpin> StreamExt for S {}
-
-    /// Future of [`StreamExt::next`].
-    pub struct Next<'a, S>(&'a mut S);
-    impl<S: zbus::export::futures_core::Stream + Unpin> Future for Next<'_, S> {
-        type Output = Option<S::Item>;
-        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            Pin::new(&mut *self.0).poll_next(cx)
-        }
     }
 }
 
