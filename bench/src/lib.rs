@@ -37,4 +37,45 @@ impl Drop for Child {
         let _ = self.0.wait();
     }
 }
+
+/// Keeps `window` requests in flight against `server` for `secs`: `send`
+/// puts one request on the connected socket; every answer received is
+/// counted and replaced by a new request, and a silence of 50 ms (a lost
+/// datagram) refills the window. Returns answers per second.
+pub fn udp_window_load(
+    server: std::net::SocketAddr,
+    window: usize,
+    secs: f64,
+    mut send: impl FnMut(&std::net::UdpSocket) -> std::io::Result<()>,
+) -> anyhow::Result<f64> {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    sock.connect(server)?;
+    sock.set_read_timeout(Some(Duration::from_millis(50)))?;
+    for _ in 0..window {
+        send(&sock)?;
+    }
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(secs);
+    let mut answers = 0u64;
+    let mut buf = [0u8; 65536];
+    while Instant::now() < end {
+        match sock.recv(&mut buf) {
+            Ok(_) => {
+                answers += 1;
+                send(&sock)?;
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                for _ in 0..window {
+                    send(&sock)?;
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(answers as f64 / start.elapsed().as_secs_f64())
+}
+
 pub mod snmp;

@@ -8,7 +8,7 @@ use sms_snmp::usm::{
 };
 use sms_snmp::{AnyPdu, Message, Oid, Pdu, PduType, ScopedPdu, Value, VarBind, Version};
 use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The v3 user both agents know.
 pub const USER: &str = "bench";
@@ -119,43 +119,31 @@ pub fn v3_pool(
 }
 
 /// Keeps `window` requests from `pool` in flight against `server` for
-/// `secs`; returns answers per second. Lost datagrams refill the window
-/// after 50 ms.
+/// `secs`; returns answers per second.
 pub fn load(server: SocketAddr, pool: &[Vec<u8>], window: usize, secs: f64) -> Result<f64> {
-    let sock = UdpSocket::bind("127.0.0.1:0")?;
-    sock.connect(server)?;
-    sock.set_read_timeout(Some(Duration::from_millis(50)))?;
     let mut next = 0usize;
-    let mut send = |sock: &UdpSocket| -> Result<()> {
-        sock.send(&pool[next % pool.len()])?;
+    crate::udp_window_load(server, window, secs, |sock| {
         next += 1;
-        Ok(())
-    };
-    for _ in 0..window {
-        send(&sock)?;
-    }
-    let start = Instant::now();
-    let end = start + Duration::from_secs_f64(secs);
-    let mut answers = 0u64;
-    let mut buf = [0u8; 65536];
-    while Instant::now() < end {
-        match sock.recv(&mut buf) {
-            Ok(_) => {
-                answers += 1;
-                send(&sock)?;
-            }
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
-            {
-                for _ in 0..window {
-                    send(&sock)?;
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(answers as f64 / start.elapsed().as_secs_f64())
+        sock.send(&pool[(next - 1) % pool.len()]).map(|_| ())
+    })
+}
+
+/// Starts the release sms-snmpd (next to this benchmark) with `config`,
+/// without D-Bus, quiet.
+pub fn spawn_snmpd(config: &std::path::Path) -> Result<crate::Child> {
+    use anyhow::Context;
+    let exe = std::env::current_exe()?.with_file_name("sms-snmpd");
+    Ok(crate::Child(
+        std::process::Command::new(&exe)
+            .arg("--config")
+            .arg(config)
+            .arg("--no-dbus")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .with_context(|| format!("{} (cargo build --release -p sms-snmpd)", exe.display()))?,
+    ))
 }
 
 /// Checks that `server` answers one request of `pool` with a Response.

@@ -17,41 +17,12 @@ fn free_port() -> Result<u16> {
 
 /// Keeps `window` requests in flight for `secs`; returns answers per second.
 fn load(server: SocketAddr, window: usize, secs: f64) -> Result<f64> {
-    let sock = UdpSocket::bind("127.0.0.1:0")?;
-    sock.connect(server)?;
-    sock.set_read_timeout(Some(Duration::from_millis(50)))?;
     let mut seq = 1u64;
-    let mut send = |sock: &UdpSocket| -> Result<()> {
+    sms_bench::udp_window_load(server, window, secs, |sock| {
         seq += 1;
-        sock.send(&Packet::client_request(NtpTimestamp(seq), 6).to_bytes())?;
-        Ok(())
-    };
-    for _ in 0..window {
-        send(&sock)?;
-    }
-    let start = Instant::now();
-    let end = start + Duration::from_secs_f64(secs);
-    let mut answers = 0u64;
-    let mut buf = [0u8; 128];
-    while Instant::now() < end {
-        match sock.recv(&mut buf) {
-            Ok(_) => {
-                answers += 1;
-                send(&sock)?;
-            }
-            // A lost datagram: refill the window.
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
-            {
-                for _ in 0..window {
-                    send(&sock)?;
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(answers as f64 / start.elapsed().as_secs_f64())
+        sock.send(&Packet::client_request(NtpTimestamp(seq), 6).to_bytes())
+            .map(|_| ())
+    })
 }
 
 fn wait_answering(server: SocketAddr) -> Result<()> {

@@ -45,18 +45,7 @@ enabled = false
             dir.join("state").display()
         ),
     )?;
-    let exe = std::env::current_exe()?.with_file_name("sms-snmpd");
-    Ok(Child(
-        Command::new(&exe)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--no-dbus")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("{} (cargo build --release -p sms-snmpd)", exe.display()))?,
-    ))
+    snmp::spawn_snmpd(&cfg)
 }
 
 fn start_netsnmp(dir: &std::path::Path, port: u16) -> Result<Child> {

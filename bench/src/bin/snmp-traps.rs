@@ -181,18 +181,7 @@ enabled = false
             dir.path().join("state").display()
         ),
     )?;
-    let exe = std::env::current_exe()?.with_file_name("sms-snmpd");
-    let _ours = Child(
-        Command::new(&exe)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--no-dbus")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("{} (cargo build --release -p sms-snmpd)", exe.display()))?,
-    );
+    let _ours = sms_bench::snmp::spawn_snmpd(&cfg)?;
     let tconf = dir.path().join("snmptrapd.conf");
     std::fs::write(&tconf, "authCommunity log public\n")?;
     let tlog = dir.path().join("snmptrapd.log");

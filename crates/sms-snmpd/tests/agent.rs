@@ -119,21 +119,7 @@ fn get_getnext_walk_bulkwalk_in_v1_v2c_and_v3_authpriv() {
     // SHA-1 keys work as well as SHA-256.
     let s = d.run(
         "snmpget",
-        &[
-            "-v3",
-            "-l",
-            "authPriv",
-            "-u",
-            "sha1user",
-            "-a",
-            "SHA",
-            "-A",
-            "sha1pass123",
-            "-x",
-            "AES",
-            "-X",
-            "sha1priv123",
-        ],
+        &v3_with("sha1user", "SHA", "sha1pass123", "sha1priv123"),
         &["1.3.6.1.2.1.1.5.0"],
     );
     assert!(s.ok && s.stdout.contains("sms-test"), "{s:?}");
@@ -213,10 +199,7 @@ fn wrong_credentials_get_no_answer_or_the_proper_report() {
     }
     let unknown = d.run(
         "snmpget",
-        &[
-            "-v3", "-l", "authPriv", "-u", "mallory", "-a", "SHA-256", "-A", AUTH_PW, "-x", "AES",
-            "-X", PRIV_PW,
-        ],
+        &v3_with("mallory", "SHA-256", AUTH_PW, PRIV_PW),
         &["1.3.6.1.2.1.1.5.0"],
     );
     assert!(
@@ -225,21 +208,7 @@ fn wrong_credentials_get_no_answer_or_the_proper_report() {
     );
     let wrong_auth = d.run(
         "snmpget",
-        &[
-            "-v3",
-            "-l",
-            "authPriv",
-            "-u",
-            USER,
-            "-a",
-            "SHA-256",
-            "-A",
-            "wrongpass123",
-            "-x",
-            "AES",
-            "-X",
-            PRIV_PW,
-        ],
+        &v3_with(USER, "SHA-256", "wrongpass123", PRIV_PW),
         &["1.3.6.1.2.1.1.5.0"],
     );
     assert!(
@@ -248,30 +217,13 @@ fn wrong_credentials_get_no_answer_or_the_proper_report() {
     );
     let wrong_proto = d.run(
         "snmpget",
-        &[
-            "-v3", "-l", "authPriv", "-u", USER, "-a", "SHA-512", "-A", AUTH_PW, "-x", "AES", "-X",
-            PRIV_PW,
-        ],
+        &v3_with(USER, "SHA-512", AUTH_PW, PRIV_PW),
         &["1.3.6.1.2.1.1.5.0"],
     );
     assert!(!wrong_proto.ok, "{wrong_proto:?}");
     let wrong_priv = d.run(
         "snmpget",
-        &[
-            "-v3",
-            "-l",
-            "authPriv",
-            "-u",
-            USER,
-            "-a",
-            "SHA-256",
-            "-A",
-            AUTH_PW,
-            "-x",
-            "AES",
-            "-X",
-            "wrongpriv123",
-        ],
+        &v3_with(USER, "SHA-256", AUTH_PW, "wrongpriv123"),
         &["1.3.6.1.2.1.1.5.0"],
     );
     assert!(

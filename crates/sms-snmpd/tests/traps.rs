@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use sms_snmpd::events::TrapEvent;
-use sms_testkit::DbusDaemon;
 use std::time::{Duration, Instant};
 
 async fn events(bus: &zbus::Connection) -> Vec<TrapEvent> {
@@ -55,13 +54,7 @@ fn v3_trap(to: &str, engine: &str, boots_time: Option<&str>, trap_oid: &str, aut
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn net_snmp_traps_and_informs_of_every_version_are_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let bus = DbusDaemon::start().unwrap();
-    let d = Snmpd::start(dir.path(), "[poller]\nenabled = false", Some(&bus));
-    let conn = zbus::connection::Builder::address(bus.address())
-        .unwrap()
-        .build()
-        .await
-        .unwrap();
+    let (_bus, d, conn) = on_bus(dir.path(), |c| c).await;
     let (t0, t1) = (d.trap_addr(0), d.trap_addr(1));
 
     let v1 = tool(
@@ -249,13 +242,7 @@ async fn net_snmp_traps_and_informs_of_every_version_are_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_v3_traps_from_the_past_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let bus = DbusDaemon::start().unwrap();
-    let d = Snmpd::start(dir.path(), "[poller]\nenabled = false", Some(&bus));
-    let conn = zbus::connection::Builder::address(bus.address())
-        .unwrap()
-        .build()
-        .await
-        .unwrap();
+    let (_bus, d, conn) = on_bus(dir.path(), |c| c).await;
     let t0 = d.trap_addr(0);
     let engine = "0x80000000010a0b0c0d";
     // A device at boot 5, time 1000 s.
@@ -287,41 +274,20 @@ async fn replayed_v3_traps_from_the_past_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_keeps_the_newest_and_syslog_gets_every_event() {
     let dir = tempfile::tempdir().unwrap();
-    let bus = DbusDaemon::start().unwrap();
     let syslog = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     syslog
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     // The standard configuration with retention and syslog added to its
     // [receiver].
-    let d = {
-        let port = free_udp_port();
-        let traps = [free_udp_port(), free_udp_port()];
-        let text = config(dir.path(), port, traps, "[poller]\nenabled = false").replace(
+    let to = syslog.local_addr().unwrap();
+    let (_bus, d, conn) = on_bus(dir.path(), |c| {
+        c.replace(
             "communities = [\"public\"]",
-            &format!(
-                "communities = [\"public\"]\nretention = 10\nsyslog = \"{}\"",
-                syslog.local_addr().unwrap()
-            ),
-        );
-        std::fs::write(dir.path().join("snmpd.toml"), text).unwrap();
-        let mut s = Snmpd {
-            dir: dir.path().to_path_buf(),
-            config: dir.path().join("snmpd.toml"),
-            log: dir.path().join("snmpd.log"),
-            agent: format!("127.0.0.1:{port}"),
-            traps,
-            process: None,
-            bus: Some(bus.address().to_string()),
-        };
-        s.spawn();
-        s
-    };
-    let conn = zbus::connection::Builder::address(bus.address())
-        .unwrap()
-        .build()
-        .await
-        .unwrap();
+            &format!("communities = [\"public\"]\nretention = 10\nsyslog = \"{to}\""),
+        )
+    })
+    .await;
     let t0 = d.trap_addr(0);
     let mut lines = Vec::new();
     let mut buf = [0u8; 4096];

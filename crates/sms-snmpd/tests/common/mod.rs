@@ -57,12 +57,21 @@ pub fn tool(name: &str, args: &[&str]) -> Out {
     }
 }
 
+/// v3 authPriv arguments for `user` with these protocols and passwords.
+pub fn v3_with<'a>(
+    user: &'a str,
+    auth: &'a str,
+    auth_pw: &'a str,
+    priv_pw: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "-v3", "-l", "authPriv", "-u", user, "-a", auth, "-A", auth_pw, "-x", "AES", "-X", priv_pw,
+    ]
+}
+
 /// v3 authPriv arguments for the test user.
 pub fn v3_args() -> Vec<&'static str> {
-    vec![
-        "-v3", "-l", "authPriv", "-u", USER, "-a", "SHA-256", "-A", AUTH_PW, "-x", "AES", "-X",
-        PRIV_PW,
-    ]
+    v3_with(USER, "SHA-256", AUTH_PW, PRIV_PW)
 }
 
 /// The standard test configuration with the agent on `agent_port` and the
@@ -147,10 +156,21 @@ impl Snmpd {
     /// `bus` is given); waits until the agent answers. `extra` is TOML put
     /// before the first table (top-level keys and whole tables).
     pub fn start(dir: &Path, extra: &str, bus: Option<&DbusDaemon>) -> Snmpd {
+        Snmpd::start_edited(dir, extra, bus, |c| c)
+    }
+
+    /// Like [`Snmpd::start`], with the configuration text passed through
+    /// `edit` first (to add keys inside a table).
+    pub fn start_edited(
+        dir: &Path,
+        extra: &str,
+        bus: Option<&DbusDaemon>,
+        edit: impl FnOnce(String) -> String,
+    ) -> Snmpd {
         let port = free_udp_port();
         let traps = [free_udp_port(), free_udp_port()];
         let config = dir.join("snmpd.toml");
-        std::fs::write(&config, self::config(dir, port, traps, extra)).unwrap();
+        std::fs::write(&config, edit(self::config(dir, port, traps, extra))).unwrap();
         let mut s = Snmpd {
             dir: dir.to_path_buf(),
             config,
@@ -242,6 +262,21 @@ impl Drop for Snmpd {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A private bus, the daemon on it (poller off) and a connection to the bus.
+pub async fn on_bus(
+    dir: &Path,
+    edit: impl FnOnce(String) -> String,
+) -> (DbusDaemon, Snmpd, zbus::Connection) {
+    let bus = DbusDaemon::start().unwrap();
+    let d = Snmpd::start_edited(dir, "[poller]\nenabled = false", Some(&bus), edit);
+    let conn = zbus::connection::Builder::address(bus.address())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    (bus, d, conn)
 }
 
 /// Calls a method of org.smsos.Snmp1 and returns its string reply.
