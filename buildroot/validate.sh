@@ -36,7 +36,7 @@ make -s -C "$out" show-info >"$out/info.json"
 python3 - "$out/info.json" <<'PY' || fail=1
 import json, sys
 info = json.load(open(sys.argv[1]))
-want = ["sms-cli", "sms-distd", "sms-ntpd", "sms-snmpd", "sms-updated"]
+want = ["sms-apply", "sms-cli", "sms-distd", "sms-ntpd", "sms-snmpd", "sms-updated"]
 for p in want:
     if p not in info:
         print(f"   MISSING package {p}")

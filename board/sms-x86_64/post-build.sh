@@ -34,13 +34,17 @@ Name=en* eth*
 DHCP=yes
 NET
 printf '127.0.0.1 localhost\n127.0.1.1 sms\n' >"$root/etc/hosts"
+# The time zone the administrator sets (root is read-only): a link the
+# settings applier points into /usr/share/zoneinfo; dangling means UTC.
+ln -sfn /var/lib/sms/system/localtime "$root/etc/localtime"
 : >"$root/etc/machine-id"
 
 # Units to start (Buildroot's host systemctl or the build host's).
 systemctl --root="$root" enable \
   systemd-networkd.service nftables.service ssh.service serial-getty@ttyS0.service \
   sms-data-setup.service var-lib-sms.mount sms-ssh-keys.service \
-  sms-updated.service sms-ntpd.service sms-distd.service sms-snmpd.service sms-health.service >/dev/null 2>&1
+  sms-updated.service sms-ntpd.service sms-distd.service sms-snmpd.service sms-health.service \
+  sms-settings.path sms-settings-boot.service >/dev/null 2>&1
 systemctl --root="$root" mask systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer \
   e2scrub_all.timer e2scrub_reap.service fstrim.timer >/dev/null 2>&1 || true
 systemctl --root="$root" set-default multi-user.target >/dev/null

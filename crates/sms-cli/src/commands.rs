@@ -8,9 +8,11 @@
 //! neutralised. A line may end in `| json` for the daemons' JSON.
 
 use crate::audit::Audit;
+use crate::configure::{self, Session, SettingsPaths};
 use crate::grammar::{self, clean, ArgKind, Node, Parsed};
 use serde_json::Value;
 use sms_core::bus;
+use sms_core::settings::{self, SettingsStore};
 use std::time::Duration;
 
 /// Firmware version (all SMS OS components share it).
@@ -41,6 +43,11 @@ pub fn tree() -> Vec<Node> {
             Node::kw("ntp", "time service").run("show-ntp"),
             Node::kw("snmp", "SNMP agent, receiver and poller").run("show-snmp"),
             Node::kw("update", "update daemon status").run("show-update"),
+            Node::kw("dns", "DNS servers of the update daemon").run("show-dns"),
+            Node::kw("proxy", "proxy towards the update centre").run("show-proxy"),
+            Node::kw("ha", "high availability role and peer").run("show-ha"),
+            Node::kw("configuration", "the committed settings as set commands")
+                .run("show-configuration"),
             Node::kw("audit", "the audit log (who changed what)").run("show-audit"),
             Node::kw("log", "the last lines of a daemon's journal").then(vec![Node::arg(
                 Name,
@@ -96,6 +103,12 @@ pub fn tree() -> Vec<Node> {
             )
             .run("services-restart")]),
         ]),
+        Node::kw(
+            "configure",
+            "enter configuration mode (staged changes, commit)",
+        )
+        .run("configure"),
+        Node::kw("who", "who is logged in").run("who"),
         Node::kw("whoami", "who you are logged in as").run("whoami"),
         Node::kw("help", "the commands").run("help"),
         Node::kw("exit", "log out").run("exit"),
@@ -126,6 +139,14 @@ pub enum Outcome {
     Failed(String),
     /// Log out.
     Exit,
+    /// Ask for these pass phrases without echo, then run the line again
+    /// with them ([`Cli::set_secrets`]).
+    Secret {
+        /// One prompt per pass phrase.
+        prompts: Vec<String>,
+        /// The line to run with them.
+        line: String,
+    },
     /// Ask this question; run the line again with ` confirm` on "yes".
     Confirm {
         /// The question.
@@ -141,6 +162,9 @@ pub struct Cli {
     bus: Option<zbus::Connection>,
     audit: Audit,
     rt: tokio::runtime::Runtime,
+    paths: SettingsPaths,
+    session: Option<Session>,
+    secrets: Vec<String>,
 }
 
 /// How long a daemon may take to answer.
@@ -164,7 +188,44 @@ impl Cli {
             bus,
             audit,
             rt,
+            paths: SettingsPaths::default(),
+            session: None,
+            secrets: Vec::new(),
         })
+    }
+
+    /// Keeps settings in `paths` instead of the appliance's places.
+    pub fn with_settings(mut self, paths: SettingsPaths) -> Cli {
+        self.paths = paths;
+        self
+    }
+
+    fn store(&self) -> SettingsStore {
+        SettingsStore::new(&self.paths.dir)
+    }
+
+    /// The commands of the current mode.
+    pub fn tree(&self) -> Vec<Node> {
+        if self.session.is_some() {
+            let operational = tree()
+                .into_iter()
+                .filter(|n| !matches!(n.word, "configure" | "exit" | "logout" | "help"))
+                .collect();
+            configure::tree(operational)
+        } else {
+            tree()
+        }
+    }
+
+    /// Whether configuration mode is on (the prompt ends in `#`).
+    pub fn configuring(&self) -> bool {
+        self.session.is_some()
+    }
+
+    /// Pass phrases for the next line run (asked by the shell after
+    /// [`Outcome::Secret`]).
+    pub fn set_secrets(&mut self, secrets: Vec<String>) {
+        self.secrets = secrets;
     }
 
     /// The logged-in user.
@@ -243,10 +304,14 @@ impl Cli {
         if words.is_empty() {
             return Outcome::Ok(String::new());
         }
-        let parsed = match grammar::parse(&tree(), &words) {
+        let parsed = match grammar::parse(&self.tree(), &words) {
             Ok(p) => p,
             Err(e) => return Outcome::Failed(format!("% {e}")),
         };
+        if parsed.action.starts_with("cfg-") || parsed.action == "configure" {
+            let secrets = std::mem::take(&mut self.secrets);
+            return self.configure(&parsed, line, secrets);
+        }
         if parsed.action.starts_with("system-") && parsed.keywords.last() != Some(&"confirm") {
             let what = if parsed.action == "system-reboot" {
                 "reboot"
@@ -293,6 +358,62 @@ impl Cli {
         }
     }
 
+    fn configure(&mut self, p: &Parsed, line: &str, secrets: Vec<String>) -> Outcome {
+        let needed = configure::secrets_needed(p.action);
+        if secrets.len() < needed.len() {
+            return Outcome::Secret {
+                prompts: needed.iter().map(|s| s.to_string()).collect(),
+                line: line.to_string(),
+            };
+        }
+        let store = self.store();
+        if p.action == "configure" {
+            return match store.committed() {
+                Ok(c) => {
+                    self.session = Some(Session {
+                        base: c.clone(),
+                        candidate: c,
+                    });
+                    Outcome::Ok(
+                        "configuration mode: set/delete stage changes; compare, commit, discard, rollback; exit to leave".into(),
+                    )
+                }
+                Err(e) => Outcome::Failed(format!("% the committed settings cannot be read: {e}")),
+            };
+        }
+        let Some(session) = self.session.as_mut() else {
+            return Outcome::Failed("% not in configuration mode (type configure)".into());
+        };
+        match p.action {
+            "cfg-exit" if !settings::diff(&session.base, &session.candidate).is_empty() => {
+                return Outcome::Failed(
+                    "% uncommitted changes: commit them, `discard`, or `exit discard`".into(),
+                )
+            }
+            "cfg-exit" | "cfg-exit-discard" => {
+                self.session = None;
+                return Outcome::Ok(String::new());
+            }
+            _ => {}
+        }
+        let changes = settings::diff(&session.base, &session.candidate);
+        let result = configure::apply(session, &store, &self.paths, p, &secrets);
+        if p.action == "cfg-commit" && !changes.is_empty() {
+            let res = match &result {
+                Ok(_) => "ok".to_string(),
+                Err(e) => format!("failed: {}", e.lines().last().unwrap_or_default()),
+            };
+            let what = format!("commit: {}", changes.join("; "));
+            if let Err(e) = self.audit.record(&self.user, &what, &res) {
+                return Outcome::Failed(format!("% the audit log cannot be written ({e})"));
+            }
+        }
+        match result {
+            Ok(t) => Outcome::Ok(t),
+            Err(e) => Outcome::Failed(format!("% {}", clean_multiline(&e))),
+        }
+    }
+
     fn run(&mut self, p: &Parsed, json: bool) -> Result<String, String> {
         let arg = |i: usize| p.args.get(i).map(|a| a.1.clone()).unwrap_or_default();
         let show = |v: Value, f: &dyn Fn(&Value) -> String| {
@@ -304,7 +425,7 @@ impl Cli {
         };
         match p.action {
             "exit" => Ok(String::new()),
-            "help" => Ok(help_text()),
+            "help" => Ok(help_text(&self.tree())),
             "whoami" => Ok(clean(&self.user)),
             "show-version" => {
                 let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
@@ -314,6 +435,11 @@ impl Cli {
                 ))
             }
             "show-system" => Ok(system_text()),
+            "show-dns" | "show-proxy" | "show-ha" | "show-configuration" => {
+                let c = self.store().committed().map_err(|e| e.to_string())?;
+                Ok(settings_text(p.action, &c))
+            }
+            "who" => self.who(),
             "show-services" => Ok(self.services_text()),
             "show-dv" | "show-tos" => {
                 let ch = if p.action == "show-dv" { "dv" } else { "tos" };
@@ -499,6 +625,68 @@ impl Cli {
             }
             other => Err(format!("{other}: not available yet")),
         }
+    }
+
+    /// `who`: the login sessions logind knows (user, terminal, from where).
+    fn who(&self) -> Result<String, String> {
+        let Some(conn) = &self.bus else {
+            return Err("the system bus is not reachable".into());
+        };
+        self.rt.block_on(async {
+            let m = conn
+                .call_method(
+                    Some("org.freedesktop.login1"),
+                    "/org/freedesktop/login1",
+                    Some("org.freedesktop.login1.Manager"),
+                    "ListSessions",
+                    &(),
+                )
+                .await
+                .map_err(|e| format!("logind: {e}"))?;
+            type Row = (String, u32, String, String, zbus::zvariant::OwnedObjectPath);
+            let rows: Vec<Row> = m.body().deserialize().map_err(|e| format!("logind: {e}"))?;
+            let mut out = vec![format!(
+                "{:<12} {:<8} {:<10} {}",
+                "USER", "SESSION", "TTY", "FROM"
+            )];
+            for (id, _uid, user, _seat, path) in rows {
+                let prop = |name: &'static str| {
+                    let path = path.clone();
+                    async move {
+                        let r = conn
+                            .call_method(
+                                Some("org.freedesktop.login1"),
+                                path.as_str(),
+                                Some("org.freedesktop.DBus.Properties"),
+                                "Get",
+                                &("org.freedesktop.login1.Session", name),
+                            )
+                            .await
+                            .ok()?;
+                        let v: zbus::zvariant::OwnedValue = r.body().deserialize().ok()?;
+                        String::try_from(v).ok()
+                    }
+                };
+                let tty = prop("TTY").await.unwrap_or_default();
+                let from = prop("RemoteHost").await.unwrap_or_default();
+                out.push(format!(
+                    "{:<12} {:<8} {:<10} {}",
+                    clean(&user),
+                    clean(&id),
+                    if tty.is_empty() {
+                        "-".into()
+                    } else {
+                        clean(&tty)
+                    },
+                    if from.is_empty() {
+                        "local".into()
+                    } else {
+                        clean(&from)
+                    }
+                ));
+            }
+            Ok(out.join("\n"))
+        })
     }
 
     fn services_text(&self) -> String {
@@ -758,14 +946,75 @@ fn system_text() -> String {
     )
 }
 
+/// Several lines, each neutralised.
+fn clean_multiline(s: &str) -> String {
+    s.lines().map(clean).collect::<Vec<_>>().join("\n")
+}
+
+/// `show dns`, `show proxy`, `show ha`, `show configuration` from the
+/// committed settings.
+fn settings_text(action: &str, c: &settings::Settings) -> String {
+    let shipped = "(not set: the shipped configuration applies)";
+    match action {
+        "show-dns" if c.dns_servers.is_empty() => format!("DNS servers: {shipped}"),
+        "show-dns" => format!(
+            "DNS servers: {}",
+            c.dns_servers
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        "show-proxy" => match &c.proxy {
+            None => format!("proxy: none {shipped}"),
+            Some(p) => format!(
+                "proxy url: {}\nuser: {}\npassword: {}",
+                clean(&p.url),
+                if p.username.is_empty() {
+                    "-"
+                } else {
+                    &p.username
+                },
+                if p.password.is_empty() {
+                    "not set"
+                } else {
+                    "set (never shown)"
+                }
+            ),
+        },
+        "show-ha" => format!(
+            "role: standalone\npeer: {}",
+            c.ha_peer
+                .map(|p| format!("{p} (configured; replication starts with the HA daemon)"))
+                .unwrap_or_else(|| "none".into())
+        ),
+        _ => {
+            let lines = settings::set_lines(c);
+            if lines.is_empty() {
+                shipped.to_string()
+            } else {
+                lines
+                    .into_iter()
+                    .map(|l| l.shown)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        }
+    }
+}
+
 /// `help`: every command with its words.
-pub fn help_text() -> String {
+pub fn help_text(nodes: &[Node]) -> String {
     fn walk(n: &Node, prefix: &str, out: &mut Vec<(String, String)>) {
         let here = if prefix.is_empty() {
             n.word.to_string()
         } else {
             format!("{prefix} {}", n.word)
         };
+        if n.word == "run" && prefix.is_empty() {
+            out.push(("run <command>".into(), n.help.to_string()));
+            return;
+        }
         if n.action.is_some() {
             out.push((here.clone(), n.help.to_string()));
         }
@@ -774,8 +1023,8 @@ pub fn help_text() -> String {
         }
     }
     let mut out = Vec::new();
-    for n in tree() {
-        walk(&n, "", &mut out);
+    for n in nodes {
+        walk(n, "", &mut out);
     }
     let w = out.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
     let mut text = String::from(
@@ -793,7 +1042,7 @@ mod tests {
 
     #[test]
     fn every_command_has_a_help_line_and_parses() {
-        let h = help_text();
+        let h = help_text(&tree());
         for c in [
             "show version",
             "show device <name>",

@@ -26,6 +26,14 @@ pub enum ArgKind {
     Number,
     /// Free text for descriptions: printable, no control characters.
     Text,
+    /// An address with a prefix length, `192.0.2.0/24`.
+    Prefix,
+    /// A proxy URL, `http://host:port`.
+    Url,
+    /// A time zone of the tz database, `Europe/Berlin`.
+    TimeZone,
+    /// An address with an optional port, `192.0.2.1` or `192.0.2.1:123`.
+    Endpoint,
 }
 
 impl ArgKind {
@@ -39,6 +47,10 @@ impl ArgKind {
             ArgKind::Community => "<community>",
             ArgKind::Number => "<number>",
             ArgKind::Text => "<text>",
+            ArgKind::Prefix => "<address/length>",
+            ArgKind::Url => "<url>",
+            ArgKind::TimeZone => "<time-zone>",
+            ArgKind::Endpoint => "<address[:port]>",
         }
     }
 
@@ -76,6 +88,12 @@ impl ArgKind {
             }
             ArgKind::Number => w.len() <= 10 && w.chars().all(|c| c.is_ascii_digit()),
             ArgKind::Text => w.len() <= 255,
+            ArgKind::Prefix => {
+                w.contains('/') && w.len() <= 43 && sms_core::net::Network::parse(w).is_ok()
+            }
+            ArgKind::Url => sms_core::settings::check_proxy_url(w).is_ok(),
+            ArgKind::TimeZone => sms_core::settings::check_time_zone(w).is_ok(),
+            ArgKind::Endpoint => sms_core::settings::check_ntp_server(w).is_ok(),
         };
         if ok {
             Ok(())

@@ -8,4 +8,5 @@
 
 pub mod audit;
 pub mod commands;
+pub mod configure;
 pub mod grammar;

@@ -19,8 +19,10 @@ use rustyline::{
     KeyEvent, RepeatCount,
 };
 use sms_cli::audit::Audit;
-use sms_cli::commands::{tree, Cli, Outcome, VERSION};
+use sms_cli::commands::{Cli, Outcome, VERSION};
+use sms_cli::configure::SettingsPaths;
 use sms_cli::grammar;
+use sms_cli::grammar::Node;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -50,7 +52,7 @@ impl Completer for CliHelper {
         let start = line.rfind(char::is_whitespace).map(|i| i + 1).unwrap_or(0);
         let cli = self.cli.lock().unwrap_or_else(|p| p.into_inner());
         let live = |k| cli.live(k);
-        let c = grammar::complete(&tree(), line, &live)
+        let c = grammar::complete(&cli.tree(), line, &live)
             .into_iter()
             .map(|w| Pair {
                 display: w.clone(),
@@ -92,6 +94,12 @@ fn show(out: &mut impl Write, o: &Outcome) -> bool {
                 "% this needs confirmation: add `confirm` to the command"
             );
         }
+        Outcome::Secret { .. } => {
+            let _ = writeln!(
+                out,
+                "% pass phrases are asked at the prompt, or read from the lines after the command in a command file"
+            );
+        }
         Outcome::Ok(t) if t.is_empty() => {}
         Outcome::Ok(t) | Outcome::Failed(t) => {
             let _ = writeln!(out, "{t}");
@@ -102,8 +110,35 @@ fn show(out: &mut impl Write, o: &Outcome) -> bool {
     true
 }
 
-fn help_for(line: &str) -> String {
-    match grammar::help(&tree(), line) {
+/// Reads a pass phrase from the terminal with echo off (and restored,
+/// whatever happens); `None` on Ctrl-C, Ctrl-D or an error.
+fn read_secret(prompt: &str) -> Option<String> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    let stdin = io::stdin();
+    let saved = tcgetattr(&stdin).ok()?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    quiet
+        .local_flags
+        .insert(LocalFlags::ICANON | LocalFlags::ISIG);
+    let _ = nix::sys::termios::tcflush(&stdin, nix::sys::termios::FlushArg::TCIFLUSH);
+    print!("{prompt}");
+    let _ = io::stdout().flush();
+    tcsetattr(&stdin, SetArg::TCSAFLUSH, &quiet).ok()?;
+    let mut line = String::new();
+    let r = stdin.lock().read_line(&mut line);
+    let _ = tcsetattr(&stdin, SetArg::TCSAFLUSH, &saved);
+    println!();
+    match r {
+        Ok(n) if n > 0 && line.len() <= MAX_LINE => {
+            Some(line.trim_end_matches(['\r', '\n']).to_string())
+        }
+        _ => None,
+    }
+}
+
+fn help_for(tree: &[Node], line: &str) -> String {
+    match grammar::help(tree, line) {
         Ok(h) if h.is_empty() => "% nothing can follow here".into(),
         Ok(h) => {
             let w = h.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
@@ -130,8 +165,15 @@ fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     // Not reachable by the user (sshd passes only `-c TEXT`, login nothing).
     let mut state = PathBuf::from("/var/lib/sms/cli");
+    let mut paths = SettingsPaths::default();
     if args.len() >= 2 && args[0] == "--state-dir" {
+        // Development and tests: settings beside the history, no applier.
         state = PathBuf::from(&args[1]);
+        paths = SettingsPaths {
+            dir: state.join("config"),
+            applier_status: None,
+            ..paths
+        };
         args.drain(..2);
     }
     let user = nix::unistd::User::from_uid(nix::unistd::getuid())
@@ -142,7 +184,7 @@ fn main() {
     let _ = std::fs::create_dir_all(state.join("history"));
     let audit = Audit::new(state.join("audit.log"));
     let cli = match Cli::new(user.clone(), audit) {
-        Ok(c) => Arc::new(Mutex::new(c)),
+        Ok(c) => Arc::new(Mutex::new(c.with_settings(paths))),
         Err(e) => {
             eprintln!("% cannot start: {e}");
             std::process::exit(1);
@@ -174,7 +216,7 @@ fn main() {
                 }
                 let o = run(&asked);
                 show(&mut out, &o);
-                let failed = matches!(o, Outcome::Failed(_) | Outcome::Confirm { .. });
+                let failed = !matches!(o, Outcome::Ok(_) | Outcome::Exit);
                 std::process::exit(i32::from(failed));
             }
         }
@@ -207,11 +249,32 @@ fn main() {
                 continue;
             }
             if line.trim_end().ends_with('?') {
-                let _ = writeln!(out, "{}", help_for(line.trim_end().trim_end_matches('?')));
+                let t = cli.lock().unwrap_or_else(|p| p.into_inner()).tree();
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    help_for(&t, line.trim_end().trim_end_matches('?'))
+                );
                 continue;
             }
-            let o = run(&line);
-            failed |= matches!(o, Outcome::Failed(_) | Outcome::Confirm { .. });
+            let mut o = run(&line);
+            if let Outcome::Secret { prompts, line } = &o {
+                // In a command file the pass phrases are the next lines.
+                let mut secrets = Vec::new();
+                for _ in prompts {
+                    let mut s = String::new();
+                    let _ = input.read_line(&mut s);
+                    secrets.push(s.trim_end_matches(['\r', '\n']).to_string());
+                }
+                cli.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .set_secrets(secrets);
+                o = run(line);
+            }
+            failed |= matches!(
+                o,
+                Outcome::Failed(_) | Outcome::Confirm { .. } | Outcome::Secret { .. }
+            );
             if !show(&mut out, &o) {
                 break;
             }
@@ -254,9 +317,14 @@ fn main() {
             }
         });
     }
-    let prompt = format!("{}@sms> ", grammar::clean(&user));
     let mut initial = String::new();
     loop {
+        let mode = if cli.lock().unwrap_or_else(|p| p.into_inner()).configuring() {
+            '#'
+        } else {
+            '>'
+        };
+        let prompt = format!("{}@sms{mode} ", grammar::clean(&user));
         let read = if initial.is_empty() {
             rl.readline(&prompt)
         } else {
@@ -285,7 +353,8 @@ fn main() {
             continue;
         }
         if asked_help.swap(false, Ordering::SeqCst) {
-            let _ = writeln!(out, "?\n{}", help_for(&line));
+            let t = cli.lock().unwrap_or_else(|p| p.into_inner()).tree();
+            let _ = writeln!(out, "?\n{}", help_for(&t, &line));
             initial = line;
             continue;
         }
@@ -293,6 +362,26 @@ fn main() {
             let _ = rl.history_mut().add(line.trim());
         }
         let mut o = run(&line);
+        if let Outcome::Secret { prompts, line } = &o {
+            drop(out);
+            let mut secrets = Vec::new();
+            for p in prompts {
+                match read_secret(p) {
+                    Some(s) => secrets.push(s),
+                    None => break,
+                }
+            }
+            last.store(now(), Ordering::Relaxed);
+            o = if secrets.len() == prompts.len() {
+                cli.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .set_secrets(secrets);
+                run(line)
+            } else {
+                Outcome::Ok("cancelled".into())
+            };
+            out = io::stdout().lock();
+        }
         if let Outcome::Confirm { question, line } = &o {
             // Nothing typed ahead may answer the question.
             let _ = nix::sys::termios::tcflush(io::stdin(), nix::sys::termios::FlushArg::TCIFLUSH);

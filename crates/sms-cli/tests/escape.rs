@@ -165,3 +165,90 @@ fn reboot_needs_confirmation_and_logs_are_only_the_appliances() {
         assert!(!ok && out.starts_with("% "), "{bad}: {out}");
     }
 }
+
+/// Runs a command file on standard input (what `sms-cli < file` does).
+fn run_file(dir: &std::path::Path, text: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = cli(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+#[test]
+fn configuration_arguments_refuse_shell_syntax_and_directive_injection() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("pwned");
+    let templates = [
+        "set system hostname {}",
+        "set system time-zone {}",
+        "set interface management address {}",
+        "set dns server {}",
+        "set proxy url {}",
+        "set proxy username {}",
+        "set ntp server {}",
+        "set snmp community {} network 10.0.0.0/8",
+        "set snmp community c network {}",
+        "set snmp user {} auth sha-256",
+        "set snmp trap-destination {} community c",
+        "set ha peer {}",
+    ];
+    // Directive injection into generated files: a newline, quotes and TOML
+    // or systemd syntax must never pass the type checks.
+    let mut payloads: Vec<String> = PAYLOADS.iter().map(|p| p.to_string()).collect();
+    payloads.extend(
+        [
+            "a\"\nhostname=\"x",
+            "x]\n[agent",
+            "c\nAddress=1.2.3.4/8",
+            "1.2.3.4/8\nGateway=1.1.1.1",
+            "http://p:1\nurl=x",
+            "Europe/../../etc/shadow",
+        ]
+        .map(String::from),
+    );
+    for t in templates {
+        for p in &payloads {
+            let p = p.replace("/tmp/pwned", &marker.display().to_string());
+            let line = t.replace("{}", &p);
+            // Each line of a payload with a newline arrives as a line of its
+            // own; none may be taken as a setting.
+            let (_, out) = run_file(
+                dir.path(),
+                &format!("configure\n{line}\naaaaaaaa1\nbbbbbbbb2\ncommit\n"),
+            );
+            assert!(!out.contains("uid="), "{line:?} ran something: {out}");
+            assert!(
+                !out.chars().any(|c| c.is_control() && c != '\n'),
+                "{line:?}: raw control characters echoed: {out:?}"
+            );
+        }
+    }
+    assert!(!marker.exists(), "a payload created a file");
+    // Whatever was committed on the way is a valid settings file that
+    // holds none of the payloads.
+    let path = dir.path().join("config/settings.toml");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let s = sms_core::settings::Settings::from_toml(&path, &text)
+            .unwrap_or_else(|e| panic!("committed an invalid file: {e}\n{text}"));
+        let lines = sms_core::settings::set_lines(&s);
+        for l in lines {
+            for bad in ["id", "pwned", "Gateway=1.1.1.1", "[agent", "etc"] {
+                assert!(!l.shown.contains(bad), "{} in {text}", l.shown);
+            }
+        }
+    }
+}

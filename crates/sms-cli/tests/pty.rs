@@ -43,7 +43,7 @@ fn abbreviations_completion_help_and_history() {
     s.send("show s\r").unwrap();
     s.expect("could be system, services, snmp").unwrap();
     // Tab completes a unique keyword.
-    s.send("wh\t").unwrap();
+    s.send("whoa\t").unwrap();
     s.send("\r").unwrap();
     s.expect(ROOT_LINE).unwrap();
     s.expect("@sms> ").unwrap();
@@ -133,4 +133,95 @@ fn reboot_asks_first_and_anything_but_yes_cancels() {
         audit.is_empty(),
         "nothing happened, nothing audited: {audit}"
     );
+}
+
+#[test]
+fn configuration_mode_stages_compares_commits_and_rolls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spawn(dir.path(), "xterm");
+    s.send("conf\r").unwrap();
+    s.expect("configuration mode").unwrap();
+    s.expect("@sms# ").unwrap();
+    // ? in configuration mode shows its own commands.
+    s.send("?").unwrap();
+    s.expect("what commit would change").unwrap();
+    s.expect("@sms# ").unwrap();
+    s.send("set dns server 192.0.2.53\r").unwrap();
+    s.expect("@sms# ").unwrap();
+    s.send("set ntp server 192.0.2.123\r").unwrap();
+    s.expect("@sms# ").unwrap();
+    // A wrong value is refused with the reason, and changes nothing.
+    s.send("set dns server 192.0.2.300\r").unwrap();
+    s.expect("not a valid address").unwrap();
+    s.send("compare\r").unwrap();
+    s.expect("+ set dns server 192.0.2.53").unwrap();
+    s.expect("+ set ntp server 192.0.2.123").unwrap();
+    s.expect("@sms# ").unwrap();
+    // Nothing is stored before commit.
+    assert!(!dir.path().join("config/settings.toml").exists());
+    // Leaving with uncommitted changes is refused.
+    s.send("exit\r").unwrap();
+    s.expect("uncommitted changes").unwrap();
+    s.expect("@sms# ").unwrap();
+    // The proxy password is asked without echo and never shown.
+    s.send("set proxy url http://192.0.2.8:3128\r").unwrap();
+    s.expect("@sms# ").unwrap();
+    s.send("set proxy password\r").unwrap();
+    s.expect("Proxy password: ").unwrap();
+    s.send("Very-Secret-1\r").unwrap();
+    s.expect("@sms# ").unwrap();
+    s.send("comp\r").unwrap();
+    s.expect("+ set proxy password ********").unwrap();
+    s.expect("@sms# ").unwrap();
+    s.send("commit\r").unwrap();
+    s.expect("committed:").unwrap();
+    s.expect("@sms# ").unwrap();
+    let text = std::fs::read_to_string(dir.path().join("config/settings.toml")).unwrap();
+    assert!(
+        text.contains("192.0.2.53") && text.contains("192.0.2.123"),
+        "{text}"
+    );
+    // A second commit, then rollback to the first.
+    s.send("delete dns server 192.0.2.53\r").unwrap();
+    s.expect("@sms# ").unwrap();
+    s.send("set system hostname sms-lab-1\r").unwrap();
+    s.expect("@sms# ").unwrap();
+    s.send("commit\r").unwrap();
+    s.expect("- set dns server 192.0.2.53").unwrap();
+    s.expect("+ set system hostname sms-lab-1").unwrap();
+    s.expect("@sms# ").unwrap();
+    s.send("rollback\r").unwrap();
+    s.expect("- set system hostname sms-lab-1").unwrap();
+    s.expect("+ set dns server 192.0.2.53").unwrap();
+    s.expect("@sms# ").unwrap();
+    s.send("commit\r").unwrap();
+    s.expect("committed:").unwrap();
+    s.expect("@sms# ").unwrap();
+    // discard drops staged changes.
+    s.send("set ha peer 192.0.2.11\r").unwrap();
+    s.expect("@sms# ").unwrap();
+    s.send("discard\r").unwrap();
+    s.expect("candidate discarded").unwrap();
+    s.send("compare\r").unwrap();
+    s.expect("no changes").unwrap();
+    // Operational commands from configuration mode, then leave.
+    s.send("run show dns\r").unwrap();
+    s.expect("DNS servers: 192.0.2.53").unwrap();
+    s.send("exit\r").unwrap();
+    s.expect("@sms> ").unwrap();
+    s.send("show proxy\r").unwrap();
+    s.expect("password: set (never shown)").unwrap();
+    s.expect("@sms> ").unwrap();
+    s.send("exit\r").unwrap();
+    s.expect(Eof).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("config/settings.toml")).unwrap();
+    assert!(
+        text.contains("192.0.2.53") && !text.contains("sms-lab-1"),
+        "{text}"
+    );
+    let audit = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    assert_eq!(audit.matches("commit:").count(), 3, "{audit}");
+    assert!(!audit.contains("Very-Secret-1"), "{audit}");
+    let history = std::fs::read_to_string(dir.path().join("history/root")).unwrap();
+    assert!(!history.contains("Very-Secret-1"), "{history}");
 }

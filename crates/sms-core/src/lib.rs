@@ -17,5 +17,6 @@ pub mod metadata;
 pub mod net;
 pub mod notify;
 pub mod package;
+pub mod settings;
 pub mod store;
 pub mod tls;

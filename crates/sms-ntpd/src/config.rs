@@ -145,6 +145,16 @@ impl Default for RateLimitConfig {
     }
 }
 
+impl NtpConfig {
+    /// Puts the administrator's settings over the shipped file: the
+    /// upstream servers, when set.
+    pub fn apply_settings(&mut self, s: &sms_core::settings::Settings) {
+        if !s.ntp_servers.is_empty() {
+            self.upstream.servers = s.ntp_servers.clone();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

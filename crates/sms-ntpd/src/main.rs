@@ -22,13 +22,19 @@ struct Args {
     /// Run without the D-Bus control plane.
     #[arg(long)]
     no_dbus: bool,
+    /// The administrator's settings (written by the CLI's commit), put over
+    /// the configuration file; a missing file means none.
+    #[arg(long, default_value = sms_core::settings::DEFAULT_SETTINGS)]
+    settings: PathBuf,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
     sms_core::logging::init("sms-ntpd");
-    let cfg: NtpConfig = sms_core::config::load(&args.config)?;
+    let mut cfg: NtpConfig = sms_core::config::load(&args.config)?;
+    let settings = sms_core::settings::Settings::load(&args.settings)?;
+    cfg.apply_settings(&settings);
     let allow = Arc::new(
         AllowList::parse(&cfg.server.allow)
             .map_err(anyhow::Error::msg)

@@ -259,6 +259,83 @@ pub struct TrapDestination {
     pub level: String,
 }
 
+impl SnmpConfig {
+    /// Puts the administrator's settings over the shipped file.
+    ///
+    /// Communities, users and trap destinations from the settings are added
+    /// to the file's (one of the same name replaces the file's entry).
+    /// Settings' communities and users read the whole tree (view
+    /// `settings-all`); read-write ones may Set the writable objects (a
+    /// user's write view is `settings-system`). Their communities and users
+    /// are also accepted on incoming traps.
+    pub fn apply_settings(&mut self, s: &sms_core::settings::Settings) {
+        let mut view = |name: &str, subtree: &str| {
+            if !self.view.iter().any(|v| v.name == name) {
+                self.view.push(ViewConfig {
+                    name: name.into(),
+                    include: vec![subtree.into()],
+                    exclude: Vec::new(),
+                });
+            }
+        };
+        if !s.snmp_communities.is_empty() || !s.snmp_users.is_empty() {
+            view("settings-all", "1.3.6.1");
+            view("settings-system", "1.3.6.1.2.1.1");
+        }
+        for c in &s.snmp_communities {
+            self.community.retain(|x| x.name != c.name);
+            self.community.push(CommunityConfig {
+                name: c.name.clone(),
+                sources: c.networks.clone(),
+                view: "settings-all".into(),
+                access: if c.write {
+                    AccessMode::Rw
+                } else {
+                    AccessMode::Ro
+                },
+            });
+            if !self.receiver.communities.contains(&c.name) {
+                self.receiver.communities.push(c.name.clone());
+            }
+        }
+        for u in &s.snmp_users {
+            self.user.retain(|x| x.name != u.name);
+            self.user.push(UserConfig {
+                name: u.name.clone(),
+                auth: u.auth.clone(),
+                auth_password: u.auth_password.clone(),
+                privacy: "AES".into(),
+                privacy_password: u.privacy_password.clone(),
+                min_level: auth_priv(),
+                read_view: "settings-all".into(),
+                write_view: if u.write {
+                    "settings-system".into()
+                } else {
+                    String::new()
+                },
+            });
+            if !self.receiver.users.contains(&u.name) {
+                self.receiver.users.push(u.name.clone());
+            }
+        }
+        for t in &s.trap_destinations {
+            let address = SocketAddr::new(t.address, t.port);
+            self.trap_destination.retain(|x| x.address != address);
+            self.trap_destination.push(TrapDestination {
+                address,
+                version: if t.user.is_some() {
+                    TrapVersion::V3
+                } else {
+                    TrapVersion::V2c
+                },
+                community: t.community.clone().unwrap_or_default(),
+                user: t.user.clone().unwrap_or_default(),
+                level: auth_priv(),
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -488,3 +488,103 @@ fn replayed_v3_requests_outside_the_time_window_are_refused() {
     assert_eq!(r.flags & 1, 1, "the time-window report is authenticated");
     assert!(r.usm.boots > m.usm.boots);
 }
+
+/// What the CLI commits reaches the agent: a community and a v3 user from
+/// the settings file answer net-snmp after a restart; a community bound to
+/// another network does not; a damaged settings file stops the daemon with
+/// the file and key named.
+#[test]
+fn communities_and_users_from_the_settings_file_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Snmpd::start(dir.path(), "[poller]\nenabled = false", None);
+    assert!(!d.get_v2c("ops", &["1.3.6.1.2.1.1.5.0"]).ok);
+    let store = sms_core::settings::SettingsStore::new(dir.path());
+    let settings = sms_core::settings::Settings {
+        snmp_communities: vec![
+            sms_core::settings::SnmpCommunity {
+                name: "ops".into(),
+                networks: vec!["127.0.0.0/8".into()],
+                write: false,
+            },
+            sms_core::settings::SnmpCommunity {
+                name: "elsewhere".into(),
+                networks: vec!["192.0.2.0/24".into()],
+                write: false,
+            },
+        ],
+        snmp_users: vec![sms_core::settings::SnmpUser {
+            name: "ops-user".into(),
+            auth: "SHA-512".into(),
+            auth_password: "ops-auth-pass".into(),
+            privacy_password: "ops-priv-pass".into(),
+            write: false,
+        }],
+        ..Default::default()
+    };
+    store.commit(&settings).unwrap();
+    d.stop();
+    d.spawn();
+    let g = d.get_v2c("ops", &["1.3.6.1.2.1.1.5.0"]);
+    assert!(g.ok && g.stdout.contains("sms-test"), "{g:?}");
+    assert!(!d.get_v2c("elsewhere", &["1.3.6.1.2.1.1.5.0"]).ok);
+    // The shipped file's community still answers.
+    assert!(d.get_v2c("public", &["1.3.6.1.2.1.1.5.0"]).ok);
+    let v3 = d.run(
+        "snmpget",
+        &[
+            "-v3",
+            "-l",
+            "authPriv",
+            "-u",
+            "ops-user",
+            "-a",
+            "SHA-512",
+            "-A",
+            "ops-auth-pass",
+            "-x",
+            "AES",
+            "-X",
+            "ops-priv-pass",
+            "-On",
+        ],
+        &["1.3.6.1.2.1.1.5.0"],
+    );
+    assert!(v3.ok && v3.stdout.contains("sms-test"), "{v3:?}");
+    // A settings user is read-only unless it was given read-write.
+    let set = d.run(
+        "snmpset",
+        &[
+            "-v3",
+            "-l",
+            "authPriv",
+            "-u",
+            "ops-user",
+            "-a",
+            "SHA-512",
+            "-A",
+            "ops-auth-pass",
+            "-x",
+            "AES",
+            "-X",
+            "ops-priv-pass",
+        ],
+        &["1.3.6.1.2.1.1.6.0", "s", "x"],
+    );
+    assert!(!set.ok, "{set:?}");
+    d.stop();
+    std::fs::write(store.path(), "snmp_communities = 5\n").unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_sms-snmpd"))
+        .arg("--config")
+        .arg(&d.config)
+        .arg("--settings")
+        .arg(store.path())
+        .arg("--no-dbus")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("settings.toml") && err.contains("snmp_communities"),
+        "{err}"
+    );
+}

@@ -188,6 +188,25 @@ impl Default for PathsConfig {
     }
 }
 
+impl UpdaterConfig {
+    /// Puts the administrator's settings over the shipped file: DNS
+    /// servers (port 53) and the proxy, when set.
+    pub fn apply_settings(&mut self, s: &sms_core::settings::Settings) {
+        if !s.dns_servers.is_empty() {
+            self.dns.servers = s
+                .dns_servers
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, 53))
+                .collect();
+        }
+        if let Some(p) = &s.proxy {
+            self.proxy.url = p.url.clone();
+            self.proxy.username = p.username.clone();
+            self.proxy.password = p.password.clone();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

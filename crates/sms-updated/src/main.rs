@@ -18,13 +18,19 @@ struct Args {
     /// Run without the D-Bus control plane (for hosts without a bus).
     #[arg(long)]
     no_dbus: bool,
+    /// The administrator's settings (written by the CLI's commit), put over
+    /// the configuration file; a missing file means none.
+    #[arg(long, default_value = sms_core::settings::DEFAULT_SETTINGS)]
+    settings: PathBuf,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     sms_core::logging::init("sms-updated");
-    let cfg: UpdaterConfig = sms_core::config::load(&args.config)?;
+    let mut cfg: UpdaterConfig = sms_core::config::load(&args.config)?;
+    let settings = sms_core::settings::Settings::load(&args.settings)?;
+    cfg.apply_settings(&settings);
     let up = Updater::open(cfg).context("starting the update daemon")?;
     let _bus = if args.no_dbus {
         None

@@ -188,6 +188,8 @@ impl Snmpd {
     pub fn spawn(&mut self) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sms-snmpd"));
         cmd.arg("--config").arg(&self.config);
+        // The administrator's settings (none unless a test writes them).
+        cmd.arg("--settings").arg(self.dir.join("settings.toml"));
         match &self.bus {
             Some(a) => {
                 cmd.env("DBUS_SYSTEM_BUS_ADDRESS", a);

@@ -1,0 +1,187 @@
+//! Applying the administrator's committed settings.
+//!
+//! The CLI runs as the unprivileged `admin` user and only writes the
+//! settings file ([`sms_core::settings`]). This crate is the privileged
+//! other half, run by systemd (`sms-settings-apply.service`, started by a
+//! path unit when the file changes and once at boot): it sets the host
+//! name, the time zone and the management address and restarts the daemons
+//! whose part of the settings changed, then writes what it did to a status
+//! file the CLI waits for. Nothing here takes text from a person: it reads
+//! a file that was validated when it was committed, and validates it again.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sms_core::settings::{Management, Settings};
+use std::path::{Path, PathBuf};
+
+/// Where the applier keeps what it applied and its status (root-owned).
+pub const STATE_DIR: &str = "/var/lib/sms/system";
+/// The runtime network file for the management interface; it sorts before
+/// the image's DHCP file, so systemd-networkd takes it instead.
+pub const NETWORK_FILE: &str = "/run/systemd/network/40-sms-management.network";
+/// The tz database.
+pub const ZONEINFO: &str = "/usr/share/zoneinfo";
+
+/// What applying changed settings takes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Host name to set.
+    pub hostname: Option<String>,
+    /// Time zone to link.
+    pub time_zone: Option<String>,
+    /// Network file to write (`Some(None)`: remove ours, back to DHCP).
+    pub network: Option<Option<String>>,
+    /// Units to restart, in order.
+    pub restart: Vec<&'static str>,
+}
+
+/// Compares what was applied with what is committed. At boot (`old` is
+/// `None`) everything set is applied and no daemon restarted: they start
+/// after the applier and read the file themselves.
+pub fn plan(old: Option<&Settings>, new: &Settings) -> Plan {
+    let boot = old.is_none();
+    let empty = Settings::default();
+    let old = old.unwrap_or(&empty);
+    let mut p = Plan::default();
+    if boot || old.hostname != new.hostname {
+        p.hostname = new.hostname.clone();
+    }
+    if boot || old.time_zone != new.time_zone {
+        p.time_zone = Some(new.time_zone.clone().unwrap_or_else(|| "UTC".into()));
+    }
+    if boot || old.management != new.management {
+        p.network = Some(new.management.as_ref().map(network_file));
+    }
+    if !boot {
+        if old.dns_servers != new.dns_servers || old.proxy != new.proxy {
+            p.restart.push("sms-updated.service");
+        }
+        if old.ntp_servers != new.ntp_servers {
+            p.restart.push("sms-ntpd.service");
+        }
+        if old.snmp_communities != new.snmp_communities
+            || old.snmp_users != new.snmp_users
+            || old.trap_destinations != new.trap_destinations
+        {
+            p.restart.push("sms-snmpd.service");
+        }
+    }
+    p
+}
+
+/// The systemd-networkd file for a static management address. The values
+/// were validated as an address with prefix and an address of the same
+/// family; they are written one per line, nothing else.
+pub fn network_file(m: &Management) -> String {
+    let mut s = format!(
+        "# Written by sms-apply from the committed settings.\n[Match]\nName=en* eth*\n\n[Network]\nAddress={}\n",
+        m.address
+    );
+    if let Some(g) = m.gateway {
+        s.push_str(&format!("Gateway={g}\n"));
+    }
+    s
+}
+
+/// The zoneinfo file of a validated zone name, refused when it is not a
+/// regular file inside the tz database (no `..`, no links out of it).
+pub fn zone_file(zoneinfo: &Path, zone: &str) -> Result<PathBuf, String> {
+    sms_core::settings::check_time_zone(zone).map_err(|e| e.to_string())?;
+    let p = zoneinfo.join(zone);
+    let real = p
+        .canonicalize()
+        .map_err(|_| format!("time zone {zone} is not in the tz database"))?;
+    let base = zoneinfo
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", zoneinfo.display()))?;
+    if !real.starts_with(&base) || !real.is_file() {
+        return Err(format!("time zone {zone} is not in the tz database"));
+    }
+    Ok(p)
+}
+
+/// What the applier reports; the CLI waits for the one whose digest is the
+/// file it committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// SHA-256 of the settings file applied.
+    pub digest: String,
+    /// Everything worked.
+    pub ok: bool,
+    /// What was done, or what failed.
+    pub messages: Vec<String>,
+}
+
+/// SHA-256 of a settings file's bytes (empty: no file).
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Reads the status file, if any.
+pub fn read_status(path: &Path) -> Option<Status> {
+    let t = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&t).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sms_core::settings::{Settings, SnmpCommunity};
+
+    #[test]
+    fn only_changed_parts_restart_their_daemon() {
+        let a = Settings::default();
+        let mut b = a.clone();
+        b.ntp_servers = vec!["192.0.2.1".into()];
+        let p = plan(Some(&a), &b);
+        assert_eq!(p.restart, vec!["sms-ntpd.service"]);
+        assert_eq!(p.hostname, None);
+        assert_eq!(p.network, None);
+        let mut c = b.clone();
+        c.snmp_communities.push(SnmpCommunity {
+            name: "x".into(),
+            networks: vec!["10.0.0.0/8".into()],
+            write: false,
+        });
+        c.dns_servers.push("192.0.2.53".parse().unwrap());
+        c.hostname = Some("sms-2".into());
+        let p = plan(Some(&b), &c);
+        assert_eq!(p.restart, vec!["sms-updated.service", "sms-snmpd.service"]);
+        assert_eq!(p.hostname.as_deref(), Some("sms-2"));
+        assert!(plan(Some(&c), &c).restart.is_empty());
+        // At boot: host, zone and network, no restarts.
+        let p = plan(None, &c);
+        assert!(p.restart.is_empty());
+        assert_eq!(p.time_zone.as_deref(), Some("UTC"));
+        assert_eq!(p.network, Some(None));
+    }
+
+    #[test]
+    fn network_file_has_the_address_and_gateway_only() {
+        let m = Management {
+            address: "192.0.2.10/24".into(),
+            gateway: Some("192.0.2.1".parse().unwrap()),
+        };
+        let f = network_file(&m);
+        assert!(
+            f.contains("\nAddress=192.0.2.10/24\nGateway=192.0.2.1\n"),
+            "{f}"
+        );
+        assert_eq!(f.matches('=').count(), 3, "{f}");
+    }
+
+    #[test]
+    fn zones_stay_inside_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let zi = dir.path().join("zoneinfo");
+        std::fs::create_dir_all(zi.join("Europe")).unwrap();
+        std::fs::write(zi.join("Europe/Berlin"), b"TZif").unwrap();
+        std::fs::write(dir.path().join("secret"), b"x").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), zi.join("Out")).unwrap();
+        assert!(zone_file(&zi, "Europe/Berlin").is_ok());
+        assert!(zone_file(&zi, "Out").is_err());
+        assert!(zone_file(&zi, "../secret").is_err());
+        assert!(zone_file(&zi, "Europe").is_err());
+        assert!(zone_file(&zi, "Mars/Olympus").is_err());
+    }
+}

@@ -1,0 +1,170 @@
+//! `sms-apply-settings`: applies the committed settings (run by systemd as
+//! root; see the crate documentation).
+
+use anyhow::Context;
+use sms_apply::{digest, plan, zone_file, Status, NETWORK_FILE, STATE_DIR, ZONEINFO};
+use sms_core::settings::{Settings, DEFAULT_SETTINGS};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Args {
+    settings: PathBuf,
+    state_dir: PathBuf,
+    boot: bool,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        settings: DEFAULT_SETTINGS.into(),
+        state_dir: STATE_DIR.into(),
+        boot: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(x) = it.next() {
+        match x.as_str() {
+            "--settings" => a.settings = it.next().context("--settings needs a file")?.into(),
+            "--state-dir" => a.state_dir = it.next().context("--state-dir needs a dir")?.into(),
+            "--boot" => a.boot = true,
+            other => anyhow::bail!(
+                "unknown argument {other:?} (--settings FILE, --state-dir DIR, --boot)"
+            ),
+        }
+    }
+    Ok(a)
+}
+
+fn run(cmd: &str, args: &[&str]) -> Result<(), String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn link_atomic(target: &Path, link: &Path) -> std::io::Result<()> {
+    let tmp = link.with_extension("new");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)?;
+    std::fs::rename(&tmp, link)
+}
+
+fn main() -> anyhow::Result<()> {
+    sms_core::logging::init("sms-apply-settings");
+    let a = args()?;
+    let bytes = match std::fs::read(&a.settings) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| a.settings.display().to_string()),
+    };
+    let status_path = a.state_dir.join("status.json");
+    let applied_path = a.state_dir.join("applied.toml");
+    let mut status = Status {
+        digest: digest(&bytes),
+        ok: true,
+        messages: Vec::new(),
+    };
+    let new = match Settings::from_toml(&a.settings, &String::from_utf8_lossy(&bytes)) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("not applied: {e}");
+            status.ok = false;
+            status.messages.push(format!("not applied: {e}"));
+            write_status(&status_path, &status)?;
+            std::process::exit(1);
+        }
+    };
+    let old = if a.boot {
+        None
+    } else {
+        // What was applied last; a damaged copy means "apply everything".
+        Some(Settings::load(&applied_path).unwrap_or_default())
+    };
+    let p = plan(old.as_ref(), &new);
+    let mut note = |r: Result<String, String>| match r {
+        Ok(m) => {
+            tracing::info!("{m}");
+            status.messages.push(m);
+        }
+        Err(m) => {
+            tracing::error!("{m}");
+            status.ok = false;
+            status.messages.push(m);
+        }
+    };
+    if let Some(h) = &p.hostname {
+        note(
+            nix::unistd::sethostname(h)
+                .map(|_| format!("host name set to {h}"))
+                .map_err(|e| format!("setting the host name to {h}: {e}")),
+        );
+    }
+    if let Some(z) = &p.time_zone {
+        let link = a.state_dir.join("localtime");
+        note(
+            zone_file(Path::new(ZONEINFO), z)
+                .and_then(|f| {
+                    link_atomic(&f, &link).map_err(|e| format!("{}: {e}", link.display()))
+                })
+                .map(|_| format!("time zone set to {z}")),
+        );
+    }
+    if let Some(net) = &p.network {
+        let path = Path::new(NETWORK_FILE);
+        let r = match net {
+            Some(text) => path
+                .parent()
+                .map(std::fs::create_dir_all)
+                .transpose()
+                .and_then(|_| sms_core::settings::write_atomic(path, text.as_bytes()))
+                .map(|_| "management address set".to_string()),
+            None => match std::fs::remove_file(path) {
+                Ok(()) => Ok("management address back to DHCP".to_string()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+                Err(e) => Err(e),
+            },
+        }
+        .map_err(|e| format!("{NETWORK_FILE}: {e}"));
+        match r {
+            Ok(m) if m.is_empty() => {}
+            Ok(m) => {
+                if !a.boot {
+                    note(run("networkctl", &["reload"]).map(|_| m));
+                } else {
+                    note(Ok(m));
+                }
+            }
+            Err(e) => note(Err(e)),
+        }
+    }
+    for unit in &p.restart {
+        note(run("systemctl", &["try-restart", unit]).map(|_| format!("{unit} restarted")));
+    }
+    if status.ok {
+        sms_core::settings::write_atomic(&applied_path, &bytes)
+            .with_context(|| applied_path.display().to_string())?;
+    }
+    if status.messages.is_empty() {
+        status.messages.push("nothing to change".into());
+    }
+    write_status(&status_path, &status)?;
+    if !status.ok {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn write_status(path: &Path, s: &Status) -> anyhow::Result<()> {
+    let text = serde_json::to_vec_pretty(s)?;
+    sms_core::settings::write_atomic(path, &text).with_context(|| path.display().to_string())?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+        .with_context(|| path.display().to_string())
+}

@@ -1,0 +1,532 @@
+//! Configuration mode: staged changes, compare, commit, discard, rollback.
+//!
+//! `configure` copies the committed settings into a candidate; `set` and
+//! `delete` change only the candidate; `compare` shows what `commit` would
+//! change as `+`/`-` lines of `set` commands (secrets masked); `commit`
+//! validates the whole candidate, stores it through
+//! [`SettingsStore::commit`] (the previous one becomes rollback 1) and waits
+//! for the privileged applier's report; `discard` drops the candidate's
+//! changes; `rollback N` loads an earlier commit into the candidate, to be
+//! compared and committed like any change. A commit made by another session
+//! since `configure` is never overwritten unseen.
+
+use crate::grammar::{ArgKind, Node, Parsed};
+use sms_core::settings::{
+    self, Management, Proxy, Settings, SettingsStore, SnmpCommunity, SnmpUser, TrapDestination,
+};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The configuration-mode command tree.
+pub fn tree(operational: Vec<Node>) -> Vec<Node> {
+    use ArgKind::*;
+    let mode = |action: &'static str| {
+        vec![
+            Node::kw("read-only", "Get, GetNext, GetBulk only").run(action),
+            Node::kw("read-write", "also Set on the writable objects").run(action),
+        ]
+    };
+    let trap_to = || {
+        vec![
+            Node::kw("community", "SNMPv2c with a community").then(vec![Node::arg(
+                Community,
+                "community",
+            )
+            .run("cfg-set-trap")]),
+            Node::kw("user", "SNMPv3 authPriv as a configured user").then(vec![Node::arg(
+                Community,
+                "user name",
+            )
+            .run("cfg-set-trap")]),
+        ]
+    };
+    let auths = settings::AUTH_PROTOCOLS
+        .iter()
+        .map(|a| {
+            let kw: &'static str = match *a {
+                "SHA-1" => "sha-1",
+                "SHA-224" => "sha-224",
+                "SHA-256" => "sha-256",
+                "SHA-384" => "sha-384",
+                _ => "sha-512",
+            };
+            Node::kw(kw, "HMAC authentication (privacy is AES-128)")
+                .run("cfg-set-user")
+                .then(mode("cfg-set-user"))
+        })
+        .collect();
+    let set =
+        Node::kw("set", "change a value in the candidate").then(vec![
+            Node::kw("system", "host name and time zone").then(vec![
+                Node::kw("hostname", "the appliance's host name").then(vec![Node::arg(
+                    Host,
+                    "host name",
+                )
+                .run("cfg-set-hostname")]),
+                Node::kw("time-zone", "local time zone, e.g. Europe/Berlin or UTC").then(vec![
+                    Node::arg(TimeZone, "tz database name").run("cfg-set-time-zone"),
+                ]),
+            ]),
+            Node::kw("interface", "the management interface").then(vec![Node::kw(
+                "management",
+                "the management interface",
+            )
+            .then(vec![Node::kw("address", "static address instead of DHCP")
+                .then(vec![Node::arg(Prefix, "address/prefix-length")
+                    .run("cfg-set-address")
+                    .then(vec![Node::kw("gateway", "default gateway")
+                        .then(vec![
+                            Node::arg(Address, "gateway").run("cfg-set-address")
+                        ])])])])]),
+            Node::kw("dns", "name servers of the update daemon").then(vec![Node::kw(
+                "server",
+                "add a DNS server (at most 3)",
+            )
+            .then(vec![Node::arg(Address, "server address").run("cfg-set-dns")])]),
+            Node::kw("proxy", "HTTP proxy towards the update centre").then(vec![
+                Node::kw("url", "http://host:port")
+                    .then(vec![Node::arg(Url, "proxy URL").run("cfg-set-proxy-url")]),
+                Node::kw("username", "basic authentication user").then(vec![Node::arg(
+                    Community,
+                    "user name",
+                )
+                .run("cfg-set-proxy-user")]),
+                Node::kw(
+                    "password",
+                    "basic authentication password (asked, never shown)",
+                )
+                .run("cfg-set-proxy-password"),
+            ]),
+            Node::kw("ntp", "upstream time servers").then(vec![Node::kw(
+                "server",
+                "add an upstream server (at most 8)",
+            )
+            .then(vec![
+                Node::arg(Endpoint, "server address").run("cfg-set-ntp")
+            ])]),
+            Node::kw("snmp", "SNMP agent and traps").then(vec![
+                Node::kw("community", "a v1/v2c community").then(vec![Node::arg(
+                    Community,
+                    "community",
+                )
+                .then(vec![Node::kw(
+                    "network",
+                    "a source network allowed to use it",
+                )
+                .then(vec![Node::arg(Prefix, "network")
+                    .run("cfg-set-community")
+                    .then(mode("cfg-set-community"))])])]),
+                Node::kw("user", "an SNMPv3 user (authPriv; pass phrases asked)").then(vec![
+                    Node::arg(Community, "user name").then(vec![Node::kw(
+                        "auth",
+                        "authentication protocol",
+                    )
+                    .then(auths)]),
+                ]),
+                Node::kw("trap-destination", "a manager that receives traps").then(vec![
+                    Node::arg(Address, "manager address").then({
+                        let mut v = trap_to();
+                        v.push(
+                            Node::kw("port", "UDP port (162 when not given)")
+                                .then(vec![Node::arg(Number, "port").then(trap_to())]),
+                        );
+                        v
+                    }),
+                ]),
+            ]),
+            Node::kw("ha", "high availability")
+                .then(vec![Node::kw("peer", "the peer appliance").then(vec![
+                    Node::arg(Address, "peer address").run("cfg-set-ha-peer"),
+                ])]),
+        ]);
+    let delete = Node::kw("delete", "remove a value from the candidate").then(vec![
+        Node::kw("system", "host name and time zone").then(vec![
+            Node::kw("hostname", "back to the shipped name").run("cfg-delete-hostname"),
+            Node::kw("time-zone", "back to UTC").run("cfg-delete-time-zone"),
+        ]),
+        Node::kw("interface", "the management interface").then(vec![Node::kw(
+            "management",
+            "back to DHCP",
+        )
+        .run("cfg-delete-address")]),
+        Node::kw("dns", "name servers").then(vec![Node::kw("server", "one server").then(vec![
+            Node::arg(Address, "server address").run("cfg-delete-dns"),
+        ])]),
+        Node::kw("proxy", "no proxy").run("cfg-delete-proxy"),
+        Node::kw("ntp", "upstream time servers").then(vec![Node::kw("server", "one server").then(
+            vec![Node::arg(Endpoint, "server address").run("cfg-delete-ntp")],
+        )]),
+        Node::kw("snmp", "SNMP settings").then(vec![
+            Node::kw("community", "a community").then(vec![
+                Node::arg(Community, "community").run("cfg-delete-community")
+            ]),
+            Node::kw("user", "an SNMPv3 user").then(vec![
+                Node::arg(Community, "user name").run("cfg-delete-user")
+            ]),
+            Node::kw("trap-destination", "a trap destination").then(vec![Node::arg(
+                Address,
+                "manager address",
+            )
+            .run("cfg-delete-trap")]),
+        ]),
+        Node::kw("ha", "high availability")
+            .then(vec![Node::kw("peer", "no peer").run("cfg-delete-ha-peer")]),
+    ]);
+    vec![
+        set,
+        delete,
+        Node::kw("show", "the candidate configuration")
+            .run("cfg-show")
+            .then(vec![
+                Node::kw("committed", "the committed configuration").run("cfg-show-committed")
+            ]),
+        Node::kw("compare", "what commit would change").run("cfg-compare"),
+        Node::kw("commit", "store and apply the candidate").run("cfg-commit"),
+        Node::kw(
+            "discard",
+            "drop the changes since configure or the last commit",
+        )
+        .run("cfg-discard"),
+        Node::kw(
+            "rollback",
+            "load an earlier commit into the candidate (1 = the previous)",
+        )
+        .run("cfg-rollback")
+        .then(vec![
+            Node::arg(Number, "commits back (1-5)").run("cfg-rollback")
+        ]),
+        Node::kw("run", "an operational command").then(operational),
+        Node::kw("help", "the commands").run("help"),
+        Node::kw("exit", "leave configuration mode")
+            .run("cfg-exit")
+            .then(vec![
+                Node::kw("discard", "dropping uncommitted changes").run("cfg-exit-discard")
+            ]),
+        Node::kw("end", "leave configuration mode").run("cfg-exit"),
+    ]
+}
+
+/// How many pass phrases an action needs (asked without echo).
+pub fn secrets_needed(action: &str) -> &'static [&'static str] {
+    match action {
+        "cfg-set-proxy-password" => &["Proxy password: "],
+        "cfg-set-user" => &["Authentication pass phrase: ", "Privacy pass phrase: "],
+        _ => &[],
+    }
+}
+
+/// Where settings are kept and where the applier reports.
+#[derive(Debug, Clone)]
+pub struct SettingsPaths {
+    /// The settings store directory.
+    pub dir: PathBuf,
+    /// The applier's status file; `None` where no applier runs.
+    pub applier_status: Option<PathBuf>,
+    /// How long `commit` waits for the applier.
+    pub apply_wait: Duration,
+}
+
+impl Default for SettingsPaths {
+    fn default() -> Self {
+        SettingsPaths {
+            dir: settings::DEFAULT_DIR.into(),
+            applier_status: Some(PathBuf::from("/var/lib/sms/system/status.json")),
+            apply_wait: Duration::from_secs(90),
+        }
+    }
+}
+
+/// A configuration session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The committed settings when the session began (or last committed).
+    pub base: Settings,
+    /// The staged settings.
+    pub candidate: Settings,
+}
+
+/// Runs a configuration-mode action on the session. `Ok(text)` for the
+/// user; `Err` for a refusal that changes nothing.
+pub fn apply(
+    s: &mut Session,
+    store: &SettingsStore,
+    paths: &SettingsPaths,
+    p: &Parsed,
+    secrets: &[String],
+) -> Result<String, String> {
+    let arg = |i: usize| p.args.get(i).map(|a| a.1.clone()).unwrap_or_default();
+    let has = |k: &str| p.keywords.contains(&k);
+    let mut c = s.candidate.clone();
+    match p.action {
+        "cfg-show" => return Ok(show(&s.candidate)),
+        "cfg-show-committed" => {
+            return store
+                .committed()
+                .map(|x| show(&x))
+                .map_err(|e| e.to_string())
+        }
+        "cfg-compare" => return Ok(compare(&s.base, &s.candidate)),
+        "cfg-discard" => {
+            s.candidate = s.base.clone();
+            return Ok("candidate discarded: it is the committed configuration again".into());
+        }
+        "cfg-rollback" => {
+            let n = if p.args.is_empty() {
+                1
+            } else {
+                arg(0).parse::<usize>().map_err(|_| "not a number")?
+            };
+            let old = store.rollback(n).map_err(|e| e.to_string())?;
+            s.candidate = old;
+            return Ok(format!(
+                "loaded the configuration of {n} commit(s) ago into the candidate; `compare` shows it, `commit` applies it\n{}",
+                compare(&s.base, &s.candidate)
+            ));
+        }
+        "cfg-commit" => return commit(s, store, paths),
+        "cfg-set-hostname" => {
+            settings::check_hostname(&arg(0)).map_err(|e| e.to_string())?;
+            c.hostname = Some(arg(0));
+        }
+        "cfg-set-time-zone" => c.time_zone = Some(arg(0)),
+        "cfg-set-address" => {
+            c.management = Some(Management {
+                address: arg(0),
+                gateway: p.args.get(1).and_then(|g| g.1.parse().ok()),
+            })
+        }
+        "cfg-set-dns" => {
+            let ip = arg(0).parse().map_err(|_| "not an address")?;
+            if !c.dns_servers.contains(&ip) {
+                c.dns_servers.push(ip);
+            }
+        }
+        "cfg-set-proxy-url" => c.proxy.get_or_insert_with(Proxy::default).url = arg(0),
+        "cfg-set-proxy-user" => c.proxy.get_or_insert_with(Proxy::default).username = arg(0),
+        "cfg-set-proxy-password" => {
+            let pw = secrets.first().cloned().unwrap_or_default();
+            settings::check_secret("proxy password", &pw, 1)
+                .map_err(|e| format!("{e}; nothing changed"))?;
+            c.proxy.get_or_insert_with(Proxy::default).password = pw;
+        }
+        "cfg-set-ntp" => {
+            if !c.ntp_servers.contains(&arg(0)) {
+                c.ntp_servers.push(arg(0));
+            }
+        }
+        "cfg-set-community" => {
+            let write = has("read-write");
+            match c.snmp_communities.iter_mut().find(|x| x.name == arg(0)) {
+                Some(x) => {
+                    if !x.networks.contains(&arg(1)) {
+                        x.networks.push(arg(1));
+                    }
+                    if has("read-write") || has("read-only") {
+                        x.write = write;
+                    }
+                }
+                None => c.snmp_communities.push(SnmpCommunity {
+                    name: arg(0),
+                    networks: vec![arg(1)],
+                    write,
+                }),
+            }
+        }
+        "cfg-set-user" => {
+            let auth = p
+                .keywords
+                .iter()
+                .find(|k| k.starts_with("sha-"))
+                .map(|k| k.to_ascii_uppercase())
+                .unwrap_or_else(|| "SHA-256".into());
+            let [a, b] = secrets else {
+                return Err("two pass phrases are needed".into());
+            };
+            for (what, pw) in [
+                ("authentication pass phrase", a),
+                ("privacy pass phrase", b),
+            ] {
+                settings::check_secret(what, pw, 8).map_err(|e| format!("{e}; nothing changed"))?;
+            }
+            if a == b {
+                return Err(
+                    "the authentication and privacy pass phrases must differ; nothing changed"
+                        .into(),
+                );
+            }
+            c.snmp_users.retain(|x| x.name != arg(0));
+            c.snmp_users.push(SnmpUser {
+                name: arg(0),
+                auth,
+                auth_password: a.clone(),
+                privacy_password: b.clone(),
+                write: has("read-write"),
+            });
+        }
+        "cfg-set-trap" => {
+            let address = arg(0).parse().map_err(|_| "not an address")?;
+            let (port, who) = if has("port") {
+                let port = arg(1)
+                    .parse::<u16>()
+                    .map_err(|_| "the port is 1 to 65535")?;
+                (port, arg(2))
+            } else {
+                (162, arg(1))
+            };
+            c.trap_destinations.retain(|t| t.address != address);
+            c.trap_destinations.push(TrapDestination {
+                address,
+                port,
+                community: has("community").then(|| who.clone()),
+                user: has("user").then(|| who.clone()),
+            });
+        }
+        "cfg-set-ha-peer" => c.ha_peer = Some(arg(0).parse().map_err(|_| "not an address")?),
+        "cfg-delete-hostname" => c.hostname = None,
+        "cfg-delete-time-zone" => c.time_zone = None,
+        "cfg-delete-address" => c.management = None,
+        "cfg-delete-proxy" => c.proxy = None,
+        "cfg-delete-ha-peer" => c.ha_peer = None,
+        "cfg-delete-dns" => {
+            let before = c.dns_servers.len();
+            c.dns_servers.retain(|d| d.to_string() != arg(0));
+            if before == c.dns_servers.len() {
+                return Err(format!("dns server {} is not configured", arg(0)));
+            }
+        }
+        "cfg-delete-ntp" => {
+            let before = c.ntp_servers.len();
+            c.ntp_servers.retain(|d| *d != arg(0));
+            if before == c.ntp_servers.len() {
+                return Err(format!("ntp server {} is not configured", arg(0)));
+            }
+        }
+        "cfg-delete-community" => {
+            let before = c.snmp_communities.len();
+            c.snmp_communities.retain(|d| d.name != arg(0));
+            if before == c.snmp_communities.len() {
+                return Err(format!("snmp community {} is not configured", arg(0)));
+            }
+        }
+        "cfg-delete-user" => {
+            if c.trap_destinations
+                .iter()
+                .any(|t| t.user.as_deref() == Some(&arg(0)))
+            {
+                return Err(format!(
+                    "snmp user {} is used by a trap destination; delete that first",
+                    arg(0)
+                ));
+            }
+            let before = c.snmp_users.len();
+            c.snmp_users.retain(|d| d.name != arg(0));
+            if before == c.snmp_users.len() {
+                return Err(format!("snmp user {} is not configured", arg(0)));
+            }
+        }
+        "cfg-delete-trap" => {
+            let before = c.trap_destinations.len();
+            c.trap_destinations
+                .retain(|d| d.address.to_string() != arg(0));
+            if before == c.trap_destinations.len() {
+                return Err(format!("trap destination {} is not configured", arg(0)));
+            }
+        }
+        other => return Err(format!("{other}: not a configuration command")),
+    }
+    // Refuse a change that makes the candidate invalid now, naming the
+    // setting, rather than at commit. A proxy's user or password may be
+    // staged before its URL.
+    let mut check = c.clone();
+    let proxy_pending = check.proxy.as_ref().is_some_and(|x| x.url.is_empty());
+    if proxy_pending {
+        check.proxy = None;
+    }
+    check
+        .validate()
+        .map_err(|e| format!("{e}; nothing changed"))?;
+    s.candidate = c;
+    Ok(if proxy_pending {
+        "staged; the proxy needs a url before commit".into()
+    } else {
+        String::new()
+    })
+}
+
+fn show(s: &Settings) -> String {
+    let lines = settings::set_lines(s);
+    if lines.is_empty() {
+        return "(nothing set: the shipped configuration applies)".into();
+    }
+    lines
+        .into_iter()
+        .map(|l| l.shown)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn compare(base: &Settings, candidate: &Settings) -> String {
+    let d = settings::diff(base, candidate);
+    if d.is_empty() {
+        "no changes".into()
+    } else {
+        d.join("\n")
+    }
+}
+
+fn commit(s: &mut Session, store: &SettingsStore, paths: &SettingsPaths) -> Result<String, String> {
+    let changes = settings::diff(&s.base, &s.candidate);
+    if changes.is_empty() {
+        return Ok("no changes to commit".into());
+    }
+    s.candidate
+        .validate()
+        .map_err(|e| format!("not committed: {e}"))?;
+    let now = store.committed().map_err(|e| e.to_string())?;
+    if now != s.base {
+        return Err(
+            "not committed: another session committed since you entered configure; \
+             `discard` (or exit and configure again) to start from its configuration"
+                .into(),
+        );
+    }
+    store
+        .commit(&s.candidate)
+        .map_err(|e| format!("not committed: {e}"))?;
+    s.base = s.candidate.clone();
+    let mut out = vec![format!("committed:\n{}", changes.join("\n"))];
+    if let Some(status) = &paths.applier_status {
+        let bytes = std::fs::read(store.path()).unwrap_or_default();
+        let digest = sms_apply::digest(&bytes);
+        let started = Instant::now();
+        loop {
+            if let Some(st) = sms_apply::read_status(status) {
+                if st.digest == digest {
+                    out.push(if st.ok {
+                        "applied:".to_string()
+                    } else {
+                        "applying failed:".to_string()
+                    });
+                    out.extend(
+                        st.messages
+                            .iter()
+                            .map(|m| format!("  {}", crate::grammar::clean(m))),
+                    );
+                    if !st.ok {
+                        return Err(out.join("\n"));
+                    }
+                    break;
+                }
+            }
+            if started.elapsed() > paths.apply_wait {
+                out.push(format!(
+                    "not applied within {} s: see `show log sms-settings-apply`",
+                    paths.apply_wait.as_secs()
+                ));
+                return Err(out.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    Ok(out.join("\n"))
+}
