@@ -35,7 +35,7 @@ ssh_opts=(-p "$ssh_port" -i "$work/key" -o StrictHostKeyChecking=no -o UserKnown
 # A guest that reboots under an open connection leaves it hanging behind
 # QEMU's user networking: every call is bounded.
 as_root() { timeout 150 ssh "${ssh_opts[@]}" root@127.0.0.1 "$@"; }
-as_admin() { timeout 60 ssh "${ssh_opts[@]}" admin@127.0.0.1 "$@"; }
+as_admin() { timeout 120 ssh "${ssh_opts[@]}" admin@127.0.0.1 "$@"; }
 
 echo "== building the image"
 SMS_DEV_KEY=$work/key.pub SMS_OUT=$top/out "$top/image/build.sh" | tail -n 3
@@ -93,6 +93,15 @@ no_sftp() { ! sftp -P "$ssh_port" -i "$work/key" -o StrictHostKeyChecking=no -o 
 check "sftp is refused" no_sftp
 no_forwarding() { ! timeout 10 ssh "${ssh_opts[@]}" -o ExitOnForwardFailure=yes -N -L "127.0.0.1:$((base + 9999)):127.0.0.1:22" admin@127.0.0.1 2>/dev/null; }
 check "port forwarding is refused" no_forwarding
+no_subsystem() { ! printf 'ls\n' | timeout 20 ssh "${ssh_opts[@]}" -s admin@127.0.0.1 sftp 2>/dev/null | grep -qv '^%'; }
+check "ssh -s admin@ sftp gets no subsystem" no_subsystem
+no_scp() {
+  echo secret-test >"$work/scp-probe"
+  ! timeout 20 scp -P "$ssh_port" -i "$work/key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes "$work/scp-probe" admin@127.0.0.1:probe >/dev/null 2>&1 &&
+    ! timeout 20 scp -O -P "$ssh_port" -i "$work/key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes admin@127.0.0.1:/etc/passwd "$work/scp-got" >/dev/null 2>&1 &&
+    [ ! -s "$work/scp-got" ] && ! as_root test -e /var/lib/sms/home/admin/probe
+}
+check "scp to and from admin (sftp and legacy protocol) moves no file" no_scp
 
 # Read-only root, writable data partition.
 root_ro() { as_root findmnt -no OPTIONS / | grep -q '^ro'; }
@@ -142,12 +151,36 @@ traps_counted() {
 }
 check "a trap to 8162 is received and counted" traps_counted
 
+# Settings as admin: a command file over SSH stages and commits; the root
+# applier (path unit) sets host name and time zone and restarts the SNMP
+# daemon, which then answers the new community through the firewall.
+out=$(printf 'configure\nset snmp community lab-ops network 10.0.2.0/24\nset system hostname sms-lab\nset system time-zone Europe/Berlin\ncompare\ncommit\nexit\n' | as_admin -T 2>&1 || true)
+check "admin commits settings, the applier restarts sms-snmpd (got: $out)" grep -q "sms-snmpd.service restarted" <<<"$out"
+lab_answers() {
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    "${snmp_env[@]}" snmpget -v2c -c lab-ops -t 2 -r 1 -Ov "$agent" 1.3.6.1.2.1.1.1.0 2>/dev/null | grep -q "SMS OS" && return 0
+    sleep 1
+  done
+  return 1
+}
+check "the committed SNMP community answers" lab_answers
+out=$(as_admin 'show version' 2>&1 || true)
+check "the committed host name is set (got: $out)" grep -q "host name: sms-lab" <<<"$out"
+tz=$(as_root date +%Z 2>/dev/null || true)
+check "the committed time zone is applied (got: $tz)" grep -qE '^CES?T$' <<<"$tz"
+out=$(as_admin 'show audit' 2>&1 || true)
+check "the commit is in the audit log (got: $out)" grep -q "commit: .*lab-ops" <<<"$out"
+settings_mode() { as_root stat -c '%U:%G %a' /var/lib/sms/config/settings.toml | grep -qx 'admin:sms 640'; }
+check "the settings file is admin's, readable by the daemons' group only" settings_mode
+
 echo "== reboot"
 timeout 20 ssh "${ssh_opts[@]}" root@127.0.0.1 'systemctl reboot' 2>/dev/null || true
 sleep 5
 state=$(wait_up 300) || { bad "the appliance came back after a reboot"; exit 1; }
 token_intact() { as_root cat /var/lib/sms/boot-test-token | grep -qx "$token"; }
 check "data survived the reboot" token_intact
+out=$(as_admin 'show version' 2>&1 || true)
+check "the host name is set again at boot (got: $out)" grep -q "host name: sms-lab" <<<"$out"
 
 echo "== A/B: slot B with a failing unit, the appliance must fall back to A"
 as_root 'set -e
