@@ -48,6 +48,7 @@ pub fn tree() -> Vec<Node> {
             Node::kw("ha", "high availability role and peer").run("show-ha"),
             Node::kw("configuration", "the committed settings as set commands")
                 .run("show-configuration"),
+            Node::kw("files", "the CLI's saved files (save, load)").run("show-files"),
             Node::kw("audit", "the audit log (who changed what)").run("show-audit"),
             Node::kw("log", "the last lines of a daemon's journal").then(vec![Node::arg(
                 Name,
@@ -89,6 +90,29 @@ pub fn tree() -> Vec<Node> {
                 .then(vec![Node::arg(Version, "version")
                     .then(vec![Node::kw("to", "target").then(targets())])]),
         ]),
+        Node::kw("devices", "the managed devices' inventory").then(vec![
+            Node::kw("add", "add a device").then(vec![Node::arg(Name, "device name").then(
+                vec![Node::kw("address", "its management address").then(vec![Node::arg(
+                    Address,
+                    "address",
+                )
+                .then(vec![Node::kw("platform", "its platform family")
+                    .then(platforms())])])],
+            )]),
+            Node::kw("remove", "remove a device from the inventory")
+                .then(vec![Node::arg(Name, "device name").run("devices-remove")]),
+            Node::kw("edit", "change a device").then(vec![Node::arg(Name, "device name").then(
+                vec![
+                    Node::kw("group", "move it to a group")
+                        .then(vec![Node::arg(Name, "group name").run("devices-edit")]),
+                    Node::kw("address", "its new address")
+                        .then(vec![Node::arg(Address, "address").run("devices-edit")]),
+                    Node::kw("port", "its new HTTPS port")
+                        .then(vec![Node::arg(Number, "port").run("devices-edit")]),
+                ],
+            )]),
+            Node::kw("groups", "groups and how many devices each has").run("devices-groups"),
+        ]),
         Node::kw("job", "distribution jobs").then(vec![
             Node::kw("status", "one job's report")
                 .then(vec![Node::arg(Number, "job number").run("job-status")]),
@@ -114,6 +138,31 @@ pub fn tree() -> Vec<Node> {
         Node::kw("exit", "log out").run("exit"),
         Node::kw("logout", "log out").run("exit"),
     ]
+}
+
+/// `devices add NAME address A platform P [group G] [port N]`.
+fn platforms() -> Vec<Node> {
+    let options = || {
+        vec![
+            Node::kw("group", "put it in a group (default: default)").then(vec![Node::arg(
+                ArgKind::Name,
+                "group name",
+            )
+            .run("devices-add")
+            .then(vec![Node::kw("port", "HTTPS port (443)")
+                .then(vec![Node::arg(ArgKind::Number, "port").run("devices-add")])])]),
+            Node::kw("port", "HTTPS port (443)")
+                .then(vec![Node::arg(ArgKind::Number, "port").run("devices-add")]),
+        ]
+    };
+    [
+        ("200-2400", "IPS 200, 400, 1200, 2400"),
+        ("50-100e", "IPS 50, 100E"),
+        ("5000e", "IPS 5000E"),
+    ]
+    .into_iter()
+    .map(|(w, h)| Node::kw(w, h).run("devices-add").then(options()))
+    .collect()
 }
 
 fn targets() -> Vec<Node> {
@@ -330,19 +379,16 @@ impl Cli {
                 | "activate"
                 | "distribute"
                 | "job-cancel"
+                | "devices-add"
+                | "devices-remove"
+                | "devices-edit"
                 | "services-restart"
                 | "system-reboot"
                 | "system-shutdown"
         ) || parsed.action.ends_with("-refresh");
         let result = self.run(&parsed, json);
         if changes {
-            let what = parsed
-                .keywords
-                .iter()
-                .map(|s| s.to_string())
-                .chain(parsed.args.iter().map(|(_, a)| a.clone()))
-                .collect::<Vec<_>>()
-                .join(" ");
+            let what = parsed.words.join(" ");
             let res = match &result {
                 Ok(_) => "ok".to_string(),
                 Err(e) => format!("failed: {e}"),
@@ -440,6 +486,24 @@ impl Cli {
                 Ok(settings_text(p.action, &c))
             }
             "who" => self.who(),
+            "show-files" => {
+                let files = crate::files::list(&self.paths.files)?;
+                let rows: Value = files
+                    .into_iter()
+                    .map(|(n, len, t)| {
+                        let when = time::OffsetDateTime::from_unix_timestamp(t)
+                            .ok()
+                            .and_then(|d| {
+                                d.format(&time::format_description::well_known::Rfc3339).ok()
+                            })
+                            .unwrap_or_default();
+                        serde_json::json!({"name": n, "bytes": len, "modified": when})
+                    })
+                    .collect();
+                show(rows, &|v| {
+                    table(v, &[("name", "NAME"), ("bytes", "BYTES"), ("modified", "MODIFIED")])
+                })
+            }
             "show-services" => Ok(self.services_text()),
             "show-dv" | "show-tos" => {
                 let ch = if p.action == "show-dv" { "dv" } else { "tos" };
@@ -591,6 +655,85 @@ impl Cli {
                     &(id,),
                 )?;
                 Ok(format!("job {id} cancelled"))
+            }
+            "devices-add" => {
+                let family = match p.keywords.iter().find(|k| k.contains("00")) {
+                    Some(&"50-100e") => "50-100E",
+                    Some(&"5000e") => "5000E",
+                    _ => "200-2400",
+                };
+                let mut rest = p.args.iter().skip(2);
+                let mut group = "default".to_string();
+                let mut port = 443u16;
+                if p.keywords.contains(&"group") {
+                    group = rest.next().map(|a| a.1.clone()).unwrap_or(group);
+                }
+                if p.keywords.contains(&"port") {
+                    port = rest
+                        .next()
+                        .and_then(|a| a.1.parse().ok())
+                        .filter(|p| *p > 0)
+                        .ok_or("the port is 1 to 65535")?;
+                }
+                let device = serde_json::json!([{
+                    "name": arg(0), "address": arg(1), "port": port,
+                    "family": family, "group": group,
+                }]);
+                self.call(
+                    bus::DISTRIBUTOR_NAME,
+                    bus::DISTRIBUTOR_PATH,
+                    "AddDevices",
+                    &(device.to_string(),),
+                )?;
+                Ok(format!("device {} added to group {}", arg(0), clean(&group)))
+            }
+            "devices-remove" => {
+                self.call(
+                    bus::DISTRIBUTOR_NAME,
+                    bus::DISTRIBUTOR_PATH,
+                    "RemoveDevice",
+                    &(arg(0),),
+                )?;
+                Ok(format!("device {} removed", arg(0)))
+            }
+            "devices-edit" => {
+                let mut d =
+                    self.call(bus::DISTRIBUTOR_NAME, bus::DISTRIBUTOR_PATH, "Device", &(arg(0),))?;
+                let field = p.keywords.last().copied().unwrap_or_default();
+                let value = match field {
+                    "port" => Value::from(
+                        arg(1)
+                            .parse::<u16>()
+                            .ok()
+                            .filter(|p| *p > 0)
+                            .ok_or("the port is 1 to 65535")?,
+                    ),
+                    _ => Value::from(arg(1)),
+                };
+                match d.as_object_mut() {
+                    Some(o) => o.insert(field.to_string(), value),
+                    None => return Err(format!("device {}: unexpected answer", arg(0))),
+                };
+                self.call(
+                    bus::DISTRIBUTOR_NAME,
+                    bus::DISTRIBUTOR_PATH,
+                    "EditDevice",
+                    &(d.to_string(),),
+                )?;
+                Ok(format!("device {}: {field} is now {}", arg(0), arg(1)))
+            }
+            "devices-groups" => {
+                let v = self.call(bus::DISTRIBUTOR_NAME, bus::DISTRIBUTOR_PATH, "Devices", &())?;
+                let mut groups: std::collections::BTreeMap<String, usize> = Default::default();
+                for d in v.as_array().into_iter().flatten() {
+                    let g = d.get("group").and_then(|g| g.as_str()).unwrap_or("-");
+                    *groups.entry(g.to_string()).or_default() += 1;
+                }
+                let rows: Value = groups
+                    .into_iter()
+                    .map(|(g, n)| serde_json::json!({"group": g, "devices": n}))
+                    .collect();
+                show(rows, &|v| table(v, &[("group", "GROUP"), ("devices", "DEVICES")]))
             }
             "services-restart" => self.restart(&arg(0)),
             "show-log" => journal(&arg(0)),

@@ -10,6 +10,7 @@
 //! compared and committed like any change. A commit made by another session
 //! since `configure` is never overwritten unseen.
 
+use crate::files;
 use crate::grammar::{ArgKind, Node, Parsed};
 use sms_core::settings::{
     self, Management, Proxy, Settings, SettingsStore, SnmpCommunity, SnmpUser, TrapDestination,
@@ -195,6 +196,10 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
         .then(vec![
             Node::arg(Number, "commits back (1-5)").run("cfg-rollback")
         ]),
+        Node::kw("save", "write the candidate to a file of the CLI's file directory")
+            .then(vec![Node::arg(File, "file name").run("cfg-save")]),
+        Node::kw("load", "replace the candidate by a saved file")
+            .then(vec![Node::arg(File, "file name").run("cfg-load")]),
         Node::kw("run", "an operational command").then(operational),
         Node::kw("help", "the commands").run("help"),
         Node::kw("exit", "leave configuration mode")
@@ -224,6 +229,8 @@ pub struct SettingsPaths {
     pub applier_status: Option<PathBuf>,
     /// How long `commit` waits for the applier.
     pub apply_wait: Duration,
+    /// The one directory `save` and `load` use.
+    pub files: PathBuf,
 }
 
 impl Default for SettingsPaths {
@@ -232,6 +239,7 @@ impl Default for SettingsPaths {
             dir: settings::DEFAULT_DIR.into(),
             applier_status: Some(PathBuf::from("/var/lib/sms/system/status.json")),
             apply_wait: Duration::from_secs(90),
+            files: PathBuf::from("/var/lib/sms/cli/files"),
         }
     }
 }
@@ -284,6 +292,23 @@ pub fn apply(
             ));
         }
         "cfg-commit" => return commit(s, store, paths),
+        "cfg-save" => {
+            let text = s.candidate.to_toml();
+            files::write(&paths.files, &arg(0), text.as_bytes())?;
+            return Ok(format!("candidate saved to {}", arg(0)));
+        }
+        "cfg-load" => {
+            let bytes = files::read(&paths.files, &arg(0))?;
+            let text = String::from_utf8(bytes).map_err(|_| format!("{}: not text", arg(0)))?;
+            let loaded = Settings::from_toml(std::path::Path::new(&arg(0)), &text)
+                .map_err(|e| format!("not loaded: {e}"))?;
+            s.candidate = loaded;
+            return Ok(format!(
+                "loaded {} into the candidate; `compare` shows it, `commit` applies it\n{}",
+                arg(0),
+                compare(&s.base, &s.candidate)
+            ));
+        }
         "cfg-set-hostname" => {
             settings::check_hostname(&arg(0)).map_err(|e| e.to_string())?;
             c.hostname = Some(arg(0));

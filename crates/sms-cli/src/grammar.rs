@@ -34,6 +34,8 @@ pub enum ArgKind {
     TimeZone,
     /// An address with an optional port, `192.0.2.1` or `192.0.2.1:123`.
     Endpoint,
+    /// A file in the CLI's own file directory: a plain name, no path.
+    File,
 }
 
 impl ArgKind {
@@ -51,6 +53,7 @@ impl ArgKind {
             ArgKind::Url => "<url>",
             ArgKind::TimeZone => "<time-zone>",
             ArgKind::Endpoint => "<address[:port]>",
+            ArgKind::File => "<file>",
         }
     }
 
@@ -94,6 +97,7 @@ impl ArgKind {
             ArgKind::Url => sms_core::settings::check_proxy_url(w).is_ok(),
             ArgKind::TimeZone => sms_core::settings::check_time_zone(w).is_ok(),
             ArgKind::Endpoint => sms_core::settings::check_ntp_server(w).is_ok(),
+            ArgKind::File => simple(64) && !w.starts_with(['.', '-']),
         };
         if ok {
             Ok(())
@@ -166,6 +170,8 @@ pub struct Parsed {
     pub keywords: Vec<&'static str>,
     /// Typed arguments in order.
     pub args: Vec<(ArgKind, String)>,
+    /// The whole line in order, keywords expanded (for the audit log).
+    pub words: Vec<String>,
 }
 
 /// Why a line does not match.
@@ -290,11 +296,18 @@ pub fn parse(root: &[Node], words: &[&str]) -> Result<Parsed, ParseError> {
     let mut node: Option<&Node> = None;
     let mut keywords = Vec::new();
     let mut args = Vec::new();
+    let mut line = Vec::new();
     for (i, w) in words.iter().enumerate() {
         let n = select(children, w, i)?;
         match n.arg {
-            Some(kind) => args.push((kind, w.to_string())),
-            None => keywords.push(n.word),
+            Some(kind) => {
+                args.push((kind, w.to_string()));
+                line.push(w.to_string());
+            }
+            None => {
+                keywords.push(n.word);
+                line.push(n.word.to_string());
+            }
         }
         node = Some(n);
         children = &n.children;
@@ -304,6 +317,7 @@ pub fn parse(root: &[Node], words: &[&str]) -> Result<Parsed, ParseError> {
             action,
             keywords,
             args,
+            words: line,
         }),
         None => Err(ParseError::Incomplete {
             expected: expected(children),

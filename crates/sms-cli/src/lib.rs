@@ -9,4 +9,5 @@
 pub mod audit;
 pub mod commands;
 pub mod configure;
+pub mod files;
 pub mod grammar;

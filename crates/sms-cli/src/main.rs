@@ -137,6 +137,84 @@ fn read_secret(prompt: &str) -> Option<String> {
     }
 }
 
+nix::ioctl_read_bad!(window_size, libc::TIOCGWINSZ, libc::winsize);
+
+/// Rows of the terminal on standard output (24 when it does not say).
+fn rows() -> usize {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ fills the winsize it is given.
+    match unsafe { window_size(libc::STDOUT_FILENO, &mut ws) } {
+        Ok(_) if ws.ws_row >= 4 => ws.ws_row as usize,
+        _ => 24,
+    }
+}
+
+/// One key from the terminal without echo (line discipline off for it).
+fn read_key() -> Option<u8> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg, SpecialCharacterIndices};
+    use std::io::Read;
+    let stdin = io::stdin();
+    let saved = tcgetattr(&stdin).ok()?;
+    let mut raw = saved.clone();
+    raw.local_flags.remove(LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG);
+    raw.control_chars[SpecialCharacterIndices::VMIN as usize] = 1;
+    raw.control_chars[SpecialCharacterIndices::VTIME as usize] = 0;
+    tcsetattr(&stdin, SetArg::TCSANOW, &raw).ok()?;
+    let mut b = [0u8; 1];
+    let r = stdin.lock().read(&mut b);
+    let _ = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
+    match r {
+        Ok(1) => Some(b[0]),
+        _ => None,
+    }
+}
+
+/// Shows a command's text on the interactive terminal, a screen at a time
+/// when it is longer than the screen: Space for the next screen, Enter for
+/// one more line, q (or Ctrl-C, Ctrl-D) to stop. Built in: no external
+/// pager (which could open a shell) is ever started.
+fn page(text: &str) {
+    let mut out = io::stdout().lock();
+    let lines: Vec<&str> = text.lines().collect();
+    let screen = rows().saturating_sub(1).max(1);
+    if lines.len() <= screen {
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+        return;
+    }
+    let mut shown = 0;
+    let mut step = screen;
+    while shown < lines.len() {
+        let end = (shown + step).min(lines.len());
+        for l in &lines[shown..end] {
+            let _ = writeln!(out, "{l}");
+        }
+        shown = end;
+        if shown >= lines.len() {
+            break;
+        }
+        let _ = write!(
+            out,
+            "-- More ({shown}/{}) -- Space: next page, Enter: next line, q: stop",
+            lines.len()
+        );
+        let _ = out.flush();
+        let key = read_key();
+        let _ = write!(out, "\r{:70}\r", "");
+        match key {
+            Some(b' ') => step = screen,
+            Some(b'\r') | Some(b'\n') => step = 1,
+            _ => break,
+        }
+    }
+    let _ = out.flush();
+}
+
 fn help_for(tree: &[Node], line: &str) -> String {
     match grammar::help(tree, line) {
         Ok(h) if h.is_empty() => "% nothing can follow here".into(),
@@ -172,6 +250,7 @@ fn main() {
         paths = SettingsPaths {
             dir: state.join("config"),
             applier_status: None,
+            files: state.join("files"),
             ..paths
         };
         args.drain(..2);
@@ -395,8 +474,16 @@ fn main() {
             };
             out = io::stdout().lock();
         }
-        if !show(&mut out, &o) {
-            break;
+        match &o {
+            Outcome::Ok(t) | Outcome::Failed(t) if !t.is_empty() => {
+                drop(out);
+                page(t);
+            }
+            _ => {
+                if !show(&mut out, &o) {
+                    break;
+                }
+            }
         }
     }
     let _ = rl.save_history(&history);

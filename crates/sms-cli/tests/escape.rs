@@ -252,3 +252,56 @@ fn configuration_arguments_refuse_shell_syntax_and_directive_injection() {
         }
     }
 }
+
+/// `save` and `load` use one directory: paths are refused by type, links
+/// and special files placed in the directory are refused, nothing outside
+/// is read or written.
+#[test]
+fn file_arguments_stay_in_the_file_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let outside = dir.path().join("outside.toml");
+    std::fs::write(&outside, "hostname = \"outside\"\n").unwrap();
+    std::os::unix::fs::symlink(&outside, files.join("link")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", files.join("passwd")).unwrap();
+    nix::unistd::mkfifo(&files.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .unwrap();
+    for name in [
+        "../outside.toml",
+        "/etc/passwd",
+        "..",
+        ".hidden",
+        "a/b",
+        "link",
+        "passwd",
+        "fifo",
+        "missing",
+    ] {
+        let (ok, out) = run_file(dir.path(), &format!("configure\nload {name}\nshow\n"));
+        assert!(!ok, "load {name} accepted: {out}");
+        assert!(!out.contains("outside") && !out.contains("root:"), "{name}: {out}");
+        let (ok, out) = run_file(dir.path(), &format!("configure\nsave {name}\n"));
+        if name != "missing" {
+            assert!(!ok, "save {name} accepted: {out}");
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(&outside).unwrap(),
+        "hostname = \"outside\"\n",
+        "a save wrote through a link"
+    );
+    // A plain name round-trips.
+    let (ok, out) = run_file(
+        dir.path(),
+        "configure\nset ntp server 192.0.2.123\nsave lab-1.toml\ndiscard\nload lab-1.toml\ncompare\n",
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("+ set ntp server 192.0.2.123"), "{out}");
+    let (ok, out) = run_c(dir.path(), "show files");
+    assert!(ok && out.contains("lab-1.toml") && !out.contains("fifo"), "{out}");
+    // A damaged saved file is named and loads nothing.
+    std::fs::write(files.join("bad"), "ntp_servers = [\"x;y\"]\n").unwrap();
+    let (ok, out) = run_file(dir.path(), "configure\nload bad\ncompare\n");
+    assert!(!ok && out.contains("not loaded") && out.contains("no changes"), "{out}");
+}

@@ -225,3 +225,34 @@ fn configuration_mode_stages_compares_commits_and_rolls_back() {
     let history = std::fs::read_to_string(dir.path().join("history/root")).unwrap();
     assert!(!history.contains("Very-Secret-1"), "{history}");
 }
+
+#[test]
+fn long_output_is_paged_on_the_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spawn(dir.path(), "xterm");
+    s.get_process_mut().set_window_size(80, 12).unwrap();
+    s.send("help\r").unwrap();
+    s.expect("-- More (11/").unwrap();
+    // Enter: one more line; Space: a screen; q: back to the prompt.
+    s.send("\r").unwrap();
+    s.expect("-- More (12/").unwrap();
+    s.send(" ").unwrap();
+    s.expect("-- More (23/").unwrap();
+    s.send("q").unwrap();
+    s.expect("@sms> ").unwrap();
+    s.send("whoami\r").unwrap();
+    s.expect(ROOT_LINE).unwrap();
+    s.send("exit\r").unwrap();
+    s.expect(Eof).unwrap();
+    // Not on a pipe: the whole text at once.
+    let o = Command::new(env!("CARGO_BIN_EXE_sms-cli"))
+        .arg("--state-dir")
+        .arg(dir.path())
+        .args(["-c", "help"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && !text.contains("-- More"), "{text}");
+    assert!(text.lines().count() > 30, "{text}");
+}

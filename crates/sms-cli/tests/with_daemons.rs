@@ -109,3 +109,77 @@ enabled = false
         "{out}"
     );
 }
+
+/// The inventory commands against the real distribution daemon: add with
+/// a group and a port, edit, groups, remove; a device name with escape
+/// sequences never reaches the daemon; every change is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_add_edit_group_and_remove_through_the_distribution_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = sms_testkit::DbusDaemon::start().unwrap();
+    sms_sim::tmc::load_or_create_keys(&dir.path().join("world")).unwrap();
+    let mut dc = sms_distd::config::DistdConfig::default();
+    dc.paths.state_dir = dir.path().join("distd/state");
+    dc.paths.blob_dir = dir.path().join("blobs");
+    dc.paths.cache_dir = dir.path().join("distd/cache");
+    dc.tls.trust_root = dir.path().join("world/trust-root.json");
+    dc.push.auto_distribute_dv = false;
+    dc.pull.http_listen = vec![];
+    dc.pull.https_listen = vec![];
+    let dist = sms_distd::Distributor::open(dc).unwrap();
+    let _db = sms_distd::dbus::serve_with(
+        dist.clone(),
+        None,
+        zbus::connection::Builder::address(bus.address()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let state = dir.path().join("cli");
+    let addr = bus.address().to_string();
+    let run = |line: &'static str| {
+        let (s, a) = (state.clone(), addr.clone());
+        tokio::task::spawn_blocking(move || cli(&s, &a, line))
+    };
+    let (ok, out) = run("devices add ips-1 address 192.0.2.21 platform 5000e group lab port 8443")
+        .await
+        .unwrap();
+    assert!(ok && out.contains("device ips-1 added to group lab"), "{out}");
+    let (ok, out) = run("dev add ips-2 address 192.0.2.22 plat 200").await.unwrap();
+    assert!(ok, "{out}");
+    let d = dist.inventory().get("ips-1").unwrap().unwrap();
+    assert_eq!((d.port, d.group.as_str(), d.family.id()), (8443, "lab", "5000E"));
+    let d = dist.inventory().get("ips-2").unwrap().unwrap();
+    assert_eq!((d.port, d.group.as_str(), d.family.id()), (443, "default", "200-2400"));
+    // A duplicate is refused with the daemon's reason.
+    let (ok, out) = run("devices add ips-2 address 192.0.2.23 platform 5000e").await.unwrap();
+    assert!(!ok && out.starts_with("% "), "{out}");
+    let (ok, out) = run("devices edit ips-2 group lab").await.unwrap();
+    assert!(ok, "{out}");
+    let (ok, out) = run("devices edit ips-2 address 192.0.2.99").await.unwrap();
+    assert!(ok, "{out}");
+    let d = dist.inventory().get("ips-2").unwrap().unwrap();
+    assert_eq!(
+        (d.group.as_str(), d.address.to_string().as_str()),
+        ("lab", "192.0.2.99")
+    );
+    let (ok, out) = run("devices groups").await.unwrap();
+    assert!(ok && out.contains("lab") && out.contains('2'), "{out}");
+    let (ok, out) = run("devices edit nosuch group lab").await.unwrap();
+    assert!(!ok && out.contains("nosuch"), "{out}");
+    let (ok, out) = run("devices add \u{1b}]0;pwned\u{7} address 192.0.2.30 platform 5000e")
+        .await
+        .unwrap();
+    assert!(!ok && !out.contains('\u{1b}'), "{out:?}");
+    let (ok, out) = run("devices remove ips-1").await.unwrap();
+    assert!(ok, "{out}");
+    assert!(dist.inventory().get("ips-1").unwrap().is_none());
+    assert_eq!(dist.inventory().list().unwrap().len(), 1);
+    let audit = std::fs::read_to_string(state.join("audit.log")).unwrap();
+    for what in [
+        "devices add ips-1",
+        "devices edit ips-2 group lab",
+        "devices remove ips-1",
+    ] {
+        assert!(audit.contains(what), "{what} not in {audit}");
+    }
+}
