@@ -172,11 +172,16 @@ out=$(as_admin 'show audit' 2>&1 || true)
 check "the commit is in the audit log (got: $out)" grep -q "commit: .*lab-ops" <<<"$out"
 settings_mode() { as_root stat -c '%U:%G %a' /var/lib/sms/config/settings.toml | grep -qx 'admin:sms 640'; }
 check "the settings file is admin's, readable by the daemons' group only" settings_mode
+out=$(as_admin 'services restart sms-ntpd' 2>&1 || true)
+check "admin restarts a daemon through systemd and polkit (got: $out)" grep -q "sms-ntpd restarted" <<<"$out"
 
-echo "== reboot"
-timeout 20 ssh "${ssh_opts[@]}" root@127.0.0.1 'systemctl reboot' 2>/dev/null || true
+echo "== reboot (by admin, through the CLI and logind)"
+boot_id=$(as_root cat /proc/sys/kernel/random/boot_id 2>/dev/null || true)
+out=$(timeout 20 ssh "${ssh_opts[@]}" admin@127.0.0.1 'system reboot confirm' 2>&1 || true)
 sleep 5
 state=$(wait_up 300) || { bad "the appliance came back after a reboot"; exit 1; }
+new_id=$(as_root cat /proc/sys/kernel/random/boot_id 2>/dev/null || true)
+check "admin's 'system reboot confirm' rebooted the appliance (got: ${out:-nothing})" test -n "$new_id" -a "$new_id" != "$boot_id"
 token_intact() { as_root cat /var/lib/sms/boot-test-token | grep -qx "$token"; }
 check "data survived the reboot" token_intact
 out=$(as_admin 'show version' 2>&1 || true)

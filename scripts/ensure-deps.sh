@@ -25,6 +25,7 @@ needed=(
   "snmp:snmpget"              # net-snmp tools: clients of the agent and trap senders in tests
   "snmptrapd:snmptrapd"       # manager receiving the appliance's traps in tests, peer in benchmarks
   "snmpd:snmpd"               # peer of the agent in benchmarks
+  "tzdata:-"                  # time zones for the settings applier's tests
 )
 
 missing=()

@@ -59,12 +59,25 @@ fn link_atomic(target: &Path, link: &Path) -> std::io::Result<()> {
 fn main() -> anyhow::Result<()> {
     sms_core::logging::init("sms-apply-settings");
     let a = args()?;
+    let status_path = a.state_dir.join("status.json");
     let bytes = match std::fs::read(&a.settings) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e).with_context(|| a.settings.display().to_string()),
+        Err(e) => {
+            // Said in the status too, so that a waiting CLI shows it.
+            let why = format!("not applied: {}: {e}", a.settings.display());
+            tracing::error!("{why}");
+            write_status(
+                &status_path,
+                &Status {
+                    digest: String::new(),
+                    ok: false,
+                    messages: vec![why],
+                },
+            )?;
+            std::process::exit(1);
+        }
     };
-    let status_path = a.state_dir.join("status.json");
     let applied_path = a.state_dir.join("applied.toml");
     let mut status = Status {
         digest: digest(&bytes),

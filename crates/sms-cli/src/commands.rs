@@ -91,20 +91,26 @@ pub fn tree() -> Vec<Node> {
                     .then(vec![Node::kw("to", "target").then(targets())])]),
         ]),
         Node::kw("devices", "the managed devices' inventory").then(vec![
-            Node::kw("add", "add a device").then(vec![Node::arg(Name, "device name").then(
-                vec![Node::kw("address", "its management address").then(vec![Node::arg(
-                    Address,
-                    "address",
+            Node::kw("add", "add a device").then(vec![Node::arg(Name, "device name").then(vec![
+                Node::kw("address", "its management address").then(vec![Node::arg(
+                    Address, "address",
                 )
-                .then(vec![Node::kw("platform", "its platform family")
-                    .then(platforms())])])],
-            )]),
-            Node::kw("remove", "remove a device from the inventory")
-                .then(vec![Node::arg(Name, "device name").run("devices-remove")]),
+                .then(vec![
+                    Node::kw("platform", "its platform family").then(platforms())
+                ])]),
+            ])]),
+            Node::kw("remove", "remove a device from the inventory").then(vec![Node::arg(
+                Name,
+                "device name",
+            )
+            .run("devices-remove")]),
             Node::kw("edit", "change a device").then(vec![Node::arg(Name, "device name").then(
                 vec![
-                    Node::kw("group", "move it to a group")
-                        .then(vec![Node::arg(Name, "group name").run("devices-edit")]),
+                    Node::kw("group", "move it to a group").then(vec![Node::arg(
+                        Name,
+                        "group name",
+                    )
+                    .run("devices-edit")]),
                     Node::kw("address", "its new address")
                         .then(vec![Node::arg(Address, "address").run("devices-edit")]),
                     Node::kw("port", "its new HTTPS port")
@@ -149,8 +155,9 @@ fn platforms() -> Vec<Node> {
                 "group name",
             )
             .run("devices-add")
-            .then(vec![Node::kw("port", "HTTPS port (443)")
-                .then(vec![Node::arg(ArgKind::Number, "port").run("devices-add")])])]),
+            .then(vec![Node::kw("port", "HTTPS port (443)").then(vec![
+                Node::arg(ArgKind::Number, "port").run("devices-add"),
+            ])])]),
             Node::kw("port", "HTTPS port (443)")
                 .then(vec![Node::arg(ArgKind::Number, "port").run("devices-add")]),
         ]
@@ -494,14 +501,22 @@ impl Cli {
                         let when = time::OffsetDateTime::from_unix_timestamp(t)
                             .ok()
                             .and_then(|d| {
-                                d.format(&time::format_description::well_known::Rfc3339).ok()
+                                d.format(&time::format_description::well_known::Rfc3339)
+                                    .ok()
                             })
                             .unwrap_or_default();
                         serde_json::json!({"name": n, "bytes": len, "modified": when})
                     })
                     .collect();
                 show(rows, &|v| {
-                    table(v, &[("name", "NAME"), ("bytes", "BYTES"), ("modified", "MODIFIED")])
+                    table(
+                        v,
+                        &[
+                            ("name", "NAME"),
+                            ("bytes", "BYTES"),
+                            ("modified", "MODIFIED"),
+                        ],
+                    )
                 })
             }
             "show-services" => Ok(self.services_text()),
@@ -685,7 +700,11 @@ impl Cli {
                     "AddDevices",
                     &(device.to_string(),),
                 )?;
-                Ok(format!("device {} added to group {}", arg(0), clean(&group)))
+                Ok(format!(
+                    "device {} added to group {}",
+                    arg(0),
+                    clean(&group)
+                ))
             }
             "devices-remove" => {
                 self.call(
@@ -697,8 +716,12 @@ impl Cli {
                 Ok(format!("device {} removed", arg(0)))
             }
             "devices-edit" => {
-                let mut d =
-                    self.call(bus::DISTRIBUTOR_NAME, bus::DISTRIBUTOR_PATH, "Device", &(arg(0),))?;
+                let mut d = self.call(
+                    bus::DISTRIBUTOR_NAME,
+                    bus::DISTRIBUTOR_PATH,
+                    "Device",
+                    &(arg(0),),
+                )?;
                 let field = p.keywords.last().copied().unwrap_or_default();
                 let value = match field {
                     "port" => Value::from(
@@ -733,7 +756,9 @@ impl Cli {
                     .into_iter()
                     .map(|(g, n)| serde_json::json!({"group": g, "devices": n}))
                     .collect();
-                show(rows, &|v| table(v, &[("group", "GROUP"), ("devices", "DEVICES")]))
+                show(rows, &|v| {
+                    table(v, &[("group", "GROUP"), ("devices", "DEVICES")])
+                })
             }
             "services-restart" => self.restart(&arg(0)),
             "show-log" => journal(&arg(0)),

@@ -196,10 +196,16 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
         .then(vec![
             Node::arg(Number, "commits back (1-5)").run("cfg-rollback")
         ]),
-        Node::kw("save", "write the candidate to a file of the CLI's file directory")
-            .then(vec![Node::arg(File, "file name").run("cfg-save")]),
-        Node::kw("load", "replace the candidate by a saved file")
-            .then(vec![Node::arg(File, "file name").run("cfg-load")]),
+        Node::kw(
+            "save",
+            "write the candidate to a file of the CLI's file directory",
+        )
+        .then(vec![Node::arg(File, "file name").run("cfg-save")]),
+        Node::kw("load", "replace the candidate by a saved file").then(vec![Node::arg(
+            File,
+            "file name",
+        )
+        .run("cfg-load")]),
         Node::kw("run", "an operational command").then(operational),
         Node::kw("help", "the commands").run("help"),
         Node::kw("exit", "leave configuration mode")
@@ -523,10 +529,16 @@ fn commit(s: &mut Session, store: &SettingsStore, paths: &SettingsPaths) -> Resu
     if let Some(status) = &paths.applier_status {
         let bytes = std::fs::read(store.path()).unwrap_or_default();
         let digest = sms_apply::digest(&bytes);
+        let committed_at = std::time::SystemTime::now() - Duration::from_secs(1);
         let started = Instant::now();
         loop {
+            // The report for this file, or a failure to read any file
+            // written after the commit.
+            let fresh = std::fs::metadata(status)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t >= committed_at);
             if let Some(st) = sms_apply::read_status(status) {
-                if st.digest == digest {
+                if st.digest == digest || (fresh && !st.ok && st.digest.is_empty()) {
                     out.push(if st.ok {
                         "applied:".to_string()
                     } else {

@@ -16,9 +16,12 @@ use std::path::Path;
 const MAX_FILE: u64 = 1 << 20;
 
 fn checked(name: &str) -> Result<(), String> {
-    crate::grammar::ArgKind::File
-        .check(name)
-        .map_err(|_| format!("{:?}: a file is a plain name in the CLI's file directory", crate::grammar::clean(name)))
+    crate::grammar::ArgKind::File.check(name).map_err(|_| {
+        format!(
+            "{:?}: a file is a plain name in the CLI's file directory",
+            crate::grammar::clean(name)
+        )
+    })
 }
 
 fn open_dir(dir: &Path) -> Result<OwnedFd, String> {

@@ -161,7 +161,8 @@ fn read_key() -> Option<u8> {
     let stdin = io::stdin();
     let saved = tcgetattr(&stdin).ok()?;
     let mut raw = saved.clone();
-    raw.local_flags.remove(LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG);
+    raw.local_flags
+        .remove(LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG);
     raw.control_chars[SpecialCharacterIndices::VMIN as usize] = 1;
     raw.control_chars[SpecialCharacterIndices::VTIME as usize] = 0;
     tcsetattr(&stdin, SetArg::TCSANOW, &raw).ok()?;

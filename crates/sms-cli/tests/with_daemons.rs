@@ -143,15 +143,28 @@ async fn devices_add_edit_group_and_remove_through_the_distribution_daemon() {
     let (ok, out) = run("devices add ips-1 address 192.0.2.21 platform 5000e group lab port 8443")
         .await
         .unwrap();
-    assert!(ok && out.contains("device ips-1 added to group lab"), "{out}");
-    let (ok, out) = run("dev add ips-2 address 192.0.2.22 plat 200").await.unwrap();
+    assert!(
+        ok && out.contains("device ips-1 added to group lab"),
+        "{out}"
+    );
+    let (ok, out) = run("dev add ips-2 address 192.0.2.22 plat 200")
+        .await
+        .unwrap();
     assert!(ok, "{out}");
     let d = dist.inventory().get("ips-1").unwrap().unwrap();
-    assert_eq!((d.port, d.group.as_str(), d.family.id()), (8443, "lab", "5000E"));
+    assert_eq!(
+        (d.port, d.group.as_str(), d.family.id()),
+        (8443, "lab", "5000E")
+    );
     let d = dist.inventory().get("ips-2").unwrap().unwrap();
-    assert_eq!((d.port, d.group.as_str(), d.family.id()), (443, "default", "200-2400"));
+    assert_eq!(
+        (d.port, d.group.as_str(), d.family.id()),
+        (443, "default", "200-2400")
+    );
     // A duplicate is refused with the daemon's reason.
-    let (ok, out) = run("devices add ips-2 address 192.0.2.23 platform 5000e").await.unwrap();
+    let (ok, out) = run("devices add ips-2 address 192.0.2.23 platform 5000e")
+        .await
+        .unwrap();
     assert!(!ok && out.starts_with("% "), "{out}");
     let (ok, out) = run("devices edit ips-2 group lab").await.unwrap();
     assert!(ok, "{out}");

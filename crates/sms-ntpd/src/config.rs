@@ -177,4 +177,21 @@ mod tests {
             .unwrap()
         );
     }
+
+    #[test]
+    fn settings_replace_the_upstream_servers_only_when_set() {
+        let mut c = NtpConfig::default();
+        c.upstream.servers = vec!["192.0.2.1".into()];
+        c.apply_settings(&sms_core::settings::Settings::default());
+        assert_eq!(c.upstream.servers, vec!["192.0.2.1".to_string()]);
+        let s = sms_core::settings::Settings {
+            ntp_servers: vec!["192.0.2.123".into(), "192.0.2.124:1123".into()],
+            ..Default::default()
+        };
+        c.apply_settings(&s);
+        assert_eq!(c.upstream.servers, s.ntp_servers);
+        for server in &c.upstream.servers {
+            crate::upstream::parse_server(server).unwrap();
+        }
+    }
 }

@@ -379,4 +379,47 @@ mod tests {
         let e = crate::access::Access::build(&cfg, b"e").unwrap_err();
         assert!(e.contains("at least 8"), "{e}");
     }
+
+    /// Settings from the CLI build into a working access table and trap
+    /// destinations, replacing a shipped entry of the same name.
+    #[test]
+    fn settings_add_communities_users_and_trap_destinations() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut cfg: SnmpConfig =
+            sms_core::config::load(&root.join("qemu/world/snmpd.toml")).unwrap();
+        let s = sms_core::settings::Settings {
+            snmp_communities: vec![sms_core::settings::SnmpCommunity {
+                name: "public".into(),
+                networks: vec!["192.0.2.0/24".into()],
+                write: true,
+            }],
+            snmp_users: vec![sms_core::settings::SnmpUser {
+                name: "ops".into(),
+                auth: "SHA-256".into(),
+                auth_password: "ops-auth-pass".into(),
+                privacy_password: "ops-priv-pass".into(),
+                write: false,
+            }],
+            trap_destinations: vec![sms_core::settings::TrapDestination {
+                address: "192.0.2.162".parse().unwrap(),
+                port: 162,
+                community: None,
+                user: Some("ops".into()),
+            }],
+            ..Default::default()
+        };
+        cfg.apply_settings(&s);
+        let public: Vec<_> = cfg
+            .community
+            .iter()
+            .filter(|c| c.name == "public")
+            .collect();
+        assert_eq!(public.len(), 1);
+        assert_eq!(public[0].sources, vec!["192.0.2.0/24".to_string()]);
+        assert_eq!(public[0].access, AccessMode::Rw);
+        assert!(cfg.receiver.users.contains(&"ops".to_string()));
+        assert_eq!(cfg.trap_destination.len(), 1);
+        assert_eq!(cfg.trap_destination[0].version, TrapVersion::V3);
+        crate::access::Access::build(&cfg, b"\x80\x00\x7e\xd9\x05test").unwrap();
+    }
 }

@@ -251,4 +251,30 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn settings_set_dns_servers_and_proxy() {
+        let mut c = UpdaterConfig::default();
+        c.apply_settings(&sms_core::settings::Settings::default());
+        assert!(c.dns.servers.is_empty() && c.proxy.url.is_empty());
+        let s = sms_core::settings::Settings {
+            dns_servers: vec!["192.0.2.53".parse().unwrap()],
+            proxy: Some(sms_core::settings::Proxy {
+                url: "http://192.0.2.8:3128".into(),
+                username: "bob".into(),
+                password: "pw".into(),
+            }),
+            ..Default::default()
+        };
+        c.apply_settings(&s);
+        assert_eq!(c.dns.servers, vec!["192.0.2.53:53".parse().unwrap()]);
+        assert_eq!(
+            (
+                c.proxy.url.as_str(),
+                c.proxy.username.as_str(),
+                c.proxy.password.as_str()
+            ),
+            ("http://192.0.2.8:3128", "bob", "pw")
+        );
+    }
 }
