@@ -170,8 +170,8 @@ tz=$(as_root date +%Z 2>/dev/null || true)
 check "the committed time zone is applied (got: $tz)" grep -qE '^CES?T$' <<<"$tz"
 out=$(as_admin 'show audit' 2>&1 || true)
 check "the commit is in the audit log (got: $out)" grep -q "commit: .*lab-ops" <<<"$out"
-settings_mode() { as_root stat -c '%U:%G %a' /var/lib/sms/config/settings.toml | grep -qx 'admin:sms 640'; }
-check "the settings file is admin's, readable by the daemons' group only" settings_mode
+mode=$(as_root "stat -c '%U:%G %a' /var/lib/sms/config/settings.toml" 2>&1 || true)
+check "the settings file is admin's, readable by the daemons' group only (got: $mode)" test "$mode" = "admin:sms 640"
 out=$(as_admin 'services restart sms-ntpd' 2>&1 || true)
 check "admin restarts a daemon through systemd and polkit (got: $out)" grep -q "sms-ntpd restarted" <<<"$out"
 
