@@ -299,7 +299,7 @@ pub fn apply(
         }
         "cfg-commit" => return commit(s, store, paths),
         "cfg-save" => {
-            let text = s.candidate.to_toml();
+            let text = s.candidate.to_toml().map_err(|e| e.to_string())?;
             files::write(&paths.files, &arg(0), text.as_bytes())?;
             return Ok(format!("candidate saved to {}", arg(0)));
         }
@@ -315,10 +315,7 @@ pub fn apply(
                 compare(&s.base, &s.candidate)
             ));
         }
-        "cfg-set-hostname" => {
-            settings::check_hostname(&arg(0)).map_err(|e| e.to_string())?;
-            c.hostname = Some(arg(0));
-        }
+        "cfg-set-hostname" => c.hostname = Some(arg(0)),
         "cfg-set-time-zone" => c.time_zone = Some(arg(0)),
         "cfg-set-address" => {
             c.management = Some(Management {

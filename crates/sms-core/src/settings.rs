@@ -413,8 +413,8 @@ impl Settings {
     }
 
     /// The settings as a TOML document (what is stored).
-    pub fn to_toml(&self) -> String {
-        toml::to_string(self).unwrap_or_default()
+    pub fn to_toml(&self) -> Result<String, SettingsError> {
+        toml::to_string(self).map_err(|e| invalid("settings", e.to_string()))
     }
 
     /// Parses a settings document and validates it.
@@ -600,6 +600,10 @@ impl SettingsStore {
     /// Validates and commits `new`; the committed file becomes rollback 1.
     pub fn commit(&self, new: &Settings) -> Result<(), SettingsError> {
         new.validate()?;
+        let text = format!(
+            "# SMS OS settings, written by the CLI's commit; change them with `configure`.\n{}",
+            new.to_toml()?
+        );
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| SettingsError::Io { path, source }
@@ -622,10 +626,6 @@ impl SettingsStore {
         }
         let first = self.rollback_path(1);
         write_atomic(&first, &previous).map_err(io(&first))?;
-        let text = format!(
-            "# SMS OS settings, written by the CLI's commit; change them with `configure`.\n{}",
-            new.to_toml()
-        );
         write_atomic(&self.path(), text.as_bytes()).map_err(io(&self.path()))
     }
 }
@@ -826,7 +826,7 @@ mod tests {
             s.snmp_communities[0].name = name.clone();
             s.snmp_users[0].auth_password = pw.clone();
             if s.validate().is_ok() {
-                let back = Settings::from_toml(Path::new("s"), &s.to_toml()).unwrap();
+                let back = Settings::from_toml(Path::new("s"), &s.to_toml().unwrap()).unwrap();
                 prop_assert_eq!(back, s);
             }
         }
