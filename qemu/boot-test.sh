@@ -172,6 +172,21 @@ out=$(as_admin 'show audit' 2>&1 || true)
 check "the commit is in the audit log (got: $out)" grep -q "commit: .*lab-ops" <<<"$out"
 mode=$(as_root "stat -c '%U:%G %a' /var/lib/sms/config/settings.toml" 2>&1 || true)
 check "the settings file is admin's, readable by the daemons' group only (got: $mode)" test "$mode" = "admin:sms 640"
+out=$(as_admin who 2>&1 || true)
+check "who lists admin's SSH session (got: $out)" grep -qE "^admin +[0-9]+ .* 10\.0\.2\.2" <<<"$out"
+# The management address the slirp network gives by DHCP, set statically:
+# networkd takes the applier's file and the appliance stays reachable.
+out=$(printf 'configure\nset interface management address 10.0.2.15/24 gateway 10.0.2.2\ncommit\nexit\n' | as_admin -T 2>&1 || true)
+check "a static management address is committed and applied (got: $out)" grep -q "management address set" <<<"$out"
+static_address() {
+  for _ in $(seq 20); do
+    a=$(as_root ip -4 -o addr show scope global 2>/dev/null || true)
+    grep -q "10.0.2.15/24" <<<"$a" && ! grep -q dynamic <<<"$a" && return 0
+    sleep 1
+  done
+  return 1
+}
+check "the interface has the static address, no DHCP lease" static_address
 out=$(as_admin 'services restart sms-ntpd' 2>&1 || true)
 check "admin restarts a daemon through systemd and polkit (got: $out)" grep -q "sms-ntpd restarted" <<<"$out"
 
