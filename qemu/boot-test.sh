@@ -201,6 +201,7 @@ token_intact() { as_root cat /var/lib/sms/boot-test-token | grep -qx "$token"; }
 check "data survived the reboot" token_intact
 out=$(as_admin 'show version' 2>&1 || true)
 check "the host name is set again at boot (got: $out)" grep -q "host name: sms-lab" <<<"$out"
+check "the static management address is applied again at boot" static_address
 
 echo "== A/B: slot B with a failing unit, the appliance must fall back to A"
 as_root 'set -e

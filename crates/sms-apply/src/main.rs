@@ -137,6 +137,11 @@ fn main() -> anyhow::Result<()> {
                 .map(std::fs::create_dir_all)
                 .transpose()
                 .and_then(|_| sms_core::settings::write_atomic(path, text.as_bytes()))
+                // systemd-networkd reads it as its own user.
+                .and_then(|_| {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+                })
                 .map(|_| "management address set".to_string()),
             None => match std::fs::remove_file(path) {
                 Ok(()) => Ok("management address back to DHCP".to_string()),
@@ -147,13 +152,13 @@ fn main() -> anyhow::Result<()> {
         .map_err(|e| format!("{NETWORK_FILE}: {e}"));
         match r {
             Ok(m) if m.is_empty() => {}
-            Ok(m) => {
-                if !a.boot {
-                    note(run("networkctl", &["reload"]).map(|_| m));
-                } else {
-                    note(Ok(m));
-                }
-            }
+            Ok(m) => match run("networkctl", &["reload"]) {
+                Ok(()) => note(Ok(m)),
+                // At boot networkd may not run yet: it reads the file when
+                // it starts.
+                Err(_) if a.boot => note(Ok(format!("{m} (networkd reads it at start)"))),
+                Err(e) => note(Err(e)),
+            },
             Err(e) => note(Err(e)),
         }
     }
