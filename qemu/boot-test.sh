@@ -215,7 +215,9 @@ as_root 'set -e
   systemctl reboot' 2>/dev/null || true
 start=$(date +%s)
 back=""
-while [ $(( $(date +%s) - start )) -lt 400 ]; do
+# Two boots under TCG, one of them waiting for the health check to give up;
+# a reboot under TCG can take a minute in the kernel alone on a busy host.
+while [ $(( $(date +%s) - start )) -lt 700 ]; do
   sleep 3
   cur=$(timeout 20 ssh "${ssh_opts[@]}" root@127.0.0.1 '/usr/libexec/sms/slot current; /usr/libexec/sms/slot status' 2>/dev/null | tr '\n' ' ' || true)
   case "$cur" in
