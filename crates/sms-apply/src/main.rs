@@ -136,12 +136,8 @@ fn main() -> anyhow::Result<()> {
                 .parent()
                 .map(std::fs::create_dir_all)
                 .transpose()
-                .and_then(|_| sms_core::settings::write_atomic(path, text.as_bytes()))
                 // systemd-networkd reads it as its own user.
-                .and_then(|_| {
-                    use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
-                })
+                .and_then(|_| sms_core::settings::write_atomic(path, text.as_bytes(), 0o644))
                 .map(|_| "management address set".to_string()),
             None => match std::fs::remove_file(path) {
                 Ok(()) => Ok("management address back to DHCP".to_string()),
@@ -166,7 +162,7 @@ fn main() -> anyhow::Result<()> {
         note(run("systemctl", &["try-restart", unit]).map(|_| format!("{unit} restarted")));
     }
     if status.ok {
-        sms_core::settings::write_atomic(&applied_path, &bytes)
+        sms_core::settings::write_atomic(&applied_path, &bytes, 0o640)
             .with_context(|| applied_path.display().to_string())?;
     }
     if status.messages.is_empty() {
@@ -181,8 +177,5 @@ fn main() -> anyhow::Result<()> {
 
 fn write_status(path: &Path, s: &Status) -> anyhow::Result<()> {
     let text = serde_json::to_vec_pretty(s)?;
-    sms_core::settings::write_atomic(path, &text).with_context(|| path.display().to_string())?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
-        .with_context(|| path.display().to_string())
+    sms_core::settings::write_atomic(path, &text, 0o644).with_context(|| path.display().to_string())
 }

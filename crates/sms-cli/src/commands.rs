@@ -1156,18 +1156,7 @@ fn settings_text(action: &str, c: &settings::Settings) -> String {
                 .map(|p| format!("{p} (configured; replication starts with the HA daemon)"))
                 .unwrap_or_else(|| "none".into())
         ),
-        _ => {
-            let lines = settings::set_lines(c);
-            if lines.is_empty() {
-                shipped.to_string()
-            } else {
-                lines
-                    .into_iter()
-                    .map(|l| l.shown)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            }
-        }
+        _ => configure::show(c),
     }
 }
 

@@ -481,7 +481,8 @@ pub fn apply(
     })
 }
 
-fn show(s: &Settings) -> String {
+/// Settings as the set commands that make them (secrets masked).
+pub fn show(s: &Settings) -> String {
     let lines = settings::set_lines(s);
     if lines.is_empty() {
         return "(nothing set: the shipped configuration applies)".into();
@@ -518,14 +519,13 @@ fn commit(s: &mut Session, store: &SettingsStore, paths: &SettingsPaths) -> Resu
                 .into(),
         );
     }
-    store
+    let written = store
         .commit(&s.candidate)
         .map_err(|e| format!("not committed: {e}"))?;
     s.base = s.candidate.clone();
     let mut out = vec![format!("committed:\n{}", changes.join("\n"))];
     if let Some(status) = &paths.applier_status {
-        let bytes = std::fs::read(store.path()).unwrap_or_default();
-        let digest = sms_apply::digest(&bytes);
+        let digest = sms_apply::digest(&written);
         let committed_at = std::time::SystemTime::now() - Duration::from_secs(1);
         let started = Instant::now();
         loop {

@@ -598,7 +598,8 @@ impl SettingsStore {
     }
 
     /// Validates and commits `new`; the committed file becomes rollback 1.
-    pub fn commit(&self, new: &Settings) -> Result<(), SettingsError> {
+    /// Returns the bytes written (what the applier digests).
+    pub fn commit(&self, new: &Settings) -> Result<Vec<u8>, SettingsError> {
         new.validate()?;
         let text = format!(
             "# SMS OS settings, written by the CLI's commit; change them with `configure`.\n{}",
@@ -625,14 +626,16 @@ impl SettingsStore {
             }
         }
         let first = self.rollback_path(1);
-        write_atomic(&first, &previous).map_err(io(&first))?;
-        write_atomic(&self.path(), text.as_bytes()).map_err(io(&self.path()))
+        write_atomic(&first, &previous, 0o640).map_err(io(&first))?;
+        write_atomic(&self.path(), text.as_bytes(), 0o640).map_err(io(&self.path()))?;
+        Ok(text.into_bytes())
     }
 }
 
-/// Writes `bytes` to `path` through a synced temporary file and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
+/// Writes `bytes` to `path` with permissions `mode` (not masked by the
+/// umask) through a synced temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp",
@@ -642,8 +645,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o640)
+        .mode(mode)
         .open(&tmp)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);

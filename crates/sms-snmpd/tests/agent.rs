@@ -529,47 +529,15 @@ fn communities_and_users_from_the_settings_file_answer() {
     assert!(!d.get_v2c("elsewhere", &["1.3.6.1.2.1.1.5.0"]).ok);
     // The shipped file's community still answers.
     assert!(d.get_v2c("public", &["1.3.6.1.2.1.1.5.0"]).ok);
+    let ops = v3_with("ops-user", "SHA-512", "ops-auth-pass", "ops-priv-pass");
     let v3 = d.run(
         "snmpget",
-        &[
-            "-v3",
-            "-l",
-            "authPriv",
-            "-u",
-            "ops-user",
-            "-a",
-            "SHA-512",
-            "-A",
-            "ops-auth-pass",
-            "-x",
-            "AES",
-            "-X",
-            "ops-priv-pass",
-            "-On",
-        ],
+        &[ops.as_slice(), &["-On"]].concat(),
         &["1.3.6.1.2.1.1.5.0"],
     );
     assert!(v3.ok && v3.stdout.contains("sms-test"), "{v3:?}");
     // A settings user is read-only unless it was given read-write.
-    let set = d.run(
-        "snmpset",
-        &[
-            "-v3",
-            "-l",
-            "authPriv",
-            "-u",
-            "ops-user",
-            "-a",
-            "SHA-512",
-            "-A",
-            "ops-auth-pass",
-            "-x",
-            "AES",
-            "-X",
-            "ops-priv-pass",
-        ],
-        &["1.3.6.1.2.1.1.6.0", "s", "x"],
-    );
+    let set = d.run("snmpset", &ops, &["1.3.6.1.2.1.1.6.0", "s", "x"]);
     assert!(!set.ok, "{set:?}");
     d.stop();
     std::fs::write(store.path(), "snmp_communities = 5\n").unwrap();
