@@ -26,6 +26,7 @@ check:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 test: deps check
+	image/unit-security.sh
 	$(CARGO) test --workspace
 	buildroot/validate.sh
 	qemu/boot-test.sh

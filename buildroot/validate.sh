@@ -5,12 +5,45 @@
 #     drops lines whose dependencies are unmet),
 #   - make show-info lists the sms packages,
 #   - utils/check-package is clean on the external tree.
-# Nothing is built or downloaded. Without BUILDROOT_DIR it says so and skips.
+# Nothing is built or downloaded. Without BUILDROOT_DIR it unpacks the
+# Buildroot release tarball found in ../shared/buildroot/ beside the
+# checkout (checked against its SHA-256) into out/buildroot-src, once; with
+# neither it fails unless SMS_BUILDROOT_OPTIONAL=1 (then it says it skipped).
 set -euo pipefail
 ext=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$ext/.." && pwd)
 if [ -z "${BUILDROOT_DIR:-}" ]; then
-  echo "buildroot validation: SKIPPED (no Buildroot tree; set BUILDROOT_DIR=/path/to/buildroot)"
-  exit 0
+  tarball=""
+  for t in "$repo"/../shared/buildroot/buildroot-*.tar.xz; do
+    [ -f "$t" ] && tarball=$t
+  done
+  if [ -z "$tarball" ]; then
+    if [ "${SMS_BUILDROOT_OPTIONAL:-0}" = 1 ]; then
+      echo "buildroot validation: SKIPPED (no Buildroot tree; set BUILDROOT_DIR=/path/to/buildroot)"
+      exit 0
+    fi
+    echo "buildroot validation: FAILED (no Buildroot tree: set BUILDROOT_DIR, or put a release tarball in ../shared/buildroot/)" >&2
+    exit 1
+  fi
+  name=$(basename "$tarball" .tar.xz)
+  dest="$repo/out/buildroot-src/$name"
+  if [ ! -f "$dest/.unpacked" ]; then
+    readme="$(dirname "$tarball")/README.md"
+    want=$(grep -o 'SHA-256: [0-9a-f]\{64\}' "$readme" 2>/dev/null | awk '{print $2}' || true)
+    if [ -n "$want" ]; then
+      got=$(sha256sum "$tarball" | awk '{print $1}')
+      if [ "$got" != "$want" ]; then
+        echo "buildroot validation: FAILED ($tarball has SHA-256 $got, its README says $want)" >&2
+        exit 1
+      fi
+    fi
+    echo "== unpacking $(basename "$tarball")"
+    rm -rf "$dest"
+    mkdir -p "$dest"
+    tar -xJf "$tarball" -C "$dest" --strip-components=1
+    touch "$dest/.unpacked"
+  fi
+  BUILDROOT_DIR=$dest
 fi
 br=$(cd "$BUILDROOT_DIR" && pwd)
 out=$(mktemp -d /tmp/sms-br-validate.XXXXXX)

@@ -26,6 +26,12 @@ needed=(
   "snmptrapd:snmptrapd"       # manager receiving the appliance's traps in tests, peer in benchmarks
   "snmpd:snmpd"               # peer of the agent in benchmarks
   "tzdata:-"                  # time zones for the settings applier's tests
+  "python3-magic:-"           # Buildroot check-package in buildroot/validate.sh
+  "python3-flake8:-"          # ...which also lints Python files
+  "shellcheck:shellcheck"     # ...and shell scripts
+  "xz-utils:xz"               # unpacks the Buildroot release tarball
+  "make:make"
+  "systemd:systemd-analyze"   # rates the units' exposure (image/unit-security.sh)
 )
 
 missing=()

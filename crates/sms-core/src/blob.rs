@@ -112,6 +112,10 @@ fn libc_enospc() -> i32 {
     nix::errno::Errno::ENOSPC as i32
 }
 
+/// Mode of a stored blob: the owner (the updater) writes once, group `sms`
+/// (the distributor) reads, others nothing.
+pub const BLOB_MODE: u32 = 0o640;
+
 /// The blob store rooted at one directory (normally `/var/lib/sms/blobs`).
 #[derive(Debug, Clone)]
 pub struct BlobStore {
@@ -128,10 +132,24 @@ fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> Blo
 
 impl BlobStore {
     /// Opens the store, creating its directories when missing.
+    ///
+    /// The writer runs with a private umask (0077); the readers are other
+    /// daemons of group `sms`, so the store sets its modes explicitly:
+    /// directories 0750 (the temporary one 0700), blobs 0640.
     pub fn open(root: &Path) -> Result<BlobStore, BlobError> {
-        for sub in ["sha256", "tmp"] {
+        use std::os::unix::fs::PermissionsExt;
+        for (sub, mode) in [("", 0o750), ("sha256", 0o750), ("tmp", 0o700)] {
             let dir = root.join(sub);
             fs::create_dir_all(&dir).map_err(io_err(&dir, "create directory"))?;
+            let current = fs::metadata(&dir)
+                .map_err(io_err(&dir, "stat directory"))?
+                .permissions()
+                .mode()
+                & 0o777;
+            if current != mode {
+                fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
+                    .map_err(io_err(&dir, "set directory mode"))?;
+            }
         }
         Ok(BlobStore {
             root: root.to_path_buf(),
@@ -264,6 +282,11 @@ impl BlobStore {
             .write(true)
             .open(tmp)
             .map_err(io_err(tmp, "open for fsync"))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(fs::Permissions::from_mode(BLOB_MODE))
+                .map_err(io_err(tmp, "set file mode"))?;
+        }
         f.sync_all().map_err(io_err(tmp, "fsync"))?;
         drop(f);
         let dest = self.path(digest);

@@ -161,6 +161,13 @@ pub struct NtpStatus {
     pub denied: u64,
     /// Requests answered with KoD RATE.
     pub rate_limited: u64,
+    /// Corrections refused: beyond the panic threshold once synchronised,
+    /// or before the newest signed catalog's issue time.
+    #[serde(default)]
+    pub refused_steps: u64,
+    /// Why the last correction was refused.
+    #[serde(default)]
+    pub last_refusal: Option<String>,
 }
 
 /// Well-known name of the SNMP daemon.

@@ -19,4 +19,5 @@ pub mod notify;
 pub mod package;
 pub mod settings;
 pub mod store;
+pub mod time_floor;
 pub mod tls;

@@ -291,7 +291,17 @@ pub fn verify_catalog(
             got: catalog.channel,
         });
     }
+    let mut keys = std::collections::BTreeSet::new();
     for p in &catalog.packages {
+        // Two entries for one package would let the signer (or a bug) vouch
+        // for two different files under one name: which one a device gets
+        // would depend on lookup order.
+        if !keys.insert(p.key()) {
+            return Err(MetadataError::Malformed(format!(
+                "package {} is listed more than once",
+                p.key()
+            )));
+        }
         if p.channel != channel {
             return Err(MetadataError::Malformed(format!(
                 "package {} is not of channel {channel}",
@@ -520,6 +530,22 @@ mod tests {
             verify_catalog(&good, &trust, Channel::Tos, 2000, None).unwrap_err(),
             MetadataError::WrongChannel { .. }
         ));
+    }
+
+    #[test]
+    fn a_package_listed_twice_is_refused() {
+        let signer = CatalogSigner::generate(1);
+        let trust = TrustRoot::new(&signer.verifying_keys(), 1).unwrap();
+        let mut twice = catalog(3, 5000);
+        let mut other = twice.packages[0].clone();
+        other.sha256 = Digest::of(b"xyz");
+        other.file = "dv-4.0.0.1-other".into();
+        twice.packages.push(other);
+        let env = bytes(&signer.sign_catalog(&twice));
+        assert_eq!(
+            verify_catalog(&env, &trust, Channel::Dv, 2000, None).unwrap_err(),
+            MetadataError::Malformed("package dv/4.0.0.1 is listed more than once".into())
+        );
     }
 
     #[test]

@@ -289,18 +289,25 @@ impl Distributor {
         let Ok(conn) = self.bus().cloned() else {
             return;
         };
-        let rule = match zbus::MatchRule::builder()
-            .msg_type(zbus::message::Type::Signal)
-            .interface(sms_core::bus::UPDATER_INTERFACE)
-            .and_then(|b| b.member("PackageActivated"))
+        // Through a proxy of the update daemon's well-known name: zbus
+        // then delivers only signals whose sender is the name's current
+        // owner and whose path is the updater's object, so another local
+        // process cannot forge an activation and steer a push to the fleet.
+        let proxy = match zbus::Proxy::new(
+            &conn,
+            sms_core::bus::UPDATER_NAME,
+            sms_core::bus::UPDATER_PATH,
+            sms_core::bus::UPDATER_INTERFACE,
+        )
+        .await
         {
-            Ok(b) => b.build(),
+            Ok(p) => p,
             Err(e) => {
-                tracing::error!("match rule: {e}");
+                tracing::error!("update daemon proxy: {e}");
                 return;
             }
         };
-        let mut stream = match zbus::MessageStream::for_match_rule(rule, &conn, None).await {
+        let mut stream = match proxy.receive_signal("PackageActivated").await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("subscribing to PackageActivated: {e}");
@@ -308,7 +315,6 @@ impl Distributor {
             }
         };
         while let Some(msg) = stream.next().await {
-            let Ok(msg) = msg else { continue };
             let Ok((channel, version, _sha)) = msg.body().deserialize::<(String, String, String)>()
             else {
                 continue;

@@ -13,6 +13,7 @@ pub mod config;
 pub mod dbus;
 pub mod delta;
 pub mod distributor;
+pub mod identity;
 pub mod inventory;
 pub mod job;
 pub mod pull;

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use sms_distd::config::DistdConfig;
+use sms_distd::identity::ensure_identity;
 use sms_distd::pull::PullServer;
 use sms_distd::Distributor;
 use std::path::PathBuf;
@@ -20,31 +21,6 @@ struct Args {
     init_tls: bool,
 }
 
-/// Writes a self-signed certificate and key unless both files exist.
-fn ensure_identity(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-    name: &str,
-) -> anyhow::Result<()> {
-    if cert.exists() && key.exists() {
-        return Ok(());
-    }
-    let kp = rcgen::KeyPair::generate().context("generating a key")?;
-    let mut params = rcgen::CertificateParams::new(vec![name.to_string()])?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    let c = params.self_signed(&kp).context("self-signing")?;
-    for (path, text) in [(cert, c.pem()), (key, kp.serialize_pem())] {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
-    }
-    tracing::info!("created {} (self-signed, {name})", cert.display());
-    Ok(())
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -60,6 +36,13 @@ async fn main() -> anyhow::Result<()> {
             &format!("{host} distribution"),
         )?;
         return Ok(());
+    }
+    for key in [&cfg.tls.key_file, &cfg.pull.tls_key_file] {
+        if key.exists() {
+            if let Err(e) = sms_distd::identity::narrow_key_mode(key) {
+                tracing::warn!("checking the mode of a private key: {e}");
+            }
+        }
     }
     let dist = Distributor::open(cfg.clone()).context("starting the distribution daemon")?;
     let pull = PullServer::new(&dist).context("opening the pull cache")?;

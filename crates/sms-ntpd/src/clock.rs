@@ -112,3 +112,91 @@ fn slew(offset: f64) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Why a correction the upstream sources agree on is not applied.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StepRefused {
+    /// Already synchronised, and the sources now want the time moved
+    /// further from where it was first synchronised than the threshold
+    /// (plus the drift a real clock could have had since) allows.
+    #[error("the upstream sources want the time moved {movement:+.3} s from where it was synchronised, beyond the panic threshold of {limit:.0} s; keeping the current time (restart sms-ntpd to accept a deliberate change)")]
+    Panic {
+        /// Seconds the time would have moved since the first
+        /// synchronisation, this correction included.
+        movement: f64,
+        /// The threshold with the drift allowance, seconds.
+        limit: f64,
+    },
+    /// The sources' time is before what a signed catalog proves has passed.
+    #[error("the upstream time {proposed} is before {floor}, the issue time of the newest signed catalog; refusing to set the clock back")]
+    BeforeFloor {
+        /// The time the sources give (RFC 3339).
+        proposed: String,
+        /// The floor (RFC 3339).
+        floor: String,
+    },
+}
+
+/// The drift a real oscillator may have, as a fraction (500 ppm, the bound
+/// NTP itself assumes): the panic threshold grows by this much of the time
+/// elapsed since the first synchronisation.
+pub const MAX_DRIFT: f64 = 500e-6;
+
+/// Decides whether a correction may be applied. `movement` is how far the
+/// served time would then be from where the first synchronisation put it
+/// (measured against the monotonic clock, so that many small corrections
+/// add up: a source set cannot walk the clock away in steps under the
+/// threshold); `proposed_unix` the time the sources give; `synced_before`
+/// whether the relay was synchronised before (the first synchronisation
+/// may step any distance); `limit_s` the panic threshold with its drift
+/// allowance, 0 for none; `floor` the newest signed catalog's issue time.
+pub fn check_step(
+    movement: f64,
+    proposed_unix: f64,
+    synced_before: bool,
+    limit_s: f64,
+    floor: Option<i64>,
+) -> Result<(), StepRefused> {
+    if let Some(floor) = floor {
+        if proposed_unix < floor as f64 {
+            return Err(StepRefused::BeforeFloor {
+                proposed: sms_core::metadata::rfc3339(proposed_unix.floor() as i64),
+                floor: sms_core::metadata::rfc3339(floor),
+            });
+        }
+    }
+    if synced_before && limit_s > 0.0 && movement.abs() > limit_s {
+        return Err(StepRefused::Panic {
+            movement,
+            limit: limit_s,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_judged_by_the_panic_threshold_and_the_floor() {
+        let now = 1_800_000_000.0;
+        // The first synchronisation may step any distance...
+        assert_eq!(check_step(86_400.0, now, false, 1000.0, None), Ok(()));
+        // ...later ones only within the threshold, either way.
+        assert_eq!(check_step(999.0, now, true, 1000.0, None), Ok(()));
+        assert!(matches!(
+            check_step(-3600.0, now, true, 1000.0, None),
+            Err(StepRefused::Panic { .. })
+        ));
+        assert_eq!(check_step(1e6, now, true, 0.0, None), Ok(()));
+        // Never before the floor, not even the first time.
+        let floor = Some(now as i64 - 86_400);
+        assert_eq!(check_step(0.0, now, false, 1000.0, floor), Ok(()));
+        let back = now - 10.0 * 86_400.0;
+        assert!(matches!(
+            check_step(back - now, back, false, 1000.0, floor),
+            Err(StepRefused::BeforeFloor { .. })
+        ));
+    }
+}

@@ -69,6 +69,13 @@ pub struct ClockConfig {
     /// (announced with leap 0). 0 (the default) never serves unsynchronised
     /// time: clients get leap 3 and stratum 16 instead.
     pub local_stratum: u8,
+    /// Once synchronised, a correction larger than this many seconds is
+    /// refused and reported instead of applied (unauthenticated upstreams
+    /// must not move the clock that judges catalog expiry). 0: no limit.
+    pub panic_threshold_s: u64,
+    /// The updater's time floor (issue time of the newest accepted signed
+    /// catalog): the clock is never set before it.
+    pub time_floor_file: std::path::PathBuf,
 }
 
 impl Default for ClockConfig {
@@ -77,6 +84,8 @@ impl Default for ClockConfig {
             mode: ClockMode::System,
             step_threshold_ms: 128,
             local_stratum: 0,
+            panic_threshold_s: 1000,
+            time_floor_file: "/var/lib/sms/updated/time-floor".into(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The client side: polling upstream servers and choosing the time.
 
-use crate::clock::Clock;
+use crate::clock::{check_step, Clock, MAX_DRIFT};
 use crate::config::{ClockConfig, UpstreamConfig};
 use crate::packet::{from_short, Leap, Mode, NtpTimestamp, Packet};
 use crate::select::{select, Filter, Sample, Selection, PHI};
@@ -157,6 +157,16 @@ struct EngineState {
     last_applied: u64,
     selection: Option<Selection>,
     synced_to: Option<SocketAddr>,
+    /// Served time minus the monotonic clock, and the monotonic time, at
+    /// the first applied correction: where the panic threshold is measured
+    /// from.
+    anchor: Option<(f64, f64)>,
+    /// Corrections refused (panic threshold or time floor).
+    refused_steps: u64,
+    /// Why the last one was refused.
+    last_refusal: Option<String>,
+    /// When a refusal was last logged (monotonic seconds).
+    refusal_logged_at: Option<f64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -377,6 +387,47 @@ impl Engine {
             };
         }
         let mut st = lock(&self.inner);
+        let sel = match sel {
+            Some(sel) => {
+                let change = sel.offset - self.clock.serve_offset();
+                let floor = sms_core::time_floor::read(&self.clock_cfg.time_floor_file);
+                let served_minus_mono = unix_now() + self.clock.serve_offset() - now;
+                let panic = self.clock_cfg.panic_threshold_s as f64;
+                let (movement, limit) = match st.anchor {
+                    Some((at, since)) => (
+                        served_minus_mono + change - at,
+                        panic + MAX_DRIFT * (now - since).max(0.0),
+                    ),
+                    None => (change, panic),
+                };
+                match check_step(
+                    movement,
+                    unix_now() + sel.offset,
+                    st.anchor.is_some(),
+                    if panic > 0.0 { limit } else { 0.0 },
+                    floor,
+                ) {
+                    Ok(()) => Some(sel),
+                    Err(why) => {
+                        let taken = self.samples.load(Ordering::Relaxed);
+                        if taken > st.last_applied {
+                            st.last_applied = taken;
+                            st.refused_steps += 1;
+                        }
+                        let why = why.to_string();
+                        let log_again = st.refusal_logged_at.is_none_or(|t| now - t >= 60.0)
+                            || st.last_refusal.as_deref() != Some(why.as_str());
+                        if log_again {
+                            tracing::error!("time not applied: {why}");
+                            st.refusal_logged_at = Some(now);
+                        }
+                        st.last_refusal = Some(why);
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         match &sel {
             Some(sel) => {
                 let peer = sel.system_peer;
@@ -393,6 +444,9 @@ impl Engine {
                         }
                         Ok(false) => {}
                         Err(e) => tracing::error!("cannot apply time: {e}"),
+                    }
+                    if st.anchor.is_none() {
+                        st.anchor = Some((unix_now() + self.clock.serve_offset() - now, now));
                     }
                 }
                 if st.synced_to.is_none() {
@@ -502,6 +556,8 @@ impl Engine {
             malformed: c.malformed.load(Ordering::Relaxed),
             denied: c.denied.load(Ordering::Relaxed),
             rate_limited: c.rate_limited.load(Ordering::Relaxed),
+            refused_steps: st.refused_steps,
+            last_refusal: st.last_refusal.clone(),
         }
     }
 }

@@ -30,6 +30,7 @@ impl Relay {
         c.upstream.min_poll = 1;
         c.upstream.max_poll = 2;
         c.upstream.timeout_ms = 300;
+        c.clock.time_floor_file = dir.path().join("no-time-floor");
         cfg(&mut c);
         let path = dir.path().join("ntpd.toml");
         std::fs::write(&path, toml::to_string(&c).unwrap()).unwrap();
@@ -418,4 +419,87 @@ async fn a_falseticker_heard_first_is_outvoted_once_the_others_answer() {
         "served offset {}",
         m.offset
     );
+}
+
+/// Once synchronised, upstreams that all jump by an hour (a forged or
+/// broken source set) do not move the served time: the correction is
+/// refused, counted and logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jump_beyond_the_panic_threshold_is_refused_after_synchronisation() {
+    let up = upstreams(&[0.5, 0.5, 0.5]).await;
+    let servers: Vec<String> = up.iter().map(|s| s.addr.to_string()).collect();
+    let mut relay = Relay::start(|c| {
+        c.upstream.servers = servers.clone();
+        c.clock.panic_threshold_s = 1000;
+    })
+    .await;
+    relay
+        .wait("synchronisation", 30, |s| {
+            s.synchronised && (s.offset - 0.5).abs() < 0.01
+        })
+        .await;
+    for u in &up {
+        u.set_offset(3600.5);
+    }
+    let st = relay.wait("the refusal", 60, |s| s.refused_steps > 0).await;
+    let why = st.last_refusal.clone().unwrap_or_default();
+    assert!(
+        why.contains("beyond the panic threshold of 1000 s"),
+        "{why}"
+    );
+    assert!(relay.log().contains("time not applied"), "{}", relay.log());
+    // Whatever it serves now is the old time or nothing, never the jump.
+    for _ in 0..10 {
+        match query_once(relay.addr, Duration::from_secs(1)).await {
+            Ok(m) => assert!((m.offset - 0.5).abs() < 0.1, "served offset {}", m.offset),
+            Err(QueryError::Unsynchronised(16)) => {}
+            Err(e) => panic!("{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(relay.status().await.unwrap().offset < 1.0);
+}
+
+/// A signed catalog proves its issue time has passed: upstreams that put
+/// the time ten days before it are refused even at the first
+/// synchronisation, and the relay stays unsynchronised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clock_is_never_set_before_the_newest_catalog() {
+    let floor_dir = tempfile::tempdir().unwrap();
+    let floor = floor_dir.path().join("time-floor");
+    let yesterday = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 86_400;
+    sms_core::time_floor::raise(&floor, yesterday).unwrap();
+    let up = upstreams(&[-10.0 * 86_400.0; 3]).await;
+    let servers: Vec<String> = up.iter().map(|s| s.addr.to_string()).collect();
+    let floor_path = floor.clone();
+    let mut relay = Relay::start(|c| {
+        c.upstream.servers = servers.clone();
+        c.clock.time_floor_file = floor_path;
+    })
+    .await;
+    let st = relay.wait("the refusal", 30, |s| s.refused_steps > 0).await;
+    assert!(!st.synchronised, "{st:#?}");
+    let why = st.last_refusal.clone().unwrap_or_default();
+    assert!(
+        why.contains("before") && why.contains("newest signed catalog"),
+        "{why}"
+    );
+    let err = query_once(relay.addr, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert_eq!(err, QueryError::Unsynchronised(16));
+
+    // The same upstreams at the right time are accepted.
+    for u in &up {
+        u.set_offset(0.25);
+    }
+    relay
+        .wait("synchronisation", 60, |s| {
+            s.synchronised && (s.offset - 0.25).abs() < 0.01
+        })
+        .await;
 }

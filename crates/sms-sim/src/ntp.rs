@@ -45,6 +45,7 @@ pub struct NtpSimServer {
     pub addr: SocketAddr,
     /// Requests answered.
     pub answered: Arc<AtomicU64>,
+    offset_bits: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -76,6 +77,8 @@ impl NtpSimServer {
         let addr = sock.local_addr()?;
         let answered = Arc::new(AtomicU64::new(0));
         let count = answered.clone();
+        let offset_bits = Arc::new(AtomicU64::new(cfg.offset.to_bits()));
+        let offset_now = offset_bits.clone();
         let task = tokio::spawn(async move {
             let mut buf = [0u8; 512];
             loop {
@@ -83,6 +86,8 @@ impl NtpSimServer {
                     continue;
                 };
                 let rx = now();
+                let mut cfg = cfg;
+                cfg.offset = f64::from_bits(offset_now.load(Ordering::Relaxed));
                 // Client mode (3) requests of at least 48 bytes only.
                 if n < 48 || buf[0] & 7 != 3 {
                     continue;
@@ -118,7 +123,15 @@ impl NtpSimServer {
         Ok(NtpSimServer {
             addr,
             answered,
+            offset_bits,
             task,
         })
+    }
+
+    /// Moves the server's clock: from now on it answers with `offset`
+    /// seconds added to the system clock (an upstream that jumps, or an
+    /// attacker answering in its place).
+    pub fn set_offset(&self, offset: f64) {
+        self.offset_bits.store(offset.to_bits(), Ordering::Relaxed);
     }
 }

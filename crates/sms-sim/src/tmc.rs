@@ -121,6 +121,9 @@ pub struct SimInfo {
 pub struct Faults {
     /// The CDN flips one byte in the middle of every package.
     pub tamper: bool,
+    /// With `tamper`: only files whose name contains this text (for
+    /// example one TOS platform family's image) are tampered with.
+    pub tamper_only: Option<String>,
     /// The CDN serves only the first half of every package, as if complete.
     pub truncate: bool,
     /// The CDN closes the connection after this many body bytes...
@@ -671,7 +674,11 @@ fn cdn_handler(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     if faults.truncate {
         data = data.slice(..data.len() / 2);
     }
-    if faults.tamper && !data.is_empty() {
+    let tamper_this = faults
+        .tamper_only
+        .as_deref()
+        .is_none_or(|only| name.contains(only));
+    if faults.tamper && tamper_this && !data.is_empty() {
         let mut v = data.to_vec();
         let mid = v.len() / 2;
         v[mid] ^= 0x20;
@@ -710,7 +717,12 @@ fn cdn_handler(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let body: Body = if head_only {
         full(Bytes::new())
     } else {
-        let chunk = 256 * 1024usize;
+        // Rate-limited responses go out in small pieces (about four a
+        // second), so that a slow CDN trickles instead of stalling.
+        let chunk = match faults.rate_bps {
+            Some(rate) => (rate as usize / 4).clamp(1, 256 * 1024),
+            None => 256 * 1024usize,
+        };
         let stats_shared = shared.clone();
         let name2 = name.clone();
         let stream = futures_util::stream::unfold(0usize, move |pos| {

@@ -296,22 +296,31 @@ impl Daemon {
     pub async fn follow_signals(self: Arc<Self>, conn: zbus::Connection) {
         use futures_util::StreamExt;
         let mut streams = Vec::new();
-        for (iface, member) in [
-            (sms_core::bus::UPDATER_INTERFACE, "PackageActivated"),
-            (sms_core::bus::DISTRIBUTOR_INTERFACE, "JobFinished"),
+        // Through proxies of the daemons' well-known names: zbus delivers
+        // only signals from each name's current owner and object path, so a
+        // forged signal from another local process makes no trap.
+        for (name, path, iface, member) in [
+            (
+                sms_core::bus::UPDATER_NAME,
+                sms_core::bus::UPDATER_PATH,
+                sms_core::bus::UPDATER_INTERFACE,
+                "PackageActivated",
+            ),
+            (
+                sms_core::bus::DISTRIBUTOR_NAME,
+                sms_core::bus::DISTRIBUTOR_PATH,
+                sms_core::bus::DISTRIBUTOR_INTERFACE,
+                "JobFinished",
+            ),
         ] {
-            let rule = match zbus::MatchRule::builder()
-                .msg_type(zbus::message::Type::Signal)
-                .interface(iface)
-                .and_then(|b| b.member(member))
-            {
-                Ok(b) => b.build(),
+            let proxy = match zbus::Proxy::new(&conn, name, path, iface).await {
+                Ok(p) => p,
                 Err(e) => {
-                    tracing::error!("match rule for {iface}.{member}: {e}");
+                    tracing::error!("proxy of {name}: {e}");
                     return;
                 }
             };
-            match zbus::MessageStream::for_match_rule(rule, &conn, None).await {
+            match proxy.receive_signal(member).await {
                 Ok(s) => streams.push(s),
                 Err(e) => {
                     tracing::error!("subscribing to {iface}.{member}: {e}");
@@ -321,7 +330,6 @@ impl Daemon {
         }
         let mut stream = futures_util::stream::select_all(streams);
         while let Some(msg) = stream.next().await {
-            let Ok(msg) = msg else { continue };
             let h = msg.header();
             let (Some(iface), Some(member)) = (h.interface(), h.member()) else {
                 continue;

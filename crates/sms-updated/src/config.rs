@@ -153,6 +153,13 @@ pub struct DownloadConfig {
     /// Seconds without a byte before a transfer counts as stalled.
     #[serde(with = "seconds")]
     pub stall_timeout: Duration,
+    /// Minimum transfer rate in bytes per second, judged over
+    /// `min_rate_window`; a slower transfer is ended and resumed on the next
+    /// attempt. 0 turns the check off.
+    pub min_rate_bps: u64,
+    /// Seconds over which the minimum rate is judged.
+    #[serde(with = "seconds")]
+    pub min_rate_window: Duration,
     /// Bytes that must stay free on the blob store's file system.
     pub reserve_bytes: u64,
 }
@@ -164,6 +171,8 @@ impl Default for DownloadConfig {
             backoff_initial_ms: Duration::from_millis(1000),
             backoff_max_ms: Duration::from_millis(60_000),
             stall_timeout: Duration::from_secs(30),
+            min_rate_bps: 1024,
+            min_rate_window: Duration::from_secs(60),
             reserve_bytes: 16 << 20,
         }
     }

@@ -44,6 +44,19 @@ pub enum DownloadError {
         /// Stall limit.
         secs: u64,
     },
+    /// Bytes arrived, but too slowly: a server trickling a byte now and
+    /// then would otherwise hold the updater's operation lock for hours.
+    #[error("transfer too slow: {bytes} bytes in the last {secs} s from {url}, below the minimum of {min_bps} bytes/s")]
+    TooSlow {
+        /// URL.
+        url: String,
+        /// Bytes received in the window.
+        bytes: u64,
+        /// Window length.
+        secs: u64,
+        /// Configured minimum rate.
+        min_bps: u64,
+    },
     /// The server's copy is shorter than the signed length.
     #[error("truncated download: the server sent {got} of {expected} bytes and no more")]
     Truncated {
@@ -81,7 +94,9 @@ impl DownloadError {
         match self {
             DownloadError::Net(NetError::Config(_))
             | DownloadError::Net(NetError::NoDnsServers { .. }) => false,
-            DownloadError::Net(_) | DownloadError::Stalled { .. } => true,
+            DownloadError::Net(_)
+            | DownloadError::Stalled { .. }
+            | DownloadError::TooSlow { .. } => true,
             DownloadError::Status { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }
@@ -432,7 +447,16 @@ async fn attempt_once(
     };
     let mut body = resp.into_body();
     let mut got = start;
+    let mut rate = RateFloor::new(cfg.min_rate_bps, cfg.min_rate_window);
     let outcome: Result<(), DownloadError> = loop {
+        if let Err(bytes) = rate.check(got, Instant::now()) {
+            break Err(DownloadError::TooSlow {
+                url: url.to_string(),
+                bytes,
+                secs: cfg.min_rate_window.as_secs(),
+                min_bps: cfg.min_rate_bps,
+            });
+        }
         let frame = match tokio::time::timeout(cfg.stall_timeout, body.frame()).await {
             Err(_) => {
                 break Err(DownloadError::Stalled {
@@ -492,4 +516,80 @@ fn io_blob(blobs: &BlobStore, e: io::Error) -> BlobError {
 
 fn storage(blobs: &BlobStore, msg: String) -> DownloadError {
     DownloadError::Storage(io_blob(blobs, io::Error::other(msg)))
+}
+
+/// The minimum transfer rate, judged over whole windows: a transfer that
+/// receives fewer than `min_bps` × window bytes in a window is ended (and
+/// resumed with Range on the next attempt). Judging whole windows lets a
+/// momentary dip pass while a trickle cannot hold a transfer open.
+#[derive(Debug)]
+pub(crate) struct RateFloor {
+    min_bps: u64,
+    window: Duration,
+    window_start: Option<(Instant, u64)>,
+}
+
+impl RateFloor {
+    /// `min_bps` 0 turns the check off.
+    pub(crate) fn new(min_bps: u64, window: Duration) -> RateFloor {
+        RateFloor {
+            min_bps,
+            window: window.max(Duration::from_secs(1)),
+            window_start: None,
+        }
+    }
+
+    /// `got` is the byte count so far; an error carries the bytes of the
+    /// window that fell short.
+    pub(crate) fn check(&mut self, got: u64, now: Instant) -> Result<(), u64> {
+        if self.min_bps == 0 {
+            return Ok(());
+        }
+        let Some((since, at)) = self.window_start else {
+            self.window_start = Some((now, got));
+            return Ok(());
+        };
+        let elapsed = now.saturating_duration_since(since);
+        if elapsed < self.window {
+            return Ok(());
+        }
+        let bytes = got.saturating_sub(at);
+        let needed = (self.min_bps as f64 * elapsed.as_secs_f64()) as u64;
+        if bytes < needed {
+            return Err(bytes);
+        }
+        self.window_start = Some((now, got));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod rate_floor_tests {
+    use super::RateFloor;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_trickle_is_ended_after_one_window_and_a_steady_transfer_is_not() {
+        let t0 = Instant::now();
+        let s = |secs: u64| t0 + Duration::from_secs(secs);
+        let mut trickle = RateFloor::new(1024, Duration::from_secs(60));
+        let mut ended = None;
+        // One byte every 25 s: never a stall, but far below 1 KiB/s.
+        for i in 0..10u64 {
+            let got = i;
+            if let Err(bytes) = trickle.check(got, s(i * 25)) {
+                ended = Some((i * 25, bytes));
+                break;
+            }
+        }
+        assert_eq!(ended, Some((75, 3)));
+
+        let mut steady = RateFloor::new(1024, Duration::from_secs(60));
+        for i in 0..100u64 {
+            assert_eq!(steady.check(i * 2048, s(i)), Ok(()));
+        }
+        let mut off = RateFloor::new(0, Duration::from_secs(60));
+        assert_eq!(off.check(0, s(0)), Ok(()));
+        assert_eq!(off.check(0, s(1000)), Ok(()));
+    }
 }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use sms_core::blob::{BlobError, BlobStore, Digest};
 use sms_core::bus::{AvailableVersion, DownloadProgress, InstalledPackage, UpdaterStatus};
 use sms_core::metadata::{self, Catalog, MetadataError, SeenCatalog, TrustRoot};
-use sms_core::package::{Channel, PackageEntry, Version};
+use sms_core::package::{Channel, Family, PackageEntry, Version};
 use sms_core::store::{Batch, Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -79,6 +79,17 @@ pub enum UpdateError {
         channel: Channel,
         /// Version asked for.
         version: Version,
+    },
+    /// A TOS version lacks the image of some platform families: activating
+    /// it would leave those devices without an image of the active version.
+    #[error("{channel} version {version} is incomplete: no verified image for {missing}; download it again before activating")]
+    Incomplete {
+        /// Channel.
+        channel: Channel,
+        /// Version asked for.
+        version: Version,
+        /// The families without an image, comma-separated.
+        missing: String,
     },
     /// A stored file no longer matches its digest.
     #[error("stored file of {key} is corrupt, refusing to activate: {source}")]
@@ -256,6 +267,10 @@ impl Updater {
         for r in &records {
             if self.blobs.contains(&r.entry.sha256) {
                 referenced.insert(r.entry.sha256);
+                // The envelope that vouched for the file is what devices and
+                // the pull server's catalog.json get: it lives as long as
+                // the package does.
+                referenced.extend(r.envelope);
             } else {
                 tracing::error!(
                     "stored package {} has no file in the blob store; forgetting it",
@@ -270,6 +285,7 @@ impl Updater {
             if let Some(cat) = self.store.get_json::<Catalog>(CATALOG, ch.as_str())? {
                 wanted.extend(cat.packages.iter().map(|p| p.sha256));
             }
+            referenced.extend(self.store.get_json::<Digest>(CATALOG, envelope_key(ch))?);
         }
         for d in self.blobs.list()? {
             if !referenced.contains(&d) && !wanted.contains(&d) {
@@ -325,6 +341,16 @@ impl Updater {
             .put_json(CATALOG, channel.as_str(), &verified.catalog)
             .put_json(CATALOG, envelope_key(channel), &envelope);
         self.store.apply(&b)?;
+        // A signed catalog proves its issue time has passed: the NTP relay
+        // never sets the clock before it.
+        let floor = self
+            .cfg
+            .paths
+            .state_dir
+            .join(sms_core::time_floor::FILE_NAME);
+        if let Err(e) = sms_core::time_floor::raise(&floor, verified.catalog.issued) {
+            tracing::warn!("cannot record the time floor in {}: {e}", floor.display());
+        }
         tracing::info!(
             "{channel} catalog version {} verified: {} package file(s), expires {}",
             verified.catalog.version,
@@ -616,6 +642,36 @@ impl Updater {
                 channel,
                 version: version.clone(),
             });
+        }
+        if channel == Channel::Tos {
+            // The families the verified catalog lists for this version;
+            // every family when the catalog no longer lists it.
+            let mut expected: Vec<Family> = self
+                .store
+                .get_json::<Catalog>(CATALOG, channel.as_str())?
+                .map(|c| {
+                    c.packages
+                        .iter()
+                        .filter(|p| p.version == *version)
+                        .filter_map(|p| p.family)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if expected.is_empty() {
+                expected = Family::ALL.to_vec();
+            }
+            let missing: Vec<&str> = expected
+                .iter()
+                .filter(|f| !records.iter().any(|r| r.entry.family == Some(**f)))
+                .map(|f| f.id())
+                .collect();
+            if !missing.is_empty() {
+                return Err(UpdateError::Incomplete {
+                    channel,
+                    version: version.clone(),
+                    missing: missing.join(", "),
+                });
+            }
         }
         for r in &records {
             let blobs = self.blobs.clone();

@@ -125,6 +125,43 @@ async fn stalled_download() {
     .await;
 }
 
+/// A CDN that never stalls but trickles (about 200 bytes/s, in pieces four
+/// times a second) is ended by the minimum rate instead of holding the
+/// updater's operation lock for hours; what arrived is kept, and the next
+/// check resumes from it and completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickling_download_is_ended_and_resumed_later() {
+    let mut h = Harness::new().await;
+    let mut cfg = h.config();
+    cfg.download.min_rate_bps = 4096;
+    cfg.download.min_rate_window = Duration::from_secs(2);
+    cfg.download.attempts = 2;
+    let active = with_active_dv(&mut h, &cfg).await;
+    h.sim.set_faults(Faults {
+        rate_bps: Some(200),
+        ..Default::default()
+    });
+    h.sim.publish_dv(MB);
+    let st = h.check_now().await;
+    assert!(st.last_error, "check did not fail: {st:?}");
+    let result = st.last_result.clone().unwrap_or_default();
+    assert!(result.contains("transfer too slow"), "{result}");
+    assert!(h.log_text().contains("below the minimum of 4096 bytes/s"));
+    assert_eq!(st.active_dv.as_deref(), Some(active.as_str()));
+    assert!(h.running(), "daemon died");
+
+    h.sim.set_faults(Faults::default());
+    let st = h.check_now().await;
+    assert!(!st.last_error, "{st:?}");
+    assert_ne!(st.active_dv.as_deref(), Some(active.as_str()));
+    assert!(
+        h.log_text().contains("resuming"),
+        "the trickled bytes were not reused:\n{}",
+        h.log_text()
+    );
+    h.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_centre_5xx() {
     fault_case(

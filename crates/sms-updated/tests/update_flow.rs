@@ -224,3 +224,110 @@ async fn interrupted_download_resumes_with_range() {
     assert!(log.contains("resuming dv/"), "{log}");
     h.stop();
 }
+
+/// The signed envelope that vouched for a package is what the distributor
+/// hands devices and what the pull server serves as catalog.json; start-up
+/// recovery once removed it, so distribution failed after any restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_envelopes_survive_a_restart() {
+    let mut h = Harness::new().await;
+    let dv = h.sim.publish_dv(MB);
+    let v = dv.version.to_string();
+    let cfg = h.config();
+    h.start(&cfg).await;
+    h.wait_status("DV active", 60, |s| {
+        s.active_dv.as_deref() == Some(v.as_str())
+    })
+    .await;
+    let before = h.list("dv").await;
+    let envelope = before[0]
+        .envelope_sha256
+        .clone()
+        .expect("the package names its envelope");
+    let path = h.blob_dir().join("sha256").join(&envelope);
+    assert!(path.exists(), "envelope blob missing before the restart");
+    h.stop();
+    // No check after the restart: a fresh catalog would put the same
+    // envelope back and hide what recovery did.
+    let mut quiet = cfg.clone();
+    quiet.dv.auto_check = false;
+    h.start(&quiet).await;
+    let after = h.list("dv").await;
+    assert_eq!(after[0].envelope_sha256.as_deref(), Some(envelope.as_str()));
+    assert!(
+        path.exists(),
+        "start-up recovery removed the envelope of an active package:\n{}",
+        h.log_text()
+    );
+    h.stop();
+}
+
+/// A TOS version is one image per platform family: with one family's image
+/// refused (tampered at the CDN) the others are on the appliance, and
+/// activation must wait until every family is verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tos_with_a_family_missing_is_not_activated() {
+    let mut h = Harness::new().await;
+    let tos = h.sim.publish_tos(MB);
+    h.sim.publish_dv(MB);
+    let mut cfg = h.config();
+    cfg.download.attempts = 1;
+    h.start(&cfg).await;
+    h.check_now().await;
+    h.sim.set_faults(Faults {
+        tamper: true,
+        tamper_only: Some("5000E".into()),
+        ..Default::default()
+    });
+    let version = tos[0].version.to_string();
+    h.call("Refresh", &("tos",)).await.unwrap();
+    let before = h.status().await.completed_operations;
+    h.call("Download", &("tos", version.as_str()))
+        .await
+        .unwrap();
+    let st = h
+        .wait_status("TOS download ended", 60, |s| {
+            s.completed_operations > before && s.state == "idle"
+        })
+        .await;
+    assert!(st.last_error, "one family was tampered with: {st:?}");
+    let mut families: Vec<String> = h
+        .list("tos")
+        .await
+        .into_iter()
+        .filter_map(|p| p.family)
+        .collect();
+    families.sort();
+    assert_eq!(families, vec!["200-2400", "50-100E"]);
+    let refused = h
+        .call("Activate", &("tos", version.as_str()))
+        .await
+        .expect_err("an incomplete TOS version was activated");
+    assert!(
+        refused.to_string().contains("no verified image for 5000E"),
+        "{refused}"
+    );
+    assert_eq!(h.status().await.active_tos, None);
+
+    // Once the CDN serves the image intact, the version downloads whole
+    // and activates.
+    h.sim.set_faults(Faults::default());
+    let before = h.status().await.completed_operations;
+    h.call("Download", &("tos", version.as_str()))
+        .await
+        .unwrap();
+    let st = h
+        .wait_status("TOS complete", 60, |s| {
+            s.completed_operations > before && s.state == "idle"
+        })
+        .await;
+    assert!(!st.last_error, "{st:?}");
+    h.call("Activate", &("tos", version.as_str()))
+        .await
+        .unwrap();
+    assert_eq!(
+        h.status().await.active_tos.as_deref(),
+        Some(version.as_str())
+    );
+    h.stop();
+}
