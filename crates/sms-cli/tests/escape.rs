@@ -40,6 +40,13 @@ const PAYLOADS: &[&str] = &[
     "-rf",
 ];
 
+/// What the grammar says when it refuses an argument or a word.
+const GRAMMAR_REFUSALS: &[&str] = &[
+    ": not a valid ",
+    "unknown word",
+    "empty or contains control characters",
+];
+
 #[test]
 fn shell_syntax_in_every_argument_kind_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -62,6 +69,11 @@ fn shell_syntax_in_every_argument_kind_is_refused() {
             assert!(!ok, "{line:?} accepted: {out}");
             assert!(out.starts_with("% "), "{line:?}: {out}");
             assert!(!out.contains("uid="), "{line:?} ran something: {out}");
+            // Refused by the grammar, not by the unreachable bus behind it.
+            assert!(
+                GRAMMAR_REFUSALS.iter().any(|r| out.contains(r)) && !out.contains("bus"),
+                "{line:?} was not refused by the grammar: {out}"
+            );
             assert!(
                 !out.chars().any(|c| c.is_control() && c != '\n'),
                 "{line:?}: raw control characters echoed: {out:?}"
@@ -69,6 +81,20 @@ fn shell_syntax_in_every_argument_kind_is_refused() {
         }
     }
     assert!(!marker.exists(), "a payload created a file");
+    // The same commands with valid arguments pass the grammar and reach
+    // for the bus, which is what tells the two refusals apart above.
+    for line in [
+        "show device lab-1",
+        "distribute dv 4.0.0.1 to group lab",
+        "job status 7",
+    ] {
+        let (ok, out) = run_c(dir.path(), line);
+        assert!(!ok, "{line}: {out}");
+        assert!(
+            !GRAMMAR_REFUSALS.iter().any(|r| out.contains(r)) && out.contains("bus"),
+            "{line}: {out}"
+        );
+    }
     // A command and its output never include a shell.
     let (ok, out) = run_c(dir.path(), "/bin/sh -c id");
     assert!(!ok && out.contains("unknown command"), "{out}");

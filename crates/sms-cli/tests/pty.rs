@@ -76,7 +76,9 @@ fn ctrl_c_cancels_the_line_ctrl_z_and_quit_do_nothing_eof_logs_out() {
         // The test pty has no CR-to-NL translation, which a dumb line
         // relies on (a serial console's getty sets it).
         let enter = if term == "dumb" { "\n" } else { "\r" };
-        s.send("show dev").unwrap();
+        // A state-changing command (audited whenever it runs, even when
+        // the bus is unreachable), cancelled before Enter.
+        s.send("update dv check").unwrap();
         s.send(ControlCode::EndOfText).unwrap(); // Ctrl-C
         std::thread::sleep(Duration::from_millis(300));
         assert!(alive(&s), "{term}: Ctrl-C ended the session");
@@ -93,10 +95,17 @@ fn ctrl_c_cancels_the_line_ctrl_z_and_quit_do_nothing_eof_logs_out() {
         s.expect(ROOT_LINE)
             .unwrap_or_else(|e| panic!("{term}: the session did not go on: {e}"));
         s.expect("@sms> ").unwrap();
-        // The cancelled line never ran.
-        assert!(!std::fs::read_to_string(dir.path().join("audit.log"))
-            .unwrap_or_default()
-            .contains("dev"));
+        // The cancelled line never ran...
+        let audit = || std::fs::read_to_string(dir.path().join("audit.log")).unwrap_or_default();
+        assert!(!audit().contains("update dv check"), "{term}: {}", audit());
+        // ...and would have been audited had it run.
+        s.send(format!("update dv check{enter}")).unwrap();
+        s.expect("@sms> ").unwrap();
+        assert!(
+            audit().contains("command=\"update dv check\""),
+            "{term}: {}",
+            audit()
+        );
         s.send(ControlCode::EndOfTransmission).unwrap(); // Ctrl-D on an empty line
         s.expect(Eof)
             .unwrap_or_else(|e| panic!("{term}: EOF did not log out: {e}"));
