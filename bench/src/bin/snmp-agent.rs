@@ -26,6 +26,11 @@ fn start_ours(dir: &std::path::Path, port: u16) -> Result<Child> {
 [agent]
 listen = ["127.0.0.1:{port}"]
 threads = 1
+# net-snmp's snmpd has neither a per-source rate limit nor a v2c response
+# cap: both off, so that the two serve the same load the same answers.
+community_max_response = 65000
+[agent.rate_limit]
+enabled = false
 [[community]]
 name = "public"
 sources = ["127.0.0.1"]

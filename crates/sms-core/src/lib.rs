@@ -17,6 +17,7 @@ pub mod metadata;
 pub mod net;
 pub mod notify;
 pub mod package;
+pub mod ratelimit;
 pub mod settings;
 pub mod store;
 pub mod time_floor;

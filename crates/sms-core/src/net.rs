@@ -14,6 +14,11 @@ pub struct Network {
 }
 
 impl Network {
+    /// True for a network of every address (`0.0.0.0/0`, `::/0`).
+    pub fn is_everything(&self) -> bool {
+        self.prefix == 0
+    }
+
     /// Parses `a.b.c.d/n`, `x::y/n`, or a bare address (a host network).
     pub fn parse(s: &str) -> Result<Network, String> {
         let (a, p) = match s.split_once('/') {

@@ -373,7 +373,13 @@ impl Settings {
             }
             for n in &c.networks {
                 check_prefix_chars("snmp community network", n)?;
-                Network::parse(n).map_err(|e| invalid("snmp community network", e))?;
+                let net = Network::parse(n).map_err(|e| invalid("snmp community network", e))?;
+                if c.write && net.is_everything() {
+                    return Err(invalid(
+                        "snmp community network",
+                        "a read-write community may not be open to every address; name the managers' networks",
+                    ));
+                }
             }
         }
         for u in &self.snmp_users {
@@ -757,6 +763,19 @@ mod tests {
             diff(&s, &u),
             vec!["+ set dns server 192.0.2.54".to_string()]
         );
+    }
+
+    #[test]
+    fn a_write_community_open_to_everyone_is_refused() {
+        let mut s = sample();
+        s.snmp_communities[0].networks = vec!["0.0.0.0/0".into()];
+        s.snmp_communities[0].write = false;
+        assert!(s.validate().is_ok());
+        s.snmp_communities[0].write = true;
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("may not be open to every address"), "{e}");
+        s.snmp_communities[0].networks = vec!["::/0".into()];
+        assert!(s.validate().is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Configuration of sms-ntpd (`/etc/sms/ntpd.toml`).
 
 use serde::{Deserialize, Serialize};
+pub use sms_core::ratelimit::RateLimitConfig;
 use std::net::SocketAddr;
 
 /// The whole file.
@@ -125,31 +126,6 @@ impl Default for ServerConfig {
             .collect(),
             threads: 1,
             rate_limit: RateLimitConfig::default(),
-        }
-    }
-}
-
-/// `[server.rate_limit]`: a token bucket per client address.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RateLimitConfig {
-    /// Whether rate limiting is on.
-    pub enabled: bool,
-    /// Average interval allowed between requests, milliseconds.
-    pub interval_ms: u64,
-    /// Requests allowed in a burst.
-    pub burst: u32,
-    /// Client addresses tracked at most (memory bound).
-    pub max_clients: usize,
-}
-
-impl Default for RateLimitConfig {
-    fn default() -> Self {
-        RateLimitConfig {
-            enabled: true,
-            interval_ms: 1000,
-            burst: 16,
-            max_clients: 65536,
         }
     }
 }

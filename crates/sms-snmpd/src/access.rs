@@ -132,6 +132,19 @@ impl Access {
                 .iter()
                 .map(|s| Network::parse(s).map_err(|e| format!("{who}: {e}")))
                 .collect::<Result<Vec<_>, _>>()?;
+            if sources.iter().any(|n| n.is_everything()) {
+                // A community is a password sent in clear from an address
+                // anyone can forge: open to the whole Internet, it is
+                // guessable by everyone.
+                if c.access == AccessMode::Rw {
+                    return Err(format!(
+                        "{who}: a write community may not be open to every address (0.0.0.0/0 or ::/0); name the managers' networks"
+                    ));
+                }
+                tracing::warn!(
+                    "{who} answers every address (0.0.0.0/0 or ::/0): name the managers' networks instead"
+                );
+            }
             communities.push(Community {
                 name: c.name.as_bytes().to_vec(),
                 sources,
@@ -202,6 +215,21 @@ impl Access {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_community_open_to_every_address_is_refused() {
+        let cfg = |access: &str, net: &str| -> SnmpConfig {
+            toml::from_str(&format!(
+                "state_dir = \"/x\"\n[[view]]\nname = \"all\"\ninclude = [\"1.3.6.1\"]\n[[community]]\nname = \"c\"\nsources = [\"{net}\"]\nview = \"all\"\naccess = \"{access}\"\n"
+            ))
+            .unwrap()
+        };
+        assert!(Access::build(&cfg("ro", "0.0.0.0/0"), b"e").is_ok());
+        assert!(Access::build(&cfg("rw", "10.0.0.0/8"), b"e").is_ok());
+        let e = Access::build(&cfg("rw", "0.0.0.0/0"), b"e").unwrap_err();
+        assert!(e.contains("may not be open to every address"), "{e}");
+        assert!(Access::build(&cfg("rw", "::/0"), b"e").is_err());
+    }
 
     #[test]
     fn longest_subtree_decides() {

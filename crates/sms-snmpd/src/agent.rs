@@ -9,6 +9,7 @@
 
 use crate::access::{Access, View};
 use crate::mib::{self, Cell, Dynamic, Mib, SystemText};
+use sms_core::ratelimit::{RateLimitConfig, RateLimiter};
 use sms_snmp::message::{error_status as es, CommunityMessage};
 use sms_snmp::usm::Engine;
 use sms_snmp::value::VarBind;
@@ -36,6 +37,8 @@ pub struct AgentCounters {
     pub usm_refused: AtomicU64,
     /// Successful Set requests.
     pub sets: AtomicU64,
+    /// Datagrams dropped because their source was over its rate.
+    pub rate_limited: AtomicU64,
 }
 
 /// Where Set changes go to be kept across restarts.
@@ -50,6 +53,10 @@ pub struct Agent {
     persist: Option<Persist>,
     start: Instant,
     max_response: usize,
+    /// Largest v1/v2c response: their source address is not authenticated,
+    /// so a small request must not buy a large answer sent to a victim.
+    community_max_response: usize,
+    limiter: Option<Mutex<RateLimiter>>,
     traps_stored: std::sync::OnceLock<Box<dyn Fn() -> u64 + Send + Sync>>,
     /// Counters.
     pub counters: AgentCounters,
@@ -98,9 +105,19 @@ impl Agent {
             persist,
             start: Instant::now(),
             max_response: max_response.clamp(484, 65507),
+            community_max_response: max_response.clamp(484, 65507),
+            limiter: None,
             traps_stored: std::sync::OnceLock::new(),
             counters: AgentCounters::default(),
         }
+    }
+
+    /// Caps v1/v2c responses at `community_max_response` octets and limits
+    /// the requests taken from each source address.
+    pub fn with_limits(mut self, community_max_response: usize, rate: RateLimitConfig) -> Agent {
+        self.community_max_response = community_max_response.clamp(484, self.max_response);
+        self.limiter = rate.enabled.then(|| Mutex::new(RateLimiter::new(rate)));
+        self
     }
 
     /// Where smsTrapsReceived comes from (the receiver's event log).
@@ -172,6 +189,16 @@ impl Agent {
     /// Answers one datagram from `src`; `None` when nothing is to be sent.
     pub fn handle(&self, packet: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
         self.counters.received.fetch_add(1, Ordering::Relaxed);
+        if let Some(l) = &self.limiter {
+            let allowed = l
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .allow(src.ip(), Instant::now());
+            if !allowed {
+                self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        }
         let msg = match sms_snmp::decode(packet) {
             Ok(m) => m,
             Err(e) => {
@@ -209,7 +236,9 @@ impl Agent {
             Rights::Read(&c.view)
         };
         // Room for the community header around the PDU.
-        let budget = self.max_response.saturating_sub(32 + m.community.len());
+        let budget = self
+            .community_max_response
+            .saturating_sub(32 + m.community.len());
         let resp = self.process(&pdu, m.version, &rights, budget);
         Some(
             CommunityMessage {
@@ -284,6 +313,10 @@ impl Agent {
                     } else {
                         None
                     };
+                    // SNMPv1 has no Counter64: such objects do not exist
+                    // for a v1 manager (RFC 3584 section 4.2.2.1).
+                    let v =
+                        v.filter(|v| !(version == Version::V1 && matches!(v, Value::Counter64(_))));
                     let v = match v {
                         Some(v) => v,
                         None if version == Version::V1 => {
@@ -306,7 +339,18 @@ impl Agent {
             }
             PduType::GetNext => {
                 for (i, vb) in req.varbinds.iter().enumerate() {
-                    match self.next(&mib, &vb.oid, rights.read()) {
+                    let mut next = self.next(&mib, &vb.oid, rights.read());
+                    // A v1 GetNext skips Counter64 objects (RFC 3584
+                    // section 4.2.2.1), as net-snmp does.
+                    if version == Version::V1 {
+                        while let Some(n) = next
+                            .as_ref()
+                            .filter(|n| matches!(n.value, Value::Counter64(_)))
+                        {
+                            next = self.next(&mib, &n.oid, rights.read());
+                        }
+                    }
+                    match next {
                         Some(n) => resp.varbinds.push(n),
                         None if version == Version::V1 => {
                             return error(req, es::NO_SUCH_NAME, i);

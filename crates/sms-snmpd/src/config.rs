@@ -67,6 +67,12 @@ pub struct AgentConfig {
     pub refresh_secs: Duration,
     /// Largest response sent, octets (a GetBulk is cut to fit).
     pub max_response: usize,
+    /// Largest v1/v2c response, octets: their source address is not
+    /// authenticated, so a 45-byte request must not buy a 65 KB answer to
+    /// a spoofed victim. One Ethernet frame by default.
+    pub community_max_response: usize,
+    /// Requests taken per source address (every version).
+    pub rate_limit: sms_core::ratelimit::RateLimitConfig,
 }
 
 impl Default for AgentConfig {
@@ -80,6 +86,13 @@ impl Default for AgentConfig {
             name: String::new(),
             refresh_secs: Duration::from_secs(5),
             max_response: 65000,
+            community_max_response: 1472,
+            rate_limit: sms_core::ratelimit::RateLimitConfig {
+                enabled: true,
+                interval_ms: 1,
+                burst: 2000,
+                max_clients: 65536,
+            },
         }
     }
 }

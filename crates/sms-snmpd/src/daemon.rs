@@ -9,6 +9,7 @@ use crate::events::EventLog;
 use crate::mib::{self, DaemonValues, Identity, SystemText};
 use crate::poller::{self, PollTable};
 use crate::receiver::Receiver;
+use crate::receiver::SavedClock;
 use crate::sender::{Notification, TrapSender};
 use anyhow::{Context, Result};
 use sms_core::store::{Batch, Store};
@@ -22,6 +23,9 @@ const TREE: &str = "snmp";
 
 /// Everything the daemon runs.
 pub struct Daemon {
+    /// The daemon's own store (engine identity, system objects, remote
+    /// engines' clocks).
+    store: Store,
     /// Configuration.
     pub cfg: SnmpConfig,
     /// Identity shown in the MIB.
@@ -92,9 +96,16 @@ impl Daemon {
                 },
                 location: cfg.agent.location.clone(),
             });
+        // Cold start: the first start since the appliance booted; warm: a
+        // restart of the daemon within the same boot.
+        let boot_id = current_boot_id();
+        let warm = boot_id.is_some() && store.get(TREE, "boot_id")? == boot_id;
         let mut b = Batch::new();
         b.put(TREE, "engine_id", engine_id.clone())
             .put_json(TREE, "boots", &boots);
+        if let Some(id) = &boot_id {
+            b.put(TREE, "boot_id", id.clone());
+        }
         store.apply(&b).context("keeping the engine boots")?;
         let engine = Arc::new(Engine::new(engine_id.clone(), boots));
         let access = Arc::new(
@@ -116,21 +127,27 @@ impl Daemon {
         };
         let snapshot = mib::build(&identity, &system, &values, &mib::interfaces());
         let persist_store = store.clone();
-        let agent = Arc::new(Agent::new(
-            engine.clone(),
-            access.clone(),
-            snapshot,
-            system,
-            Some(Box::new(move |s: &SystemText| {
-                let mut b = Batch::new();
-                b.put_json(TREE, "system", s);
-                persist_store
-                    .apply(&b)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            })),
-            cfg.agent.max_response,
-        ));
+        let agent = Arc::new(
+            Agent::new(
+                engine.clone(),
+                access.clone(),
+                snapshot,
+                system,
+                Some(Box::new(move |s: &SystemText| {
+                    let mut b = Batch::new();
+                    b.put_json(TREE, "system", s);
+                    persist_store
+                        .apply(&b)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })),
+                cfg.agent.max_response,
+            )
+            .with_limits(
+                cfg.agent.community_max_response,
+                cfg.agent.rate_limit.clone(),
+            ),
+        );
         let forward = match cfg.receiver.syslog {
             Some(addr) => Some(crate::events::syslog_forwarder(addr).context("receiver.syslog")?),
             None => None,
@@ -151,8 +168,18 @@ impl Daemon {
             TrapSender::new(engine.clone(), &access, &cfg.trap_destination)
                 .map_err(anyhow::Error::msg)?,
         );
+        if let Some(saved) = store.get_json::<Vec<SavedClock>>(TREE, "remote_clocks")? {
+            receiver.restore_clocks(&saved);
+            tracing::info!("restored the clocks of {} remote engine(s)", saved.len());
+        }
         let log = receiver.log().clone();
         agent.set_traps_stored(Box::new(move || log.stored()));
+        let (start, text) = if warm {
+            (Notification::WarmStart, "sms-snmpd restarted")
+        } else {
+            (Notification::ColdStart, "sms-snmpd started")
+        };
+        sender.send(start, agent.uptime(), text, Vec::new());
         let a = agent.clone();
         let agent_addrs = crate::server::start(
             "snmp-agent",
@@ -172,6 +199,7 @@ impl Daemon {
         )
         .context("starting the trap receiver")?;
         Ok(Arc::new(Daemon {
+            store,
             cfg,
             identity,
             agent,
@@ -182,6 +210,37 @@ impl Daemon {
             agent_addrs,
             receiver_addrs,
         }))
+    }
+
+    /// Keeps the remote engines' clocks in the store when they changed
+    /// since `last`; returns what is now kept.
+    pub fn save_clocks(&self, last: &[SavedClock]) -> Vec<SavedClock> {
+        let now = self.receiver.clocks_snapshot();
+        if now.as_slice() == last {
+            return now;
+        }
+        let mut b = Batch::new();
+        b.put_json(TREE, "remote_clocks", &now);
+        if let Err(e) = self.store.apply(&b) {
+            tracing::warn!("keeping the remote engines' clocks: {e}");
+            return last.to_vec();
+        }
+        now
+    }
+
+    /// Keeps the remote engines' clocks every two seconds, so that a
+    /// restart does not reopen the replay window of the v3 traps seen.
+    pub async fn save_clocks_loop(self: Arc<Self>) {
+        let mut last = Vec::new();
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            let d = self.clone();
+            let l = last.clone();
+            last = tokio::task::spawn_blocking(move || d.save_clocks(&l))
+                .await
+                .unwrap_or(last);
+        }
     }
 
     /// Rebuilds the MIB snapshot from the cached values and poll results.
@@ -367,4 +426,11 @@ impl Daemon {
             }
         }
     }
+}
+
+/// This boot's identity (a random UUID the kernel makes at boot).
+fn current_boot_id() -> Option<Vec<u8>> {
+    std::fs::read("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|b| b.trim_ascii().to_vec())
 }

@@ -33,6 +33,9 @@ pub struct SnmpStatus {
     pub bad_community: u64,
     /// v3 refused.
     pub usm_refused: u64,
+    /// Agent datagrams dropped: source over its rate.
+    #[serde(default)]
+    pub rate_limited: u64,
     /// Notifications accepted.
     pub traps_received: u64,
     /// Informs acknowledged.
@@ -68,6 +71,7 @@ pub fn status(d: &Daemon) -> SnmpStatus {
         malformed: a.malformed.load(Ordering::Relaxed) + r.malformed.load(Ordering::Relaxed),
         bad_community: a.bad_community.load(Ordering::Relaxed),
         usm_refused: a.usm_refused.load(Ordering::Relaxed) + r.usm_refused.load(Ordering::Relaxed),
+        rate_limited: a.rate_limited.load(Ordering::Relaxed),
         traps_received: r.accepted.load(Ordering::Relaxed),
         informs_acknowledged: r.acknowledged.load(Ordering::Relaxed),
         replays_refused: r.replays.load(Ordering::Relaxed),

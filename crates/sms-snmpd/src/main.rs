@@ -43,6 +43,7 @@ async fn main() -> Result<()> {
     };
     tokio::spawn(d.clone().refresh_loop(conn.clone()));
     tokio::spawn(d.clone().poll_loop());
+    tokio::spawn(d.clone().save_clocks_loop());
     if let Some(c) = &conn {
         tokio::spawn(d.clone().follow_signals(c.clone()));
     }
@@ -61,5 +62,6 @@ async fn main() -> Result<()> {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
     }
     sms_core::notify::stopping();
+    d.save_clocks(&[]);
     Ok(())
 }

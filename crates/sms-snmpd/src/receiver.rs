@@ -65,6 +65,49 @@ impl std::fmt::Debug for Receiver {
 }
 
 impl Receiver {
+    /// The remote engines' clocks as last seen, to keep across a restart:
+    /// (engine ID, boots, time, Unix time when seen). Without them, a
+    /// restart would accept any captured v3 trap once more.
+    pub fn clocks_snapshot(&self) -> Vec<SavedClock> {
+        let now = Instant::now();
+        let wall = unix_now();
+        let clocks = self.clocks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<SavedClock> = clocks
+            .iter()
+            .filter_map(|(id, c)| {
+                let (boots, time, at) = c.latest?;
+                Some(SavedClock {
+                    engine_id: hex::encode(id),
+                    boots,
+                    time,
+                    seen_unix: wall - now.duration_since(at).as_secs() as i64,
+                })
+            })
+            .collect();
+        v.sort_by(|a, b| a.engine_id.cmp(&b.engine_id));
+        v
+    }
+
+    /// Restores clocks kept by [`Receiver::clocks_snapshot`].
+    pub fn restore_clocks(&self, saved: &[SavedClock]) {
+        let now = Instant::now();
+        let wall = unix_now();
+        let mut clocks = self.clocks.lock().unwrap_or_else(|p| p.into_inner());
+        for c in saved.iter().take(MAX_ENGINES) {
+            let Ok(id) = hex::decode(&c.engine_id) else {
+                continue;
+            };
+            let ago = std::time::Duration::from_secs((wall - c.seen_unix).max(0) as u64);
+            let at = now.checked_sub(ago).unwrap_or(now);
+            clocks.insert(
+                id,
+                RemoteClock {
+                    latest: Some((c.boots, c.time, at)),
+                },
+            );
+        }
+    }
+
     /// A receiver storing into `log`. `users` are the names (from the
     /// agent's users) accepted in v3 notifications.
     pub fn new(
@@ -339,4 +382,24 @@ fn ack(p: &Pdu) -> Pdu {
         error_index: 0,
         varbinds: p.varbinds.clone(),
     }
+}
+
+/// A remote engine's clock as kept in the store.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SavedClock {
+    /// Engine ID, hex.
+    pub engine_id: String,
+    /// Latest snmpEngineBoots seen.
+    pub boots: u32,
+    /// Latest snmpEngineTime seen.
+    pub time: u32,
+    /// When it was seen, Unix seconds.
+    pub seen_unix: i64,
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }

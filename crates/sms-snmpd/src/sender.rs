@@ -25,17 +25,26 @@ pub enum Notification {
     HaFailover,
     /// A managed device answers again.
     DeviceReachable,
+    /// The agent started for the first time since the appliance booted
+    /// (SNMPv2-MIB coldStart).
+    ColdStart,
+    /// The agent restarted within the same boot (SNMPv2-MIB warmStart).
+    WarmStart,
 }
 
 impl Notification {
     /// The notification's OID.
     pub fn oid(self) -> Oid {
+        // snmpTraps (RFC 3418): coldStart .1, warmStart .2.
+        const SNMP_TRAPS: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 5];
         let n = match self {
             Notification::DvActivated => 1,
             Notification::DistributionFailed => 2,
             Notification::DeviceUnreachable => 3,
             Notification::HaFailover => 4,
             Notification::DeviceReachable => 5,
+            Notification::ColdStart => return Oid::new(SNMP_TRAPS.to_vec()).child(&[1]),
+            Notification::WarmStart => return Oid::new(SNMP_TRAPS.to_vec()).child(&[2]),
         };
         Oid::new(oids::SMS_NOTIFICATIONS.to_vec()).child(&[n])
     }

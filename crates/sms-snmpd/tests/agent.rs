@@ -95,6 +95,35 @@ fn get_getnext_walk_bulkwalk_in_v1_v2c_and_v3_authpriv() {
     );
     assert!(b.ok, "{b:?}");
     assert!(b.stdout.lines().count() > 20, "{}", b.stdout);
+    // SNMPv1 has no Counter64 (RFC 3584 4.2.2.1): a v1 walk of ifXTable
+    // skips ifHCInOctets and ifHCOutOctets, a v1 Get of one is noSuchName;
+    // v2c sees them.
+    let hc_in = "1.3.6.1.2.1.31.1.1.1.6.1";
+    let w1 = d.run(
+        "snmpwalk",
+        &["-v1", "-c", "public", "-On"],
+        &["1.3.6.1.2.1.31.1.1.1"],
+    );
+    let w2 = d.run(
+        "snmpwalk",
+        &["-v2c", "-c", "public", "-On"],
+        &["1.3.6.1.2.1.31.1.1.1"],
+    );
+    assert!(w1.ok && w2.ok, "{w1:?} {w2:?}");
+    assert!(w2.stdout.contains("Counter64"), "{}", w2.stdout);
+    assert!(!w1.stdout.contains("Counter64"), "{}", w1.stdout);
+    assert!(
+        w1.stdout.contains(".1.3.6.1.2.1.31.1.1.1.15."),
+        "{}",
+        w1.stdout
+    );
+    let g1 = d.run("snmpget", &["-v1", "-c", "public"], &[hc_in]);
+    assert!(
+        !g1.ok && (g1.stderr.contains("noSuchName") || g1.stdout.contains("noSuchName")),
+        "{g1:?}"
+    );
+    let g2 = d.run("snmpget", &["-v2c", "-c", "public"], &[hc_in]);
+    assert!(g2.ok && g2.stdout.contains("Counter64"), "{g2:?}");
     // A v1 Get of a missing object is noSuchName; in v2c, noSuchObject.
     let m = d.run("snmpget", &["-v1", "-c", "public"], &["1.3.6.1.2.1.1.99.0"]);
     assert!(
@@ -555,4 +584,103 @@ fn communities_and_users_from_the_settings_file_answer() {
         err.contains("settings.toml") && err.contains("snmp_communities"),
         "{err}"
     );
+}
+
+fn v2c_bulk(request_id: i32, max_repetitions: i32) -> Vec<u8> {
+    use sms_snmp::message::CommunityMessage;
+    let mut pdu = sms_snmp::Pdu::new(
+        PduType::GetBulk,
+        request_id,
+        vec![sms_snmp::VarBind::new(
+            "1.3.6.1".parse().unwrap(),
+            Value::Null,
+        )],
+    );
+    pdu.error_status = 0;
+    pdu.error_index = max_repetitions;
+    CommunityMessage {
+        version: sms_snmp::Version::V2c,
+        community: b"public".to_vec(),
+        pdu: sms_snmp::AnyPdu::Pdu(pdu),
+    }
+    .encode()
+}
+
+/// A community's source address can be forged: a small v2c request gets
+/// at most one Ethernet frame back (a GetBulk is cut to fit), while a v3
+/// user still gets large answers.
+#[test]
+fn community_answers_are_capped_at_one_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Snmpd::start(dir.path(), "[poller]\nenabled = false", None);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let request = v2c_bulk(99, 5000);
+    sock.send_to(&request, &d.agent).unwrap();
+    let mut buf = [0u8; 65536];
+    let (n, _) = sock.recv_from(&mut buf).expect("an answer");
+    println!("GetBulk of {} bytes answered with {n} bytes", request.len());
+    assert!(request.len() < 50, "{}", request.len());
+    assert!(n <= 1472, "a {}-byte request got {n} bytes", request.len());
+    let Ok(Message::Community(m)) = sms_snmp::decode(&buf[..n]) else {
+        panic!("not a community message");
+    };
+    let sms_snmp::AnyPdu::Pdu(p) = m.pdu else {
+        panic!("not a PDU")
+    };
+    assert_eq!(p.error_status, 0, "cut to fit, not refused");
+    assert!(p.varbinds.len() > 10, "{}", p.varbinds.len());
+    // v3 (authenticated) is not held to the frame.
+    let b = d.run(
+        "snmpbulkget",
+        &[v3_args().as_slice(), &["-On", "-Cn0", "-Cr5000"]].concat(),
+        &["1.3.6.1"],
+    );
+    assert!(b.ok, "{b:?}");
+    assert!(b.stdout.lines().count() > p.varbinds.len(), "{}", b.stdout);
+}
+
+/// One source over its rate is dropped (and counted) until its bucket
+/// refills; then it is answered again.
+#[test]
+fn a_source_over_its_rate_is_dropped_then_answered_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Snmpd::start(
+        dir.path(),
+        "[agent.rate_limit]\ninterval_ms = 100\nburst = 20\n[poller]\nenabled = false",
+        None,
+    );
+    // A source of its own (the start-up probes came from 127.0.0.1).
+    let sock = UdpSocket::bind("127.0.0.77:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    for i in 0..200 {
+        sock.send_to(&v2c_get(i), &d.agent).unwrap();
+    }
+    let sent_in = started.elapsed().as_secs_f64();
+    let mut buf = [0u8; 65536];
+    let mut answers = 0;
+    while sock.recv_from(&mut buf).is_ok() {
+        answers += 1;
+    }
+    let allowed = 20 + (sent_in / 0.1).ceil() as usize + 1;
+    println!("200 requests in {sent_in:.3} s: {answers} answered (at most {allowed})");
+    assert!(answers >= 20, "{answers}");
+    assert!(
+        answers <= allowed,
+        "{answers} answers, at most {allowed} allowed"
+    );
+    // Other sources are not affected...
+    let g = d.run(
+        "snmpget",
+        &["-v2c", "-c", "public", "-r", "0"],
+        &["1.3.6.1.2.1.1.5.0"],
+    );
+    assert!(g.ok && g.stdout.contains("sms-test"), "{g:?}");
+    // ...and the limited one is answered again once its bucket refilled.
+    std::thread::sleep(Duration::from_millis(500));
+    sock.send_to(&v2c_get(4242), &d.agent).unwrap();
+    let (n, _) = sock.recv_from(&mut buf).expect("answered after the refill");
+    assert!(n > 0);
 }

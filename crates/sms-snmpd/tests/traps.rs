@@ -239,6 +239,59 @@ async fn net_snmp_traps_and_informs_of_every_version_are_stored() {
     assert!(g.stdout.contains("Counter32: 6"), "{g:?}");
 }
 
+/// The window itself (RFC 3414: 150 s behind the latest time seen from an
+/// engine), with 10 s of margin either side; and the engines' clocks are
+/// kept across a restart, so a captured trap is not accepted again after
+/// one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_time_window_is_150_seconds_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_bus, mut d, conn) = on_bus(dir.path(), |c| c).await;
+    let t0 = d.trap_addr(0);
+    let engine = "0x80000000010a0b0c0e";
+    let trap = |bt: &str, oid: &str| v3_trap(&t0, engine, Some(bt), oid, AUTH_PW);
+    assert!(trap("5,1000", "1.3.6.1.6.3.1.1.5.3").ok);
+    assert_eq!(wait_events(&conn, 1).await.len(), 1);
+    assert!(trap("5,860", "1.3.6.1.6.3.1.1.5.3").ok, "140 s behind");
+    assert_eq!(wait_events(&conn, 2).await.len(), 2);
+    assert!(trap("5,840", "1.3.6.1.6.3.1.1.5.4").ok, "160 s behind");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        events(&conn).await.len(),
+        2,
+        "a trap 160 s behind was stored"
+    );
+
+    d.stop();
+    d.spawn();
+    let conn = zbus::connection::Builder::address(d.bus.clone().unwrap().as_str())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    assert!(trap("5,840", "1.3.6.1.6.3.1.1.5.4").ok);
+    assert!(
+        trap("5,1000", "1.3.6.1.6.3.1.1.5.3").ok,
+        "the latest moment"
+    );
+    let ev = wait_events(&conn, 3).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ev = if ev.len() >= 3 {
+        events(&conn).await
+    } else {
+        ev
+    };
+    assert_eq!(ev.len(), 3, "{ev:#?}");
+    assert!(
+        ev.iter().all(|e| e.trap_oid != "1.3.6.1.6.3.1.1.5.4"),
+        "after a restart a trap 160 s behind was stored: {ev:#?}\n{}",
+        d.log_text()
+    );
+    assert!(d
+        .log_text()
+        .contains("restored the clocks of 1 remote engine"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_v3_traps_from_the_past_are_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -337,3 +337,43 @@ level = "authPriv"
     assert!(why.contains("no answer"), "{why}");
     drop(fleet);
 }
+
+/// Managers expect to hear when an agent (re)starts: the first start since
+/// the appliance booted sends coldStart, a restart of the daemon within the
+/// same boot warmStart, to every configured destination.
+#[test]
+fn cold_start_then_warm_start_reach_the_manager() {
+    let dir = tempfile::tempdir().unwrap();
+    let trap_port = free_udp_port();
+    let trap_log = dir.path().join("snmptrapd.log");
+    let _trapd = snmptrapd(dir.path(), trap_port, &trap_log);
+    std::thread::sleep(Duration::from_millis(500));
+    let extra = format!(
+        r#"[poller]
+enabled = false
+[[trap_destination]]
+address = "127.0.0.1:{trap_port}"
+version = "v2c"
+community = "public"
+[[trap_destination]]
+address = "127.0.0.1:{trap_port}"
+version = "v3"
+user = "{USER}"
+level = "authPriv"
+"#
+    );
+    let mut d = Snmpd::start(dir.path(), &extra, None);
+    let log = || std::fs::read_to_string(&trap_log).unwrap_or_default();
+    let cold = ".1.3.6.1.6.3.1.1.5.1";
+    let warm = ".1.3.6.1.6.3.1.1.5.2";
+    wait_for("coldStart at snmptrapd", || {
+        log().matches(cold).count() >= 2
+    });
+    assert!(!log().contains(warm), "{}", log());
+    d.stop();
+    d.spawn();
+    wait_for("warmStart at snmptrapd", || {
+        log().matches(warm).count() >= 2
+    });
+    assert_eq!(log().matches(cold).count(), 2, "{}", log());
+}
