@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Boots the SMS OS image under QEMU: KVM when /dev/kvm works, TCG otherwise.
+# Boots the SMS OS image under QEMU (TCG; SMS_ACCEL=kvm where KVM is known to work).
 # The kernel and initramfs are given directly (the initramfs does the A/B
 # slot choice); the disk is virtio; the network is QEMU user networking with
 # the appliance's ports forwarded to the host, so nothing needs root, a tap
@@ -26,15 +26,11 @@ for f in "$disk" "$kernel" "$initrd"; do
   [ -e "$f" ] || { echo "qemu/boot.sh: $f is missing: build the image first (image/build.sh)" >&2; exit 1; }
 done
 
-# KVM when it really works: a paused probe VM that is still alive after
-# 3 s (timeout's 124) started fine; one that died did not. TCG otherwise.
-accel=(-accel tcg)
-if [ -w /dev/kvm ]; then
-  rc=0
-  (timeout 3 qemu-system-x86_64 -accel kvm -machine q35 -cpu max -nodefaults -display none -monitor none -S \
-    >/dev/null 2>&1 </dev/null) 2>/dev/null || rc=$?
-  [ "$rc" -eq 124 ] && accel=(-accel kvm)
-fi
+# TCG unless SMS_ACCEL=kvm: a probe cannot tell a /dev/kvm that works from
+# one that starts a paused VM and then fails at the guest's first
+# instructions ("KVM internal error ... emulation failure", seen on these
+# machines), and a boot test must not depend on which one a host has.
+accel=(-accel "${SMS_ACCEL:-tcg}")
 
 fwd="hostfwd=tcp:127.0.0.1:$((base + 22))-:22"
 fwd+=",hostfwd=tcp:127.0.0.1:$((base + 80))-:80,hostfwd=tcp:127.0.0.1:$((base + 443))-:443"

@@ -144,6 +144,27 @@ pub struct PullConfig {
     /// Seconds between refreshes of the package list from the updater.
     #[serde(with = "seconds")]
     pub refresh_interval: Duration,
+    /// Deltas and archives built at once for clients.
+    pub max_builds: usize,
+    /// Builds that may wait for a place; beyond, clients get 503.
+    pub build_queue: usize,
+    /// Builds one client address may have queued or running.
+    pub builds_per_address: usize,
+    /// Bytes of built deltas and archives held in memory.
+    pub memory_cache_bytes: u64,
+    /// Seconds a client has to send its request headers (and, on HTTPS,
+    /// to finish the TLS handshake).
+    #[serde(with = "seconds")]
+    pub header_timeout: Duration,
+    /// Bytes per second a connection must move, judged over `rate_window`:
+    /// slower clients and idle keep-alive connections are closed. 0: off.
+    pub min_rate_bps: u64,
+    /// Seconds over which the minimum rate is judged (also the idle
+    /// timeout of keep-alive connections).
+    #[serde(with = "seconds")]
+    pub rate_window: Duration,
+    /// Open connections allowed from one client address.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for PullConfig {
@@ -164,6 +185,14 @@ impl Default for PullConfig {
             max_delta_fraction: 0.5,
             retry_after: 5,
             refresh_interval: Duration::from_secs(60),
+            max_builds: 2,
+            build_queue: 8,
+            builds_per_address: 1,
+            memory_cache_bytes: 256 << 20,
+            header_timeout: Duration::from_secs(10),
+            min_rate_bps: 4096,
+            rate_window: Duration::from_secs(30),
+            max_connections_per_address: 64,
         }
     }
 }

@@ -225,6 +225,19 @@ pub struct PullStatus {
     pub large_active: usize,
     /// Artifacts in the index.
     pub cached: Vec<String>,
+    /// Builds refused because the build queue was full (503).
+    #[serde(default)]
+    pub builds_refused: u64,
+    /// Connections closed at once: their address had too many open.
+    #[serde(default)]
+    pub connections_refused: u64,
+    /// Connections closed for moving less than the minimum rate (slow
+    /// clients, idle keep-alives, stalled headers).
+    #[serde(default)]
+    pub connections_cut: u64,
+    /// Bytes of artifacts held in memory.
+    #[serde(default)]
+    pub memory_cache_bytes: u64,
 }
 
 #[derive(Default)]
@@ -237,6 +250,9 @@ struct Counters {
     refused: AtomicU64,
     builds: AtomicU64,
     bytes: AtomicU64,
+    builds_refused: AtomicU64,
+    connections_refused: AtomicU64,
+    connections_cut: AtomicU64,
 }
 
 /// The pull server.
@@ -247,7 +263,13 @@ pub struct PullServer {
     cache_dir: PathBuf,
     offer: RwLock<Offer>,
     builds: Mutex<HashMap<String, watch::Receiver<BuildResult>>>,
+    /// Builds running at once (the rest of `builds` is the queue).
+    build_slots: Arc<Semaphore>,
     loaded: Mutex<HashMap<Digest, Bytes>>,
+    /// Clients' builds queued or running, per client address.
+    client_builds: Mutex<HashMap<std::net::IpAddr, usize>>,
+    /// Open connections per client address.
+    per_address: Mutex<HashMap<std::net::IpAddr, usize>>,
     archive_used: Mutex<HashMap<String, u64>>,
     use_clock: AtomicU64,
     slots: Arc<Semaphore>,
@@ -394,6 +416,7 @@ impl PullServer {
         std::fs::create_dir_all(cache_dir.join("tmp"))?;
         Ok(Arc::new(PullServer {
             slots: Arc::new(Semaphore::new(cfg.max_large_downloads.max(1))),
+            build_slots: Arc::new(Semaphore::new(cfg.max_builds.max(1))),
             cfg,
             store,
             blobs: BlobStore::at(blob_dir),
@@ -401,6 +424,8 @@ impl PullServer {
             offer: RwLock::new(Offer::default()),
             builds: Mutex::new(HashMap::new()),
             loaded: Mutex::new(HashMap::new()),
+            per_address: Mutex::new(HashMap::new()),
+            client_builds: Mutex::new(HashMap::new()),
             archive_used: Mutex::new(HashMap::new()),
             use_clock: AtomicU64::new(0),
             counters: Counters::default(),
@@ -435,6 +460,10 @@ impl PullServer {
             bytes: c.bytes.load(Ordering::Relaxed),
             large_active: self.cfg.max_large_downloads.max(1) - self.slots.available_permits(),
             cached: self.artifacts("").into_iter().map(|(k, _)| k).collect(),
+            builds_refused: c.builds_refused.load(Ordering::Relaxed),
+            connections_refused: c.connections_refused.load(Ordering::Relaxed),
+            connections_cut: c.connections_cut.load(Ordering::Relaxed),
+            memory_cache_bytes: lock(&self.loaded).values().map(|b| b.len() as u64).sum(),
         }
     }
 
@@ -509,9 +538,9 @@ impl PullServer {
         self.evict_unkept();
         for (s, prev, n) in newest {
             let level = self.cfg.best_level;
-            let _ = self.start_archive(s, &n, level);
+            let _ = self.start_archive(s, &n, level, None);
             if let Some(p) = prev {
-                let _ = self.start_delta(s, &p, &n, level);
+                let _ = self.start_delta(s, &p, &n, level, None);
             }
         }
     }
@@ -625,8 +654,26 @@ impl PullServer {
             return None;
         }
         let b = Bytes::from(data);
-        lock(&self.loaded).insert(*sha256, b.clone());
+        self.remember(*sha256, b.clone());
         Some(b)
+    }
+
+    /// Keeps an artifact's bytes in memory, within `memory_cache_bytes`:
+    /// others are let go first (they are re-read from the cache directory
+    /// when asked for again).
+    fn remember(&self, sha256: Digest, data: Bytes) {
+        let limit = self.cfg.memory_cache_bytes;
+        let mut loaded = lock(&self.loaded);
+        loaded.insert(sha256, data);
+        let mut total: u64 = loaded.values().map(|b| b.len() as u64).sum();
+        while total > limit {
+            let Some(victim) = loaded.keys().find(|k| **k != sha256).copied() else {
+                break;
+            };
+            if let Some(b) = loaded.remove(&victim) {
+                total -= b.len() as u64;
+            }
+        }
     }
 
     fn read_payload(&self, s: Stream, v: &Version) -> Result<Vec<u8>, String> {
@@ -667,7 +714,7 @@ impl PullServer {
         let mut b = Batch::new();
         b.put_json(PULL, key, &art);
         self.store.apply(&b).map_err(|e| e.to_string())?;
-        lock(&self.loaded).insert(sha256, Bytes::copy_from_slice(data));
+        self.remember(sha256, Bytes::copy_from_slice(data));
         self.counters.builds.fetch_add(1, Ordering::Relaxed);
         Ok(art)
     }
@@ -676,35 +723,88 @@ impl PullServer {
     /// result. An artifact, once built, is never replaced: its URL is
     /// immutable for caches and a ranged download can resume across
     /// requests.
-    fn start_build<F>(self: &Arc<Self>, key: String, work: F) -> watch::Receiver<BuildResult>
+    ///
+    /// At most `max_builds` run at once; clients' builds may wait beyond
+    /// that up to `build_queue`, and one client address has at most
+    /// `builds_per_address` of them; a build beyond is refused (`None`:
+    /// the caller answers 503), so that asking for every pair of versions
+    /// queues no unbounded work and does not crowd out other devices. The
+    /// server's own builds (`client` `None`: the newest delta and archive)
+    /// are always admitted.
+    fn start_build<F>(
+        self: &Arc<Self>,
+        key: String,
+        client: Option<std::net::IpAddr>,
+        work: F,
+    ) -> Option<watch::Receiver<BuildResult>>
     where
         F: FnOnce(&PullServer) -> Result<Artifact, String> + Send + 'static,
     {
         let mut builds = lock(&self.builds);
         if let Some(rx) = builds.get(&key) {
-            return rx.clone();
+            return Some(rx.clone());
+        }
+        if let Some(ip) = client {
+            let mut queued = lock(&self.client_builds);
+            let total: usize = queued.values().sum();
+            let mine = queued.get(&ip).copied().unwrap_or(0);
+            if total >= self.cfg.max_builds.max(1) + self.cfg.build_queue
+                || mine >= self.cfg.builds_per_address.max(1)
+            {
+                self.counters.builds_refused.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            *queued.entry(ip).or_insert(0) += 1;
         }
         let (tx, rx) = watch::channel(None);
         builds.insert(key.clone(), rx.clone());
         drop(builds);
         let me = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            let r = work(&me);
-            match &r {
-                Ok(Artifact::File { length, level, .. }) => tracing::info!(
-                    "pull cache: built {key} ({length} bytes, level {level}) in {:.2} s",
-                    started.elapsed().as_secs_f64()
-                ),
-                Ok(Artifact::TooLarge { length }) => tracing::info!(
-                    "pull cache: {key} would be {length} bytes, over the limit; clients get the full archive"
-                ),
-                Err(e) => tracing::error!("pull cache: building {key} failed: {e}"),
-            }
+        let slots = self.build_slots.clone();
+        tokio::spawn(async move {
+            let Ok(permit) = slots.acquire_owned().await else {
+                return;
+            };
+            let me2 = me.clone();
+            let key2 = key.clone();
+            let built = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                me2.build_logged(&key2, work)
+            })
+            .await;
+            let r = built.unwrap_or_else(|e| Err(format!("build task: {e}")));
             lock(&me.builds).remove(&key);
+            if let Some(ip) = client {
+                let mut queued = lock(&me.client_builds);
+                if let Some(n) = queued.get_mut(&ip) {
+                    *n -= 1;
+                    if *n == 0 {
+                        queued.remove(&ip);
+                    }
+                }
+            }
             let _ = tx.send(Some(r));
         });
-        rx
+        Some(rx)
+    }
+
+    fn build_logged<F>(&self, key: &str, work: F) -> Result<Artifact, String>
+    where
+        F: FnOnce(&PullServer) -> Result<Artifact, String>,
+    {
+        let started = std::time::Instant::now();
+        let r = work(self);
+        match &r {
+            Ok(Artifact::File { length, level, .. }) => tracing::info!(
+                "pull cache: built {key} ({length} bytes, level {level}) in {:.2} s",
+                started.elapsed().as_secs_f64()
+            ),
+            Ok(Artifact::TooLarge { length }) => tracing::info!(
+                "pull cache: {key} would be {length} bytes, over the limit; clients get the full archive"
+            ),
+            Err(e) => tracing::error!("pull cache: building {key} failed: {e}"),
+        }
+        r
     }
 
     fn start_archive(
@@ -712,14 +812,15 @@ impl PullServer {
         s: Stream,
         v: &Version,
         level: i32,
-    ) -> watch::Receiver<BuildResult> {
+        client: Option<std::net::IpAddr>,
+    ) -> Option<watch::Receiver<BuildResult>> {
         let key = archive_key(s, v);
         if let Some(a) = self.artifact(&key) {
             let (_tx, rx) = watch::channel(Some(Ok(a)));
-            return rx;
+            return Some(rx);
         }
         let v = v.clone();
-        self.start_build(key.clone(), move |me| {
+        self.start_build(key.clone(), client, move |me| {
             let payload = me.read_payload(s, &v)?;
             let data = delta::archive(&payload, level).map_err(|e| e.to_string())?;
             let art = me.store_artifact(&key, &data, level)?;
@@ -756,15 +857,16 @@ impl PullServer {
         from: &Version,
         to: &Version,
         level: i32,
-    ) -> watch::Receiver<BuildResult> {
+        client: Option<std::net::IpAddr>,
+    ) -> Option<watch::Receiver<BuildResult>> {
         let key = delta_key(s, from, to);
         if let Some(a) = self.artifact(&key) {
             let (_tx, rx) = watch::channel(Some(Ok(a)));
-            return rx;
+            return Some(rx);
         }
         let (from, to) = (from.clone(), to.clone());
         let max_fraction = self.cfg.max_delta_fraction;
-        self.start_build(key.clone(), move |me| {
+        self.start_build(key.clone(), client, move |me| {
             let old = me.read_payload(s, &from)?;
             let new = me.read_payload(s, &to)?;
             let data = delta::make(&old, &new, level).map_err(|e| e.to_string())?;
@@ -846,7 +948,11 @@ impl PullServer {
     }
 
     /// Answers one request.
-    pub async fn handle(self: &Arc<Self>, req: &Request<Incoming>) -> Response<SlotBody> {
+    pub async fn handle(
+        self: &Arc<Self>,
+        req: &Request<Incoming>,
+        client: std::net::IpAddr,
+    ) -> Response<SlotBody> {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let head = match *req.method() {
             hyper::Method::GET => false,
@@ -863,7 +969,7 @@ impl PullServer {
             Err(PathError::Bad(why)) => return self.refused(StatusCode::BAD_REQUEST, why),
             Err(PathError::NotFound) => return self.refused(StatusCode::NOT_FOUND, "not found"),
         };
-        let mut resp = self.route(req, route).await;
+        let mut resp = self.route(req, route, head, client).await;
         if head {
             let len = resp.body().data.len();
             resp.headers_mut()
@@ -875,7 +981,13 @@ impl PullServer {
         resp
     }
 
-    async fn route(self: &Arc<Self>, req: &Request<Incoming>, route: Route) -> Response<SlotBody> {
+    async fn route(
+        self: &Arc<Self>,
+        req: &Request<Incoming>,
+        route: Route,
+        head: bool,
+        client: std::net::IpAddr,
+    ) -> Response<SlotBody> {
         match route {
             Route::Index(c) => {
                 let data = {
@@ -918,8 +1030,14 @@ impl PullServer {
                 let key = archive_key(s, &v);
                 let art = match self.artifact(&key) {
                     Some(a) => Some(a),
+                    // HEAD never starts work.
+                    None if head => None,
                     None => {
-                        let rx = self.start_archive(s, &v, self.cfg.inline_level);
+                        let Some(rx) =
+                            self.start_archive(s, &v, self.cfg.inline_level, Some(client))
+                        else {
+                            return self.unavailable("busy preparing other files; retry later");
+                        };
                         match Self::wait_build(rx, self.inline_budget(&[len])).await {
                             Some(Ok(a)) => Some(a),
                             Some(Err(e)) => {
@@ -955,7 +1073,7 @@ impl PullServer {
                     }
                 }
             }
-            Route::Delta(s, from, to) => self.delta(req, s, from, to).await,
+            Route::Delta(s, from, to) => self.delta(req, s, from, to, head, client).await,
         }
     }
 
@@ -965,6 +1083,8 @@ impl PullServer {
         s: Stream,
         from: Version,
         to: Option<Version>,
+        head: bool,
+        client: std::net::IpAddr,
     ) -> Response<SlotBody> {
         let exact = to.is_some();
         let Some(to) = to.or_else(|| self.newest(s)) else {
@@ -989,8 +1109,13 @@ impl PullServer {
         let key = delta_key(s, &from, &to);
         let art = match self.artifact(&key) {
             Some(a) => Some(a),
+            // HEAD never starts work.
+            None if head => None,
             None => {
-                let rx = self.start_delta(s, &from, &to, self.cfg.inline_level);
+                let Some(rx) = self.start_delta(s, &from, &to, self.cfg.inline_level, Some(client))
+                else {
+                    return self.unavailable("busy building other deltas; retry later");
+                };
                 match Self::wait_build(rx, self.inline_budget(&[from_len, to_len])).await {
                     Some(Ok(a)) => Some(a),
                     Some(Err(_)) => return self.redirect(full),
@@ -1137,7 +1262,7 @@ impl PullServer {
 
     async fn serve(self: Arc<Self>, listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) {
         loop {
-            let (stream, _) = match listener.accept().await {
+            let (stream, peer) = match listener.accept().await {
                 Ok(s) => s,
                 Err(e) => {
                     // Out of descriptors and the like: pause, keep serving.
@@ -1146,29 +1271,95 @@ impl PullServer {
                     continue;
                 }
             };
+            let Some(guard) = self.admit(peer.ip()) else {
+                self.counters
+                    .connections_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, "pull server: too many connections from this address");
+                drop(stream);
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let me = self.clone();
             let tls = tls.clone();
             tokio::spawn(async move {
+                let _guard = guard;
+                let progress = Arc::new(AtomicU64::new(0));
+                let stream = CountingIo {
+                    inner: stream,
+                    progress: progress.clone(),
+                };
+                let handler = me.clone();
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let me = me.clone();
-                    async move { Ok::<_, Infallible>(me.handle(&req).await) }
+                    let me = handler.clone();
+                    async move { Ok::<_, Infallible>(me.handle(&req, peer.ip()).await) }
                 });
-                let builder = hyper::server::conn::http1::Builder::new();
-                match tls {
-                    Some(acc) => {
-                        if let Ok(Ok(s)) =
-                            tokio::time::timeout(Duration::from_secs(10), acc.accept(stream)).await
-                        {
-                            let _ = builder.serve_connection(TokioIo::new(s), svc).await;
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(me.cfg.header_timeout);
+                let counters = &me.counters;
+                let served = async {
+                    let r = match tls {
+                        Some(acc) => {
+                            match tokio::time::timeout(me.cfg.header_timeout, acc.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(s)) => builder.serve_connection(TokioIo::new(s), svc).await,
+                                Ok(Err(_)) => Ok(()),
+                                Err(_) => {
+                                    counters.connections_cut.fetch_add(1, Ordering::Relaxed);
+                                    Ok(())
+                                }
+                            }
                         }
+                        None => builder.serve_connection(TokioIo::new(stream), svc).await,
+                    };
+                    if r.is_err_and(|e| e.is_timeout()) {
+                        // The request headers did not arrive in time.
+                        counters.connections_cut.fetch_add(1, Ordering::Relaxed);
                     }
-                    None => {
-                        let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                };
+                tokio::pin!(served);
+                // A connection must move `min_rate_bps` over each window:
+                // slow readers cannot hold a download slot, idle
+                // keep-alives and trickled headers are closed.
+                let window = me.cfg.rate_window.max(Duration::from_secs(1));
+                let floor = me.cfg.min_rate_bps.saturating_mul(window.as_secs().max(1));
+                let mut tick =
+                    tokio::time::interval_at(tokio::time::Instant::now() + window, window);
+                let mut last = 0u64;
+                loop {
+                    tokio::select! {
+                        _ = &mut served => break,
+                        _ = tick.tick() => {
+                            let now = progress.load(Ordering::Relaxed);
+                            if me.cfg.min_rate_bps > 0 && now - last < floor {
+                                me.counters.connections_cut.fetch_add(1, Ordering::Relaxed);
+                                tracing::debug!(%peer, bytes = now - last, "pull server: connection below the minimum rate; closed");
+                                break;
+                            }
+                            last = now;
+                        }
                     }
                 }
             });
         }
+    }
+
+    /// Counts a connection from `ip`, unless it already has the most
+    /// allowed; the guard gives the place back when dropped.
+    fn admit(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<AddressGuard> {
+        let mut m = lock(&self.per_address);
+        let n = m.entry(ip).or_insert(0);
+        if *n >= self.cfg.max_connections_per_address.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(AddressGuard {
+            server: self.clone(),
+            ip,
+        })
     }
 
     /// Refreshes the offer from the update daemon now.
@@ -1200,6 +1391,67 @@ fn set_target(r: &mut Response<SlotBody>, to: &Version, sha: &Digest) {
     }
     if let Ok(v) = HeaderValue::from_str(&sha.to_hex()) {
         r.headers_mut().insert("x-sms-target-sha256", v);
+    }
+}
+
+/// One connection's place in the per-address count.
+struct AddressGuard {
+    server: Arc<PullServer>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for AddressGuard {
+    fn drop(&mut self) {
+        let mut m = lock(&self.server.per_address);
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A socket that counts the bytes it moves either way, for the minimum
+/// rate watchdog.
+struct CountingIo<T> {
+    inner: T,
+    progress: Arc<AtomicU64>,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for CountingIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        self.progress.fetch_add(n as u64, Ordering::Relaxed);
+        r
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountingIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, data);
+        if let Poll::Ready(Ok(n)) = &r {
+            self.progress.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -22,7 +22,63 @@ impl DbusDaemon {
     /// Starts `dbus-daemon` with a permissive policy (tests only; the
     /// appliance's policy is in rootfs-overlay).
     pub fn start() -> Result<DbusDaemon> {
+        Self::start_with(
+            r#"  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+"#,
+        )
+    }
+
+    /// Starts `dbus-daemon` the way a system bus is configured (Debian's
+    /// system.conf defaults: nobody owns names or calls methods unless a
+    /// policy says so; signals and requested replies pass), with the
+    /// appliance's policy file `policy` included after them. Account and
+    /// group names in the file are replaced by the numeric IDs of `ids`, so
+    /// that test processes running under those IDs stand for the
+    /// appliance's accounts. The socket is reachable by every account.
+    pub fn start_system_like(policy: &Path, ids: &[(&str, u32)]) -> Result<DbusDaemon> {
+        let mut text = std::fs::read_to_string(policy)
+            .with_context(|| format!("reading {}", policy.display()))?;
+        for (name, id) in ids {
+            for attr in ["user", "group"] {
+                text = text.replace(&format!("{attr}=\"{name}\""), &format!("{attr}=\"{id}\""));
+            }
+        }
+        let body = text
+            .split_once("<busconfig>")
+            .and_then(|(_, rest)| rest.rsplit_once("</busconfig>"))
+            .map(|(inner, _)| inner.to_string())
+            .context("the policy file has no <busconfig> element")?;
+        Self::start_with(&format!(
+            r#"  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+  </policy>
+{body}"#
+        ))
+    }
+
+    fn start_with(policy: &str) -> Result<DbusDaemon> {
         let dir = tempfile::tempdir()?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        }
         let socket = dir.path().join("bus");
         let config = dir.path().join("bus.conf");
         std::fs::write(
@@ -34,13 +90,7 @@ impl DbusDaemon {
   <type>custom</type>
   <listen>unix:path={}</listen>
   <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>
+{policy}</busconfig>
 "#,
                 socket.display()
             ),

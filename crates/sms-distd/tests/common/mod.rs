@@ -31,6 +31,9 @@ pub struct Harness {
     pub log: PathBuf,
     pub config: DistdConfig,
     conn: zbus::Connection,
+    /// Runs sms-distd under this user ID (the test's files are handed to
+    /// it first).
+    pub run_as: Option<u32>,
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released).
@@ -45,11 +48,15 @@ pub fn free_port() -> u16 {
 impl Harness {
     /// World, bus and updater; no fleet, no distd yet.
     pub async fn new() -> Harness {
+        Harness::new_on(DbusDaemon::start().unwrap()).await
+    }
+
+    /// Like [`Harness::new`], on a bus of the caller's.
+    pub async fn new_on(bus: DbusDaemon) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let sim = TmcSim::start(TmcSimConfig::new(dir.path().join("sim")))
             .await
             .unwrap();
-        let bus = DbusDaemon::start().unwrap();
         let mut c = UpdaterConfig::default();
         let i = &sim.info;
         c.tmc.host = i.tmc_host.clone();
@@ -100,6 +107,7 @@ impl Harness {
             daemon: None,
             config,
             conn,
+            run_as: None,
         }
     }
 
@@ -174,6 +182,16 @@ impl Harness {
         let path = self.dir.path().join("distd.toml");
         std::fs::write(&path, toml::to_string(&self.config).unwrap()).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sms-distd"));
+        if let Some(uid) = self.run_as {
+            use std::os::unix::process::CommandExt;
+            let st = Command::new("chown")
+                .args(["-R", &format!("{uid}:{uid}")])
+                .arg(self.dir.path())
+                .status()
+                .unwrap();
+            assert!(st.success());
+            cmd.uid(uid).gid(uid);
+        }
         cmd.arg("--config")
             .arg(&path)
             .env("DBUS_SYSTEM_BUS_ADDRESS", self.bus.address())
