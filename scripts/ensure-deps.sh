@@ -32,6 +32,7 @@ needed=(
   "xz-utils:xz"               # unpacks the Buildroot release tarball
   "make:make"
   "systemd:systemd-analyze"   # rates the units' exposure (image/unit-security.sh)
+  "iproute2:ss"               # receive buffers in the trap benchmark
 )
 
 missing=()

@@ -25,10 +25,51 @@ fn pdu(kind: PduType, id: i32, oid: &Oid, reps: i32) -> Pdu {
     p
 }
 
+/// Requests with distinct request IDs 1..=n, and the keys that open the
+/// answers (v3).
+#[derive(Clone)]
+pub struct Pool {
+    /// The encoded requests.
+    pub requests: Vec<Vec<u8>>,
+    /// The v3 user's localized keys.
+    pub keys: Option<UserKeys>,
+}
+
+impl Pool {
+    /// True for a Response to one of the requests, without error status
+    /// or exception values; a Report or an error is not an answer.
+    pub fn answered(&self, data: &[u8]) -> bool {
+        let pdu = match sms_snmp::decode(data) {
+            Ok(Message::Community(m)) => match m.pdu {
+                AnyPdu::Pdu(p) => p,
+                _ => return false,
+            },
+            Ok(Message::V3(m)) => {
+                let Some(keys) = &self.keys else {
+                    return false;
+                };
+                match sms_snmp::usm::unseal(&m, data, keys) {
+                    Ok(s) => s.pdu,
+                    Err(_) => return false,
+                }
+            }
+            Err(_) => return false,
+        };
+        pdu.kind == PduType::Response
+            && pdu.error_status == 0
+            && (1..=self.requests.len() as i32).contains(&pdu.request_id)
+            && !pdu.varbinds.is_empty()
+            && !pdu
+                .varbinds
+                .iter()
+                .any(|v| matches!(v.value, Value::NoSuchObject | Value::NoSuchInstance))
+    }
+}
+
 /// `n` v2c requests of `kind` for `oid` with distinct request IDs.
-pub fn v2c_pool(kind: PduType, oid: &str, reps: i32, n: usize) -> Vec<Vec<u8>> {
+pub fn v2c_pool(kind: PduType, oid: &str, reps: i32, n: usize) -> Pool {
     let oid: Oid = oid.parse().unwrap_or_default();
-    (0..n)
+    let requests = (0..n)
         .map(|i| {
             CommunityMessage {
                 version: Version::V2c,
@@ -37,7 +78,11 @@ pub fn v2c_pool(kind: PduType, oid: &str, reps: i32, n: usize) -> Vec<Vec<u8>> {
             }
             .encode()
         })
-        .collect()
+        .collect();
+    Pool {
+        requests,
+        keys: None,
+    }
 }
 
 /// Asks `agent` for its engine ID, boots and time (USM discovery).
@@ -79,13 +124,7 @@ pub fn discover(agent: SocketAddr) -> Result<(Vec<u8>, u32, u32)> {
 }
 
 /// `n` v3 authPriv (SHA-256, AES) requests for `agent`, timed from now.
-pub fn v3_pool(
-    agent: SocketAddr,
-    kind: PduType,
-    oid: &str,
-    reps: i32,
-    n: usize,
-) -> Result<Vec<Vec<u8>>> {
+pub fn v3_pool(agent: SocketAddr, kind: PduType, oid: &str, reps: i32, n: usize) -> Result<Pool> {
     let (engine, boots, time) = discover(agent)?;
     let creds = UserCredentials::from_passwords(
         USER,
@@ -95,7 +134,7 @@ pub fn v3_pool(
     .map_err(anyhow::Error::msg)?;
     let keys = creds.localize(&engine);
     let oid: Oid = oid.parse().map_err(anyhow::Error::msg)?;
-    Ok((0..n)
+    let requests = (0..n)
         .map(|i| {
             seal(
                 &Seal {
@@ -115,17 +154,28 @@ pub fn v3_pool(
                 },
             )
         })
-        .collect())
+        .collect();
+    Ok(Pool {
+        requests,
+        keys: Some(keys),
+    })
 }
 
 /// Keeps `window` requests from `pool` in flight against `server` for
 /// `secs`; returns answers per second.
-pub fn load(server: SocketAddr, pool: &[Vec<u8>], window: usize, secs: f64) -> Result<f64> {
+pub fn load(server: SocketAddr, pool: &Pool, window: usize, secs: f64) -> Result<f64> {
     let mut next = 0usize;
-    crate::udp_window_load(server, window, secs, |sock| {
-        next += 1;
-        sock.send(&pool[(next - 1) % pool.len()]).map(|_| ())
-    })
+    let reqs = &pool.requests;
+    crate::udp_window_load(
+        server,
+        window,
+        secs,
+        |sock| {
+            next += 1;
+            sock.send(&reqs[(next - 1) % reqs.len()]).map(|_| ())
+        },
+        |answer| pool.answered(answer),
+    )
 }
 
 /// Starts the release sms-snmpd (next to this benchmark) with `config`,
@@ -134,7 +184,7 @@ pub fn spawn_snmpd(config: &std::path::Path) -> Result<crate::Child> {
     use anyhow::Context;
     let exe = std::env::current_exe()?.with_file_name("sms-snmpd");
     Ok(crate::Child(
-        std::process::Command::new(&exe)
+        crate::own_group(&mut std::process::Command::new(&exe))
             .arg("--config")
             .arg(config)
             .arg("--no-dbus")
@@ -147,19 +197,16 @@ pub fn spawn_snmpd(config: &std::path::Path) -> Result<crate::Child> {
 }
 
 /// Checks that `server` answers one request of `pool` with a Response.
-pub fn answers(server: SocketAddr, pool: &[Vec<u8>]) -> bool {
+pub fn answers(server: SocketAddr, pool: &Pool) -> bool {
     let Ok(sock) = UdpSocket::bind("127.0.0.1:0") else {
         return false;
     };
     let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
     let mut buf = [0u8; 65536];
     for _ in 0..50 {
-        let _ = sock.send_to(&pool[0], server);
+        let _ = sock.send_to(&pool.requests[0], server);
         if let Ok((n, _)) = sock.recv_from(&mut buf) {
-            return matches!(
-                sms_snmp::decode(&buf[..n]),
-                Ok(Message::Community(_)) | Ok(Message::V3(_))
-            );
+            return pool.answered(&buf[..n]);
         }
     }
     false

@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Context, Result};
 use sms_bench::{median, rounds, Child};
-use sms_ntpd::packet::{NtpTimestamp, Packet};
+use sms_ntpd::packet::{Leap, Mode, NtpTimestamp, Packet};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,12 +17,28 @@ fn free_port() -> Result<u16> {
 
 /// Keeps `window` requests in flight for `secs`; returns answers per second.
 fn load(server: SocketAddr, window: usize, secs: f64) -> Result<f64> {
-    let mut seq = 1u64;
-    sms_bench::udp_window_load(server, window, secs, |sock| {
-        seq += 1;
-        sock.send(&Packet::client_request(NtpTimestamp(seq), 6).to_bytes())
-            .map(|_| ())
-    })
+    let seq = std::cell::Cell::new(1u64);
+    sms_bench::udp_window_load(
+        server,
+        window,
+        secs,
+        |sock| {
+            seq.set(seq.get() + 1);
+            sock.send(&Packet::client_request(NtpTimestamp(seq.get()), 6).to_bytes())
+                .map(|_| ())
+        },
+        // Time for one of the requests sent: a server packet with a
+        // stratum (not a kiss-o'-death, not unsynchronised) whose origin
+        // timestamp is a request's transmit timestamp.
+        |answer| {
+            Packet::parse(answer).is_ok_and(|p| {
+                p.mode == Mode::Server
+                    && (1..16).contains(&p.stratum)
+                    && p.leap != Leap::Unsynchronized
+                    && (2..=seq.get()).contains(&p.origin_ts.0)
+            })
+        },
+    )
 }
 
 fn wait_answering(server: SocketAddr) -> Result<()> {
@@ -57,7 +73,7 @@ async fn main() -> Result<()> {
     )?;
     let ntpd_bin = std::env::current_exe()?.with_file_name("sms-ntpd");
     let _ours = Child(
-        Command::new(&ntpd_bin)
+        sms_bench::own_group(&mut Command::new(&ntpd_bin))
             .args(["--no-dbus", "--config"])
             .arg(&cfg)
             .stderr(Stdio::null())
@@ -73,7 +89,7 @@ async fn main() -> Result<()> {
         ),
     )?;
     let _chrony = Child(
-        Command::new("chronyd")
+        sms_bench::own_group(&mut Command::new("chronyd"))
             .args(["-d", "-x", "-u", "root", "-f"])
             .arg(&chrony_conf)
             .stderr(Stdio::null())
@@ -117,7 +133,7 @@ async fn main() -> Result<()> {
         ),
     )?;
     let _relay = Child(
-        Command::new(&ntpd_bin)
+        sms_bench::own_group(&mut Command::new(&ntpd_bin))
             .args(["--no-dbus", "--config"])
             .arg(&cfg2)
             .stderr(Stdio::null())

@@ -64,7 +64,7 @@ fn start_netsnmp(dir: &std::path::Path, port: u16) -> Result<Child> {
     let persist = dir.join("net-snmp-persist");
     std::fs::create_dir_all(&persist)?;
     Ok(Child(
-        Command::new("snmpd")
+        sms_bench::own_group(&mut Command::new("snmpd"))
             .args(["-f", "-C", "-Ln", "-c"])
             .arg(&cfg)
             .env("SNMP_PERSISTENT_DIR", &persist)
@@ -77,7 +77,7 @@ fn start_netsnmp(dir: &std::path::Path, port: u16) -> Result<Child> {
 }
 
 /// Builds the request pool for one agent.
-type PoolFor<'a> = Box<dyn Fn(SocketAddr) -> Result<Vec<Vec<u8>>> + 'a>;
+type PoolFor<'a> = Box<dyn Fn(SocketAddr) -> Result<snmp::Pool> + 'a>;
 
 fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;

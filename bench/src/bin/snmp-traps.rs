@@ -156,7 +156,55 @@ fn snmp_get_counter(agent: SocketAddr) -> Result<u64> {
     anyhow::bail!("sms-snmpd agent does not answer")
 }
 
+/// The receive buffer both receivers ask for.
+const RCVBUF: usize = 8 << 20;
+
+/// Raises net.core.rmem_max to `RCVBUF` for the run (so that snmptrapd's
+/// plain SO_RCVBUF gets what sms-snmpd's SO_RCVBUFFORCE gets) and puts the
+/// old value back at the end.
+struct RmemMax(Option<String>);
+
+impl RmemMax {
+    fn raise() -> RmemMax {
+        let path = "/proc/sys/net/core/rmem_max";
+        let old = std::fs::read_to_string(path).ok();
+        let below = old
+            .as_deref()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .is_some_and(|v| v < RCVBUF);
+        if below && std::fs::write(path, RCVBUF.to_string()).is_ok() {
+            RmemMax(old)
+        } else {
+            RmemMax(None)
+        }
+    }
+}
+
+impl Drop for RmemMax {
+    fn drop(&mut self) {
+        if let Some(v) = &self.0 {
+            let _ = std::fs::write("/proc/sys/net/core/rmem_max", v.trim());
+        }
+    }
+}
+
+/// The receive buffer of the UDP socket bound to `port`, as `ss` reports
+/// it (rb, bytes).
+fn receive_buffer(port: u16) -> Result<u64> {
+    let out = Command::new("ss")
+        .args(["-uamnH", &format!("sport = :{port}")])
+        .output()
+        .context("ss (package iproute2)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("rb")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no receive buffer for port {port} in:\n{text}"))
+}
+
 fn main() -> Result<()> {
+    let _rmem = RmemMax::raise();
     let dir = tempfile::tempdir()?;
     let (agent_port, ours_port, net_port) = (free_port()?, free_port()?, free_port()?);
     let cfg = dir.path().join("snmpd.toml");
@@ -183,12 +231,15 @@ enabled = false
     )?;
     let _ours = sms_bench::snmp::spawn_snmpd(&cfg)?;
     let tconf = dir.path().join("snmptrapd.conf");
-    std::fs::write(&tconf, "authCommunity log public\n")?;
+    std::fs::write(
+        &tconf,
+        format!("authCommunity log public\n[snmp] serverRecvBuf {RCVBUF}\n"),
+    )?;
     let tlog = dir.path().join("snmptrapd.log");
     let persist = dir.path().join("trapd");
     std::fs::create_dir_all(&persist)?;
     let _net = Child(
-        Command::new("snmptrapd")
+        sms_bench::own_group(&mut Command::new("snmptrapd"))
             .args(["-f", "-C", "-n", "-t", "-X", "-c"])
             .arg(&tconf)
             .arg("-Lf")
@@ -208,6 +259,18 @@ enabled = false
         anyhow::ensure!(Instant::now() < deadline, "receivers did not start");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Equal buffers, or the comparison measures the buffers.
+    let (rb_ours, rb_net) = (receive_buffer(ours_port)?, receive_buffer(net_port)?);
+    println!("receive buffers: sms-snmpd {rb_ours} bytes, snmptrapd {rb_net} bytes");
+    anyhow::ensure!(
+        rb_ours == rb_net,
+        "the receivers' buffers differ ({rb_ours} vs {rb_net}): the run would compare buffers"
+    );
+    let tries: usize = std::env::var("SMS_BENCH_TRAP_TRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+        .max(1);
     let tlog2 = tlog.clone();
     let receivers = [
         Receiver {
@@ -235,7 +298,7 @@ enabled = false
             ]
         });
     println!(
-        "SNMP traps: sms-snmpd receiver vs net-snmp snmptrapd, v2c traps paced over 1 s per rate"
+        "SNMP traps: sms-snmpd receiver vs net-snmp snmptrapd, v2c traps paced over 1 s per rate, {tries} tries per rate (all lossless to count)"
     );
     println!(
         "{:<10} {:>10} {:>12} {:>12}",
@@ -252,17 +315,27 @@ enabled = false
                 cells.push("-".to_string());
                 continue;
             }
-            let before = settle(r)?;
-            let (sent, reached) = send(r.addr, &pool, rate)?;
-            achieved[i] = reached;
-            let got = settle(r)? - before;
-            sent_n = sent;
-            if got as usize == sent {
-                best[i] = best[i].max(reached as usize);
-                cells.push(format!("{got} ok"));
+            // A rate counts when every try of it was lossless.
+            let mut lost_total = 0u64;
+            let mut got_total = 0u64;
+            let mut lowest_reached = f64::MAX;
+            for _ in 0..tries {
+                let before = settle(r)?;
+                let (sent, reached) = send(r.addr, &pool, rate)?;
+                let got = settle(r)? - before;
+                anyhow::ensure!(got > 0, "{} received nothing: a silent peer", r.addr);
+                sent_n = sent;
+                lowest_reached = lowest_reached.min(reached);
+                got_total += got;
+                lost_total += sent as u64 - got.min(sent as u64);
+            }
+            achieved[i] = lowest_reached;
+            if lost_total == 0 {
+                best[i] = best[i].max(lowest_reached as usize);
+                cells.push(format!("{got_total} ok"));
             } else {
                 done[i] = true;
-                cells.push(format!("{got} lost {}", sent as u64 - got.min(sent as u64)));
+                cells.push(format!("{got_total} lost {lost_total}"));
             }
         }
         let reached = achieved.iter().cloned().fold(0.0, f64::max);

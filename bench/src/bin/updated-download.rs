@@ -29,7 +29,7 @@ async fn main() -> Result<()> {
     let sim_bin = std::env::current_exe()?.with_file_name("sms-sim");
     let sim_dir = dir.path().join("sim");
     let _sim = Child(
-        Command::new(&sim_bin)
+        sms_bench::own_group(&mut Command::new(&sim_bin))
             .args([
                 "tmc",
                 "--tos-size",
