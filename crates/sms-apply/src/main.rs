@@ -60,12 +60,12 @@ fn main() -> anyhow::Result<()> {
     sms_core::logging::init("sms-apply-settings");
     let a = args()?;
     let status_path = a.state_dir.join("status.json");
-    let bytes = match std::fs::read(&a.settings) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+    let writer = sms_apply::account_uid("admin");
+    let bytes = match sms_apply::read_settings(&a.settings, writer) {
+        Ok(b) => b.unwrap_or_default(),
         Err(e) => {
             // Said in the status too, so that a waiting CLI shows it.
-            let why = format!("not applied: {}: {e}", a.settings.display());
+            let why = format!("not applied: {e}");
             tracing::error!("{why}");
             write_status(
                 &status_path,

@@ -78,3 +78,66 @@ fn damaged_or_unreadable_settings_are_refused_with_the_reason() {
     assert!(!ok && !st.ok && st.digest.is_empty(), "{st:?}");
     assert!(st.messages[0].contains("not applied"), "{st:?}");
 }
+
+/// The applier runs as root and reads a file another account writes: a
+/// link placed where the file should be, a file of another owner, one
+/// anybody may write and a FIFO are all refused with the reason, and
+/// nothing of theirs is applied.
+#[test]
+fn links_strangers_files_and_fifos_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("system");
+    std::fs::create_dir_all(&state).unwrap();
+    let good = dir.path().join("real.toml");
+    std::fs::write(&good, "time_zone = \"Europe/Berlin\"\n").unwrap();
+    std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o640)).unwrap();
+
+    let link = dir.path().join("link.toml");
+    std::os::unix::fs::symlink(&good, &link).unwrap();
+    let (ok, st) = apply(&link, &state);
+    assert!(!ok && !st.ok, "{st:?}");
+    assert!(st.messages[0].contains("symbolic link"), "{st:?}");
+    assert!(
+        !state.join("localtime").exists(),
+        "a linked file was applied"
+    );
+
+    let hard = dir.path().join("hard.toml");
+    std::fs::hard_link(&good, &hard).unwrap();
+    let (ok, st) = apply(&hard, &state);
+    assert!(!ok && st.messages[0].contains("2 links"), "{st:?}");
+    std::fs::remove_file(&hard).unwrap();
+
+    let wide = dir.path().join("wide.toml");
+    std::fs::write(&wide, "time_zone = \"Europe/Berlin\"\n").unwrap();
+    std::fs::set_permissions(&wide, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (ok, st) = apply(&wide, &state);
+    assert!(
+        !ok && st.messages[0].contains("writable by others"),
+        "{st:?}"
+    );
+
+    // Owned by an account that is neither root nor the administrator
+    // (the Debian base system's "daemon").
+    let stranger = dir.path().join("stranger.toml");
+    std::fs::write(&stranger, "time_zone = \"Europe/Berlin\"\n").unwrap();
+    std::fs::set_permissions(&stranger, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::chown(&stranger, Some(1), Some(1)).unwrap();
+    let (ok, st) = apply(&stranger, &state);
+    assert!(!ok && st.messages[0].contains("owned by uid 1"), "{st:?}");
+
+    let fifo = dir.path().join("fifo.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (ok, st) = apply(&fifo, &state);
+    assert!(
+        !ok && st.messages[0].contains("not a regular file"),
+        "{st:?}"
+    );
+    assert!(!state.join("localtime").exists());
+
+    // The real file itself is applied.
+    let (ok, st) = apply(&good, &state);
+    assert!(ok && st.ok, "{st:?}");
+    assert!(state.join("localtime").exists());
+}
