@@ -56,7 +56,7 @@ tar -C "$root" -xf "$base"
 
 step "installing the appliance's files"
 cp -a "$top/rootfs-overlay/." "$root/"
-install -m 0755 "$top/target/release/sms-updated" "$top/target/release/sms-ntpd" "$top/target/release/sms-distd" "$top/target/release/sms-snmpd" "$top/target/release/sms-cli" "$top/target/release/sms-apply-settings" "$root/usr/bin/"
+install -m 0755 "$top/target/release/sms-updated" "$top/target/release/sms-ntpd" "$top/target/release/sms-distd" "$top/target/release/sms-snmpd" "$top/target/release/sms-cli" "$top/target/release/sms-audit-writer" "$top/target/release/sms-apply-settings" "$root/usr/bin/"
 install -D -m 0644 "$top/README.md" "$root/usr/share/doc/sms/README.md"
 install -m 0644 "$world/ca.pem" "$root/etc/sms/tmc-ca.pem"
 install -m 0644 "$world/trust-root.json" "$root/etc/sms/trust-root.json"

@@ -74,7 +74,7 @@ for u in sms-updated sms-ntpd sms-distd sms-snmpd sms-health; do
   check "$u is active" as_root systemctl is-active -q "$u"
 done
 # Exposure of every SMS unit as systemd rates it in the running image.
-exposure=$(as_root 'for f in /usr/lib/systemd/system/sms-*.service; do u=${f##*/}; printf "%s %s\n" "$u" "$(systemd-analyze security "$u" 2>/dev/null | sed -n "s/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p")"; done' 2>/dev/null || true)
+exposure=$(as_root 'for f in /usr/lib/systemd/system/sms-*.service; do u=${f##*/}; u=${u/@./@check.}; printf "%s %s\n" "$u" "$(systemd-analyze security "$u" 2>/dev/null | sed -n "s/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p")"; done' 2>/dev/null || true)
 sed 's/^/     exposure /' <<<"$exposure"
 check "every sms unit at exposure 2.0 or below in the image" awk 'NF < 2 || $2 > 2.0 { bad = 1 } END { exit bad + (NR == 0) }' <<<"$exposure"
 slot_a_good() { as_root /usr/libexec/sms/slot status | grep -qx 'A_TRY=3'; }
@@ -219,7 +219,9 @@ check "the committed host name is set (got: $out)" grep -q "host name: sms-lab" 
 tz=$(as_root date +%Z 2>/dev/null || true)
 check "the committed time zone is applied (got: $tz)" grep -qE '^CES?T$' <<<"$tz"
 out=$(as_admin 'show audit' 2>&1 || true)
-check "the commit is in the audit log (got: $out)" grep -q "commit: .*lab-ops" <<<"$out"
+check "the commit is in the audit log, as admin's (got: $out)" grep -q "user=admin command=.commit: .*lab-ops" <<<"$out"
+mode=$(as_root "stat -c '%U:%G %a' /var/lib/sms/cli/audit.log" 2>&1 || true)
+check "the audit log is root's, readable by admin only (got: $mode)" test "$mode" = "root:admin 640"
 mode=$(as_root "stat -c '%U:%G %a' /var/lib/sms/config/settings.toml" 2>&1 || true)
 check "the settings file is admin's, readable by the daemons' group only (got: $mode)" test "$mode" = "admin:sms 640"
 out=$(as_admin who 2>&1 || true)

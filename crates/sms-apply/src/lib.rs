@@ -123,6 +123,68 @@ pub fn read_status(path: &Path) -> Option<Status> {
     serde_json::from_str(&t).ok()
 }
 
+/// Reads the committed settings the way a root program must read a file an
+/// unprivileged account wrote: without following a symbolic link
+/// (`O_NOFOLLOW`), without blocking on a FIFO, and only a regular file with
+/// one link, owned by root or by `writer` (the account whose CLI commits)
+/// and writable by nobody else. `Ok(None)`: there is no file (nothing
+/// set).
+pub fn read_settings(path: &Path, writer: Option<u32>) -> Result<Option<Vec<u8>>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+        .open(path);
+    let mut file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(format!("{} is a symbolic link: refused", path.display()))
+        }
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.file_type().is_file() {
+        return Err(format!("{} is not a regular file: refused", path.display()));
+    }
+    if meta.nlink() != 1 {
+        return Err(format!(
+            "{} has {} links: refused (a hard link could point it elsewhere)",
+            path.display(),
+            meta.nlink()
+        ));
+    }
+    if meta.uid() != 0 && Some(meta.uid()) != writer {
+        return Err(format!(
+            "{} is owned by uid {}, not by the administrator: refused",
+            path.display(),
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{} is writable by others (mode {:o}): refused",
+            path.display(),
+            meta.mode() & 0o777
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Some(bytes))
+}
+
+/// The user ID of the account `name`, from the password database.
+pub fn account_uid(name: &str) -> Option<u32> {
+    nix::unistd::User::from_name(name)
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,66 +246,4 @@ mod tests {
         assert!(zone_file(&zi, "Europe").is_err());
         assert!(zone_file(&zi, "Mars/Olympus").is_err());
     }
-}
-
-/// Reads the committed settings the way a root program must read a file an
-/// unprivileged account wrote: without following a symbolic link
-/// (`O_NOFOLLOW`), without blocking on a FIFO, and only a regular file with
-/// one link, owned by root or by `writer` (the account whose CLI commits)
-/// and writable by nobody else. `Ok(None)`: there is no file (nothing
-/// set).
-pub fn read_settings(path: &Path, writer: Option<u32>) -> Result<Option<Vec<u8>>, String> {
-    use std::io::Read;
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
-        .open(path);
-    let mut file = match file {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
-            return Err(format!("{} is a symbolic link: refused", path.display()))
-        }
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    };
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if !meta.file_type().is_file() {
-        return Err(format!("{} is not a regular file: refused", path.display()));
-    }
-    if meta.nlink() != 1 {
-        return Err(format!(
-            "{} has {} links: refused (a hard link could point it elsewhere)",
-            path.display(),
-            meta.nlink()
-        ));
-    }
-    if meta.uid() != 0 && Some(meta.uid()) != writer {
-        return Err(format!(
-            "{} is owned by uid {}, not by the administrator: refused",
-            path.display(),
-            meta.uid()
-        ));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(format!(
-            "{} is writable by others (mode {:o}): refused",
-            path.display(),
-            meta.mode() & 0o777
-        ));
-    }
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(Some(bytes))
-}
-
-/// The user ID of the account `name`, from the password database.
-pub fn account_uid(name: &str) -> Option<u32> {
-    nix::unistd::User::from_name(name)
-        .ok()
-        .flatten()
-        .map(|u| u.uid.as_raw())
 }

@@ -256,13 +256,25 @@ fn main() {
         };
         args.drain(..2);
     }
+    // Tests: the root audit writer on another socket.
+    let mut audit_socket = None;
+    if args.len() >= 2 && args[0] == "--audit-socket" {
+        audit_socket = Some(PathBuf::from(&args[1]));
+        args.drain(..2);
+    }
+    if state == std::path::Path::new("/var/lib/sms/cli") {
+        audit_socket = Some(PathBuf::from(sms_cli::audit::WRITER_SOCKET));
+    }
     let user = nix::unistd::User::from_uid(nix::unistd::getuid())
         .ok()
         .flatten()
         .map(|u| u.name)
         .unwrap_or_else(|| format!("uid{}", nix::unistd::getuid()));
     let _ = std::fs::create_dir_all(state.join("history"));
-    let audit = Audit::new(state.join("audit.log"));
+    let audit = match audit_socket {
+        Some(socket) => Audit::through_writer(state.join("audit.log"), socket),
+        None => Audit::new(state.join("audit.log")),
+    };
     let cli = match Cli::new(user.clone(), audit) {
         Ok(c) => Arc::new(Mutex::new(c.with_settings(paths))),
         Err(e) => {
