@@ -21,27 +21,11 @@ struct Curl {
 }
 
 fn curl(args: &[&str]) -> Curl {
-    let dir = tempfile::tempdir().unwrap();
-    let (h, b) = (dir.path().join("h"), dir.path().join("b"));
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "60", "-D"])
-        .arg(&h)
-        .arg("-o")
-        .arg(&b)
-        .args(["-w", "%{http_code}"])
-        .args(args)
-        .output()
-        .expect("curl is required (make test installs it)");
-    let code = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
+    let (code, headers, body) = common::curl_from("127.0.0.1", args);
     Curl {
         code,
-        headers: std::fs::read_to_string(&h)
-            .unwrap_or_default()
-            .to_ascii_lowercase(),
-        body: std::fs::read(&b).unwrap_or_default(),
+        headers,
+        body,
     }
 }
 

@@ -11,7 +11,6 @@ use common::{free_port, Harness};
 use sms_distd::delta;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,29 +20,8 @@ use std::time::{Duration, Instant};
 /// attack runs.
 const BOUND: Duration = Duration::from_secs(30);
 
-/// curl from `source`: (status, headers, body).
 fn curl(source: &str, args: &[&str]) -> (u16, String, Vec<u8>) {
-    let dir = tempfile::tempdir().unwrap();
-    let (h, b) = (dir.path().join("h"), dir.path().join("b"));
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "30", "--interface", source, "-D"])
-        .arg(&h)
-        .arg("-o")
-        .arg(&b)
-        .args(["-w", "%{http_code}"])
-        .args(args)
-        .output()
-        .expect("curl");
-    (
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .unwrap_or(0),
-        std::fs::read_to_string(&h)
-            .unwrap_or_default()
-            .to_ascii_lowercase(),
-        std::fs::read(&b).unwrap_or_default(),
-    )
+    common::curl_from(source, args)
 }
 
 /// A connection from `source` with a tiny receive buffer, so that the

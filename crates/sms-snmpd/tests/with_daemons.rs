@@ -55,6 +55,22 @@ fn snmptrapd(dir: &std::path::Path, port: u16, log: &std::path::Path) -> Trapd {
     Trapd(child)
 }
 
+/// The manager at `trap_port` as a v2c and a v3 trap destination.
+fn trap_destinations(trap_port: u16) -> String {
+    format!(
+        r#"[[trap_destination]]
+address = "127.0.0.1:{trap_port}"
+version = "v2c"
+community = "public"
+[[trap_destination]]
+address = "127.0.0.1:{trap_port}"
+version = "v3"
+user = "{USER}"
+level = "authPriv"
+"#
+    )
+}
+
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(40);
     while !f() {
@@ -180,16 +196,8 @@ port = {snmp_port}
 timeout_ms = 300
 failures = 2
 concurrency = 4
-[[trap_destination]]
-address = "127.0.0.1:{trap_port}"
-version = "v2c"
-community = "public"
-[[trap_destination]]
-address = "127.0.0.1:{trap_port}"
-version = "v3"
-user = "{USER}"
-level = "authPriv"
-"#
+{}"#,
+        trap_destinations(trap_port)
     );
     let d = Snmpd::start(dir.path(), &extra, Some(&bus));
     let dirs = mib_dirs();
@@ -349,18 +357,8 @@ fn cold_start_then_warm_start_reach_the_manager() {
     let _trapd = snmptrapd(dir.path(), trap_port, &trap_log);
     std::thread::sleep(Duration::from_millis(500));
     let extra = format!(
-        r#"[poller]
-enabled = false
-[[trap_destination]]
-address = "127.0.0.1:{trap_port}"
-version = "v2c"
-community = "public"
-[[trap_destination]]
-address = "127.0.0.1:{trap_port}"
-version = "v3"
-user = "{USER}"
-level = "authPriv"
-"#
+        "[poller]\nenabled = false\n{}",
+        trap_destinations(trap_port)
     );
     let mut d = Snmpd::start(dir.path(), &extra, None);
     let log = || std::fs::read_to_string(&trap_log).unwrap_or_default();

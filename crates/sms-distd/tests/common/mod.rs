@@ -327,3 +327,29 @@ pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// curl from the source address `source` with `args`: (status, headers in
+/// lower case, body).
+pub fn curl_from(source: &str, args: &[&str]) -> (u16, String, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, b) = (dir.path().join("h"), dir.path().join("b"));
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "60", "--interface", source, "-D"])
+        .arg(&h)
+        .arg("-o")
+        .arg(&b)
+        .args(["-w", "%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl is required (make test installs it)");
+    (
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0),
+        std::fs::read_to_string(&h)
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
+        std::fs::read(&b).unwrap_or_default(),
+    )
+}
