@@ -219,7 +219,7 @@ check "a trap to 8162 is received and counted (count before: ${traps_before:-unr
 # Settings as admin: a command file over SSH stages and commits; the root
 # applier (path unit) sets host name and time zone and restarts the SNMP
 # daemon, which then answers the new community through the firewall.
-out=$(printf 'configure\nset snmp community lab-ops network 10.0.2.0/24\nset system hostname sms-lab\nset system time-zone Europe/Berlin\ncompare\ncommit\nexit\n' | as_admin -T 2>&1 || true)
+out=$(printf 'configure\nset snmp community lab-ops network 10.0.2.0/24\nset snmp user labuser auth sha-256\nlab-secret-auth1\nlab-secret-priv1\nset system hostname sms-lab\nset system time-zone Europe/Berlin\ncompare\ncommit\nexit\n' | as_admin -T 2>&1 || true)
 check "admin commits settings, the applier restarts sms-snmpd (got: $out)" grep -q "sms-snmpd.service restarted" <<<"$out"
 lab_answers() {
   for _ in 1 2 3 4 5 6 7 8 9 10; do
@@ -229,6 +229,11 @@ lab_answers() {
   return 1
 }
 check "the committed SNMP community answers" lab_answers
+labuser_answers() {
+  "${snmp_env[@]}" snmpget -v3 -l authPriv -u labuser -a SHA-256 -A lab-secret-auth1 -x AES -X lab-secret-priv1 \
+    -t 3 -r 2 -Ov "$agent" 1.3.6.1.2.1.1.1.0 2>/dev/null | grep -q "SMS OS"
+}
+check "the committed SNMPv3 user answers (sms-snmpd read its secrets file)" labuser_answers
 out=$(as_admin 'show version' 2>&1 || true)
 check "the committed host name is set (got: $out)" grep -q "host name: sms-lab" <<<"$out"
 tz=$(as_root date +%Z 2>/dev/null || true)
@@ -239,6 +244,18 @@ mode=$(as_root "stat -c '%U:%G %a' /var/lib/sms/cli/audit.log" 2>&1 || true)
 check "the audit log is root's, readable by admin only (got: $mode)" test "$mode" = "root:admin 640"
 mode=$(as_root "stat -c '%U:%G %a' /var/lib/sms/config/settings.toml" 2>&1 || true)
 check "the settings file is admin's, readable by the daemons' group only (got: $mode)" test "$mode" = "admin:sms 640"
+# Secrets are kept apart: the SNMP daemon's file is readable by sms-snmpd
+# (and admin) only.
+secrets_apart() {
+  as_root 'f=/var/lib/sms/config/snmpd/secrets.toml
+    test "$(stat -c "%U:%G %a" /var/lib/sms/config/snmpd)" = "admin:sms-snmpd 2750" &&
+    test "$(stat -c "%U:%G %a" $f)" = "admin:sms-snmpd 640" &&
+    runuser -u sms-snmpd -- cat $f >/dev/null &&
+    ! runuser -u sms-ntpd -- cat $f >/dev/null 2>&1 &&
+    ! runuser -u sms-updated -- cat $f >/dev/null 2>&1 &&
+    ! grep -q lab-secret /var/lib/sms/config/settings.toml' 2>/dev/null
+}
+check "the SNMP secrets file is readable by sms-snmpd only, not in the shared settings" secrets_apart
 out=$(as_admin who 2>&1 || true)
 check "who lists admin's SSH session (got: $out)" grep -qE "^admin +[0-9]+ .* 10\.0\.2\.2" <<<"$out"
 # The management address the slirp network gives by DHCP, set statically:

@@ -433,16 +433,166 @@ impl Settings {
         Ok(s)
     }
 
-    /// Reads settings from `path`; a missing file means no settings.
+    /// Reads settings from `path`, with the secrets this process may read
+    /// from the daemons' files beside it (see [`SettingsStore`]); a missing
+    /// file means no settings.
     pub fn load(path: &Path) -> Result<Settings, SettingsError> {
-        match std::fs::read_to_string(path) {
-            Ok(t) => Settings::from_toml(path, &t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
-            Err(source) => Err(SettingsError::Io {
-                path: path.to_path_buf(),
-                source,
-            }),
+        let dir = path.parent().unwrap_or(Path::new("."));
+        Settings::load_with_secrets(
+            path,
+            &dir.join(UPDATER_SECRETS).join(SECRETS_FILE),
+            &dir.join(SNMP_SECRETS).join(SECRETS_FILE),
+        )
+    }
+
+    /// Reads the shared file `path` and puts back the secrets of the files
+    /// `updater` and `snmp` where this process may read them.
+    pub fn load_with_secrets(
+        path: &Path,
+        updater: &Path,
+        snmp: &Path,
+    ) -> Result<Settings, SettingsError> {
+        let mut s = match std::fs::read_to_string(path) {
+            Ok(t) => Settings::from_toml(path, &t)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::default()),
+            Err(source) => {
+                return Err(SettingsError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        let u: UpdaterSecrets = read_secrets(updater)?.unwrap_or_default();
+        let n: SnmpSecrets = read_secrets(snmp)?.unwrap_or_default();
+        s.merge_secrets(&u, &n);
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// The settings with every secret replaced by [`KEPT_APART`], and the
+    /// secrets of each daemon that needs some.
+    pub fn split_secrets(&self) -> (Settings, UpdaterSecrets, SnmpSecrets) {
+        let mut public = self.clone();
+        let mut u = UpdaterSecrets::default();
+        if let Some(p) = public.proxy.as_mut() {
+            if !p.password.is_empty() {
+                u.proxy_password = std::mem::replace(&mut p.password, KEPT_APART.into());
+            }
         }
+        let mut n = SnmpSecrets::default();
+        for user in &mut public.snmp_users {
+            n.snmp_user.push(SnmpUserSecret {
+                name: user.name.clone(),
+                auth_password: std::mem::replace(&mut user.auth_password, KEPT_APART.into()),
+                privacy_password: std::mem::replace(&mut user.privacy_password, KEPT_APART.into()),
+            });
+        }
+        (public, u, n)
+    }
+
+    /// Puts the secrets back where the shared file says [`KEPT_APART`].
+    pub fn merge_secrets(&mut self, u: &UpdaterSecrets, n: &SnmpSecrets) {
+        if let Some(p) = self.proxy.as_mut() {
+            if p.password == KEPT_APART && !u.proxy_password.is_empty() {
+                p.password = u.proxy_password.clone();
+            }
+        }
+        for user in &mut self.snmp_users {
+            if let Some(sec) = n.snmp_user.iter().find(|x| x.name == user.name) {
+                if user.auth_password == KEPT_APART {
+                    user.auth_password = sec.auth_password.clone();
+                }
+                if user.privacy_password == KEPT_APART {
+                    user.privacy_password = sec.privacy_password.clone();
+                }
+            }
+        }
+    }
+
+    /// The secrets still kept apart: their files are not this process's to
+    /// read (a daemon sees only its own).
+    pub fn unresolved_secrets(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self
+            .proxy
+            .as_ref()
+            .is_some_and(|p| p.password == KEPT_APART)
+        {
+            v.push("proxy password".to_string());
+        }
+        for u in &self.snmp_users {
+            if u.auth_password == KEPT_APART || u.privacy_password == KEPT_APART {
+                v.push(format!("snmp user {} pass phrases", u.name));
+            }
+        }
+        v
+    }
+}
+
+/// Stands in the shared settings file for a secret kept in the file of the
+/// daemon that needs it (it passes the secret checks, so the shared file
+/// validates alone; a daemon never uses it as a secret).
+pub const KEPT_APART: &str = "<kept-apart>";
+
+/// The directory (beside the shared file) of the update daemon's secrets.
+pub const UPDATER_SECRETS: &str = "updated";
+/// The directory (beside the shared file) of the SNMP daemon's secrets.
+pub const SNMP_SECRETS: &str = "snmpd";
+/// The secrets file in each of those directories.
+pub const SECRETS_FILE: &str = "secrets.toml";
+
+/// The update daemon's secrets: only it (and the administrator) reads them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdaterSecrets {
+    /// The proxy's Basic authentication password.
+    #[serde(default)]
+    pub proxy_password: String,
+}
+
+/// The SNMP daemon's secrets: only it (and the administrator) reads them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnmpSecrets {
+    /// Pass phrases of the SNMPv3 users.
+    #[serde(default)]
+    pub snmp_user: Vec<SnmpUserSecret>,
+}
+
+/// One SNMPv3 user's pass phrases.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnmpUserSecret {
+    /// User name (as in the shared file).
+    pub name: String,
+    /// Authentication pass phrase.
+    pub auth_password: String,
+    /// Privacy pass phrase.
+    pub privacy_password: String,
+}
+
+/// Reads a secrets file; `None` when it is missing or not this process's
+/// to read.
+fn read_secrets<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, SettingsError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => crate::config::parse(path, &t)
+            .map(Some)
+            .map_err(|e| SettingsError::Damaged {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            }),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(source) => Err(SettingsError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -564,8 +714,14 @@ pub fn diff(old: &Settings, new: &Settings) -> Vec<String> {
 
 /// The committed settings and the earlier ones, in one directory:
 /// `settings.toml` and `rollback/1.toml` (the previous) to
-/// `rollback/5.toml`. Every write goes to a temporary file that is synced
-/// and renamed, so a crash leaves either the old or the new file.
+/// `rollback/5.toml`. The secrets are not in those files (they say
+/// [`KEPT_APART`]) but in `updated/secrets.toml` (the proxy password) and
+/// `snmpd/secrets.toml` (the SNMPv3 pass phrases), each with its own
+/// `rollback/N.toml`; on the appliance those directories belong to the
+/// administrator with the daemon's group (setgid), so each daemon reads
+/// only its own secrets and the others none. Every write goes to a
+/// temporary file that is synced and renamed, so a crash leaves either the
+/// old or the new file.
 #[derive(Debug, Clone)]
 pub struct SettingsStore {
     dir: PathBuf,
@@ -600,39 +756,79 @@ impl SettingsStore {
         if n > ROLLBACKS || !p.exists() {
             return Err(SettingsError::NoRollback(n));
         }
-        Settings::load(&p)
+        Settings::load_with_secrets(
+            &p,
+            &self.secrets_rollback_path(UPDATER_SECRETS, n),
+            &self.secrets_rollback_path(SNMP_SECRETS, n),
+        )
+    }
+
+    /// A daemon's secrets file.
+    pub fn secrets_path(&self, daemon: &str) -> PathBuf {
+        self.dir.join(daemon).join(SECRETS_FILE)
+    }
+
+    fn secrets_rollback_path(&self, daemon: &str, n: usize) -> PathBuf {
+        self.dir
+            .join(daemon)
+            .join("rollback")
+            .join(format!("{n}.toml"))
+    }
+
+    /// Keeps the previous file at `current` as rollback 1 of the set whose
+    /// `n`th rollback is `rollback(n)`, shifting the older ones.
+    fn rotate(current: &Path, rollback: impl Fn(usize) -> PathBuf) -> Result<(), SettingsError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| SettingsError::Io { path, source }
+        };
+        let first = rollback(1);
+        if let Some(dir) = first.parent() {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        let previous = match std::fs::read(current) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io(current)(e)),
+        };
+        for n in (1..ROLLBACKS).rev() {
+            let from = rollback(n);
+            if from.exists() {
+                let to = rollback(n + 1);
+                std::fs::rename(&from, &to).map_err(io(&from))?;
+            }
+        }
+        write_atomic(&first, &previous, 0o640).map_err(io(&first))
     }
 
     /// Validates and commits `new`; the committed file becomes rollback 1.
     /// Returns the bytes written (what the applier digests).
     pub fn commit(&self, new: &Settings) -> Result<Vec<u8>, SettingsError> {
         new.validate()?;
+        let (public, updater, snmp) = new.split_secrets();
         let text = format!(
-            "# SMS OS settings, written by the CLI's commit; change them with `configure`.\n{}",
-            new.to_toml()?
+            "# SMS OS settings, written by the CLI's commit; change them with `configure`.\n# Secrets are kept apart, each in the file of the daemon that needs it.\n{}",
+            public.to_toml()?
         );
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| SettingsError::Io { path, source }
         };
-        let rb = self.dir.join("rollback");
-        std::fs::create_dir_all(&rb).map_err(io(&rb))?;
-        // The previous commit becomes rollback 1 (before the first commit:
-        // nothing set, so that rollback can return to the shipped state).
-        let previous = match std::fs::read(self.path()) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(io(&self.path())(e)),
-        };
-        for n in (1..ROLLBACKS).rev() {
-            let from = self.rollback_path(n);
-            if from.exists() {
-                let to = self.rollback_path(n + 1);
-                std::fs::rename(&from, &to).map_err(io(&from))?;
-            }
+        let encode = |v: &dyn erased::Encode| v.encode();
+        let secrets = [
+            (UPDATER_SECRETS, encode(&updater)?),
+            (SNMP_SECRETS, encode(&snmp)?),
+        ];
+        // Secrets first, so that the shared file never names secrets that
+        // are not there yet. The previous commit becomes rollback 1 (before
+        // the first commit: nothing set, so that rollback can return to the
+        // shipped state).
+        for (daemon, bytes) in &secrets {
+            let current = self.secrets_path(daemon);
+            Self::rotate(&current, |n| self.secrets_rollback_path(daemon, n))?;
+            write_atomic(&current, bytes, 0o640).map_err(io(&current))?;
         }
-        let first = self.rollback_path(1);
-        write_atomic(&first, &previous, 0o640).map_err(io(&first))?;
+        Self::rotate(&self.path(), |n| self.rollback_path(n))?;
         write_atomic(&self.path(), text.as_bytes(), 0o640).map_err(io(&self.path()))?;
         Ok(text.into_bytes())
     }
@@ -659,6 +855,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
     drop(f);
     std::fs::rename(&tmp, path)?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// Serializing the secrets of different daemons through one call.
+mod erased {
+    use super::{invalid, SettingsError};
+
+    /// Something written as a TOML secrets file.
+    pub trait Encode {
+        /// The file's bytes.
+        fn encode(&self) -> Result<Vec<u8>, SettingsError>;
+    }
+
+    impl<T: serde::Serialize> Encode for T {
+        fn encode(&self) -> Result<Vec<u8>, SettingsError> {
+            toml::to_string(self)
+                .map(|t| {
+                    format!("# Secrets of the SMS settings; written by the CLI's commit.\n{t}")
+                        .into_bytes()
+                })
+                .map_err(|e| invalid("secrets", e.to_string()))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -762,6 +980,49 @@ mod tests {
         assert_eq!(
             diff(&s, &u),
             vec!["+ set dns server 192.0.2.54".to_string()]
+        );
+    }
+
+    #[test]
+    fn secrets_are_kept_apart_per_daemon_and_put_back_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SettingsStore::new(dir.path());
+        let first = sample();
+        store.commit(&first).unwrap();
+        let shared = std::fs::read_to_string(store.path()).unwrap();
+        let updater = std::fs::read_to_string(store.secrets_path(UPDATER_SECRETS)).unwrap();
+        let snmp = std::fs::read_to_string(store.secrets_path(SNMP_SECRETS)).unwrap();
+        let proxy_pw = &first.proxy.as_ref().unwrap().password;
+        let auth_pw = &first.snmp_users[0].auth_password;
+        let priv_pw = &first.snmp_users[0].privacy_password;
+        for secret in [proxy_pw, auth_pw, priv_pw] {
+            assert!(!shared.contains(secret.as_str()), "{shared}");
+        }
+        assert!(shared.contains(KEPT_APART), "{shared}");
+        assert!(updater.contains(proxy_pw.as_str()) && !updater.contains(auth_pw.as_str()));
+        assert!(snmp.contains(auth_pw.as_str()) && snmp.contains(priv_pw.as_str()));
+        assert!(!snmp.contains(proxy_pw.as_str()), "{snmp}");
+        // Whoever may read every file gets the whole settings back.
+        assert_eq!(store.committed().unwrap(), first);
+        // A second commit: the first comes back whole as rollback 1.
+        let mut second = first.clone();
+        second.snmp_users[0].auth_password = "new-auth-pass".into();
+        second.proxy.as_mut().unwrap().password = "new-proxy-pw".into();
+        store.commit(&second).unwrap();
+        assert_eq!(store.committed().unwrap(), second);
+        assert_eq!(store.rollback(1).unwrap(), first);
+        // A daemon that may not read the SNMP secrets sees them kept apart
+        // (here: the file is gone), and nothing else changes.
+        std::fs::remove_file(store.secrets_path(SNMP_SECRETS)).unwrap();
+        let seen = Settings::load(&store.path()).unwrap();
+        assert_eq!(seen.proxy, second.proxy);
+        assert_eq!(seen.snmp_users[0].auth_password, KEPT_APART);
+        assert_eq!(
+            seen.unresolved_secrets(),
+            vec![format!(
+                "snmp user {} pass phrases",
+                second.snmp_users[0].name
+            )]
         );
     }
 

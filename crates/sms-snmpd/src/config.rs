@@ -312,6 +312,15 @@ impl SnmpConfig {
             }
         }
         for u in &s.snmp_users {
+            if u.auth_password == sms_core::settings::KEPT_APART
+                || u.privacy_password == sms_core::settings::KEPT_APART
+            {
+                tracing::error!(
+                    "SNMPv3 user {}: its pass phrases are in the SNMP daemon's secrets file, which this process cannot read; the user is left out",
+                    u.name
+                );
+                continue;
+            }
             self.user.retain(|x| x.name != u.name);
             self.user.push(UserConfig {
                 name: u.name.clone(),
@@ -332,6 +341,16 @@ impl SnmpConfig {
             }
         }
         for t in &s.trap_destinations {
+            if t.user
+                .as_ref()
+                .is_some_and(|u| !self.user.iter().any(|x| &x.name == u))
+            {
+                tracing::error!(
+                    "trap destination {}: its user is left out; no traps go there",
+                    t.address
+                );
+                continue;
+            }
             let address = SocketAddr::new(t.address, t.port);
             self.trap_destination.retain(|x| x.address != address);
             self.trap_destination.push(TrapDestination {
@@ -433,6 +452,19 @@ mod tests {
         assert!(cfg.receiver.users.contains(&"ops".to_string()));
         assert_eq!(cfg.trap_destination.len(), 1);
         assert_eq!(cfg.trap_destination[0].version, TrapVersion::V3);
+        crate::access::Access::build(&cfg, b"\x80\x00\x7e\xd9\x05test").unwrap();
+
+        // Pass phrases kept apart in a file this process cannot read: the
+        // user and the destination that needs it are left out, the rest
+        // still builds.
+        let mut cfg: SnmpConfig =
+            sms_core::config::load(&root.join("qemu/world/snmpd.toml")).unwrap();
+        let mut apart = s.clone();
+        apart.snmp_users[0].auth_password = sms_core::settings::KEPT_APART.into();
+        apart.snmp_users[0].privacy_password = sms_core::settings::KEPT_APART.into();
+        cfg.apply_settings(&apart);
+        assert!(!cfg.user.iter().any(|u| u.name == "ops"));
+        assert!(cfg.trap_destination.is_empty());
         crate::access::Access::build(&cfg, b"\x80\x00\x7e\xd9\x05test").unwrap();
     }
 }

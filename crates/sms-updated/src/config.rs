@@ -211,7 +211,16 @@ impl UpdaterConfig {
         if let Some(p) = &s.proxy {
             self.proxy.url = p.url.clone();
             self.proxy.username = p.username.clone();
-            self.proxy.password = p.password.clone();
+            if p.password == sms_core::settings::KEPT_APART {
+                // Never sent as a password: the secrets file was not
+                // readable by this daemon.
+                tracing::error!(
+                    "the proxy password is kept in the update daemon's secrets file, which this process cannot read; the proxy is used without one"
+                );
+                self.proxy.password.clear();
+            } else {
+                self.proxy.password = p.password.clone();
+            }
         }
     }
 }
@@ -285,5 +294,11 @@ mod tests {
             ),
             ("http://192.0.2.8:3128", "bob", "pw")
         );
+        // A password kept apart in a file this process cannot read is never
+        // sent as the password.
+        let mut apart = s.clone();
+        apart.proxy.as_mut().unwrap().password = sms_core::settings::KEPT_APART.into();
+        c.apply_settings(&apart);
+        assert_eq!(c.proxy.password, "");
     }
 }
