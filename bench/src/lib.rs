@@ -111,3 +111,125 @@ pub fn udp_window_load(
 }
 
 pub mod snmp;
+
+/// Requests per second and bytes per second from wrk's report; an error
+/// when either cannot be read, or wrk saw errors, so that a figure that
+/// cannot be read fails the run instead of printing a zero or a huge ratio.
+pub fn parse_wrk(text: &str) -> anyhow::Result<(f64, f64)> {
+    use anyhow::Context;
+    let field = |name: &str| -> Option<String> {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .and_then(|l| l.split_whitespace().last().map(str::to_string))
+    };
+    if text.contains("Non-2xx") || text.contains("Socket errors") {
+        anyhow::bail!("wrk saw errors:\n{text}");
+    }
+    let rps: f64 = field("Requests/sec:")
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no Requests/sec in wrk's output:\n{text}"))?;
+    let tps = field("Transfer/sec:")
+        .with_context(|| format!("no Transfer/sec in wrk's output:\n{text}"))?;
+    let (num, unit) = tps.split_at(
+        tps.find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(tps.len()),
+    );
+    let mult = match unit {
+        "GB" => (1u64 << 30) as f64,
+        "MB" => (1u64 << 20) as f64,
+        "KB" => 1024.0,
+        "B" => 1.0,
+        other => anyhow::bail!("wrk's Transfer/sec unit {other:?} is unknown:\n{text}"),
+    };
+    let bytes: f64 = num
+        .parse()
+        .with_context(|| format!("wrk's Transfer/sec {tps:?} is not a number"))?;
+    anyhow::ensure!(rps > 0.0 && bytes > 0.0, "wrk measured nothing:\n{text}");
+    Ok((rps, bytes * mult))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+
+    /// A peer on loopback that answers every datagram with `answer(request)`.
+    fn peer(answer: fn(&[u8]) -> Option<Vec<u8>>) -> std::net::SocketAddr {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = sock.local_addr().unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                if let Some(a) = answer(&buf[..n]) {
+                    let _ = sock.send_to(&a, from);
+                }
+            }
+        });
+        addr
+    }
+
+    fn load(addr: std::net::SocketAddr) -> anyhow::Result<f64> {
+        udp_window_load(
+            addr,
+            4,
+            0.3,
+            |s| s.send(b"ask").map(|_| ()),
+            |a| a == b"good",
+        )
+    }
+
+    #[test]
+    fn only_valid_answers_count_and_bad_or_silent_peers_fail() {
+        assert!(load(peer(|_| Some(b"good".to_vec()))).unwrap() > 0.0);
+        let e = load(peer(|_| Some(b"error".to_vec()))).unwrap_err();
+        assert!(e.to_string().contains("no valid answer"), "{e}");
+        let e = load(peer(|_| None)).unwrap_err();
+        assert!(e.to_string().contains("no valid answer"), "{e}");
+    }
+
+    #[test]
+    fn a_peer_goes_with_its_whole_process_group() {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "sleep 300 & echo $!; wait"])
+            .stdout(std::process::Stdio::piped());
+        own_group(&mut cmd);
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let worker: i32 = line.trim().parse().unwrap();
+        let alive = |pid: i32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| !s.contains(") Z "))
+                .unwrap_or(false)
+        };
+        assert!(alive(worker));
+        drop(Child(child));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive(worker) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(worker), "the peer's own child outlived it");
+    }
+
+    #[test]
+    fn unreadable_wrk_figures_fail() {
+        let good = "Running 2s test\n  Requests/sec:  90500.12\n  Transfer/sec:     12.50MB\n";
+        let (rps, bps) = parse_wrk(good).unwrap();
+        assert_eq!(rps, 90500.12);
+        assert_eq!(bps, 12.5 * 1048576.0);
+        for bad in [
+            "",
+            "Requests/sec: 10\n",
+            "Requests/sec: 10\nTransfer/sec: 1.0XB\n",
+            "Requests/sec: abc\nTransfer/sec: 1.0MB\n",
+            "Requests/sec: 10\nTransfer/sec: 1.0MB\nNon-2xx or 3xx responses: 5\n",
+            "Requests/sec: 0.00\nTransfer/sec: 0.00B\n",
+        ] {
+            assert!(parse_wrk(bad).is_err(), "{bad:?}");
+        }
+    }
+}

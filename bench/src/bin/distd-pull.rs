@@ -37,41 +37,10 @@ fn wrk(url: &str, conns: u32, secs: u32) -> Result<(f64, f64)> {
         .output()
         .context("running wrk (make bench installs it)")?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let field = |name: &str| -> Option<String> {
-        text.lines()
-            .find(|l| l.trim_start().starts_with(name))
-            .and_then(|l| l.split_whitespace().last().map(str::to_string))
-    };
     if !out.status.success() {
         bail!("wrk failed against {url}: {}\n{text}", out.status);
     }
-    if text.contains("Non-2xx") || text.contains("Socket errors") {
-        bail!("wrk saw errors against {url}:\n{text}");
-    }
-    let rps: f64 = field("Requests/sec:")
-        .and_then(|v| v.parse().ok())
-        .with_context(|| format!("no Requests/sec in wrk's output:\n{text}"))?;
-    let tps = field("Transfer/sec:")
-        .with_context(|| format!("no Transfer/sec in wrk's output:\n{text}"))?;
-    let (num, unit) = tps.split_at(
-        tps.find(|c: char| c.is_ascii_alphabetic())
-            .unwrap_or(tps.len()),
-    );
-    let mult = match unit {
-        "GB" => (1u64 << 30) as f64,
-        "MB" => (1u64 << 20) as f64,
-        "KB" => 1024.0,
-        "B" => 1.0,
-        other => bail!("wrk's Transfer/sec unit {other:?} is unknown:\n{text}"),
-    };
-    let bytes: f64 = num
-        .parse()
-        .with_context(|| format!("wrk's Transfer/sec {tps:?} is not a number"))?;
-    anyhow::ensure!(
-        rps > 0.0 && bytes > 0.0,
-        "wrk measured nothing against {url}:\n{text}"
-    );
-    Ok((rps, bytes * mult))
+    sms_bench::parse_wrk(&text).with_context(|| format!("wrk against {url}"))
 }
 
 fn nginx_conf(root: &std::path::Path, http: u16, https: u16, cert: &str, key: &str) -> String {
