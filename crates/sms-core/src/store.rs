@@ -239,11 +239,27 @@ impl Store {
             path: path.to_path_buf(),
             source,
         };
-        let db = sled::Config::new()
-            .path(path)
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(err)?;
+        // sled's background flusher holds the file lock for a moment after
+        // the last handle of a store is dropped: a store reopened in the
+        // same process (a restart of a component, tests) waits for it,
+        // briefly, instead of failing.
+        let mut tries = 0;
+        let db = loop {
+            match sled::Config::new()
+                .path(path)
+                .flush_every_ms(Some(500))
+                .open()
+            {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if tries < 40 && e.to_string().contains("could not acquire lock") =>
+                {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return Err(err(e)),
+            }
+        };
         let outbox = db.open_tree(OUTBOX_TREE).map_err(err)?;
         let meta = db.open_tree(META_TREE).map_err(err)?;
         Ok(Store {
