@@ -267,9 +267,9 @@ pub struct PullServer {
     build_slots: Arc<Semaphore>,
     loaded: Mutex<HashMap<Digest, Bytes>>,
     /// Clients' builds queued or running, per client address.
-    client_builds: Mutex<HashMap<std::net::IpAddr, usize>>,
+    client_builds: Arc<AddressCounts>,
     /// Open connections per client address.
-    per_address: Mutex<HashMap<std::net::IpAddr, usize>>,
+    per_address: Arc<AddressCounts>,
     archive_used: Mutex<HashMap<String, u64>>,
     use_clock: AtomicU64,
     slots: Arc<Semaphore>,
@@ -424,8 +424,8 @@ impl PullServer {
             offer: RwLock::new(Offer::default()),
             builds: Mutex::new(HashMap::new()),
             loaded: Mutex::new(HashMap::new()),
-            per_address: Mutex::new(HashMap::new()),
-            client_builds: Mutex::new(HashMap::new()),
+            per_address: Arc::default(),
+            client_builds: Arc::default(),
             archive_used: Mutex::new(HashMap::new()),
             use_clock: AtomicU64::new(0),
             counters: Counters::default(),
@@ -744,18 +744,21 @@ impl PullServer {
         if let Some(rx) = builds.get(&key) {
             return Some(rx.clone());
         }
-        if let Some(ip) = client {
-            let mut queued = lock(&self.client_builds);
-            let total: usize = queued.values().sum();
-            let mine = queued.get(&ip).copied().unwrap_or(0);
-            if total >= self.cfg.max_builds.max(1) + self.cfg.build_queue
-                || mine >= self.cfg.builds_per_address.max(1)
-            {
-                self.counters.builds_refused.fetch_add(1, Ordering::Relaxed);
-                return None;
+        let place = match client {
+            Some(ip) => {
+                let place = self.client_builds.take(
+                    ip,
+                    self.cfg.builds_per_address.max(1),
+                    Some(self.cfg.max_builds.max(1) + self.cfg.build_queue),
+                );
+                if place.is_none() {
+                    self.counters.builds_refused.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+                place
             }
-            *queued.entry(ip).or_insert(0) += 1;
-        }
+            None => None,
+        };
         let (tx, rx) = watch::channel(None);
         builds.insert(key.clone(), rx.clone());
         drop(builds);
@@ -774,15 +777,7 @@ impl PullServer {
             .await;
             let r = built.unwrap_or_else(|e| Err(format!("build task: {e}")));
             lock(&me.builds).remove(&key);
-            if let Some(ip) = client {
-                let mut queued = lock(&me.client_builds);
-                if let Some(n) = queued.get_mut(&ip) {
-                    *n -= 1;
-                    if *n == 0 {
-                        queued.remove(&ip);
-                    }
-                }
-            }
+            drop(place);
             let _ = tx.send(Some(r));
         });
         Some(rx)
@@ -1350,16 +1345,8 @@ impl PullServer {
     /// Counts a connection from `ip`, unless it already has the most
     /// allowed; the guard gives the place back when dropped.
     fn admit(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<AddressGuard> {
-        let mut m = lock(&self.per_address);
-        let n = m.entry(ip).or_insert(0);
-        if *n >= self.cfg.max_connections_per_address.max(1) {
-            return None;
-        }
-        *n += 1;
-        Some(AddressGuard {
-            server: self.clone(),
-            ip,
-        })
+        self.per_address
+            .take(ip, self.cfg.max_connections_per_address.max(1), None)
     }
 
     /// Refreshes the offer from the update daemon now.
@@ -1394,15 +1381,49 @@ fn set_target(r: &mut Response<SlotBody>, to: &Version, sha: &Digest) {
     }
 }
 
-/// One connection's place in the per-address count.
+/// Places held per client address (open connections, queued builds),
+/// with a limit per address and one for all together.
+#[derive(Default)]
+struct AddressCounts {
+    counts: Mutex<HashMap<std::net::IpAddr, usize>>,
+}
+
+impl AddressCounts {
+    /// A place for `ip`, unless it holds `per_address` already or all
+    /// addresses hold `total` (when given); given back when the guard is
+    /// dropped.
+    fn take(
+        self: &Arc<Self>,
+        ip: std::net::IpAddr,
+        per_address: usize,
+        total: Option<usize>,
+    ) -> Option<AddressGuard> {
+        let mut m = lock(&self.counts);
+        let full = total.is_some_and(|t| m.values().sum::<usize>() >= t);
+        let n = m.entry(ip).or_insert(0);
+        if *n >= per_address || full {
+            if *n == 0 {
+                m.remove(&ip);
+            }
+            return None;
+        }
+        *n += 1;
+        Some(AddressGuard {
+            counts: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One place in an [`AddressCounts`].
 struct AddressGuard {
-    server: Arc<PullServer>,
+    counts: Arc<AddressCounts>,
     ip: std::net::IpAddr,
 }
 
 impl Drop for AddressGuard {
     fn drop(&mut self) {
-        let mut m = lock(&self.server.per_address);
+        let mut m = lock(&self.counts.counts);
         if let Some(n) = m.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
