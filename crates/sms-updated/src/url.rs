@@ -49,6 +49,9 @@ impl Url {
                 None if after.is_empty() => default_port,
                 None => return Err(format!("invalid URL {s:?}")),
             };
+            if h.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(format!("invalid IPv6 address in {s:?}"));
+            }
             (h.to_string(), port)
         } else {
             match authority.rsplit_once(':') {
@@ -61,6 +64,15 @@ impl Url {
         };
         if host.is_empty() {
             return Err(format!("URL {s:?} has no host"));
+        }
+        // A name or an IPv4 address outside brackets: a ':' or ']' there
+        // would print back as another URL.
+        if !authority.starts_with('[')
+            && !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        {
+            return Err(format!("invalid host in {s:?}"));
         }
         Ok(Url {
             tls,
@@ -127,6 +139,8 @@ mod tests {
             "http://u:p@h/",
             "http://h:99999/",
             "http://h/a b",
+            "http://a:]:0/",
+            "http://[a:]]:0/",
             "http://h/\r\nX: y",
             "file:///etc/passwd",
         ] {
