@@ -481,7 +481,7 @@ impl Cli {
             "help" => Ok(help_text(&self.tree())),
             "whoami" => Ok(clean(&self.user)),
             "show-version" => {
-                let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+                let host = sms_core::daemon::host_name();
                 Ok(format!(
                     "SMS OS {VERSION}\nhost name: {}",
                     clean(host.trim())

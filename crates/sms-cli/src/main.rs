@@ -27,7 +27,6 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Longest line accepted.
 const MAX_LINE: usize = 4096;
@@ -50,7 +49,7 @@ impl Completer for CliHelper {
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
         let line = &line[..pos];
         let start = line.rfind(char::is_whitespace).map(|i| i + 1).unwrap_or(0);
-        let cli = self.cli.lock().unwrap_or_else(|p| p.into_inner());
+        let cli = sms_core::daemon::lock(&self.cli);
         let live = |k| cli.live(k);
         let c = grammar::complete(&cli.tree(), line, &live)
             .into_iter()
@@ -80,10 +79,7 @@ impl ConditionalEventHandler for QuestionMark {
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    sms_core::daemon::unix_now().max(0) as u64
 }
 
 fn show(out: &mut impl Write, o: &Outcome) -> bool {
@@ -284,7 +280,7 @@ fn main() {
     };
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    let run = |line: &str| cli.lock().unwrap_or_else(|p| p.into_inner()).execute(line);
+    let run = |line: &str| sms_core::daemon::lock(&cli).execute(line);
 
     // sshd runs the login shell as `sms-cli -c "<what the client asked>"`;
     // with ForceCommand the "command" is this program and what the client
@@ -314,7 +310,7 @@ fn main() {
         }
     }
 
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = sms_core::daemon::host_name();
     let _ = writeln!(
         out,
         "SMS OS {VERSION} - Security Management System\nhost {}, HA role standalone\nType help for the commands, ? for what may come next.",
@@ -341,7 +337,7 @@ fn main() {
                 continue;
             }
             if line.trim_end().ends_with('?') {
-                let t = cli.lock().unwrap_or_else(|p| p.into_inner()).tree();
+                let t = sms_core::daemon::lock(&cli).tree();
                 let _ = writeln!(
                     out,
                     "{}",
@@ -358,9 +354,7 @@ fn main() {
                     let _ = input.read_line(&mut s);
                     secrets.push(s.trim_end_matches(['\r', '\n']).to_string());
                 }
-                cli.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .set_secrets(secrets);
+                sms_core::daemon::lock(&cli).set_secrets(secrets);
                 o = run(line);
             }
             failed |= matches!(
@@ -411,7 +405,7 @@ fn main() {
     }
     let mut initial = String::new();
     loop {
-        let mode = if cli.lock().unwrap_or_else(|p| p.into_inner()).configuring() {
+        let mode = if sms_core::daemon::lock(&cli).configuring() {
             '#'
         } else {
             '>'
@@ -445,7 +439,7 @@ fn main() {
             continue;
         }
         if asked_help.swap(false, Ordering::SeqCst) {
-            let t = cli.lock().unwrap_or_else(|p| p.into_inner()).tree();
+            let t = sms_core::daemon::lock(&cli).tree();
             let _ = writeln!(out, "?\n{}", help_for(&t, &line));
             initial = line;
             continue;
@@ -465,9 +459,7 @@ fn main() {
             }
             last.store(now(), Ordering::Relaxed);
             o = if secrets.len() == prompts.len() {
-                cli.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .set_secrets(secrets);
+                sms_core::daemon::lock(&cli).set_secrets(secrets);
                 run(line)
             } else {
                 Outcome::Ok("cancelled".into())

@@ -11,6 +11,7 @@
 pub mod blob;
 pub mod bus;
 pub mod config;
+pub mod daemon;
 pub mod device;
 pub mod logging;
 pub mod metadata;

@@ -4,7 +4,10 @@
 //! gets the same protocol versions and cipher suites, and so that
 //! certificate files are read with errors naming the file.
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use crate::blob::Digest;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
@@ -71,21 +74,141 @@ pub fn client_config(ca_file: &Path) -> Result<rustls::ClientConfig, TlsError> {
     client_config_from_pem(&read(ca_file)?, &ca_file.display().to_string())
 }
 
+/// Parses a PEM private key (PKCS#8, PKCS#1 or SEC1).
+pub fn key_from_pem(pem: &[u8], what: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
+    rustls_pemfile::private_key(&mut BufReader::new(pem))
+        .map_err(|e| TlsError::File {
+            path: what.to_string(),
+            reason: format!("bad PEM: {e}"),
+        })?
+        .ok_or_else(|| TlsError::File {
+            path: what.to_string(),
+            reason: "no private key found".into(),
+        })
+}
+
+/// The certificate chain and key a client shows in mutual TLS (the
+/// appliance towards its devices, and towards its HA peer).
+#[derive(Debug)]
+pub struct ClientIdentity {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl Clone for ClientIdentity {
+    fn clone(&self) -> Self {
+        ClientIdentity {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+impl ClientIdentity {
+    /// From a PEM certificate chain and its PEM private key.
+    pub fn from_pem(chain_pem: &[u8], key_pem: &[u8]) -> Result<ClientIdentity, TlsError> {
+        Ok(ClientIdentity {
+            chain: certs_from_pem(chain_pem, "client certificate")?,
+            key: key_from_pem(key_pem, "client key")?,
+        })
+    }
+
+    /// A client configuration that shows this identity and trusts the CA
+    /// certificates in `ca_pem` (the server's name is checked).
+    pub fn trusting_ca(&self, ca_pem: &[u8], what: &str) -> Result<rustls::ClientConfig, TlsError> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in certs_from_pem(ca_pem, what)? {
+            roots.add(cert)?;
+        }
+        Ok(rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())?)
+    }
+
+    /// A client configuration that shows this identity and accepts exactly
+    /// the server certificate whose SHA-256 is `pin`, whatever its name or
+    /// issuer (a pinned peer: no CA can vouch for another certificate).
+    pub fn trusting_pin(&self, pin: Digest) -> Result<rustls::ClientConfig, TlsError> {
+        let provider = provider();
+        Ok(
+            rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()?
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(PinVerifier { pin, provider }))
+                .with_client_auth_cert(self.chain.clone(), self.key.clone_key())?,
+        )
+    }
+}
+
+/// Accepts exactly the certificate whose SHA-256 is pinned; signatures are
+/// still checked with the provider's algorithms.
+#[derive(Debug)]
+struct PinVerifier {
+    pin: Digest,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if Digest::of(end_entity.as_ref()) == self.pin {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "certificate does not match the pinned SHA-256".into(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 /// A server configuration from PEM certificate chain and private key.
 pub fn server_config_from_pem(
     chain_pem: &[u8],
     key_pem: &[u8],
 ) -> Result<rustls::ServerConfig, TlsError> {
     let chain = certs_from_pem(chain_pem, "certificate chain")?;
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut BufReader::new(key_pem))
-        .map_err(|e| TlsError::File {
-            path: "private key".into(),
-            reason: format!("bad PEM: {e}"),
-        })?
-        .ok_or_else(|| TlsError::File {
-            path: "private key".into(),
-            reason: "no private key found".into(),
-        })?;
+    let key = key_from_pem(key_pem, "private key")?;
     Ok(rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()

@@ -13,11 +13,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use sms_core::blob::Digest;
 use sms_core::device::{DeviceStatus, HEADER_ENVELOPE, HEADER_KEY, HEADER_SHA256};
+use sms_core::tls::{ClientIdentity, TlsError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -59,94 +58,21 @@ impl DeviceError {
     }
 }
 
-/// Accepts exactly the certificate whose SHA-256 is pinned.
-#[derive(Debug)]
-struct PinVerifier {
-    pin: Digest,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for PinVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if Digest::of(end_entity.as_ref()) == self.pin {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(
-                "certificate does not match the pinned SHA-256".into(),
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 /// TLS settings for talking to devices.
 #[derive(Clone)]
 pub struct DeviceTls {
     ca: Arc<rustls::ClientConfig>,
-    chain: Vec<CertificateDer<'static>>,
-    key: Arc<rustls::pki_types::PrivateKeyDer<'static>>,
+    identity: ClientIdentity,
 }
 
 impl DeviceTls {
     /// From the fleet CA and the appliance's client certificate and key (PEM).
-    pub fn from_pem(ca_pem: &[u8], cert_pem: &[u8], key_pem: &[u8]) -> Result<DeviceTls, String> {
-        let chain = sms_core::tls::certs_from_pem(cert_pem, "client certificate")
-            .map_err(|e| e.to_string())?;
-        let key = rustls_pemfile_key(key_pem)?;
-        let mut roots = rustls::RootCertStore::empty();
-        for c in sms_core::tls::certs_from_pem(ca_pem, "fleet CA").map_err(|e| e.to_string())? {
-            roots.add(c).map_err(|e| format!("fleet CA: {e}"))?;
-        }
-        let ca = rustls::ClientConfig::builder_with_provider(sms_core::tls::provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain.clone(), key.clone_key())
-            .map_err(|e| format!("client certificate: {e}"))?;
+    pub fn from_pem(ca_pem: &[u8], cert_pem: &[u8], key_pem: &[u8]) -> Result<DeviceTls, TlsError> {
+        let identity = ClientIdentity::from_pem(cert_pem, key_pem)?;
+        let ca = identity.trusting_ca(ca_pem, "fleet CA")?;
         Ok(DeviceTls {
             ca: Arc::new(ca),
-            chain,
-            key: Arc::new(key),
+            identity,
         })
     }
 
@@ -157,21 +83,12 @@ impl DeviceTls {
         let pin: Digest = pin
             .parse()
             .map_err(|_| DeviceError::Certificate("pin is not a SHA-256".into()))?;
-        let provider = sms_core::tls::provider();
-        let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| DeviceError::Certificate(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinVerifier { pin, provider }))
-            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
+        let cfg = self
+            .identity
+            .trusting_pin(pin)
             .map_err(|e| DeviceError::Certificate(e.to_string()))?;
         Ok(Arc::new(cfg))
     }
-}
-
-fn rustls_pemfile_key(pem: &[u8]) -> Result<rustls::pki_types::PrivateKeyDer<'static>, String> {
-    use rustls::pki_types::pem::PemObject;
-    rustls::pki_types::PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("client key: {e}"))
 }
 
 fn tls_or_io(e: std::io::Error) -> DeviceError {

@@ -59,6 +59,12 @@ pub struct PushConfig {
     pub auto_distribute_dv: bool,
 }
 
+impl sms_core::daemon::WithSettings for DistdConfig {
+    /// No part of the administrator's settings concerns distribution yet:
+    /// the file's values stand.
+    fn apply_settings(&mut self, _settings: &sms_core::settings::Settings) {}
+}
+
 impl Default for PushConfig {
     fn default() -> Self {
         PushConfig {

@@ -42,9 +42,7 @@ pub struct Distributor {
     events: broadcast::Sender<DistEvent>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use sms_core::daemon::lock;
 
 fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>, JobError> {
     std::fs::read(path).map_err(|e| JobError::Invalid(format!("{what} {}: {e}", path.display())))
@@ -64,7 +62,7 @@ impl Distributor {
                 &read(&cfg.tls.cert_file, "tls.cert_file")?,
                 &read(&cfg.tls.key_file, "tls.key_file")?,
             )
-            .map_err(JobError::Invalid)
+            .map_err(|e| JobError::Invalid(e.to_string()))
         })();
         let tls = match tls {
             Ok(t) => Some(t),

@@ -160,10 +160,7 @@ fn task_key(id: u64, device: &str) -> String {
     format!("{id:016}/{device}")
 }
 
-/// Current Unix time.
-pub fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
+pub use sms_core::daemon::unix_now as now;
 
 /// Splits devices into waves: `canary` of them first, then waves of
 /// `wave` devices (both at least one).

@@ -2,18 +2,17 @@
 
 use anyhow::Context;
 use clap::Parser;
+use sms_core::daemon::DaemonArgs;
 use sms_distd::config::DistdConfig;
 use sms_distd::identity::ensure_identity;
 use sms_distd::pull::PullServer;
 use sms_distd::Distributor;
-use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(name = "sms-distd", about = "SMS distribution daemon", version)]
 struct Args {
-    /// Configuration file.
-    #[arg(long, default_value = "/etc/sms/distd.toml")]
-    config: PathBuf,
+    #[command(flatten)]
+    daemon: DaemonArgs,
     /// Create this appliance's pull server certificate and device client
     /// identity (self-signed) where the configuration expects them, when
     /// missing, then exit.
@@ -24,11 +23,14 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    sms_core::logging::init("sms-distd");
-    let cfg: DistdConfig = sms_core::config::load(&args.config)?;
+    let config = args.daemon.config_or("/etc/sms/distd.toml");
+    let cfg: DistdConfig = sms_core::daemon::start("sms-distd", &config, &args.daemon.settings)?;
     if args.init_tls {
-        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "sms".into());
-        let host = host.trim();
+        let host = match sms_core::daemon::host_name() {
+            h if h.is_empty() => "sms".to_string(),
+            h => h,
+        };
+        let host = host.as_str();
         ensure_identity(&cfg.pull.tls_cert_file, &cfg.pull.tls_key_file, host)?;
         ensure_identity(
             &cfg.tls.cert_file,
@@ -68,16 +70,20 @@ async fn main() -> anyhow::Result<()> {
             servers.push(tokio::spawn(pull.clone().serve_https(l, tls.clone())));
         }
     }
-    let conn = sms_distd::dbus::serve_with(
-        dist.clone(),
-        Some(pull.clone()),
-        zbus::connection::Builder::system()?,
-    )
-    .await
-    .context("serving org.smsos.Distributor1 on the system bus")?;
-    dist.set_bus(conn.clone());
-    tokio::spawn(dist.clone().follow_activations());
-    tokio::spawn(pull.clone().refresh_forever(conn.clone()));
+    if args.daemon.no_dbus {
+        tracing::warn!("without the system bus: no packages to offer or push, no control");
+    } else {
+        let conn = sms_distd::dbus::serve_with(
+            dist.clone(),
+            Some(pull.clone()),
+            zbus::connection::Builder::system()?,
+        )
+        .await
+        .context("serving org.smsos.Distributor1 on the system bus")?;
+        dist.set_bus(conn.clone());
+        tokio::spawn(dist.clone().follow_activations());
+        tokio::spawn(pull.clone().refresh_forever(conn));
+    }
     let resumer = dist.clone();
     tokio::spawn(async move { resumer.resume().await });
     tracing::info!(
@@ -86,12 +92,6 @@ async fn main() -> anyhow::Result<()> {
         https = ?cfg.pull.https_listen,
         "sms-distd ready"
     );
-    sms_core::notify::ready();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
-    }
-    sms_core::notify::stopping();
+    sms_core::daemon::serve_until_stopped(sms_core::daemon::never()).await?;
     Ok(())
 }

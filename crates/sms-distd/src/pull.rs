@@ -276,9 +276,7 @@ pub struct PullServer {
     counters: Counters,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use sms_core::daemon::lock;
 
 fn delta_key(s: Stream, from: &Version, to: &Version) -> String {
     format!("delta/{s}/{from}/{to}")
@@ -530,7 +528,7 @@ impl PullServer {
             })
             .collect();
         {
-            let mut o = self.offer.write().unwrap_or_else(|p| p.into_inner());
+            let mut o = sms_core::daemon::write(&self.offer);
             o.streams = streams;
             o.index = index;
             o.catalog = catalog;
@@ -546,7 +544,7 @@ impl PullServer {
     }
 
     fn payload(&self, s: Stream, v: &Version) -> Option<(Digest, u64)> {
-        let o = self.offer.read().unwrap_or_else(|p| p.into_inner());
+        let o = sms_core::daemon::read(&self.offer);
         o.streams
             .get(&s)?
             .iter()
@@ -555,7 +553,7 @@ impl PullServer {
     }
 
     fn newest(&self, s: Stream) -> Option<Version> {
-        let o = self.offer.read().unwrap_or_else(|p| p.into_inner());
+        let o = sms_core::daemon::read(&self.offer);
         o.streams.get(&s)?.last().map(|(v, _, _)| v.clone())
     }
 
@@ -986,7 +984,7 @@ impl PullServer {
         match route {
             Route::Index(c) => {
                 let data = {
-                    let o = self.offer.read().unwrap_or_else(|p| p.into_inner());
+                    let o = sms_core::daemon::read(&self.offer);
                     o.index.get(&c).cloned()
                 };
                 match data {
@@ -999,7 +997,7 @@ impl PullServer {
             }
             Route::Catalog(c) => {
                 let digest = {
-                    let o = self.offer.read().unwrap_or_else(|p| p.into_inner());
+                    let o = sms_core::daemon::read(&self.offer);
                     o.catalog.get(&c).copied()
                 };
                 let data = digest.and_then(|d| Some((std::fs::read(self.blobs.path(&d)).ok()?, d)));

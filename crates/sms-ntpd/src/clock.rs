@@ -28,11 +28,11 @@ pub struct OffsetClock {
 
 impl Clock for OffsetClock {
     fn serve_offset(&self) -> f64 {
-        *self.estimate.lock().unwrap_or_else(|p| p.into_inner())
+        *sms_core::daemon::lock(&self.estimate)
     }
 
     fn apply(&self, offset: f64) -> Result<bool, String> {
-        *self.estimate.lock().unwrap_or_else(|p| p.into_inner()) = offset;
+        *sms_core::daemon::lock(&self.estimate) = offset;
         Ok(false)
     }
 

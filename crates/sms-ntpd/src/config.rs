@@ -130,10 +130,10 @@ impl Default for ServerConfig {
     }
 }
 
-impl NtpConfig {
+impl sms_core::daemon::WithSettings for NtpConfig {
     /// Puts the administrator's settings over the shipped file: the
     /// upstream servers, when set.
-    pub fn apply_settings(&mut self, s: &sms_core::settings::Settings) {
+    fn apply_settings(&mut self, s: &sms_core::settings::Settings) {
         if !s.ntp_servers.is_empty() {
             self.upstream.servers = s.ntp_servers.clone();
         }
@@ -143,6 +143,7 @@ impl NtpConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sms_core::daemon::WithSettings;
     use std::path::Path;
 
     #[test]

@@ -11,36 +11,26 @@
 use crate::access::{AllowList, RateLimiter};
 use crate::packet::{to_short, Leap, Mode, NtpTimestamp, Packet};
 use crate::state::{Counters, Shared};
-use nix::sys::socket::{
-    bind, recvmsg, setsockopt, socket, sockopt, AddressFamily, ControlMessageOwned, MsgFlags,
-    SockFlag, SockType, SockaddrStorage,
-};
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
 use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Precision announced in answers (log2 seconds): about a microsecond.
 pub const PRECISION: i8 = -20;
 
-/// Opens one serving socket on `addr`.
+/// Opens one serving socket on `addr`: kernel receive timestamps, and a
+/// buffer large enough that bursts from many devices do not overflow it.
 pub fn open_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let family = if addr.is_ipv4() {
-        AddressFamily::Inet
-    } else {
-        AddressFamily::Inet6
-    };
-    let fd = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
-    setsockopt(&fd, sockopt::ReusePort, &true)?;
-    setsockopt(&fd, sockopt::ReceiveTimestampns, &true)?;
-    // Bursts from many devices must not overflow the kernel buffer.
-    let _ = setsockopt(&fd, sockopt::RcvBuf, &(4 << 20));
-    if addr.is_ipv6() {
-        setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
-    }
-    bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
-    Ok(UdpSocket::from(fd))
+    sms_core::daemon::open_udp(
+        addr,
+        sms_core::daemon::UdpOptions {
+            receive_buffer: 4 << 20,
+            timestamps: true,
+        },
+    )
 }
 
 fn to_socket_addr(s: &SockaddrStorage) -> Option<SocketAddr> {
@@ -51,12 +41,7 @@ fn to_socket_addr(s: &SockaddrStorage) -> Option<SocketAddr> {
         .map(|v6| SocketAddr::from((v6.ip(), v6.port())))
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
+use sms_core::daemon::unix_now_f64 as unix_now;
 
 /// Builds the answer to one datagram, or `None` when it gets no answer.
 pub fn answer(
@@ -81,11 +66,7 @@ pub fn answer(
         }
     };
     let info = shared.serve_info();
-    let over = limiter.is_some_and(|l| {
-        !l.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .allow(src.ip(), Instant::now())
-    });
+    let over = limiter.is_some_and(|l| !sms_core::daemon::lock(l).allow(src.ip(), Instant::now()));
     let mut resp = Packet {
         leap: info.leap,
         version: req.version.clamp(3, 4),
@@ -123,7 +104,7 @@ pub fn serve_loop(
     let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
     let fd = sock.as_raw_fd();
     // Without rate limiting the limiter's lock is never taken.
-    let enabled = limiter.lock().unwrap_or_else(|p| p.into_inner()).enabled();
+    let enabled = sms_core::daemon::lock(&limiter).enabled();
     let limiter = enabled.then_some(&*limiter);
     loop {
         let (len, src, rx) = {

@@ -86,12 +86,12 @@ impl Shared {
 
     /// A copy of what to serve.
     pub fn serve_info(&self) -> ServeInfo {
-        *self.serve.read().unwrap_or_else(|p| p.into_inner())
+        *sms_core::daemon::read(&self.serve)
     }
 
     /// Replaces what to serve.
     pub fn set_serve_info(&self, info: ServeInfo) {
-        *self.serve.write().unwrap_or_else(|p| p.into_inner()) = info;
+        *sms_core::daemon::write(&self.serve) = info;
     }
 }
 

@@ -9,7 +9,7 @@ use sms_core::bus::{NtpSourceStatus, NtpStatus};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 
 /// Why a query got no usable answer.
@@ -40,12 +40,7 @@ pub struct Measurement {
     pub response: Packet,
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
+use sms_core::daemon::unix_now_f64 as unix_now;
 
 /// Sends one client request on a connected socket and waits for the
 /// matching answer (same origin timestamp); stray datagrams are ignored.
@@ -169,9 +164,7 @@ struct EngineState {
     refusal_logged_at: Option<f64>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use sms_core::daemon::lock;
 
 fn reference_id(addr: SocketAddr) -> [u8; 4] {
     match addr.ip() {

@@ -151,9 +151,7 @@ struct DeviceState {
     resets_left: Mutex<u32>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use sms_core::daemon::lock;
 
 struct Shared {
     trust: TrustRoot,

@@ -10,7 +10,6 @@ use rand::Rng;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
 
 const NTP_UNIX_OFFSET: f64 = 2_208_988_800.0;
@@ -61,12 +60,7 @@ fn ntp_ts(unix: f64) -> u64 {
     ((secs as u64) << 32) | (((t - secs) * 4_294_967_296.0) as u64).min(0xffff_ffff)
 }
 
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
+use sms_core::daemon::unix_now_f64 as now;
 
 impl NtpSimServer {
     /// Starts a server on `bind`.

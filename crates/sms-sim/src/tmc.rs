@@ -240,13 +240,9 @@ impl Drop for TmcSim {
     }
 }
 
-fn now_unix() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
+use sms_core::daemon::unix_now as now_unix;
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poison| poison.into_inner())
-}
+use sms_core::daemon::lock;
 
 impl TmcSim {
     /// Starts every server and writes `ca.pem`, `trust-root.json` and

@@ -137,10 +137,7 @@ impl Agent {
 
     /// The current writable system objects.
     pub fn system(&self) -> SystemText {
-        self.system
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        sms_core::daemon::lock(&self.system).clone()
     }
 
     /// Replaces the snapshot; the writable objects are taken from the agent.
@@ -149,12 +146,12 @@ impl Agent {
         m.put(mib::oids::SYS_CONTACT, Value::text(&sys.contact));
         m.put(mib::oids::SYS_NAME, Value::text(&sys.name));
         m.put(mib::oids::SYS_LOCATION, Value::text(&sys.location));
-        *self.mib.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(m);
+        *sms_core::daemon::write(&self.mib) = Arc::new(m);
     }
 
     /// The current snapshot.
     pub fn mib(&self) -> Arc<Mib> {
-        self.mib.read().unwrap_or_else(|p| p.into_inner()).clone()
+        sms_core::daemon::read(&self.mib).clone()
     }
 
     /// sysUpTime now.
@@ -190,10 +187,7 @@ impl Agent {
     pub fn handle(&self, packet: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
         self.counters.received.fetch_add(1, Ordering::Relaxed);
         if let Some(l) = &self.limiter {
-            let allowed = l
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .allow(src.ip(), Instant::now());
+            let allowed = sms_core::daemon::lock(l).allow(src.ip(), Instant::now());
             if !allowed {
                 self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
                 return None;
@@ -458,7 +452,7 @@ impl Agent {
                 return error(req, if v1 { es::BAD_VALUE } else { es::WRONG_VALUE }, i);
             }
         }
-        let mut sys = self.system.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sys = sms_core::daemon::lock(&self.system);
         let before = sys.clone();
         for vb in &req.varbinds {
             let Value::OctetString(bytes) = &vb.value else {
@@ -493,7 +487,7 @@ impl Agent {
         m.put(mib::oids::SYS_CONTACT, Value::text(&sys.contact));
         m.put(mib::oids::SYS_NAME, Value::text(&sys.name));
         m.put(mib::oids::SYS_LOCATION, Value::text(&sys.location));
-        *self.mib.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(m);
+        *sms_core::daemon::write(&self.mib) = Arc::new(m);
         self.counters.sets.fetch_add(1, Ordering::Relaxed);
         tracing::info!(contact = %sys.contact, name = %sys.name, location = %sys.location, "system objects set over SNMP");
         Pdu {

@@ -272,7 +272,7 @@ pub struct TrapDestination {
     pub level: String,
 }
 
-impl SnmpConfig {
+impl sms_core::daemon::WithSettings for SnmpConfig {
     /// Puts the administrator's settings over the shipped file.
     ///
     /// Communities, users and trap destinations from the settings are added
@@ -281,7 +281,7 @@ impl SnmpConfig {
     /// `settings-all`); read-write ones may Set the writable objects (a
     /// user's write view is `settings-system`). Their communities and users
     /// are also accepted on incoming traps.
-    pub fn apply_settings(&mut self, s: &sms_core::settings::Settings) {
+    fn apply_settings(&mut self, s: &sms_core::settings::Settings) {
         let mut view = |name: &str, subtree: &str| {
             if !self.view.iter().any(|v| v.name == name) {
                 self.view.push(ViewConfig {
@@ -371,6 +371,7 @@ impl SnmpConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sms_core::daemon::WithSettings;
 
     /// The configuration files the image ships must load and build.
     #[test]

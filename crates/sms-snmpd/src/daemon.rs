@@ -55,12 +55,7 @@ impl std::fmt::Debug for Daemon {
     }
 }
 
-/// The host name (from the kernel), empty when unreadable.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
+use sms_core::daemon::host_name as hostname;
 
 impl Daemon {
     /// Opens the state, builds every part and starts the serving threads.
@@ -245,13 +240,9 @@ impl Daemon {
 
     /// Rebuilds the MIB snapshot from the cached values and poll results.
     pub fn rebuild(&self) {
-        let mut vals = self
-            .values
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let mut vals = sms_core::daemon::lock(&self.values).clone();
         {
-            let polls = self.polls.lock().unwrap_or_else(|p| p.into_inner());
+            let polls = sms_core::daemon::lock(&self.polls);
             for d in &mut vals.devices {
                 if let Some(p) = polls.get(&d.name) {
                     d.poll = p.state;
@@ -281,11 +272,7 @@ impl Daemon {
         loop {
             tick.tick().await;
             if let Some(c) = &conn {
-                let mut v = self
-                    .values
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
+                let mut v = sms_core::daemon::lock(&self.values).clone();
                 let errors = crate::sources::refresh(c, &mut v).await;
                 if errors != last_errors {
                     for e in &errors {
@@ -293,7 +280,7 @@ impl Daemon {
                     }
                     last_errors = errors;
                 }
-                *self.values.lock().unwrap_or_else(|p| p.into_inner()) = v;
+                *sms_core::daemon::lock(&self.values) = v;
             }
             self.rebuild();
         }
@@ -312,10 +299,7 @@ impl Daemon {
         );
         loop {
             tick.tick().await;
-            let devices: Vec<(String, std::net::IpAddr)> = self
-                .values
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+            let devices: Vec<(String, std::net::IpAddr)> = sms_core::daemon::lock(&self.values)
                 .devices
                 .iter()
                 .filter_map(|d| d.address.parse().ok().map(|a| (d.name.clone(), a)))

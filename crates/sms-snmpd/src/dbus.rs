@@ -60,7 +60,7 @@ pub struct SnmpStatus {
 pub fn status(d: &Daemon) -> SnmpStatus {
     let a = &d.agent.counters;
     let r = &d.receiver.counters;
-    let polls = d.polls.lock().unwrap_or_else(|p| p.into_inner());
+    let polls = sms_core::daemon::lock(&d.polls);
     SnmpStatus {
         engine_id: hex::encode(&d.identity.engine_id),
         engine_boots: d.identity.engine_boots,
@@ -119,12 +119,7 @@ impl Snmp1 {
 
     /// Poll results by device name (JSON object).
     async fn poll_status(&self) -> String {
-        let p = self
-            .d
-            .polls
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let p = sms_core::daemon::lock(&self.d.polls).clone();
         serde_json::to_string(&p).unwrap_or_default()
     }
 

@@ -458,7 +458,7 @@ pub fn syslog_forwarder(addr: SocketAddr) -> std::io::Result<Forward> {
         SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
     };
     let sock = std::net::UdpSocket::bind(bind)?;
-    let host = match crate::daemon::hostname() {
+    let host = match sms_core::daemon::host_name() {
         h if h.is_empty() => "-".to_string(),
         h => h,
     };

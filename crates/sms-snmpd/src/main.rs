@@ -2,9 +2,9 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use sms_core::daemon::DaemonArgs;
 use sms_snmpd::config::SnmpConfig;
 use sms_snmpd::daemon::Daemon;
-use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(
@@ -12,26 +12,16 @@ use std::path::PathBuf;
     about = "SMS SNMP daemon: agent, trap receiver, device poller, trap sender"
 )]
 struct Args {
-    /// Configuration file.
-    #[arg(long, short, default_value = "/etc/sms/snmpd.toml")]
-    config: PathBuf,
-    /// Run without the D-Bus control plane (no daemon values, no signals).
-    #[arg(long)]
-    no_dbus: bool,
-    /// The administrator's settings (written by the CLI's commit), put over
-    /// the configuration file; a missing file means none.
-    #[arg(long, default_value = sms_core::settings::DEFAULT_SETTINGS)]
-    settings: PathBuf,
+    #[command(flatten)]
+    daemon: DaemonArgs,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = Args::parse();
-    sms_core::logging::init("sms-snmpd");
-    let mut cfg: SnmpConfig = sms_core::config::load(&args.config)?;
-    let settings = sms_core::settings::Settings::load(&args.settings)?;
-    cfg.apply_settings(&settings);
-    let d = Daemon::start(cfg).with_context(|| format!("{}", args.config.display()))?;
+    let args = Args::parse().daemon;
+    let config = args.config_or("/etc/sms/snmpd.toml");
+    let cfg: SnmpConfig = sms_core::daemon::start("sms-snmpd", &config, &args.settings)?;
+    let d = Daemon::start(cfg).with_context(|| format!("{}", config.display()))?;
     let conn = if args.no_dbus {
         None
     } else {
@@ -55,13 +45,7 @@ async fn main() -> Result<()> {
         trap_destinations = d.sender.destinations(),
         "sms-snmpd ready"
     );
-    sms_core::notify::ready();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
-    }
-    sms_core::notify::stopping();
+    sms_core::daemon::serve_until_stopped(sms_core::daemon::never()).await?;
     d.save_clocks(&[]);
     Ok(())
 }

@@ -130,7 +130,7 @@ pub async fn poll_round(
             slot.2 = r;
         }
     }
-    let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+    let mut t = sms_core::daemon::lock(table);
     let names: std::collections::HashSet<&String> = devices.iter().map(|(n, _)| n).collect();
     t.retain(|n, _| names.contains(n));
     for (name, addr, r) in results {

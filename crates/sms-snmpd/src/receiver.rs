@@ -71,7 +71,7 @@ impl Receiver {
     pub fn clocks_snapshot(&self) -> Vec<SavedClock> {
         let now = Instant::now();
         let wall = unix_now();
-        let clocks = self.clocks.lock().unwrap_or_else(|p| p.into_inner());
+        let clocks = sms_core::daemon::lock(&self.clocks);
         let mut v: Vec<SavedClock> = clocks
             .iter()
             .filter_map(|(id, c)| {
@@ -92,7 +92,7 @@ impl Receiver {
     pub fn restore_clocks(&self, saved: &[SavedClock]) {
         let now = Instant::now();
         let wall = unix_now();
-        let mut clocks = self.clocks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut clocks = sms_core::daemon::lock(&self.clocks);
         for c in saved.iter().take(MAX_ENGINES) {
             let Ok(id) = hex::decode(&c.engine_id) else {
                 continue;
@@ -213,7 +213,7 @@ impl Receiver {
 
     fn keys_for(&self, engine_id: &[u8], user: &[u8]) -> Option<Arc<UserKeys>> {
         let creds = self.users.get(user)?;
-        let mut cache = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = sms_core::daemon::lock(&self.keys);
         let k = (engine_id.to_vec(), user.to_vec());
         if let Some(v) = cache.get(&k) {
             return Some(v.clone());
@@ -320,7 +320,7 @@ impl Receiver {
             }
         };
         if m.flags & sms_snmp::message::flags::AUTH != 0 {
-            let mut clocks = self.clocks.lock().unwrap_or_else(|p| p.into_inner());
+            let mut clocks = sms_core::daemon::lock(&self.clocks);
             if clocks.len() >= MAX_ENGINES && !clocks.contains_key(&m.usm.engine_id) {
                 clocks.clear();
             }
@@ -397,9 +397,4 @@ pub struct SavedClock {
     pub seen_unix: i64,
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+use sms_core::daemon::unix_now;

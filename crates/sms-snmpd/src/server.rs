@@ -7,9 +7,7 @@
 //! first (it needs CAP_NET_ADMIN), then `SO_RCVBUF` (capped by
 //! `net.core.rmem_max`; the image raises that cap).
 
-use nix::sys::socket::{
-    bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage,
-};
+use nix::sys::socket::sockopt;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -21,21 +19,13 @@ pub type Handler = Arc<dyn Fn(&[u8], SocketAddr, u16) -> Option<Vec<u8>> + Send 
 
 /// Opens one socket on `addr` with a receive buffer of `rcvbuf` octets.
 pub fn open_socket(addr: SocketAddr, rcvbuf: usize) -> io::Result<UdpSocket> {
-    let family = if addr.is_ipv4() {
-        AddressFamily::Inet
-    } else {
-        AddressFamily::Inet6
-    };
-    let fd = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
-    setsockopt(&fd, sockopt::ReusePort, &true)?;
-    if rcvbuf > 0 && setsockopt(&fd, sockopt::RcvBufForce, &rcvbuf).is_err() {
-        let _ = setsockopt(&fd, sockopt::RcvBuf, &rcvbuf);
-    }
-    if addr.is_ipv6() {
-        setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
-    }
-    bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
-    Ok(UdpSocket::from(fd))
+    sms_core::daemon::open_udp(
+        addr,
+        sms_core::daemon::UdpOptions {
+            receive_buffer: rcvbuf,
+            timestamps: false,
+        },
+    )
 }
 
 /// The receive buffer the kernel granted (it reports twice the request).

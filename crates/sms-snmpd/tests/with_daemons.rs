@@ -13,8 +13,6 @@ use sms_distd::inventory::Device;
 use sms_sim::fleet::{Fleet, FleetConfig, FleetFaults};
 use sms_sim::{TmcSim, TmcSimConfig};
 use sms_testkit::DbusDaemon;
-use sms_updated::config::UpdaterConfig;
-use sms_updated::updater::Updater;
 use std::net::Ipv4Addr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -88,24 +86,9 @@ async fn mib_poller_and_traps_with_the_real_daemons() {
     let bus = DbusDaemon::start().unwrap();
 
     // The update daemon with an active DV.
-    let mut c = UpdaterConfig::default();
     let i = &sim.info;
-    c.tmc.host = i.tmc_host.clone();
-    c.tmc.port = i.tmc_port;
-    c.tmc.ca_file = i.ca_file.clone();
-    c.tmc.trust_root = i.trust_root_file.clone();
-    c.dns.servers = vec![i.dns];
-    c.dv.auto_check = false;
-    c.download.reserve_bytes = 0;
-    c.paths.state_dir = dir.path().join("updated");
-    c.paths.blob_dir = dir.path().join("blobs");
-    let updater = Updater::open(c).unwrap();
-    let _ub = sms_updated::dbus::serve_with(
-        updater.clone(),
-        zbus::connection::Builder::address(bus.address()).unwrap(),
-    )
-    .await
-    .unwrap();
+    let c = sms_testkit::world::updater_config(i, dir.path());
+    let (updater, _ub) = sms_testkit::world::updater_on_bus(c, &bus).await.unwrap();
     let dv1 = sim.publish_dv(64 * 1024);
     updater.refresh(Channel::Dv).await.unwrap();
     updater.download(Channel::Dv, &dv1.version).await.unwrap();

@@ -197,10 +197,10 @@ impl Default for PathsConfig {
     }
 }
 
-impl UpdaterConfig {
+impl sms_core::daemon::WithSettings for UpdaterConfig {
     /// Puts the administrator's settings over the shipped file: DNS
     /// servers (port 53) and the proxy, when set.
-    pub fn apply_settings(&mut self, s: &sms_core::settings::Settings) {
+    fn apply_settings(&mut self, s: &sms_core::settings::Settings) {
         if !s.dns_servers.is_empty() {
             self.dns.servers = s
                 .dns_servers
@@ -228,6 +228,7 @@ impl UpdaterConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sms_core::daemon::WithSettings;
     use std::path::Path;
 
     #[test]

@@ -159,14 +159,8 @@ pub struct Updater {
     wake: Notify,
 }
 
-/// Current Unix time in seconds.
-pub fn now_unix() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use sms_core::daemon::lock;
+pub use sms_core::daemon::unix_now as now_unix;
 
 impl Updater {
     /// Opens stores, loads the trust root and TLS anchors, and repairs what

@@ -12,7 +12,6 @@ use sms_distd::job::{JobReport, JobState};
 use sms_sim::fleet::{Fleet, FleetConfig, FleetFaults};
 use sms_sim::{TmcSim, TmcSimConfig};
 use sms_testkit::{plain, DaemonProcess, DbusDaemon};
-use sms_updated::config::UpdaterConfig;
 use sms_updated::updater::Updater;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -57,25 +56,9 @@ impl Harness {
         let sim = TmcSim::start(TmcSimConfig::new(dir.path().join("sim")))
             .await
             .unwrap();
-        let mut c = UpdaterConfig::default();
-        let i = &sim.info;
-        c.tmc.host = i.tmc_host.clone();
-        c.tmc.port = i.tmc_port;
-        c.tmc.ca_file = i.ca_file.clone();
-        c.tmc.trust_root = i.trust_root_file.clone();
-        c.dns.servers = vec![i.dns];
-        c.dv.auto_check = false;
-        c.download.reserve_bytes = 0;
+        let mut c = sms_testkit::world::updater_config(&sim.info, dir.path());
         c.retention.keep_versions = 20;
-        c.paths.state_dir = dir.path().join("updated");
-        c.paths.blob_dir = dir.path().join("blobs");
-        let updater = Updater::open(c).unwrap();
-        let updater_bus = sms_updated::dbus::serve_with(
-            updater.clone(),
-            zbus::connection::Builder::address(bus.address()).unwrap(),
-        )
-        .await
-        .unwrap();
+        let (updater, updater_bus) = sms_testkit::world::updater_on_bus(c, &bus).await.unwrap();
         let conn = zbus::connection::Builder::address(bus.address())
             .unwrap()
             .build()

@@ -48,15 +48,10 @@ impl Harness {
 
     /// A configuration pointing at the simulator, with test-friendly timings.
     pub fn config(&self) -> UpdaterConfig {
-        let mut c = UpdaterConfig::default();
-        let i = &self.sim.info;
-        c.tmc.host = i.tmc_host.clone();
-        c.tmc.port = i.tmc_port;
-        c.tmc.ca_file = i.ca_file.clone();
-        c.tmc.trust_root = i.trust_root_file.clone();
+        let mut c = sms_testkit::world::updater_config(&self.sim.info, self.dir.path());
+        c.dv.auto_check = true;
         c.tmc.appliance_id = "sms-test".into();
         c.tmc.request_timeout = Duration::from_secs(5);
-        c.dns.servers = vec![i.dns];
         c.dns.timeout_ms = Duration::from_millis(500);
         c.dns.attempts = 1;
         c.dv.initial_delay = Duration::from_secs(0);
@@ -65,9 +60,7 @@ impl Harness {
         c.download.backoff_initial_ms = Duration::from_millis(50);
         c.download.backoff_max_ms = Duration::from_millis(200);
         c.download.stall_timeout = Duration::from_secs(2);
-        c.download.reserve_bytes = 0;
         c.paths.state_dir = self.dir.path().join("state");
-        c.paths.blob_dir = self.dir.path().join("blobs");
         c
     }
 
