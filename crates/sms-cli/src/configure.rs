@@ -10,6 +10,7 @@
 //! compared and committed like any change. A commit made by another session
 //! since `configure` is never overwritten unseen.
 
+use crate::action::{Cfg, Op};
 use crate::files;
 use crate::grammar::{ArgKind, Node, Parsed};
 use sms_core::settings::{
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 /// The configuration-mode command tree.
 pub fn tree(operational: Vec<Node>) -> Vec<Node> {
     use ArgKind::*;
-    let mode = |action: &'static str| {
+    let mode = |action: Cfg| {
         vec![
             Node::kw("read-only", "Get, GetNext, GetBulk only").run(action),
             Node::kw("read-write", "also Set on the writable objects").run(action),
@@ -33,12 +34,12 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
                 Community,
                 "community",
             )
-            .run("cfg-set-trap")]),
+            .run(Cfg::SetTrap)]),
             Node::kw("user", "SNMPv3 authPriv as a configured user").then(vec![Node::arg(
                 Community,
                 "user name",
             )
-            .run("cfg-set-trap")]),
+            .run(Cfg::SetTrap)]),
         ]
     };
     let auths = settings::AUTH_PROTOCOLS
@@ -52,8 +53,8 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
                 _ => "sha-512",
             };
             Node::kw(kw, "HMAC authentication (privacy is AES-128)")
-                .run("cfg-set-user")
-                .then(mode("cfg-set-user"))
+                .run(Cfg::SetUser)
+                .then(mode(Cfg::SetUser))
         })
         .collect();
     let set =
@@ -63,9 +64,9 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
                     Host,
                     "host name",
                 )
-                .run("cfg-set-hostname")]),
+                .run(Cfg::SetHostname)]),
                 Node::kw("time-zone", "local time zone, e.g. Europe/Berlin or UTC").then(vec![
-                    Node::arg(TimeZone, "tz database name").run("cfg-set-time-zone"),
+                    Node::arg(TimeZone, "tz database name").run(Cfg::SetTimeZone),
                 ]),
             ]),
             Node::kw("interface", "the management interface").then(vec![Node::kw(
@@ -74,37 +75,35 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
             )
             .then(vec![Node::kw("address", "static address instead of DHCP")
                 .then(vec![Node::arg(Prefix, "address/prefix-length")
-                    .run("cfg-set-address")
+                    .run(Cfg::SetAddress)
                     .then(vec![Node::kw("gateway", "default gateway")
                         .then(vec![
-                            Node::arg(Address, "gateway").run("cfg-set-address")
+                            Node::arg(Address, "gateway").run(Cfg::SetAddress)
                         ])])])])]),
             Node::kw("dns", "name servers of the update daemon").then(vec![Node::kw(
                 "server",
                 "add a DNS server (at most 3)",
             )
-            .then(vec![Node::arg(Address, "server address").run("cfg-set-dns")])]),
+            .then(vec![Node::arg(Address, "server address").run(Cfg::SetDns)])]),
             Node::kw("proxy", "HTTP proxy towards the update centre").then(vec![
                 Node::kw("url", "http://host:port")
-                    .then(vec![Node::arg(Url, "proxy URL").run("cfg-set-proxy-url")]),
+                    .then(vec![Node::arg(Url, "proxy URL").run(Cfg::SetProxyUrl)]),
                 Node::kw("username", "basic authentication user").then(vec![Node::arg(
                     Community,
                     "user name",
                 )
-                .run("cfg-set-proxy-user")]),
+                .run(Cfg::SetProxyUser)]),
                 Node::kw(
                     "password",
                     "basic authentication password (asked, never shown)",
                 )
-                .run("cfg-set-proxy-password"),
+                .run(Cfg::SetProxyPassword),
             ]),
             Node::kw("ntp", "upstream time servers").then(vec![Node::kw(
                 "server",
                 "add an upstream server (at most 8)",
             )
-            .then(vec![
-                Node::arg(Endpoint, "server address").run("cfg-set-ntp")
-            ])]),
+            .then(vec![Node::arg(Endpoint, "server address").run(Cfg::SetNtp)])]),
             Node::kw("snmp", "SNMP agent and traps").then(vec![
                 Node::kw("community", "a v1/v2c community").then(vec![Node::arg(
                     Community,
@@ -115,8 +114,8 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
                     "a source network allowed to use it",
                 )
                 .then(vec![Node::arg(Prefix, "network")
-                    .run("cfg-set-community")
-                    .then(mode("cfg-set-community"))])])]),
+                    .run(Cfg::SetCommunity)
+                    .then(mode(Cfg::SetCommunity))])])]),
                 Node::kw("user", "an SNMPv3 user (authPriv; pass phrases asked)").then(vec![
                     Node::arg(Community, "user name").then(vec![Node::kw(
                         "auth",
@@ -135,93 +134,90 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
                     }),
                 ]),
             ]),
-            Node::kw("ha", "high availability")
-                .then(vec![Node::kw("peer", "the peer appliance").then(vec![
-                    Node::arg(Address, "peer address").run("cfg-set-ha-peer"),
-                ])]),
+            Node::kw("ha", "high availability").then(vec![Node::kw("peer", "the peer appliance")
+                .then(vec![Node::arg(Address, "peer address").run(Cfg::SetHaPeer)])]),
         ]);
     let delete = Node::kw("delete", "remove a value from the candidate").then(vec![
         Node::kw("system", "host name and time zone").then(vec![
-            Node::kw("hostname", "back to the shipped name").run("cfg-delete-hostname"),
-            Node::kw("time-zone", "back to UTC").run("cfg-delete-time-zone"),
+            Node::kw("hostname", "back to the shipped name").run(Cfg::DeleteHostname),
+            Node::kw("time-zone", "back to UTC").run(Cfg::DeleteTimeZone),
         ]),
         Node::kw("interface", "the management interface").then(vec![Node::kw(
             "management",
             "back to DHCP",
         )
-        .run("cfg-delete-address")]),
+        .run(Cfg::DeleteAddress)]),
         Node::kw("dns", "name servers").then(vec![Node::kw("server", "one server").then(vec![
-            Node::arg(Address, "server address").run("cfg-delete-dns"),
+            Node::arg(Address, "server address").run(Cfg::DeleteDns),
         ])]),
-        Node::kw("proxy", "no proxy").run("cfg-delete-proxy"),
+        Node::kw("proxy", "no proxy").run(Cfg::DeleteProxy),
         Node::kw("ntp", "upstream time servers").then(vec![Node::kw("server", "one server").then(
-            vec![Node::arg(Endpoint, "server address").run("cfg-delete-ntp")],
+            vec![Node::arg(Endpoint, "server address").run(Cfg::DeleteNtp)],
         )]),
         Node::kw("snmp", "SNMP settings").then(vec![
             Node::kw("community", "a community").then(vec![
-                Node::arg(Community, "community").run("cfg-delete-community")
+                Node::arg(Community, "community").run(Cfg::DeleteCommunity)
             ]),
-            Node::kw("user", "an SNMPv3 user").then(vec![
-                Node::arg(Community, "user name").run("cfg-delete-user")
-            ]),
+            Node::kw("user", "an SNMPv3 user")
+                .then(vec![Node::arg(Community, "user name").run(Cfg::DeleteUser)]),
             Node::kw("trap-destination", "a trap destination").then(vec![Node::arg(
                 Address,
                 "manager address",
             )
-            .run("cfg-delete-trap")]),
+            .run(Cfg::DeleteTrap)]),
         ]),
         Node::kw("ha", "high availability")
-            .then(vec![Node::kw("peer", "no peer").run("cfg-delete-ha-peer")]),
+            .then(vec![Node::kw("peer", "no peer").run(Cfg::DeleteHaPeer)]),
     ]);
     vec![
         set,
         delete,
         Node::kw("show", "the candidate configuration")
-            .run("cfg-show")
+            .run(Cfg::Show)
             .then(vec![
-                Node::kw("committed", "the committed configuration").run("cfg-show-committed")
+                Node::kw("committed", "the committed configuration").run(Cfg::ShowCommitted)
             ]),
-        Node::kw("compare", "what commit would change").run("cfg-compare"),
-        Node::kw("commit", "store and apply the candidate").run("cfg-commit"),
+        Node::kw("compare", "what commit would change").run(Cfg::Compare),
+        Node::kw("commit", "store and apply the candidate").run(Cfg::Commit),
         Node::kw(
             "discard",
             "drop the changes since configure or the last commit",
         )
-        .run("cfg-discard"),
+        .run(Cfg::Discard),
         Node::kw(
             "rollback",
             "load an earlier commit into the candidate (1 = the previous)",
         )
-        .run("cfg-rollback")
+        .run(Cfg::Rollback)
         .then(vec![
-            Node::arg(Number, "commits back (1-5)").run("cfg-rollback")
+            Node::arg(Number, "commits back (1-5)").run(Cfg::Rollback)
         ]),
         Node::kw(
             "save",
             "write the candidate to a file of the CLI's file directory",
         )
-        .then(vec![Node::arg(File, "file name").run("cfg-save")]),
+        .then(vec![Node::arg(File, "file name").run(Cfg::Save)]),
         Node::kw("load", "replace the candidate by a saved file").then(vec![Node::arg(
             File,
             "file name",
         )
-        .run("cfg-load")]),
+        .run(Cfg::Load)]),
         Node::kw("run", "an operational command").then(operational),
-        Node::kw("help", "the commands").run("help"),
+        Node::kw("help", "the commands").run(Op::Help),
         Node::kw("exit", "leave configuration mode")
-            .run("cfg-exit")
+            .run(Cfg::Exit)
             .then(vec![
-                Node::kw("discard", "dropping uncommitted changes").run("cfg-exit-discard")
+                Node::kw("discard", "dropping uncommitted changes").run(Cfg::ExitDiscard)
             ]),
-        Node::kw("end", "leave configuration mode").run("cfg-exit"),
+        Node::kw("end", "leave configuration mode").run(Cfg::Exit),
     ]
 }
 
 /// How many pass phrases an action needs (asked without echo).
-pub fn secrets_needed(action: &str) -> &'static [&'static str] {
+pub fn secrets_needed(action: Cfg) -> &'static [&'static str] {
     match action {
-        "cfg-set-proxy-password" => &["Proxy password: "],
-        "cfg-set-user" => &["Authentication pass phrase: ", "Privacy pass phrase: "],
+        Cfg::SetProxyPassword => &["Proxy password: "],
+        Cfg::SetUser => &["Authentication pass phrase: ", "Privacy pass phrase: "],
         _ => &[],
     }
 }
@@ -262,6 +258,7 @@ pub struct Session {
 /// Runs a configuration-mode action on the session. `Ok(text)` for the
 /// user; `Err` for a refusal that changes nothing.
 pub fn apply(
+    action: Cfg,
     s: &mut Session,
     store: &SettingsStore,
     paths: &SettingsPaths,
@@ -271,20 +268,20 @@ pub fn apply(
     let arg = |i: usize| p.args.get(i).map(|a| a.1.clone()).unwrap_or_default();
     let has = |k: &str| p.keywords.contains(&k);
     let mut c = s.candidate.clone();
-    match p.action {
-        "cfg-show" => return Ok(show(&s.candidate)),
-        "cfg-show-committed" => {
+    match action {
+        Cfg::Show => return Ok(show(&s.candidate)),
+        Cfg::ShowCommitted => {
             return store
                 .committed()
                 .map(|x| show(&x))
                 .map_err(|e| e.to_string())
         }
-        "cfg-compare" => return Ok(compare(&s.base, &s.candidate)),
-        "cfg-discard" => {
+        Cfg::Compare => return Ok(compare(&s.base, &s.candidate)),
+        Cfg::Discard => {
             s.candidate = s.base.clone();
             return Ok("candidate discarded: it is the committed configuration again".into());
         }
-        "cfg-rollback" => {
+        Cfg::Rollback => {
             let n = if p.args.is_empty() {
                 1
             } else {
@@ -297,13 +294,13 @@ pub fn apply(
                 compare(&s.base, &s.candidate)
             ));
         }
-        "cfg-commit" => return commit(s, store, paths),
-        "cfg-save" => {
+        Cfg::Commit => return commit(s, store, paths),
+        Cfg::Save => {
             let text = s.candidate.to_toml().map_err(|e| e.to_string())?;
             files::write(&paths.files, &arg(0), text.as_bytes())?;
             return Ok(format!("candidate saved to {}", arg(0)));
         }
-        "cfg-load" => {
+        Cfg::Load => {
             let bytes = files::read(&paths.files, &arg(0))?;
             let text = String::from_utf8(bytes).map_err(|_| format!("{}: not text", arg(0)))?;
             let loaded = Settings::from_toml(std::path::Path::new(&arg(0)), &text)
@@ -315,34 +312,34 @@ pub fn apply(
                 compare(&s.base, &s.candidate)
             ));
         }
-        "cfg-set-hostname" => c.hostname = Some(arg(0)),
-        "cfg-set-time-zone" => c.time_zone = Some(arg(0)),
-        "cfg-set-address" => {
+        Cfg::SetHostname => c.hostname = Some(arg(0)),
+        Cfg::SetTimeZone => c.time_zone = Some(arg(0)),
+        Cfg::SetAddress => {
             c.management = Some(Management {
                 address: arg(0),
                 gateway: p.args.get(1).and_then(|g| g.1.parse().ok()),
             })
         }
-        "cfg-set-dns" => {
+        Cfg::SetDns => {
             let ip = arg(0).parse().map_err(|_| "not an address")?;
             if !c.dns_servers.contains(&ip) {
                 c.dns_servers.push(ip);
             }
         }
-        "cfg-set-proxy-url" => c.proxy.get_or_insert_with(Proxy::default).url = arg(0),
-        "cfg-set-proxy-user" => c.proxy.get_or_insert_with(Proxy::default).username = arg(0),
-        "cfg-set-proxy-password" => {
+        Cfg::SetProxyUrl => c.proxy.get_or_insert_with(Proxy::default).url = arg(0),
+        Cfg::SetProxyUser => c.proxy.get_or_insert_with(Proxy::default).username = arg(0),
+        Cfg::SetProxyPassword => {
             let pw = secrets.first().cloned().unwrap_or_default();
             settings::check_secret("proxy password", &pw, 1)
                 .map_err(|e| format!("{e}; nothing changed"))?;
             c.proxy.get_or_insert_with(Proxy::default).password = pw;
         }
-        "cfg-set-ntp" => {
+        Cfg::SetNtp => {
             if !c.ntp_servers.contains(&arg(0)) {
                 c.ntp_servers.push(arg(0));
             }
         }
-        "cfg-set-community" => {
+        Cfg::SetCommunity => {
             let write = has("read-write");
             match c.snmp_communities.iter_mut().find(|x| x.name == arg(0)) {
                 Some(x) => {
@@ -360,7 +357,7 @@ pub fn apply(
                 }),
             }
         }
-        "cfg-set-user" => {
+        Cfg::SetUser => {
             let auth = p
                 .keywords
                 .iter()
@@ -391,7 +388,7 @@ pub fn apply(
                 write: has("read-write"),
             });
         }
-        "cfg-set-trap" => {
+        Cfg::SetTrap => {
             let address = arg(0).parse().map_err(|_| "not an address")?;
             let (port, who) = if has("port") {
                 let port = arg(1)
@@ -409,34 +406,34 @@ pub fn apply(
                 user: has("user").then(|| who.clone()),
             });
         }
-        "cfg-set-ha-peer" => c.ha_peer = Some(arg(0).parse().map_err(|_| "not an address")?),
-        "cfg-delete-hostname" => c.hostname = None,
-        "cfg-delete-time-zone" => c.time_zone = None,
-        "cfg-delete-address" => c.management = None,
-        "cfg-delete-proxy" => c.proxy = None,
-        "cfg-delete-ha-peer" => c.ha_peer = None,
-        "cfg-delete-dns" => {
+        Cfg::SetHaPeer => c.ha_peer = Some(arg(0).parse().map_err(|_| "not an address")?),
+        Cfg::DeleteHostname => c.hostname = None,
+        Cfg::DeleteTimeZone => c.time_zone = None,
+        Cfg::DeleteAddress => c.management = None,
+        Cfg::DeleteProxy => c.proxy = None,
+        Cfg::DeleteHaPeer => c.ha_peer = None,
+        Cfg::DeleteDns => {
             let before = c.dns_servers.len();
             c.dns_servers.retain(|d| d.to_string() != arg(0));
             if before == c.dns_servers.len() {
                 return Err(format!("dns server {} is not configured", arg(0)));
             }
         }
-        "cfg-delete-ntp" => {
+        Cfg::DeleteNtp => {
             let before = c.ntp_servers.len();
             c.ntp_servers.retain(|d| *d != arg(0));
             if before == c.ntp_servers.len() {
                 return Err(format!("ntp server {} is not configured", arg(0)));
             }
         }
-        "cfg-delete-community" => {
+        Cfg::DeleteCommunity => {
             let before = c.snmp_communities.len();
             c.snmp_communities.retain(|d| d.name != arg(0));
             if before == c.snmp_communities.len() {
                 return Err(format!("snmp community {} is not configured", arg(0)));
             }
         }
-        "cfg-delete-user" => {
+        Cfg::DeleteUser => {
             if c.trap_destinations
                 .iter()
                 .any(|t| t.user.as_deref() == Some(&arg(0)))
@@ -452,7 +449,7 @@ pub fn apply(
                 return Err(format!("snmp user {} is not configured", arg(0)));
             }
         }
-        "cfg-delete-trap" => {
+        Cfg::DeleteTrap => {
             let before = c.trap_destinations.len();
             c.trap_destinations
                 .retain(|d| d.address.to_string() != arg(0));
@@ -460,7 +457,8 @@ pub fn apply(
                 return Err(format!("trap destination {} is not configured", arg(0)));
             }
         }
-        other => return Err(format!("{other}: not a configuration command")),
+        // Leaving the mode is the session's business (commands::Cli).
+        Cfg::Exit | Cfg::ExitDiscard => return Ok(String::new()),
     }
     // Refuse a change that makes the candidate invalid now, naming the
     // setting, rather than at commit. A proxy's user or password may be

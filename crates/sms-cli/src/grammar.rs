@@ -7,6 +7,7 @@
 //! of the line is ever handed to a shell; the grammar is the whole
 //! language.
 
+use crate::action::Action;
 use std::fmt;
 
 /// What an argument must look like.
@@ -122,7 +123,7 @@ pub struct Node {
     /// What may follow.
     pub children: Vec<Node>,
     /// The command run when the line ends here.
-    pub action: Option<&'static str>,
+    pub action: Option<Action>,
 }
 
 impl Node {
@@ -149,8 +150,8 @@ impl Node {
     }
 
     /// Runs `action` when the line ends here.
-    pub fn run(mut self, action: &'static str) -> Node {
-        self.action = Some(action);
+    pub fn run(mut self, action: impl Into<Action>) -> Node {
+        self.action = Some(action.into());
         self
     }
 
@@ -165,7 +166,7 @@ impl Node {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parsed {
     /// The command.
-    pub action: &'static str,
+    pub action: Action,
     /// The full keywords matched (abbreviations expanded).
     pub keywords: Vec<&'static str>,
     /// Typed arguments in order.
@@ -393,33 +394,34 @@ fn split_partial(line: &str) -> (Vec<&str>, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::action::Op;
     use proptest::prelude::*;
 
     fn tree() -> Vec<Node> {
         vec![
             Node::kw("show", "show state").then(vec![
-                Node::kw("version", "firmware version").run("show-version"),
-                Node::kw("services", "daemons").run("show-services"),
-                Node::kw("snmp", "SNMP agent and receiver").run("show-snmp"),
+                Node::kw("version", "firmware version").run(Op::ShowVersion),
+                Node::kw("services", "daemons").run(Op::ShowServices),
+                Node::kw("snmp", "SNMP agent and receiver").run(Op::ShowSnmp),
                 Node::kw("device", "one device").then(vec![Node::arg(
                     ArgKind::Name,
                     "device name",
                 )
-                .run("show-device")]),
+                .run(Op::ShowDevice)]),
             ]),
-            Node::kw("exit", "log out").run("exit"),
-            Node::kw("configure", "enter configuration mode").run("configure"),
+            Node::kw("exit", "log out").run(Op::Exit),
+            Node::kw("configure", "enter configuration mode").run(Op::Configure),
         ]
     }
 
     #[test]
     fn unique_prefixes_are_abbreviations() {
         let p = parse(&tree(), &["sh", "ver"]).unwrap();
-        assert_eq!(p.action, "show-version");
+        assert_eq!(p.action, Action::Op(Op::ShowVersion));
         assert_eq!(p.keywords, vec!["show", "version"]);
         assert_eq!(
             parse(&tree(), &["SHOW", "VERSION"]).unwrap().action,
-            "show-version"
+            Action::Op(Op::ShowVersion)
         );
         match parse(&tree(), &["show", "s"]) {
             Err(ParseError::Ambiguous { candidates, .. }) => {
@@ -427,7 +429,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(parse(&tree(), &["show", "sn"]).unwrap().action, "show-snmp");
+        assert_eq!(
+            parse(&tree(), &["show", "sn"]).unwrap().action,
+            Action::Op(Op::ShowSnmp)
+        );
     }
 
     #[test]

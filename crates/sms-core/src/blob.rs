@@ -336,6 +336,69 @@ impl BlobStore {
         Ok(out)
     }
 
+    /// A stored blob's bytes, read whole and checked against `digest`:
+    /// a blob that changed on disk is an error, never served.
+    pub fn read_verified(&self, digest: &Digest) -> Result<Vec<u8>, BlobError> {
+        let p = self.path(digest);
+        let data = fs::read(&p).map_err(io_err(&p, "read"))?;
+        let actual = Digest::of(&data);
+        if actual != *digest {
+            return Err(BlobError::DigestMismatch {
+                expected: *digest,
+                actual,
+            });
+        }
+        Ok(data)
+    }
+
+    /// Opens the partial file of `digest` to go on writing it after its
+    /// first `resume_from` octets (hashed again, so that the digest covers
+    /// the whole file); what lies beyond is cut off. Blocking: call it
+    /// from a blocking thread.
+    pub fn resume_partial(&self, digest: &Digest, resume_from: u64) -> io::Result<PartialWriter> {
+        let path = self.partial_path(digest);
+        let mut hasher = Sha256::new();
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut left = resume_from;
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = file.read(&mut buf[..want])?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "partial file shrank",
+                ));
+            }
+            hasher.update(&buf[..n]);
+            left -= n as u64;
+        }
+        file.set_len(resume_from)?;
+        // A helper thread flushes what is written every few MiB, so that
+        // the fsync before the file enters the store has little left to do
+        // and the disk works while the network does.
+        let syncer_file = file.try_clone()?;
+        let (sync_tx, sync_rx) = std::sync::mpsc::channel::<()>();
+        let syncer = std::thread::spawn(move || {
+            while sync_rx.recv().is_ok() {
+                let _ = syncer_file.sync_data();
+            }
+        });
+        Ok(PartialWriter {
+            out: io::BufWriter::with_capacity(1 << 20, file),
+            hasher,
+            len: resume_from,
+            since_sync: 0,
+            sync_tx,
+            syncer,
+        })
+    }
+
     /// Files in the temporary directory (for tests and diagnostics).
     pub fn temp_files(&self) -> Result<Vec<PathBuf>, BlobError> {
         let dir = self.root.join("tmp");
@@ -344,6 +407,53 @@ impl BlobStore {
             out.push(entry.map_err(io_err(&dir, "list directory"))?.path());
         }
         Ok(out)
+    }
+}
+
+/// Octets written between two background flushes of a partial file.
+const SYNC_EVERY: usize = 8 << 20;
+
+/// A partial file of the store being written: hashed as it grows, flushed
+/// in the background, committed with [`BlobStore::commit_measured`].
+pub struct PartialWriter {
+    out: io::BufWriter<File>,
+    hasher: Sha256,
+    len: u64,
+    since_sync: usize,
+    sync_tx: std::sync::mpsc::Sender<()>,
+    syncer: std::thread::JoinHandle<()>,
+}
+
+impl PartialWriter {
+    /// Appends `chunk`.
+    pub fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.hasher.update(chunk);
+        self.out.write_all(chunk)?;
+        self.len += chunk.len() as u64;
+        self.since_sync += chunk.len();
+        if self.since_sync >= SYNC_EVERY {
+            self.out.flush()?;
+            let _ = self.sync_tx.send(());
+            self.since_sync = 0;
+        }
+        Ok(())
+    }
+
+    /// Flushes and returns the file's length and digest so far.
+    pub fn finish(self) -> io::Result<(u64, Digest)> {
+        let PartialWriter {
+            mut out,
+            hasher,
+            len,
+            sync_tx,
+            syncer,
+            ..
+        } = self;
+        let flushed = out.flush();
+        drop(sync_tx);
+        let _ = syncer.join();
+        flushed?;
+        Ok((len, Digest(hasher.finalize().into())))
     }
 }
 

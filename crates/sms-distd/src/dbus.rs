@@ -89,7 +89,9 @@ impl DistributorIface {
     async fn distribute(&self, channel: &str, version: &str, target: &str) -> fdo::Result<String> {
         let channel: Channel = channel.parse().map_err(fdo::Error::InvalidArgs)?;
         let version: Version = version.parse().map_err(fdo::Error::InvalidArgs)?;
-        let target: Target = target.parse().map_err(inv)?;
+        let target: Target = target
+            .parse()
+            .map_err(|e: sms_core::bus::NameError| inv(e.into()))?;
         self.dist
             .distribute(channel, &version, &target)
             .await
@@ -151,24 +153,18 @@ pub async fn serve_with(
         )?
         .build()
         .await?;
-    let mut events = dist.subscribe();
-    let emitter = SignalEmitter::new(&conn, DISTRIBUTOR_PATH)?.into_owned();
-    tokio::spawn(async move {
-        loop {
-            let ev = match events.recv().await {
-                Ok(ev) => ev,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => break,
-            };
+    sms_core::bus::forward_signals(
+        &conn,
+        DISTRIBUTOR_PATH,
+        dist.subscribe(),
+        |emitter, ev| async move {
             let DistEvent::JobFinished { id, state, summary } = ev;
             let state = serde_json::to_value(state)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
-            if let Err(e) = DistributorIface::job_finished(&emitter, id, &state, &summary).await {
-                tracing::warn!("emitting JobFinished: {e}");
-            }
-        }
-    });
+            DistributorIface::job_finished(&emitter, id, &state, &summary).await
+        },
+    )?;
     Ok(conn)
 }

@@ -291,21 +291,14 @@ impl Distributor {
         // then delivers only signals whose sender is the name's current
         // owner and whose path is the updater's object, so another local
         // process cannot forge an activation and steer a push to the fleet.
-        let proxy = match zbus::Proxy::new(
-            &conn,
-            sms_core::bus::UPDATER_NAME,
-            sms_core::bus::UPDATER_PATH,
-            sms_core::bus::UPDATER_INTERFACE,
-        )
-        .await
-        {
+        let proxy = match sms_core::bus::Updater1Proxy::new(&conn).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!("update daemon proxy: {e}");
                 return;
             }
         };
-        let mut stream = match proxy.receive_signal("PackageActivated").await {
+        let mut stream = match proxy.receive_package_activated().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("subscribing to PackageActivated: {e}");
@@ -313,14 +306,13 @@ impl Distributor {
             }
         };
         while let Some(msg) = stream.next().await {
-            let Ok((channel, version, _sha)) = msg.body().deserialize::<(String, String, String)>()
-            else {
+            let Ok(args) = msg.args() else {
                 continue;
             };
-            if channel != "dv" || !self.cfg.push.auto_distribute_dv {
+            if args.channel != "dv" || !self.cfg.push.auto_distribute_dv {
                 continue;
             }
-            let Ok(version) = version.parse::<Version>() else {
+            let Ok(version) = args.version.parse::<Version>() else {
                 continue;
             };
             if self.inventory.list().map(|l| l.is_empty()).unwrap_or(true) {

@@ -16,9 +16,11 @@ use crate::inventory::{Device, DeviceState, Inventory, Target};
 use crate::source::Package;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
+
 use sms_core::package::{Channel, Family, Version};
 use sms_core::store::{Batch, Store, StoreError};
+
+pub use sms_core::bus::{JobRecord, JobReport, JobState, TaskRecord, TaskState};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,110 +32,6 @@ pub const JOBS: &str = "jobs";
 pub const TASKS: &str = "tasks";
 /// Store tree of counters.
 pub const META: &str = "meta";
-
-/// Where a job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum JobState {
-    /// Devices are being served (or will be after a restart).
-    Running,
-    /// Every device reached an end state.
-    Completed,
-    /// A wave crossed the failure threshold; later waves were not started.
-    Stopped,
-    /// Cancelled by a person.
-    Cancelled,
-}
-
-/// Where one device of a job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TaskState {
-    /// Not started.
-    Queued,
-    /// The package is being sent.
-    Transferring,
-    /// The device accepted it and is installing.
-    Installing,
-    /// The device reports the target version.
-    Done,
-    /// The device already had the target version.
-    Skipped,
-    /// It failed; the reason says why.
-    Failed,
-}
-
-impl TaskState {
-    /// Whether the device is finished with.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            TaskState::Done | TaskState::Skipped | TaskState::Failed
-        )
-    }
-}
-
-/// A stored job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobRecord {
-    /// Job id.
-    pub id: u64,
-    /// Channel.
-    pub channel: Channel,
-    /// Version distributed.
-    pub version: Version,
-    /// Target as given.
-    pub target: Target,
-    /// State.
-    pub state: JobState,
-    /// Why it stopped, when it did.
-    pub reason: Option<String>,
-    /// Unix time of creation.
-    pub created: i64,
-    /// Unix time of the end.
-    pub finished: Option<i64>,
-    /// Device names per wave (canary first).
-    pub waves: Vec<Vec<String>>,
-    /// Index of the wave being served.
-    pub wave: usize,
-    /// Failure threshold per wave (fraction).
-    pub max_failure_rate: f64,
-    /// Devices left out, with the reason (TOS without an image for their family).
-    pub excluded: Vec<(String, String)>,
-}
-
-/// A stored per-device step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaskRecord {
-    /// Device name.
-    pub device: String,
-    /// Package key sent to it.
-    pub key: String,
-    /// Wave it belongs to.
-    pub wave: usize,
-    /// State.
-    pub state: TaskState,
-    /// Upload attempts made.
-    pub attempts: u32,
-    /// Why it failed, or the last transient error.
-    pub reason: Option<String>,
-    /// Unix time of the last change.
-    pub updated: i64,
-}
-
-/// Progress and report of a job, as `Job()` returns it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobReport {
-    /// The job.
-    #[serde(flatten)]
-    pub job: JobRecord,
-    /// Devices per task state.
-    pub counts: BTreeMap<String, usize>,
-    /// Package bytes sent by this daemon run.
-    pub bytes_sent: u64,
-    /// Failed devices with their reasons.
-    pub failures: Vec<(String, String)>,
-}
 
 /// Why a job could not be created or run.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use sms_core::blob::{BlobStore, Digest};
-use sms_core::bus::{InstalledPackage, UPDATER_INTERFACE, UPDATER_NAME, UPDATER_PATH};
+use sms_core::bus::{InstalledPackage, Json, Updater1Proxy};
 use sms_core::metadata::{self, TrustRoot};
 use sms_core::package::{Channel, Family, Version};
 use std::path::{Path, PathBuf};
@@ -80,21 +80,14 @@ pub async fn installed(
     conn: &zbus::Connection,
     channel: Channel,
 ) -> Result<Vec<InstalledPackage>, SourceError> {
-    let reply = conn
-        .call_method(
-            Some(UPDATER_NAME),
-            UPDATER_PATH,
-            Some(UPDATER_INTERFACE),
-            "List",
-            &(channel.as_str(),),
-        )
+    let updater = Updater1Proxy::new(conn)
         .await
         .map_err(|e| SourceError::Bus(e.to_string()))?;
-    let json: String = reply
-        .body()
-        .deserialize()
-        .map_err(|e| SourceError::Bus(e.to_string()))?;
-    serde_json::from_str(&json).map_err(|e| SourceError::Bus(format!("List() answer: {e}")))
+    updater
+        .list(channel.as_str())
+        .await
+        .map(Json::into_inner)
+        .map_err(|e| SourceError::Bus(format!("List(): {e}")))
 }
 
 /// Turns the update daemon's records into verified [`Package`]s: the

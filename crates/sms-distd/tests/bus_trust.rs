@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 async fn jobs(h: &Harness) -> Vec<JobRecord> {
-    serde_json::from_str(&h.call_str("Jobs", &()).await.unwrap()).unwrap()
+    h.distributor().await.jobs().await.unwrap().0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -270,8 +270,7 @@ async fn large_download_limit_and_https() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let st: serde_json::Value =
-            serde_json::from_str(&h.call_str("PullStatus", &()).await.unwrap()).unwrap();
+        let st: serde_json::Value = serde_json::from_str(&h.pull_status_json().await).unwrap();
         if st["large_active"] == 1 {
             break;
         }
@@ -282,7 +281,7 @@ async fn large_download_limit_and_https() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let busy = curl(&[&url]);
-    let status = h.call_str("PullStatus", &()).await.unwrap();
+    let status = h.pull_status_json().await;
     assert_eq!(
         busy.code,
         503,

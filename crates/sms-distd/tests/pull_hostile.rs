@@ -92,7 +92,7 @@ async fn a_hostile_client_does_not_starve_a_device() {
     );
     assert_eq!(code, 503, "HEAD of an unbuilt delta");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let st = h.call_str("PullStatus", &()).await.unwrap();
+    let st = h.pull_status_json().await;
     assert!(
         !st.contains(&format!("delta/dv/{}/{}", vs[1], vs[2])),
         "HEAD started a build: {st}"
@@ -185,8 +185,7 @@ async fn a_hostile_client_does_not_starve_a_device() {
     let answers = hammer.join().unwrap();
 
     // Each defence acted.
-    let st: serde_json::Value =
-        serde_json::from_str(&h.call_str("PullStatus", &()).await.unwrap()).unwrap();
+    let st: serde_json::Value = serde_json::from_str(&h.pull_status_json().await).unwrap();
     println!(
         "device: delta after {:.1} s ({tries} tries), full archive after {:.1} s (bound {} s); \
          hostile pair answers {answers:?}; {st}",
@@ -205,8 +204,7 @@ async fn a_hostile_client_does_not_starve_a_device() {
     // timeout and the rate window.
     let deadline = Instant::now() + Duration::from_secs(10);
     let st = loop {
-        let st: serde_json::Value =
-            serde_json::from_str(&h.call_str("PullStatus", &()).await.unwrap()).unwrap();
+        let st: serde_json::Value = serde_json::from_str(&h.pull_status_json().await).unwrap();
         if st["connections_cut"].as_u64().unwrap() >= 40 || Instant::now() > deadline {
             break st;
         }

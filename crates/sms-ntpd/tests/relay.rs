@@ -2,7 +2,7 @@
 //! chronyd (as a client that reports the offset without setting the clock)
 //! and by our own client.
 
-use sms_core::bus::{NtpStatus, NTP_INTERFACE, NTP_NAME, NTP_PATH};
+use sms_core::bus::NtpStatus;
 use sms_ntpd::config::{ClockMode, NtpConfig};
 use sms_ntpd::packet::{Leap, Mode, NtpTimestamp, Packet};
 use sms_ntpd::upstream::{query_once, QueryError};
@@ -65,11 +65,8 @@ impl Relay {
             .build()
             .await
             .ok()?;
-        let proxy = zbus::Proxy::new(&conn, NTP_NAME, NTP_PATH, NTP_INTERFACE)
-            .await
-            .ok()?;
-        let s: String = proxy.call("Status", &()).await.ok()?;
-        serde_json::from_str(&s).ok()
+        let proxy = sms_core::bus::Ntp1Proxy::new(&conn).await.ok()?;
+        proxy.status().await.ok().map(|s| s.0)
     }
 
     async fn wait(

@@ -338,75 +338,49 @@ impl Daemon {
     /// distribution job that failed.
     pub async fn follow_signals(self: Arc<Self>, conn: zbus::Connection) {
         use futures_util::StreamExt;
-        let mut streams = Vec::new();
         // Through proxies of the daemons' well-known names: zbus delivers
         // only signals from each name's current owner and object path, so a
         // forged signal from another local process makes no trap.
-        for (name, path, iface, member) in [
-            (
-                sms_core::bus::UPDATER_NAME,
-                sms_core::bus::UPDATER_PATH,
-                sms_core::bus::UPDATER_INTERFACE,
-                "PackageActivated",
-            ),
-            (
-                sms_core::bus::DISTRIBUTOR_NAME,
-                sms_core::bus::DISTRIBUTOR_PATH,
-                sms_core::bus::DISTRIBUTOR_INTERFACE,
-                "JobFinished",
-            ),
-        ] {
-            let proxy = match zbus::Proxy::new(&conn, name, path, iface).await {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!("proxy of {name}: {e}");
-                    return;
-                }
-            };
-            match proxy.receive_signal(member).await {
-                Ok(s) => streams.push(s),
-                Err(e) => {
-                    tracing::error!("subscribing to {iface}.{member}: {e}");
-                    return;
-                }
+        let subscribed = async {
+            let updater = sms_core::bus::Updater1Proxy::new(&conn).await?;
+            let distributor = sms_core::bus::Distributor1Proxy::new(&conn).await?;
+            zbus::Result::Ok((
+                updater.receive_package_activated().await?,
+                distributor.receive_job_finished().await?,
+            ))
+        };
+        let (mut activated, mut finished) = match subscribed.await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("subscribing to the other daemons' signals: {e}");
+                return;
             }
-        }
-        let mut stream = futures_util::stream::select_all(streams);
-        while let Some(msg) = stream.next().await {
-            let h = msg.header();
-            let (Some(iface), Some(member)) = (h.interface(), h.member()) else {
-                continue;
-            };
-            match (iface.as_str(), member.as_str()) {
-                (sms_core::bus::UPDATER_INTERFACE, "PackageActivated") => {
-                    if let Ok((channel, version, _)) =
-                        msg.body().deserialize::<(String, String, String)>()
-                    {
-                        if channel == "dv" {
-                            self.sender.send(
-                                Notification::DvActivated,
-                                self.agent.uptime(),
-                                &format!("DV {version} activated"),
-                                Vec::new(),
-                            );
-                        }
+        };
+        loop {
+            tokio::select! {
+                Some(signal) = activated.next() => {
+                    let Ok(a) = signal.args() else { continue };
+                    if a.channel == "dv" {
+                        self.sender.send(
+                            Notification::DvActivated,
+                            self.agent.uptime(),
+                            &format!("DV {} activated", a.version),
+                            Vec::new(),
+                        );
                     }
                 }
-                (sms_core::bus::DISTRIBUTOR_INTERFACE, "JobFinished") => {
-                    if let Ok((id, state, summary)) =
-                        msg.body().deserialize::<(u64, String, String)>()
-                    {
-                        if state != "completed" || !summary.contains("failed 0") {
-                            self.sender.send(
-                                Notification::DistributionFailed,
-                                self.agent.uptime(),
-                                &format!("distribution job {id} {state}: {summary}"),
-                                Vec::new(),
-                            );
-                        }
+                Some(signal) = finished.next() => {
+                    let Ok(a) = signal.args() else { continue };
+                    if a.state != "completed" || !a.summary.contains("failed 0") {
+                        self.sender.send(
+                            Notification::DistributionFailed,
+                            self.agent.uptime(),
+                            &format!("distribution job {} {}: {}", a.id, a.state, a.summary),
+                            Vec::new(),
+                        );
                     }
                 }
-                _ => {}
+                else => break,
             }
         }
     }

@@ -3,57 +3,14 @@
 
 use crate::daemon::Daemon;
 use crate::sender::Notification;
-use serde::Serialize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use zbus::{fdo, interface};
 
+pub use sms_core::bus::SnmpStatus;
+
 struct Snmp1 {
     d: Arc<Daemon>,
-}
-
-/// The daemon's status as shown by `Status()`.
-#[derive(Debug, Serialize)]
-pub struct SnmpStatus {
-    /// snmpEngineID, hex.
-    pub engine_id: String,
-    /// snmpEngineBoots.
-    pub engine_boots: u32,
-    /// Agent addresses.
-    pub agent: Vec<String>,
-    /// Receiver addresses.
-    pub receiver: Vec<String>,
-    /// Agent counters.
-    pub requests: u64,
-    /// Answers sent.
-    pub answered: u64,
-    /// Malformed datagrams to the agent.
-    pub malformed: u64,
-    /// Unknown community or source.
-    pub bad_community: u64,
-    /// v3 refused.
-    pub usm_refused: u64,
-    /// Agent datagrams dropped: source over its rate.
-    #[serde(default)]
-    pub rate_limited: u64,
-    /// Notifications accepted.
-    pub traps_received: u64,
-    /// Informs acknowledged.
-    pub informs_acknowledged: u64,
-    /// Replays refused.
-    pub replays_refused: u64,
-    /// Events stored.
-    pub events_stored: u64,
-    /// Events dropped (writer behind).
-    pub events_dropped: u64,
-    /// Traps sent.
-    pub traps_sent: u64,
-    /// Trap destinations.
-    pub trap_destinations: usize,
-    /// Devices polled.
-    pub devices_polled: usize,
-    /// Devices unreachable.
-    pub devices_unreachable: usize,
 }
 
 /// Builds the status record.

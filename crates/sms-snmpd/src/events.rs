@@ -11,7 +11,7 @@
 //! appliance and are not replicated.
 
 use crate::mib::oids;
-use serde::{Deserialize, Serialize};
+
 use sms_snmp::message::TrapV1;
 use sms_snmp::{Oid, Value, VarBind};
 use std::net::SocketAddr;
@@ -21,42 +21,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use thiserror::Error;
 
-/// One variable binding of an event, as text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventVarBind {
-    /// OID, dotted.
-    pub oid: String,
-    /// SMI type name.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Value as text (hex for binary octet strings).
-    pub value: String,
-}
-
-/// A received trap or inform.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TrapEvent {
-    /// Sequence number (increasing).
-    pub seq: u64,
-    /// Reception time, RFC 3339 UTC.
-    pub time: String,
-    /// Sender address.
-    pub source: String,
-    /// Local port it arrived on.
-    pub port: u16,
-    /// `v1`, `v2c` or `v3`.
-    pub version: String,
-    /// `trap` or `inform`.
-    pub kind: String,
-    /// Community (v1/v2c) or user (v3).
-    pub principal: String,
-    /// snmpTrapOID (v1 traps translated per RFC 3584).
-    pub trap_oid: String,
-    /// sysUpTime of the sender, hundredths.
-    pub uptime: Option<u32>,
-    /// Other bindings.
-    pub varbinds: Vec<EventVarBind>,
-}
+pub use sms_core::bus::{EventVarBind, TrapEvent};
 
 /// What a notification carried, as decoded.
 #[derive(Debug, Clone)]

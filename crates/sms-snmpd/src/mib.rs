@@ -11,6 +11,8 @@ use sms_snmp::{Oid, Value};
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
+pub use sms_core::bus::PollState;
+
 /// OIDs as arrays, so that they are constants.
 pub mod oids {
     /// SNMPv2-MIB::system.
@@ -151,30 +153,6 @@ pub struct SystemText {
     pub name: String,
     /// sysLocation.
     pub location: String,
-}
-
-/// Reachability of a managed device as the poller sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PollState {
-    /// Not polled yet.
-    #[default]
-    Unknown,
-    /// Answered the last poll.
-    Reachable,
-    /// Missed the configured number of polls in a row.
-    Unreachable,
-}
-
-impl PollState {
-    /// The smsDevicePollState enumeration value.
-    pub fn number(self) -> i32 {
-        match self {
-            PollState::Unknown => 1,
-            PollState::Reachable => 2,
-            PollState::Unreachable => 3,
-        }
-    }
 }
 
 /// One managed device as the MIB shows it.

@@ -5,28 +5,13 @@
 
 use crate::config::PollerConfig;
 use crate::mib::PollState;
-use serde::{Deserialize, Serialize};
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
-/// What the poller knows of one device.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PollResult {
-    /// Reachability.
-    pub state: PollState,
-    /// sysUpTime at the last answer.
-    pub uptime: u32,
-    /// sysDescr at the last answer.
-    pub descr: String,
-    /// ifNumber at the last answer.
-    pub interfaces: i64,
-    /// Polls without an answer in a row.
-    pub failures: u32,
-    /// Why the last poll failed.
-    pub last_error: Option<String>,
-}
+pub use sms_core::bus::PollResult;
 
 /// A reachability change the poller saw.
 #[derive(Debug, Clone, PartialEq, Eq)]

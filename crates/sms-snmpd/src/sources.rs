@@ -11,30 +11,16 @@ use std::time::Duration;
 /// How long one daemon may take to answer a refresh.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
-async fn call_json(
-    conn: &zbus::Connection,
-    name: &str,
-    path: &str,
-    method: &str,
-) -> Result<serde_json::Value, String> {
-    let fut = conn.call_method(Some(name), path, Some(name), method, &());
-    let reply = tokio::time::timeout(CALL_TIMEOUT, fut)
+/// Waits at most [`CALL_TIMEOUT`] for one call; the error names the call.
+async fn ask<T>(
+    what: &str,
+    call: impl std::future::Future<Output = zbus::Result<bus::Json<T>>>,
+) -> Result<T, String> {
+    tokio::time::timeout(CALL_TIMEOUT, call)
         .await
-        .map_err(|_| format!("{name}.{method}: no answer"))?
-        .map_err(|e| format!("{name}.{method}: {e}"))?;
-    let s: String = reply
-        .body()
-        .deserialize()
-        .map_err(|e| format!("{name}.{method}: {e}"))?;
-    serde_json::from_str(&s).map_err(|e| format!("{name}.{method}: {e}"))
-}
-
-fn s(v: &serde_json::Value, k: &str) -> String {
-    match v.get(k) {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(serde_json::Value::Null) | None => String::new(),
-        Some(other) => other.to_string().trim_matches('"').to_string(),
-    }
+        .map_err(|_| format!("{what}: no answer"))?
+        .map(bus::Json::into_inner)
+        .map_err(|e| format!("{what}: {e}"))
 }
 
 fn rfc3339(secs: Option<i64>) -> String {
@@ -46,20 +32,17 @@ fn rfc3339(secs: Option<i64>) -> String {
         .unwrap_or_default()
 }
 
-/// The managed devices from the distribution daemon: rows and addresses.
-pub fn device_rows(list: &serde_json::Value) -> Vec<DeviceRow> {
-    let Some(arr) = list.as_array() else {
-        return Vec::new();
-    };
-    arr.iter()
+/// The managed devices from the distribution daemon, as MIB rows.
+pub fn device_rows(list: &[bus::Device]) -> Vec<DeviceRow> {
+    list.iter()
         .map(|d| DeviceRow {
-            name: s(d, "name"),
-            address: s(d, "address"),
-            platform: s(d, "family"),
-            dv: s(d, "dv"),
-            tos: s(d, "tos"),
-            state: s(d, "state"),
-            last_contact: rfc3339(d.get("last_contact").and_then(|v| v.as_i64())),
+            name: d.name.clone(),
+            address: d.address.to_string(),
+            platform: d.family.to_string(),
+            dv: d.dv.clone().unwrap_or_default(),
+            tos: d.tos.clone().unwrap_or_default(),
+            state: d.state.as_str().to_string(),
+            last_contact: rfc3339(d.last_contact),
             ..DeviceRow::default()
         })
         .collect()
@@ -69,33 +52,31 @@ pub fn device_rows(list: &serde_json::Value) -> Vec<DeviceRow> {
 /// (a daemon not running is not fatal).
 pub async fn refresh(conn: &zbus::Connection, vals: &mut DaemonValues) -> Vec<String> {
     let mut errors = Vec::new();
-    match call_json(conn, bus::UPDATER_NAME, bus::UPDATER_PATH, "Status").await {
+    let updater = bus::Updater1Proxy::new(conn).await;
+    let distributor = bus::Distributor1Proxy::new(conn).await;
+    let ntp = bus::Ntp1Proxy::new(conn).await;
+    let (updater, distributor, ntp) = match (updater, distributor, ntp) {
+        (Ok(u), Ok(d), Ok(n)) => (u, d, n),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return vec![e.to_string()],
+    };
+    match ask("Updater1.Status", updater.status()).await {
         Ok(v) => {
-            vals.dv = s(&v, "active_dv");
-            vals.tos = s(&v, "active_tos");
-            vals.last_check = rfc3339(v.get("last_check").and_then(|x| x.as_i64()));
-            vals.last_result = s(&v, "last_result");
+            vals.dv = v.active_dv.unwrap_or_default();
+            vals.tos = v.active_tos.unwrap_or_default();
+            vals.last_check = rfc3339(v.last_check);
+            vals.last_result = v.last_result.unwrap_or_default();
         }
         Err(e) => errors.push(e),
     }
-    match call_json(
-        conn,
-        bus::DISTRIBUTOR_NAME,
-        bus::DISTRIBUTOR_PATH,
-        "Devices",
-    )
-    .await
-    {
+    match ask("Distributor1.Devices", distributor.devices()).await {
         Ok(v) => vals.devices = device_rows(&v),
         Err(e) => errors.push(e),
     }
-    match call_json(conn, bus::NTP_NAME, bus::NTP_PATH, "Status").await {
+    match ask("Ntp1.Status", ntp.status()).await {
         Ok(v) => {
-            let synced = v.get("synchronised").and_then(|x| x.as_bool()) == Some(true);
-            vals.ntp_sync = if synced { 1 } else { 2 };
-            vals.ntp_stratum = v.get("stratum").and_then(|x| x.as_i64()).unwrap_or(16) as i32;
-            vals.ntp_offset_us = (v.get("offset").and_then(|x| x.as_f64()).unwrap_or(0.0) * 1e6)
-                .clamp(i32::MIN as f64, i32::MAX as f64) as i32;
+            vals.ntp_sync = if v.synchronised { 1 } else { 2 };
+            vals.ntp_stratum = i32::from(v.stratum);
+            vals.ntp_offset_us = (v.offset * 1e6).clamp(i32::MIN as f64, i32::MAX as f64) as i32;
         }
         Err(e) => {
             vals.ntp_sync = 3;

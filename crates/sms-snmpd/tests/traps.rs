@@ -9,7 +9,7 @@ use sms_snmpd::events::TrapEvent;
 use std::time::{Duration, Instant};
 
 async fn events(bus: &zbus::Connection) -> Vec<TrapEvent> {
-    serde_json::from_str(&snmp_call(bus, "Events", &(0u64, 1000u32)).await).unwrap()
+    serde_json::from_str(&snmp_events(bus, 0, 1000).await).unwrap()
 }
 
 async fn wait_events(bus: &zbus::Connection, n: usize) -> Vec<TrapEvent> {
@@ -223,8 +223,7 @@ async fn net_snmp_traps_and_informs_of_every_version_are_stored() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(events(&conn).await.len(), 6);
-    let st: serde_json::Value =
-        serde_json::from_str(&snmp_call(&conn, "Status", &()).await).unwrap();
+    let st: serde_json::Value = serde_json::from_str(&snmp_status(&conn).await).unwrap();
     assert_eq!(
         st["bad_community"].as_u64(),
         Some(0),
@@ -318,8 +317,7 @@ async fn replayed_v3_traps_from_the_past_are_refused() {
         ev2.iter().all(|e| e.trap_oid != "1.3.6.1.6.3.1.1.5.4"),
         "a replay was stored"
     );
-    let st: serde_json::Value =
-        serde_json::from_str(&snmp_call(&conn, "Status", &()).await).unwrap();
+    let st: serde_json::Value = serde_json::from_str(&snmp_status(&conn).await).unwrap();
     assert_eq!(st["replays_refused"].as_u64(), Some(2), "{st}");
     assert!(d.log_text().contains("outside the time window"));
 }
@@ -366,8 +364,7 @@ async fn retention_keeps_the_newest_and_syslog_gets_every_event() {
         // One at a time: each event is stored on its own.
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let st: serde_json::Value =
-                serde_json::from_str(&snmp_call(&conn, "Status", &()).await).unwrap();
+            let st: serde_json::Value = serde_json::from_str(&snmp_status(&conn).await).unwrap();
             if st["events_stored"].as_u64() == Some(i as u64) || Instant::now() > deadline {
                 break;
             }

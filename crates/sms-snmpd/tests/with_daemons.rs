@@ -156,15 +156,12 @@ async fn mib_poller_and_traps_with_the_real_daemons() {
         .into_iter()
         .map(|d| Device::new(d.name, d.address, d.port, d.family, "lab".into()))
         .collect();
-    conn.call_method(
-        Some(sms_core::bus::DISTRIBUTOR_NAME),
-        sms_core::bus::DISTRIBUTOR_PATH,
-        Some(sms_core::bus::DISTRIBUTOR_INTERFACE),
-        "AddDevices",
-        &(serde_json::to_string(&devices).unwrap(),),
-    )
-    .await
-    .unwrap();
+    sms_core::bus::Distributor1Proxy::new(&conn)
+        .await
+        .unwrap()
+        .add_devices(sms_core::bus::Json(devices))
+        .await
+        .unwrap();
 
     // The manager.
     let trap_port = free_udp_port();
@@ -286,7 +283,7 @@ concurrency = 4
     let deadline = Instant::now() + Duration::from_secs(10);
     let ev = loop {
         let ev: Vec<sms_snmpd::events::TrapEvent> =
-            serde_json::from_str(&snmp_call(&conn, "LatestEvents", &(10u32,)).await).unwrap();
+            serde_json::from_str(&snmp_latest(&conn, 10).await).unwrap();
         if !ev.is_empty() || Instant::now() > deadline {
             break ev;
         }
@@ -320,8 +317,7 @@ concurrency = 4
     assert!(t.contains(&format!("distribution job {}", job.id)), "{t}");
 
     // Poll results over D-Bus.
-    let p: serde_json::Value =
-        serde_json::from_str(&snmp_call(&conn, "PollStatus", &()).await).unwrap();
+    let p: serde_json::Value = serde_json::from_str(&snmp_polls(&conn).await).unwrap();
     assert_eq!(p.as_object().unwrap().len(), 10);
     assert_eq!(p[&unreachable[0]]["state"], "unreachable");
     let why = p[&unreachable[0]]["last_error"].as_str().unwrap();

@@ -137,16 +137,12 @@ pub async fn serve_with(
         .serve_at(UPDATER_PATH, UpdaterIface { up: up.clone() })?
         .build()
         .await?;
-    let mut events = up.subscribe();
-    let emitter = SignalEmitter::new(&conn, UPDATER_PATH)?.into_owned();
-    tokio::spawn(async move {
-        loop {
-            let ev = match events.recv().await {
-                Ok(ev) => ev,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => break,
-            };
-            let sent = match &ev {
+    sms_core::bus::forward_signals(
+        &conn,
+        UPDATER_PATH,
+        up.subscribe(),
+        |emitter, ev| async move {
+            match ev {
                 Event::Activated {
                     channel,
                     version,
@@ -170,16 +166,13 @@ pub async fn serve_with(
                         &emitter,
                         channel.as_str(),
                         &version.to_string(),
-                        *ok,
-                        message,
+                        ok,
+                        &message,
                     )
                     .await
                 }
-            };
-            if let Err(e) = sent {
-                tracing::warn!("emitting D-Bus signal: {e}");
             }
-        }
-    });
+        },
+    )?;
     Ok(conn)
 }

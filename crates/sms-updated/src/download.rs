@@ -14,11 +14,10 @@ use crate::url::Url;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::Method;
-use sha2::{Digest as _, Sha256};
 use sms_core::blob::{BlobError, BlobStore, Digest};
 use sms_core::bus::DownloadProgress;
 use sms_core::package::PackageEntry;
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -211,8 +210,6 @@ fn log_progress(p: &DownloadProgress) {
     );
 }
 
-/// Bytes written between background flushes of a download.
-const SYNC_EVERY: usize = 8 << 20;
 
 /// What the writer thread reports when done.
 struct Written {
@@ -220,73 +217,27 @@ struct Written {
     digest: Digest,
 }
 
-/// Writes chunks to the partial file on a blocking thread, hashing as it
-/// goes (after hashing the prefix already on disk when resuming).
+/// Writes chunks to the partial file of `digest` on a blocking thread,
+/// hashing as it goes (after hashing the prefix already on disk when
+/// resuming).
 fn spawn_writer(
-    path: PathBuf,
+    blobs: BlobStore,
+    digest: Digest,
     resume_from: u64,
     mut rx: tokio::sync::mpsc::Receiver<Bytes>,
 ) -> tokio::task::JoinHandle<io::Result<Written>> {
     tokio::task::spawn_blocking(move || {
-        let mut hasher = Sha256::new();
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)?;
-        let mut len = 0u64;
-        if resume_from > 0 {
-            let mut buf = vec![0u8; 1 << 20];
-            let mut left = resume_from;
-            while left > 0 {
-                let want = left.min(buf.len() as u64) as usize;
-                let n = file.read(&mut buf[..want])?;
-                if n == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "partial file shrank",
-                    ));
-                }
-                hasher.update(&buf[..n]);
-                left -= n as u64;
-                len += n as u64;
+        let mut w = blobs.resume_partial(&digest, resume_from)?;
+        let mut result = Ok(());
+        while let Some(chunk) = rx.blocking_recv() {
+            result = w.write(&chunk);
+            if result.is_err() {
+                break;
             }
         }
-        file.set_len(resume_from)?;
-        // A helper thread flushes what is written every few MiB, so that
-        // the fsync before the file enters the store has little left to do
-        // and the disk works while the network does.
-        let syncer_file = file.try_clone()?;
-        let (sync_tx, sync_rx) = std::sync::mpsc::channel::<()>();
-        let syncer = std::thread::spawn(move || {
-            while sync_rx.recv().is_ok() {
-                let _ = syncer_file.sync_data();
-            }
-        });
-        let mut out = io::BufWriter::with_capacity(1 << 20, file);
-        let mut since_sync = 0usize;
-        let result = (|| -> io::Result<()> {
-            while let Some(chunk) = rx.blocking_recv() {
-                hasher.update(&chunk);
-                out.write_all(&chunk)?;
-                len += chunk.len() as u64;
-                since_sync += chunk.len();
-                if since_sync >= SYNC_EVERY {
-                    out.flush()?;
-                    let _ = sync_tx.send(());
-                    since_sync = 0;
-                }
-            }
-            out.flush()
-        })();
-        drop(sync_tx);
-        let _ = syncer.join();
+        let (len, digest) = w.finish()?;
         result?;
-        Ok(Written {
-            len,
-            digest: Digest(hasher.finalize().into()),
-        })
+        Ok(Written { len, digest })
     })
 }
 
@@ -375,7 +326,7 @@ async fn attempt_once(
     if have == entry.length {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         drop(tx);
-        let w = spawn_writer(part, have, rx)
+        let w = spawn_writer(blobs.clone(), entry.sha256, have, rx)
             .await
             .map_err(|e| storage(blobs, e.to_string()))?;
         return w.map_err(|e| DownloadError::from_blob(io_blob(blobs, e), blobs.root(), needed));
@@ -434,7 +385,7 @@ async fn attempt_once(
         }
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
-    let writer = spawn_writer(part, start, rx);
+    let writer = spawn_writer(blobs.clone(), entry.sha256, start, rx);
     let mut progress = Progress {
         key: entry.key(),
         total: entry.length,

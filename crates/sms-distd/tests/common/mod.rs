@@ -4,7 +4,6 @@
 //! real child process on the same bus.
 #![allow(dead_code)]
 
-use sms_core::bus::{DISTRIBUTOR_INTERFACE, DISTRIBUTOR_NAME, DISTRIBUTOR_PATH};
 use sms_core::package::{Channel, PackageEntry, Version};
 use sms_distd::config::DistdConfig;
 use sms_distd::inventory::Device;
@@ -182,7 +181,7 @@ impl Harness {
         self.daemon = Some(DaemonProcess::spawn(cmd, &self.log).unwrap());
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if self.call::<()>("Jobs", &()).await.is_ok() {
+            if self.distributor().await.jobs().await.is_ok() {
                 return;
             }
             assert!(
@@ -211,29 +210,17 @@ impl Harness {
         plain(&std::fs::read_to_string(&self.log).unwrap_or_default())
     }
 
-    pub async fn call<A>(&self, method: &str, args: &A) -> zbus::Result<zbus::message::Message>
-    where
-        A: serde::Serialize + zbus::zvariant::DynamicType,
-    {
-        self.conn
-            .call_method(
-                Some(DISTRIBUTOR_NAME),
-                DISTRIBUTOR_PATH,
-                Some(DISTRIBUTOR_INTERFACE),
-                method,
-                args,
-            )
+    /// The distribution daemon's typed proxy on the test bus.
+    pub async fn distributor(&self) -> sms_core::bus::Distributor1Proxy<'static> {
+        sms_core::bus::Distributor1Proxy::new(&self.conn)
             .await
+            .unwrap()
     }
 
-    pub async fn call_str<A>(&self, method: &str, args: &A) -> zbus::Result<String>
-    where
-        A: serde::Serialize + zbus::zvariant::DynamicType,
-    {
-        self.call(method, args)
-            .await?
-            .body()
-            .deserialize::<String>()
+    /// `PullStatus()` as JSON text.
+    pub async fn pull_status_json(&self) -> String {
+        let st = self.distributor().await.pull_status().await.unwrap();
+        serde_json::to_string(&st.0).unwrap()
     }
 
     /// Adds every fleet device to the inventory over D-Bus.
@@ -247,28 +234,27 @@ impl Harness {
             .enumerate()
             .map(|(i, d)| Device::new(d.name, d.address, d.port, d.family, group_of(i).into()))
             .collect();
-        let n: u32 = self
-            .call("AddDevices", &(serde_json::to_string(&devices).unwrap(),))
+        let n = self
+            .distributor()
             .await
-            .unwrap()
-            .body()
-            .deserialize()
+            .add_devices(sms_core::bus::Json(devices.clone()))
+            .await
             .unwrap();
         assert_eq!(n as usize, devices.len());
     }
 
     pub async fn distribute(&self, channel: &str, version: &Version, target: &str) -> u64 {
         let job = self
-            .call_str("Distribute", &(channel, version.to_string(), target))
+            .distributor()
+            .await
+            .distribute(channel, &version.to_string(), target)
             .await
             .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&job).unwrap();
-        v["id"].as_u64().unwrap()
+        job.0.id
     }
 
     pub async fn job(&self, id: u64) -> JobReport {
-        let s = self.call_str("Job", &(id,)).await.unwrap();
-        serde_json::from_str(&s).unwrap()
+        self.distributor().await.job(id).await.unwrap().0
     }
 
     /// Polls the job until it is no longer running.
@@ -290,7 +276,7 @@ impl Harness {
     }
 
     pub async fn devices(&self) -> Vec<Device> {
-        serde_json::from_str(&self.call_str("Devices", &()).await.unwrap()).unwrap()
+        self.distributor().await.devices().await.unwrap().0
     }
 
     /// The payload the updater stored for a DV version.

@@ -281,22 +281,28 @@ pub async fn on_bus(
     (bus, d, conn)
 }
 
-/// Calls a method of org.smsos.Snmp1 and returns its string reply.
-pub async fn snmp_call<B>(bus: &zbus::Connection, method: &str, args: &B) -> String
-where
-    B: serde::Serialize + zbus::zvariant::DynamicType,
-{
-    let r = bus
-        .call_method(
-            Some(sms_core::bus::SNMP_NAME),
-            sms_core::bus::SNMP_PATH,
-            Some(sms_core::bus::SNMP_INTERFACE),
-            method,
-            args,
-        )
-        .await
-        .unwrap();
-    r.body().deserialize::<String>().unwrap()
+async fn snmp(bus: &zbus::Connection) -> sms_core::bus::Snmp1Proxy<'_> {
+    sms_core::bus::Snmp1Proxy::new(bus).await.unwrap()
+}
+
+/// `Status()` of org.smsos.Snmp1 as JSON text.
+pub async fn snmp_status(bus: &zbus::Connection) -> String {
+    serde_json::to_string(&snmp(bus).await.status().await.unwrap().0).unwrap()
+}
+
+/// `Events(after, limit)` of org.smsos.Snmp1 as JSON text.
+pub async fn snmp_events(bus: &zbus::Connection, after: u64, limit: u32) -> String {
+    serde_json::to_string(&snmp(bus).await.events(after, limit).await.unwrap().0).unwrap()
+}
+
+/// `LatestEvents(limit)` of org.smsos.Snmp1 as JSON text.
+pub async fn snmp_latest(bus: &zbus::Connection, limit: u32) -> String {
+    serde_json::to_string(&snmp(bus).await.latest_events(limit).await.unwrap().0).unwrap()
+}
+
+/// `PollStatus()` of org.smsos.Snmp1 as JSON text.
+pub async fn snmp_polls(bus: &zbus::Connection) -> String {
+    serde_json::to_string(&snmp(bus).await.poll_status().await.unwrap().0).unwrap()
 }
 
 /// Lines of `text` that hold `needle`.

@@ -1,0 +1,703 @@
+//! The commands of the CLI and what runs them.
+//!
+//! [`tree`] is the whole language (see [`crate::grammar`]); [`Cli::execute`]
+//! runs one line: it matches the line, calls the daemons over D-Bus (the
+//! update, distribution, NTP and SNMP daemons; systemd for units), writes
+//! every command that changes anything to the audit log, and returns text
+//! in which everything that came from outside has its control characters
+//! neutralised. A line may end in `| json` for the daemons' JSON.
+
+use crate::action::{Action, Cfg, Op};
+use crate::audit::Audit;
+use crate::configure::{self, Session, SettingsPaths};
+use crate::grammar::{self, clean, ArgKind, Node, Parsed};
+use sms_core::bus;
+use sms_core::package::Family;
+use sms_core::settings::{self, SettingsStore};
+use std::time::Duration;
+
+mod render;
+mod system;
+mod tree;
+
+pub use render::{clean_json, fields, help_text, table};
+use render::{clean_multiline, name_of, opt, record, settings_text, yes_no};
+pub use tree::tree;
+
+/// Firmware version (all SMS OS components share it).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Units `services restart` may touch.
+pub const SERVICES: &[&str] = &["sms-updated", "sms-distd", "sms-ntpd", "sms-snmpd"];
+
+/// What a command line produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Text to show; the command succeeded.
+    Ok(String),
+    /// Text to show; the command failed (exit status 1).
+    Failed(String),
+    /// Log out.
+    Exit,
+    /// Ask for these pass phrases without echo, then run the line again
+    /// with them ([`Cli::set_secrets`]).
+    Secret {
+        /// One prompt per pass phrase.
+        prompts: Vec<String>,
+        /// The line to run with them.
+        line: String,
+    },
+    /// Ask this question; run the line again with ` confirm` on "yes".
+    Confirm {
+        /// The question.
+        question: String,
+        /// The line to run when confirmed.
+        line: String,
+    },
+}
+
+/// The CLI's state: who runs it, the bus, the audit log.
+pub struct Cli {
+    user: String,
+    bus: Option<zbus::Connection>,
+    audit: Audit,
+    rt: tokio::runtime::Runtime,
+    paths: SettingsPaths,
+    session: Option<Session>,
+    secrets: Vec<String>,
+}
+
+/// How long a daemon may take to answer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Cli {
+    /// A CLI for `user` writing its audit log with `audit`; connects to the
+    /// system bus (`DBUS_SYSTEM_BUS_ADDRESS` is honoured) when it can.
+    pub fn new(user: String, audit: Audit) -> std::io::Result<Cli> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let bus = rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), zbus::Connection::system())
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+        });
+        Ok(Cli {
+            user,
+            bus,
+            audit,
+            rt,
+            paths: SettingsPaths::default(),
+            session: None,
+            secrets: Vec::new(),
+        })
+    }
+
+    /// Keeps settings in `paths` instead of the appliance's places.
+    pub fn with_settings(mut self, paths: SettingsPaths) -> Cli {
+        self.paths = paths;
+        self
+    }
+
+    fn store(&self) -> SettingsStore {
+        SettingsStore::new(&self.paths.dir)
+    }
+
+    /// The commands of the current mode.
+    pub fn tree(&self) -> Vec<Node> {
+        if self.session.is_some() {
+            let operational = tree()
+                .into_iter()
+                .filter(|n| !matches!(n.word, "configure" | "exit" | "logout" | "help"))
+                .collect();
+            configure::tree(operational)
+        } else {
+            tree()
+        }
+    }
+
+    /// Whether configuration mode is on (the prompt ends in `#`).
+    pub fn configuring(&self) -> bool {
+        self.session.is_some()
+    }
+
+    /// Pass phrases for the next line run (asked by the shell after
+    /// [`Outcome::Secret`]).
+    pub fn set_secrets(&mut self, secrets: Vec<String>) {
+        self.secrets = secrets;
+    }
+
+    /// The logged-in user.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Live values for completion of an argument type.
+    pub fn live(&self, kind: ArgKind) -> Vec<String> {
+        let mut out: Vec<String> = match kind {
+            ArgKind::Name => self
+                .ask("Distributor1", |c| async move {
+                    bus::Distributor1Proxy::new(&c).await?.devices().await
+                })
+                .map(|d| d.0.into_iter().flat_map(|d| [d.name, d.group]).collect())
+                .unwrap_or_default(),
+            ArgKind::Version => self
+                .ask("Updater1", |c| async move {
+                    bus::Updater1Proxy::new(&c).await?.list("dv").await
+                })
+                .map(|l| l.0.into_iter().map(|p| p.version).collect())
+                .unwrap_or_default(),
+            _ => return Vec::new(),
+        };
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Runs `call` on the bus, waiting at most [`CALL_TIMEOUT`]; errors
+    /// name `daemon` (a daemon's own refusal is passed on as it said it).
+    fn ask<T, F, Fut>(&self, daemon: &str, call: F) -> Result<T, String>
+    where
+        F: FnOnce(zbus::Connection) -> Fut,
+        Fut: std::future::Future<Output = zbus::Result<T>>,
+    {
+        self.ask_within(daemon, CALL_TIMEOUT, call)
+    }
+
+    /// [`Cli::ask`] with its own time limit.
+    fn ask_within<T, F, Fut>(&self, daemon: &str, limit: Duration, call: F) -> Result<T, String>
+    where
+        F: FnOnce(zbus::Connection) -> Fut,
+        Fut: std::future::Future<Output = zbus::Result<T>>,
+    {
+        let Some(conn) = self.bus.clone() else {
+            return Err("the system bus is not reachable".into());
+        };
+        self.rt.block_on(async {
+            match tokio::time::timeout(limit, call(conn)).await {
+                Err(_) => Err(format!(
+                    "{daemon} did not answer within {} s",
+                    limit.as_secs()
+                )),
+                Ok(Err(zbus::Error::MethodError(_, Some(msg), _))) => Err(msg),
+                Ok(Err(zbus::Error::FDO(e))) => match *e {
+                    zbus::fdo::Error::InvalidArgs(msg) | zbus::fdo::Error::Failed(msg) => Err(msg),
+                    other => Err(format!("{daemon}: {other}")),
+                },
+                Ok(Err(e)) => Err(format!("{daemon}: {e}")),
+                Ok(Ok(v)) => Ok(v),
+            }
+        })
+    }
+
+    /// Runs one command line.
+    pub fn execute(&mut self, line: &str) -> Outcome {
+        let (line, json) = match line.trim().strip_suffix("| json") {
+            Some(l) => (l.trim_end(), true),
+            None => (line.trim(), false),
+        };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.is_empty() {
+            return Outcome::Ok(String::new());
+        }
+        let parsed = match grammar::parse(&self.tree(), &words) {
+            Ok(p) => p,
+            Err(e) => return Outcome::Failed(format!("% {e}")),
+        };
+        let op = match parsed.action {
+            Action::Cfg(_) | Action::Op(Op::Configure) => {
+                let secrets = std::mem::take(&mut self.secrets);
+                return self.configure(&parsed, line, secrets);
+            }
+            Action::Op(op) => op,
+        };
+        if matches!(op, Op::SystemReboot | Op::SystemShutdown)
+            && parsed.keywords.last() != Some(&"confirm")
+        {
+            let what = if op == Op::SystemReboot {
+                "reboot"
+            } else {
+                "power off"
+            };
+            return Outcome::Confirm {
+                question: format!("Really {what} the appliance? Every service stops. [yes/NO] "),
+                line: format!("{} confirm", parsed.keywords.join(" ")),
+            };
+        }
+        let result = self.run(op, &parsed, json);
+        if op.changes_state() {
+            let what = parsed.words.join(" ");
+            let res = match &result {
+                Ok(_) => "ok".to_string(),
+                Err(e) => format!("failed: {e}"),
+            };
+            if let Err(e) = self.audit.record(&self.user, &what, &res) {
+                return Outcome::Failed(format!("% the audit log cannot be written ({e}); nothing else was done after the command"));
+            }
+        }
+        match result {
+            Ok(text) if op == Op::Exit && text.is_empty() => Outcome::Exit,
+            Ok(text) => Outcome::Ok(text),
+            Err(e) => Outcome::Failed(format!("% {}", clean(&e))),
+        }
+    }
+
+    fn configure(&mut self, p: &Parsed, line: &str, secrets: Vec<String>) -> Outcome {
+        let cfg = match p.action {
+            Action::Cfg(c) => Some(c),
+            Action::Op(_) => None,
+        };
+        let needed = cfg.map(configure::secrets_needed).unwrap_or(&[]);
+        if secrets.len() < needed.len() {
+            return Outcome::Secret {
+                prompts: needed.iter().map(|s| s.to_string()).collect(),
+                line: line.to_string(),
+            };
+        }
+        let store = self.store();
+        if cfg.is_none() {
+            return match store.committed() {
+                Ok(c) => {
+                    self.session = Some(Session {
+                        base: c.clone(),
+                        candidate: c,
+                    });
+                    Outcome::Ok(
+                        "configuration mode: set/delete stage changes; compare, commit, discard, rollback; exit to leave".into(),
+                    )
+                }
+                Err(e) => Outcome::Failed(format!("% the committed settings cannot be read: {e}")),
+            };
+        }
+        let Some(session) = self.session.as_mut() else {
+            return Outcome::Failed("% not in configuration mode (type configure)".into());
+        };
+        match cfg {
+            Some(Cfg::Exit) if !settings::diff(&session.base, &session.candidate).is_empty() => {
+                return Outcome::Failed(
+                    "% uncommitted changes: commit them, `discard`, or `exit discard`".into(),
+                )
+            }
+            Some(Cfg::Exit | Cfg::ExitDiscard) => {
+                self.session = None;
+                return Outcome::Ok(String::new());
+            }
+            _ => {}
+        }
+        let changes = settings::diff(&session.base, &session.candidate);
+        let result = match cfg {
+            Some(c) => configure::apply(c, session, &store, &self.paths, p, &secrets),
+            None => Ok(String::new()),
+        };
+        if cfg == Some(Cfg::Commit) && !changes.is_empty() {
+            let res = match &result {
+                Ok(_) => "ok".to_string(),
+                Err(e) => format!("failed: {}", e.lines().last().unwrap_or_default()),
+            };
+            let what = format!("commit: {}", changes.join("; "));
+            if let Err(e) = self.audit.record(&self.user, &what, &res) {
+                return Outcome::Failed(format!("% the audit log cannot be written ({e})"));
+            }
+        }
+        match result {
+            Ok(t) => Outcome::Ok(t),
+            Err(e) => Outcome::Failed(format!("% {}", clean_multiline(&e))),
+        }
+    }
+
+    fn run(&mut self, op: Op, p: &Parsed, json: bool) -> Result<String, String> {
+        let arg = |i: usize| p.args.get(i).map(|a| a.1.clone()).unwrap_or_default();
+        let channel = || {
+            if p.keywords.contains(&"tos") {
+                "tos"
+            } else {
+                "dv"
+            }
+        };
+        match op {
+            Op::Exit => Ok(String::new()),
+            Op::Help => Ok(help_text(&self.tree())),
+            Op::Whoami => Ok(clean(&self.user)),
+            Op::ShowVersion => {
+                let host = sms_core::daemon::host_name();
+                Ok(format!("SMS OS {VERSION}\nhost name: {}", clean(&host)))
+            }
+            Op::ShowSystem => Ok(system::system_text()),
+            Op::ShowDns | Op::ShowProxy | Op::ShowHa | Op::ShowConfiguration => {
+                let c = self.store().committed().map_err(|e| e.to_string())?;
+                Ok(settings_text(op, &c))
+            }
+            Op::Who => self.who(),
+            Op::ShowFiles => {
+                let files = crate::files::list(&self.paths.files)?;
+                let rows: Vec<FileRow> = files
+                    .into_iter()
+                    .map(|(name, bytes, t)| FileRow {
+                        name,
+                        bytes,
+                        modified: rfc3339(t),
+                    })
+                    .collect();
+                Ok(record(&rows, json, |r| {
+                    table(
+                        r,
+                        &[
+                            ("NAME", &|f: &FileRow| f.name.clone()),
+                            ("BYTES", &|f| f.bytes.to_string()),
+                            ("MODIFIED", &|f| f.modified.clone()),
+                        ],
+                    )
+                }))
+            }
+            Op::ShowServices => Ok(self.services_text()),
+            Op::ShowDv | Op::ShowTos => {
+                let ch = if op == Op::ShowDv { "dv" } else { "tos" };
+                let list = self.ask("Updater1", |c| async move {
+                    bus::Updater1Proxy::new(&c).await?.list(ch).await
+                })?;
+                Ok(record(&list.0, json, |r| {
+                    table(
+                        r,
+                        &[
+                            ("VERSION", &|p: &bus::InstalledPackage| p.version.clone()),
+                            ("PLATFORM", &|p| opt(&p.family)),
+                            ("ACTIVE", &|p| yes_no(p.active)),
+                            ("BYTES", &|p| p.length.to_string()),
+                        ],
+                    )
+                }))
+            }
+            Op::ShowUpdate => {
+                let s = self.ask("Updater1", |c| async move {
+                    bus::Updater1Proxy::new(&c).await?.status().await
+                })?;
+                Ok(record(&s.0, json, fields))
+            }
+            Op::ShowDevices => {
+                let list = self.devices()?;
+                Ok(record(&list, json, |r| {
+                    table(
+                        r,
+                        &[
+                            ("NAME", &|d: &bus::Device| d.name.clone()),
+                            ("ADDRESS", &|d| d.address.to_string()),
+                            ("GROUP", &|d| d.group.clone()),
+                            ("PLATFORM", &|d| d.family.to_string()),
+                            ("DV", &|d| opt(&d.dv)),
+                            ("TOS", &|d| opt(&d.tos)),
+                            ("STATE", &|d| d.state.as_str().to_string()),
+                        ],
+                    )
+                }))
+            }
+            Op::ShowDevice => {
+                let d = self.device(&arg(0))?;
+                Ok(record(&d, json, fields))
+            }
+            Op::ShowJobs => {
+                let jobs = self.ask("Distributor1", |c| async move {
+                    bus::Distributor1Proxy::new(&c).await?.jobs().await
+                })?;
+                Ok(record(&jobs.0, json, |r| {
+                    table(
+                        r,
+                        &[
+                            ("JOB", &|j: &bus::JobRecord| j.id.to_string()),
+                            ("CHANNEL", &|j| j.channel.to_string()),
+                            ("VERSION", &|j| j.version.to_string()),
+                            ("TARGET", &|j| j.target.to_string()),
+                            ("STATE", &|j| name_of(&j.state)),
+                        ],
+                    )
+                }))
+            }
+            Op::ShowEvents => {
+                let events = self.ask("Snmp1", |c| async move {
+                    bus::Snmp1Proxy::new(&c).await?.latest_events(20).await
+                })?;
+                Ok(record(&events.0, json, |r| {
+                    table(
+                        r,
+                        &[
+                            ("#", &|e: &bus::TrapEvent| e.seq.to_string()),
+                            ("TIME", &|e| e.time.clone()),
+                            ("SOURCE", &|e| e.source.clone()),
+                            ("VER", &|e| e.version.clone()),
+                            ("TRAP", &|e| e.trap_oid.clone()),
+                        ],
+                    )
+                }))
+            }
+            Op::ShowNtp => {
+                let s = self.ask("Ntp1", |c| async move {
+                    bus::Ntp1Proxy::new(&c).await?.status().await
+                })?;
+                Ok(record(&s.0, json, fields))
+            }
+            Op::ShowSnmp => {
+                let s = self.ask("Snmp1", |c| async move {
+                    bus::Snmp1Proxy::new(&c).await?.status().await
+                })?;
+                Ok(record(&s.0, json, fields))
+            }
+            Op::ShowAudit => Ok(self.audit.tail(50).map_err(|e| e.to_string())?),
+            Op::UpdateDvRefresh | Op::UpdateTosRefresh => {
+                let ch = if op == Op::UpdateDvRefresh {
+                    "dv"
+                } else {
+                    "tos"
+                };
+                let list = self.ask("Updater1", |c| async move {
+                    bus::Updater1Proxy::new(&c).await?.refresh(ch).await
+                })?;
+                Ok(record(&list.0, json, |r| {
+                    table(
+                        r,
+                        &[
+                            ("VERSION", &|v: &bus::AvailableVersion| v.version.clone()),
+                            ("BYTES", &|v| v.length.to_string()),
+                            ("DOWNLOADED", &|v| yes_no(v.downloaded)),
+                        ],
+                    )
+                }))
+            }
+            Op::UpdateDvCheck => {
+                let said = self.ask("Updater1", |c| async move {
+                    bus::Updater1Proxy::new(&c).await?.check_now().await
+                })?;
+                Ok(clean(&said))
+            }
+            Op::Download | Op::Activate => {
+                let (ch, version) = (channel(), arg(0));
+                let said = self.ask("Updater1", |c| async move {
+                    let updater = bus::Updater1Proxy::new(&c).await?;
+                    if op == Op::Download {
+                        updater.download(ch, &version).await
+                    } else {
+                        updater.activate(ch, &version).await
+                    }
+                })?;
+                Ok(clean(&said))
+            }
+            Op::Distribute => {
+                let ch = if p.keywords.get(1) == Some(&"tos") {
+                    "tos"
+                } else {
+                    "dv"
+                };
+                let target = match (p.keywords.last(), p.args.get(1)) {
+                    (Some(&"all"), _) => "all".to_string(),
+                    (Some(&"group"), Some((_, g))) => format!("group:{g}"),
+                    (Some(&"device"), Some((_, d))) => format!("device:{d}"),
+                    _ => return Err("a target is needed: all, group NAME or device NAME".into()),
+                };
+                let version = arg(0);
+                let job = self.ask("Distributor1", |c| async move {
+                    bus::Distributor1Proxy::new(&c)
+                        .await?
+                        .distribute(ch, &version, &target)
+                        .await
+                })?;
+                Ok(record(&job.0, json, fields))
+            }
+            Op::JobStatus => {
+                let id = job_number(&arg(0))?;
+                let report = self.ask("Distributor1", |c| async move {
+                    bus::Distributor1Proxy::new(&c).await?.job(id).await
+                })?;
+                Ok(record(&report.0, json, fields))
+            }
+            Op::JobCancel => {
+                let id = job_number(&arg(0))?;
+                self.ask("Distributor1", |c| async move {
+                    bus::Distributor1Proxy::new(&c).await?.cancel_job(id).await
+                })?;
+                Ok(format!("job {id} cancelled"))
+            }
+            Op::DevicesAdd => {
+                let family = match p.keywords.iter().find(|k| k.contains("00")) {
+                    Some(&"50-100e") => Family::F50To100E,
+                    Some(&"5000e") => Family::F5000E,
+                    _ => Family::F200To2400,
+                };
+                let mut rest = p.args.iter().skip(2);
+                let mut group = "default".to_string();
+                let mut port = 443u16;
+                if p.keywords.contains(&"group") {
+                    group = rest.next().map(|a| a.1.clone()).unwrap_or(group);
+                }
+                if p.keywords.contains(&"port") {
+                    port = port_number(&rest.next().map(|a| a.1.clone()).unwrap_or_default())?;
+                }
+                let address = arg(1)
+                    .parse()
+                    .map_err(|_| format!("{}: not an address", arg(1)))?;
+                let device = bus::Device::new(arg(0), address, port, family, group.clone());
+                self.ask("Distributor1", |c| async move {
+                    bus::Distributor1Proxy::new(&c)
+                        .await?
+                        .add_devices(bus::Json(vec![device]))
+                        .await
+                })?;
+                Ok(format!(
+                    "device {} added to group {}",
+                    arg(0),
+                    clean(&group)
+                ))
+            }
+            Op::DevicesRemove => {
+                let name = arg(0);
+                self.ask("Distributor1", |c| async move {
+                    bus::Distributor1Proxy::new(&c)
+                        .await?
+                        .remove_device(&name)
+                        .await
+                })?;
+                Ok(format!("device {} removed", arg(0)))
+            }
+            Op::DevicesEdit => {
+                let mut d = self.device(&arg(0))?;
+                let field = p.keywords.last().copied().unwrap_or_default();
+                match field {
+                    "port" => d.port = port_number(&arg(1))?,
+                    "address" => {
+                        d.address = arg(1)
+                            .parse()
+                            .map_err(|_| format!("{}: not an address", arg(1)))?
+                    }
+                    _ => d.group = arg(1),
+                }
+                self.ask("Distributor1", |c| async move {
+                    bus::Distributor1Proxy::new(&c)
+                        .await?
+                        .edit_device(bus::Json(d))
+                        .await
+                })?;
+                Ok(format!("device {}: {field} is now {}", arg(0), arg(1)))
+            }
+            Op::DevicesGroups => {
+                let mut groups: std::collections::BTreeMap<String, usize> = Default::default();
+                for d in self.devices()? {
+                    *groups.entry(d.group).or_default() += 1;
+                }
+                let rows: Vec<GroupRow> = groups
+                    .into_iter()
+                    .map(|(group, devices)| GroupRow { group, devices })
+                    .collect();
+                Ok(record(&rows, json, |r| {
+                    table(
+                        r,
+                        &[
+                            ("GROUP", &|g: &GroupRow| g.group.clone()),
+                            ("DEVICES", &|g| g.devices.to_string()),
+                        ],
+                    )
+                }))
+            }
+            Op::ServicesRestart => self.restart(&arg(0)),
+            Op::ShowLog => system::journal(&arg(0)),
+            Op::SystemReboot => self.power(true),
+            Op::SystemShutdown => self.power(false),
+            Op::Configure => Err("configure: handled before".into()),
+        }
+    }
+
+    fn devices(&self) -> Result<Vec<bus::Device>, String> {
+        self.ask("Distributor1", |c| async move {
+            bus::Distributor1Proxy::new(&c).await?.devices().await
+        })
+        .map(bus::Json::into_inner)
+    }
+
+    fn device(&self, name: &str) -> Result<bus::Device, String> {
+        self.ask("Distributor1", |c| async move {
+            bus::Distributor1Proxy::new(&c).await?.device(name).await
+        })
+        .map(bus::Json::into_inner)
+    }
+}
+
+/// A saved file as `show files` lists it.
+#[derive(serde::Serialize)]
+struct FileRow {
+    name: String,
+    bytes: u64,
+    modified: String,
+}
+
+/// A group as `devices groups` lists it.
+#[derive(serde::Serialize)]
+struct GroupRow {
+    group: String,
+    devices: usize,
+}
+
+fn rfc3339(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+fn job_number(s: &str) -> Result<u64, String> {
+    s.parse().map_err(|_| "not a job number".to_string())
+}
+
+fn port_number(s: &str) -> Result<u16, String> {
+    s.parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| "the port is 1 to 65535".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_has_a_help_line_and_parses() {
+        let h = help_text(&tree());
+        for c in [
+            "show version",
+            "show device <name>",
+            "distribute dv <version> to group <name>",
+            "services restart <name>",
+            "exit",
+        ] {
+            assert!(h.contains(c), "{c} missing from help:\n{h}");
+        }
+        for line in [
+            "sh ver",
+            "distr dv 4.0.0.1 to gr lab",
+            "serv rest sms-snmpd",
+            "sh dist jobs",
+            "upd dv downl 4.0.0.2",
+        ] {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            grammar::parse(&tree(), &words).unwrap_or_else(|e| panic!("{line}: {e}"));
+        }
+    }
+
+    #[test]
+    fn tables_neutralise_what_came_from_outside() {
+        let rows = vec![GroupRow {
+            group: "evil\u{1b}]0;owned\u{7}".into(),
+            devices: 1,
+        }];
+        let t = table(
+            &rows,
+            &[
+                ("GROUP", &|g: &GroupRow| g.group.clone()),
+                ("DEVICES", &|g| g.devices.to_string()),
+            ],
+        );
+        assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
+        assert!(t.contains("owned"), "{t:?}");
+        let j = clean_json(&serde_json::to_value(&rows).unwrap());
+        assert!(!j.contains('\u{1b}'), "{j}");
+    }
+}

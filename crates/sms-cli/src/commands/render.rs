@@ -1,0 +1,190 @@
+//! Turning answers into text for people: tables, fields, settings, help.
+//!
+//! Everything that came from outside (a daemon's answer, a device's name)
+//! has its control characters neutralised here, whatever the output form.
+
+use crate::action::Op;
+use crate::configure;
+use crate::grammar::{clean, Node};
+use serde::Serialize;
+use serde_json::Value;
+use sms_core::settings;
+
+/// A column of a table: its heading and what each row shows in it.
+pub type Column<'a, T> = (&'static str, &'a dyn Fn(&T) -> String);
+
+/// A table of `rows`, one line each, with the given columns; cells are
+/// neutralised and padded; "(none)" when there are no rows.
+pub fn table<T>(rows: &[T], cols: &[Column<'_, T>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| cols.iter().map(|(_, f)| clean(&f(r))).collect())
+        .collect();
+    if rows.is_empty() {
+        return "(none)".into();
+    }
+    let mut widths: Vec<usize> = cols.iter().map(|(h, _)| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = vec![line(cols.iter().map(|(h, _)| h.to_string()).collect())];
+    out.extend(rows.into_iter().map(line));
+    out.join("\n")
+}
+
+/// An optional text as a cell: "-" when absent or empty.
+pub fn opt(v: &Option<String>) -> String {
+    match v.as_deref() {
+        None | Some("") => "-".into(),
+        Some(s) => s.to_string(),
+    }
+}
+
+/// A yes/no cell.
+pub fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.into()
+}
+
+/// The name a record's enumeration value has in JSON (`completed`, `ok`).
+pub fn name_of<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "-".into(),
+    }
+}
+
+/// A record as `| json` shows it, or as `f` renders it for people.
+pub fn record<T: Serialize>(v: &T, json: bool, f: impl Fn(&T) -> String) -> String {
+    if json {
+        clean_json(&serde_json::to_value(v).unwrap_or(Value::Null))
+    } else {
+        f(v)
+    }
+}
+
+/// A record's fields, one per line.
+pub fn fields<T: Serialize>(v: &T) -> String {
+    let v = serde_json::to_value(v).unwrap_or(Value::Null);
+    match v.as_object() {
+        Some(o) => o
+            .iter()
+            .map(|(k, v)| format!("{:<22} {}", clean(k), cell(Some(v))))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        None => cell(Some(&v)),
+    }
+}
+
+/// JSON with every string's control characters neutralised.
+pub fn clean_json(v: &Value) -> String {
+    fn walk(v: &Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(clean(s)),
+            Value::Array(a) => Value::Array(a.iter().map(walk).collect()),
+            Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (clean(k), walk(v))).collect()),
+            other => other.clone(),
+        }
+    }
+    serde_json::to_string_pretty(&walk(v)).unwrap_or_default()
+}
+
+fn cell(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "-".into(),
+        Some(Value::String(s)) => clean(s),
+        Some(Value::Bool(b)) => yes_no(*b),
+        Some(other) => clean(&other.to_string()),
+    }
+}
+
+/// Several lines, each neutralised.
+pub fn clean_multiline(s: &str) -> String {
+    s.lines().map(clean).collect::<Vec<_>>().join("\n")
+}
+
+/// `show dns`, `show proxy`, `show ha`, `show configuration` from the
+/// committed settings.
+pub fn settings_text(action: Op, c: &settings::Settings) -> String {
+    let shipped = "(not set: the shipped configuration applies)";
+    match action {
+        Op::ShowDns if c.dns_servers.is_empty() => format!("DNS servers: {shipped}"),
+        Op::ShowDns => format!(
+            "DNS servers: {}",
+            c.dns_servers
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Op::ShowProxy => match &c.proxy {
+            None => format!("proxy: none {shipped}"),
+            Some(p) => format!(
+                "proxy url: {}\nuser: {}\npassword: {}",
+                clean(&p.url),
+                if p.username.is_empty() {
+                    "-"
+                } else {
+                    &p.username
+                },
+                if p.password.is_empty() {
+                    "not set"
+                } else {
+                    "set (never shown)"
+                }
+            ),
+        },
+        Op::ShowHa => format!(
+            "role: standalone\npeer: {}",
+            c.ha_peer
+                .map(|p| format!("{p} (configured; replication starts with the HA daemon)"))
+                .unwrap_or_else(|| "none".into())
+        ),
+        _ => configure::show(c),
+    }
+}
+
+/// `help`: every command with its words.
+pub fn help_text(nodes: &[Node]) -> String {
+    fn walk(n: &Node, prefix: &str, out: &mut Vec<(String, String)>) {
+        let here = if prefix.is_empty() {
+            n.word.to_string()
+        } else {
+            format!("{prefix} {}", n.word)
+        };
+        if n.word == "run" && prefix.is_empty() {
+            out.push(("run <command>".into(), n.help.to_string()));
+            return;
+        }
+        if n.action.is_some() {
+            out.push((here.clone(), n.help.to_string()));
+        }
+        for c in &n.children {
+            walk(c, &here, out);
+        }
+    }
+    let mut out = Vec::new();
+    for n in nodes {
+        walk(n, "", &mut out);
+    }
+    let w = out.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+    let mut text = String::from(
+        "Commands (any unique prefix of a word works: `sh ver`; `?` shows what may come next;\nTab completes; end a line with `| json` for JSON):\n",
+    );
+    for (c, h) in out {
+        text.push_str(&format!("  {c:<w$}  {h}\n"));
+    }
+    text.trim_end().to_string()
+}
