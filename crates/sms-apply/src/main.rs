@@ -137,7 +137,7 @@ fn main() -> anyhow::Result<()> {
                 .map(std::fs::create_dir_all)
                 .transpose()
                 // systemd-networkd reads it as its own user.
-                .and_then(|_| sms_core::settings::write_atomic(path, text.as_bytes(), 0o644))
+                .and_then(|_| sms_core::files::write_atomic(path, text.as_bytes(), 0o644))
                 .map(|_| "management address set".to_string()),
             None => match std::fs::remove_file(path) {
                 Ok(()) => Ok("management address back to DHCP".to_string()),
@@ -162,7 +162,7 @@ fn main() -> anyhow::Result<()> {
         note(run("systemctl", &["try-restart", unit]).map(|_| format!("{unit} restarted")));
     }
     if status.ok {
-        sms_core::settings::write_atomic(&applied_path, &bytes, 0o640)
+        sms_core::files::write_atomic(&applied_path, &bytes, 0o640)
             .with_context(|| applied_path.display().to_string())?;
     }
     if status.messages.is_empty() {
@@ -177,5 +177,5 @@ fn main() -> anyhow::Result<()> {
 
 fn write_status(path: &Path, s: &Status) -> anyhow::Result<()> {
     let text = serde_json::to_vec_pretty(s)?;
-    sms_core::settings::write_atomic(path, &text, 0o644).with_context(|| path.display().to_string())
+    sms_core::files::write_atomic(path, &text, 0o644).with_context(|| path.display().to_string())
 }

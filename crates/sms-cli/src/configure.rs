@@ -481,7 +481,7 @@ pub fn apply(
 
 /// Settings as the set commands that make them (secrets masked).
 pub fn show(s: &Settings) -> String {
-    let lines = settings::set_lines(s);
+    let lines = crate::setlines::set_lines(s);
     if lines.is_empty() {
         return "(nothing set: the shipped configuration applies)".into();
     }
@@ -493,7 +493,7 @@ pub fn show(s: &Settings) -> String {
 }
 
 fn compare(base: &Settings, candidate: &Settings) -> String {
-    let d = settings::diff(base, candidate);
+    let d = crate::setlines::diff(base, candidate);
     if d.is_empty() {
         "no changes".into()
     } else {
@@ -502,7 +502,7 @@ fn compare(base: &Settings, candidate: &Settings) -> String {
 }
 
 fn commit(s: &mut Session, store: &SettingsStore, paths: &SettingsPaths) -> Result<String, String> {
-    let changes = settings::diff(&s.base, &s.candidate);
+    let changes = crate::setlines::diff(&s.base, &s.candidate);
     if changes.is_empty() {
         return Ok("no changes to commit".into());
     }

@@ -12,3 +12,5 @@ pub mod commands;
 pub mod configure;
 pub mod files;
 pub mod grammar;
+pub mod setlines;
+pub mod terminal;

@@ -270,7 +270,7 @@ fn configuration_arguments_refuse_shell_syntax_and_directive_injection() {
     if let Ok(text) = std::fs::read_to_string(&path) {
         let s = sms_core::settings::Settings::from_toml(&path, &text)
             .unwrap_or_else(|e| panic!("committed an invalid file: {e}\n{text}"));
-        let lines = sms_core::settings::set_lines(&s);
+        let lines = sms_cli::setlines::set_lines(&s);
         for l in lines {
             for bad in ["id", "pwned", "Gateway=1.1.1.1", "[agent", "etc"] {
                 assert!(!l.shown.contains(bad), "{} in {text}", l.shown);

@@ -13,6 +13,7 @@ pub mod bus;
 pub mod config;
 pub mod daemon;
 pub mod device;
+pub mod files;
 pub mod logging;
 pub mod metadata;
 pub mod net;

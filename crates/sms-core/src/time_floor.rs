@@ -30,7 +30,7 @@ pub fn raise(path: &Path, issued: i64) -> std::io::Result<i64> {
             return Ok(current);
         }
     }
-    crate::settings::write_atomic(path, format!("{issued}\n").as_bytes(), 0o640)?;
+    crate::files::write_atomic(path, format!("{issued}\n").as_bytes(), 0o640)?;
     Ok(issued)
 }
 

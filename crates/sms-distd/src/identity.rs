@@ -69,7 +69,7 @@ pub fn ensure_identity(cert: &Path, key: &Path, name: &str) -> Result<(), Identi
                     .map_err(io(dir))?;
             }
         }
-        sms_core::settings::write_atomic(path, text.as_bytes(), mode).map_err(io(path))?;
+        sms_core::files::write_atomic(path, text.as_bytes(), mode).map_err(io(path))?;
     }
     tracing::info!("created {} (self-signed, {name})", cert.display());
     Ok(())

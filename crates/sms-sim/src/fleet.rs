@@ -212,7 +212,7 @@ impl Fleet {
         let appliance_cert = cfg.dir.join("appliance.pem");
         let appliance_key = cfg.dir.join("appliance-key.pem");
         std::fs::write(&appliance_cert, &appliance.chain_pem)?;
-        sms_core::settings::write_atomic(&appliance_key, appliance.key_pem.as_bytes(), 0o600)?;
+        sms_core::files::write_atomic(&appliance_key, appliance.key_pem.as_bytes(), 0o600)?;
 
         let mut faults: Vec<Option<DeviceFault>> = vec![None; cfg.devices];
         let mut order: Vec<usize> = (0..cfg.devices).collect();

@@ -210,7 +210,6 @@ fn log_progress(p: &DownloadProgress) {
     );
 }
 
-
 /// What the writer thread reports when done.
 struct Written {
     len: u64,

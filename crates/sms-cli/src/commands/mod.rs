@@ -13,7 +13,7 @@ use crate::configure::{self, Session, SettingsPaths};
 use crate::grammar::{self, clean, ArgKind, Node, Parsed};
 use sms_core::bus;
 use sms_core::package::Family;
-use sms_core::settings::{self, SettingsStore};
+use sms_core::settings::SettingsStore;
 use std::time::Duration;
 
 mod render;
@@ -274,7 +274,9 @@ impl Cli {
             return Outcome::Failed("% not in configuration mode (type configure)".into());
         };
         match cfg {
-            Some(Cfg::Exit) if !settings::diff(&session.base, &session.candidate).is_empty() => {
+            Some(Cfg::Exit)
+                if !crate::setlines::diff(&session.base, &session.candidate).is_empty() =>
+            {
                 return Outcome::Failed(
                     "% uncommitted changes: commit them, `discard`, or `exit discard`".into(),
                 )
@@ -285,7 +287,7 @@ impl Cli {
             }
             _ => {}
         }
-        let changes = settings::diff(&session.base, &session.candidate);
+        let changes = crate::setlines::diff(&session.base, &session.candidate);
         let result = match cfg {
             Some(c) => configure::apply(c, session, &store, &self.paths, p, &secrets),
             None => Ok(String::new()),

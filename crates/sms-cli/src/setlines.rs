@@ -1,0 +1,156 @@
+//! Settings shown the way they are typed (`set dns server 192.0.2.53`):
+//! `show configuration`, `compare` and the audit line of a commit. Secrets
+//! are masked; a changed secret still shows as a `-`/`+` pair because the
+//! lines are compared by a digest of the secret, never the secret.
+
+use sha2::{Digest, Sha256};
+use sms_core::settings::Settings;
+
+/// One line of [`set_lines`]: what is shown and, for comparing, the value
+/// behind the mask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetLine {
+    /// As shown (secrets as `********`).
+    pub shown: String,
+    /// Identity for comparison (secrets as a digest, never the secret).
+    pub key: String,
+}
+
+fn masked(secret: &str) -> String {
+    let d = Sha256::digest(secret.as_bytes());
+    hex::encode(&d[..8])
+}
+
+/// The settings as the commands that would set them.
+pub fn set_lines(s: &Settings) -> Vec<SetLine> {
+    let mut out = Vec::new();
+    let mut plain = |l: String| {
+        out.push(SetLine {
+            key: l.clone(),
+            shown: l,
+        })
+    };
+    if let Some(h) = &s.hostname {
+        plain(format!("set system hostname {h}"));
+    }
+    if let Some(z) = &s.time_zone {
+        plain(format!("set system time-zone {z}"));
+    }
+    if let Some(m) = &s.management {
+        match m.gateway {
+            Some(g) => plain(format!(
+                "set interface management address {} gateway {g}",
+                m.address
+            )),
+            None => plain(format!("set interface management address {}", m.address)),
+        }
+    }
+    for d in &s.dns_servers {
+        plain(format!("set dns server {d}"));
+    }
+    if let Some(p) = &s.proxy {
+        plain(format!("set proxy url {}", p.url));
+        if !p.username.is_empty() {
+            plain(format!("set proxy username {}", p.username));
+        }
+    }
+    for n in &s.ntp_servers {
+        plain(format!("set ntp server {n}"));
+    }
+    for c in &s.snmp_communities {
+        let mode = if c.write { "read-write" } else { "read-only" };
+        for n in &c.networks {
+            plain(format!("set snmp community {} network {n} {mode}", c.name));
+        }
+    }
+    for t in &s.trap_destinations {
+        let who = match (&t.community, &t.user) {
+            (Some(c), _) => format!("community {c}"),
+            (_, Some(u)) => format!("user {u}"),
+            _ => String::new(),
+        };
+        plain(format!(
+            "set snmp trap-destination {} port {} {who}",
+            t.address, t.port
+        ));
+    }
+    if let Some(p) = s.ha_peer {
+        plain(format!("set ha peer {p}"));
+    }
+    if let Some(p) = &s.proxy {
+        if !p.password.is_empty() {
+            out.push(SetLine {
+                shown: "set proxy password ********".into(),
+                key: format!("set proxy password {}", masked(&p.password)),
+            });
+        }
+    }
+    for u in &s.snmp_users {
+        let mode = if u.write { "read-write" } else { "read-only" };
+        out.push(SetLine {
+            shown: format!(
+                "set snmp user {} auth {} privacy AES {mode} (pass phrases ********)",
+                u.name, u.auth
+            ),
+            key: format!(
+                "set snmp user {} auth {} {} {} {mode}",
+                u.name,
+                u.auth,
+                masked(&u.auth_password),
+                masked(&u.privacy_password)
+            ),
+        });
+    }
+    out
+}
+
+/// What changes from `old` to `new`, as `- ` and `+ ` lines (empty: none).
+pub fn diff(old: &Settings, new: &Settings) -> Vec<String> {
+    let a = set_lines(old);
+    let b = set_lines(new);
+    let mut out = Vec::new();
+    for l in &a {
+        if !b.iter().any(|x| x.key == l.key) {
+            out.push(format!("- {}", l.shown));
+        }
+    }
+    for l in &b {
+        if !a.iter().any(|x| x.key == l.key) {
+            out.push(format!("+ {}", l.shown));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_shown_but_changes_are() {
+        let s = Settings::example();
+        let lines: Vec<String> = set_lines(&s).into_iter().map(|l| l.shown).collect();
+        let all = lines.join("\n");
+        for secret in ["s3cret!", "auth-pass-1", "priv-pass-1"] {
+            assert!(!all.contains(secret), "{all}");
+        }
+        assert!(all.contains("set proxy password ********"), "{all}");
+        let mut t = s.clone();
+        t.proxy.as_mut().unwrap().password = "other".into();
+        let d = diff(&s, &t);
+        assert_eq!(
+            d,
+            vec![
+                "- set proxy password ********".to_string(),
+                "+ set proxy password ********".to_string()
+            ]
+        );
+        assert!(diff(&s, &s).is_empty());
+        let mut u = s.clone();
+        u.dns_servers.push("192.0.2.54".parse().unwrap());
+        assert_eq!(
+            diff(&s, &u),
+            vec!["+ set dns server 192.0.2.54".to_string()]
+        );
+    }
+}
