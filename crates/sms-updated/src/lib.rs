@@ -14,6 +14,7 @@
 pub mod config;
 pub mod dbus;
 pub mod download;
+pub mod error;
 pub mod net;
 pub mod tmc;
 pub mod updater;

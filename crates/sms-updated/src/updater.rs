@@ -15,15 +15,15 @@
 //! the new state, never a mix.
 
 use crate::config::UpdaterConfig;
-use crate::download::{self, DownloadError};
+use crate::download;
 use crate::net::Net;
 use crate::tmc::{TmcClient, TmcError};
 use serde::{Deserialize, Serialize};
-use sms_core::blob::{BlobError, BlobStore, Digest};
+use sms_core::blob::{BlobStore, Digest};
 use sms_core::bus::{AvailableVersion, DownloadProgress, InstalledPackage, UpdaterStatus};
-use sms_core::metadata::{self, Catalog, MetadataError, SeenCatalog, TrustRoot};
+use sms_core::metadata::{self, Catalog, SeenCatalog, TrustRoot};
 use sms_core::package::{Channel, Family, PackageEntry, Version};
-use sms_core::store::{Batch, Store, StoreError};
+use sms_core::store::{Batch, Store};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -36,73 +36,7 @@ const PACKAGES: &str = "packages";
 const ACTIVE: &str = "active";
 const CONFIRM: &str = "confirm";
 
-/// Why an update operation failed. The text is what the log and the CLI show.
-#[derive(Debug, thiserror::Error)]
-pub enum UpdateError {
-    /// The catalog was refused.
-    #[error("{channel} catalog refused: {source}")]
-    Metadata {
-        /// Channel.
-        channel: Channel,
-        /// Reason.
-        source: MetadataError,
-    },
-    /// The update centre could not be used.
-    #[error(transparent)]
-    Tmc(#[from] TmcError),
-    /// A download failed.
-    #[error("download of {key} failed: {source}")]
-    Download {
-        /// Package key.
-        key: String,
-        /// Reason.
-        source: DownloadError,
-    },
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The blob store failed.
-    #[error(transparent)]
-    Blob(#[from] BlobError),
-    /// The version is not in the verified catalog.
-    #[error("{channel} version {version} is not in the update centre's catalog (refresh the list first)")]
-    NotInCatalog {
-        /// Channel.
-        channel: Channel,
-        /// Version asked for.
-        version: Version,
-    },
-    /// The version's files are not all on the appliance.
-    #[error("{channel} version {version} is not downloaded")]
-    NotDownloaded {
-        /// Channel.
-        channel: Channel,
-        /// Version asked for.
-        version: Version,
-    },
-    /// A TOS version lacks the image of some platform families: activating
-    /// it would leave those devices without an image of the active version.
-    #[error("{channel} version {version} is incomplete: no verified image for {missing}; download it again before activating")]
-    Incomplete {
-        /// Channel.
-        channel: Channel,
-        /// Version asked for.
-        version: Version,
-        /// The families without an image, comma-separated.
-        missing: String,
-    },
-    /// A stored file no longer matches its digest.
-    #[error("stored file of {key} is corrupt, refusing to activate: {source}")]
-    Corrupt {
-        /// Package key.
-        key: String,
-        /// What the check found.
-        source: BlobError,
-    },
-    /// Setting up failed.
-    #[error("{0}")]
-    Setup(String),
-}
+pub use crate::error::UpdateError;
 
 /// Something other parts of the appliance may want to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
