@@ -9,6 +9,8 @@
 //! file the CLI waits for. Nothing here takes text from a person: it reads
 //! a file that was validated when it was committed, and validates it again.
 
+#![forbid(unsafe_code)]
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sms_core::settings::{Management, Settings};

@@ -1,6 +1,8 @@
 //! `sms-apply-settings`: applies the committed settings (run by systemd as
 //! root; see the crate documentation).
 
+#![forbid(unsafe_code)]
+
 use anyhow::Context;
 use sms_apply::{digest, plan, zone_file, Status, NETWORK_FILE, STATE_DIR, ZONEINFO};
 use sms_core::settings::{Settings, DEFAULT_SETTINGS};

@@ -58,11 +58,17 @@ impl ArgKind {
         }
     }
 
+    /// The argument's name without the angle brackets (`address`).
+    pub fn name(self) -> &'static str {
+        let p = self.placeholder();
+        &p[1..p.len() - 1]
+    }
+
     /// Checks a word; the error says what was expected.
-    pub fn check(self, w: &str) -> Result<(), String> {
+    pub fn check(self, w: &str) -> Result<(), ArgError> {
         let printable = !w.is_empty() && !w.chars().any(|c| c.is_control());
         if !printable {
-            return Err("empty or contains control characters".into());
+            return Err(ArgError::Unprintable);
         }
         let simple = |max: usize| {
             w.len() <= max
@@ -103,12 +109,20 @@ impl ArgKind {
         if ok {
             Ok(())
         } else {
-            Err(format!(
-                "not a valid {}",
-                &self.placeholder()[1..self.placeholder().len() - 1]
-            ))
+            Err(ArgError::NotA(self))
         }
     }
+}
+
+/// Why a word is not a valid argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ArgError {
+    /// Empty, or holds control characters.
+    #[error("empty or contains control characters")]
+    Unprintable,
+    /// Not of the argument's form.
+    #[error("not a valid {}", .0.name())]
+    NotA(ArgKind),
 }
 
 /// A node of the tree: a keyword or an argument.
@@ -203,8 +217,8 @@ pub enum ParseError {
     BadArgument {
         /// The word.
         word: String,
-        /// Why.
-        why: String,
+        /// What the word should have looked like.
+        why: ArgError,
     },
 }
 

@@ -113,7 +113,12 @@ pub fn read_secret(prompt: &str) -> Option<String> {
     }
 }
 
-nix::ioctl_read_bad!(window_size, libc::TIOCGWINSZ, libc::winsize);
+nix::ioctl_read_bad!(
+    /// TIOCGWINSZ: the terminal's size.
+    window_size,
+    libc::TIOCGWINSZ,
+    libc::winsize
+);
 
 /// Rows of the terminal on standard output (24 when it does not say).
 fn rows() -> usize {

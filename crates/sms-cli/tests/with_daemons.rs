@@ -1,3 +1,9 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub,
+    missing_docs
+)] // test code: a failed unwrap is a failed test
 //! The CLI against a real private dbus-daemon with the real SNMP daemon
 //! behind it: `show snmp`, `show events` with hostile trap contents, the
 //! JSON form, and a clear message for a daemon that is not running.

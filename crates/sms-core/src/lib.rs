@@ -8,6 +8,8 @@
 //! trusted; and log through `tracing` to journald or stderr. This crate is
 //! that common ground, so that the daemons only hold their own logic.
 
+#![forbid(unsafe_code)]
+
 pub mod blob;
 pub mod bus;
 pub mod config;

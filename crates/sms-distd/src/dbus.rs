@@ -2,6 +2,9 @@
 //! distribution jobs, pull server status; the `JobFinished` signal.
 //! Structured values travel as JSON strings.
 
+// zbus generates undocumented helper methods for the interface's signals.
+#![allow(missing_docs)]
+
 use crate::distributor::{DistEvent, Distributor};
 use crate::inventory::{Device, InventoryError, Target};
 use crate::job::JobError;

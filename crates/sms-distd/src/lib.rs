@@ -8,6 +8,8 @@
 //! in the daemon's own store ([`inventory`]); D-Bus is the control plane
 //! ([`dbus`]).
 
+#![forbid(unsafe_code)]
+
 pub mod client;
 pub mod config;
 pub mod dbus;

@@ -1,5 +1,7 @@
 //! `sms-distd`: the distribution daemon.
 
+#![forbid(unsafe_code)]
+
 use anyhow::Context;
 use clap::Parser;
 use sms_core::daemon::DaemonArgs;

@@ -34,7 +34,7 @@ pub enum SourceError {
     Refused {
         /// Package key.
         key: String,
-        /// Reason.
+        /// What is wrong with it, for the log.
         reason: String,
     },
 }
@@ -44,9 +44,9 @@ pub enum SourceError {
 pub struct Package {
     /// Key (`dv/<version>` or `tos/<version>/<family>`).
     pub key: String,
-    /// Channel.
+    /// Which feed it comes from (`dv` or `tos`).
     pub channel: Channel,
-    /// Version.
+    /// The package version it concerns.
     pub version: Version,
     /// Family (TOS).
     pub family: Option<Family>,

@@ -9,13 +9,27 @@
 
 use std::sync::Mutex;
 
+/// Why the system clock could not be read or corrected.
+#[derive(Debug, thiserror::Error)]
+pub enum ClockError {
+    /// `clock_gettime` failed.
+    #[error("reading the clock: {0}")]
+    Read(nix::Error),
+    /// `clock_settime` failed.
+    #[error("stepping the clock (needs CAP_SYS_TIME): {0}")]
+    Step(nix::Error),
+    /// `adjtimex` failed.
+    #[error("adjtimex (needs CAP_SYS_TIME): {0}")]
+    Slew(std::io::Error),
+}
+
 /// A way of applying time.
 pub trait Clock: Send + Sync {
     /// Seconds to add to the system clock when serving time.
     fn serve_offset(&self) -> f64;
     /// Applies a fresh offset measurement (upstream minus system clock).
     /// Returns true when the clock was stepped, which invalidates samples.
-    fn apply(&self, offset: f64) -> Result<bool, String>;
+    fn apply(&self, offset: f64) -> Result<bool, ClockError>;
     /// Name for status and logs.
     fn name(&self) -> &'static str;
 }
@@ -31,7 +45,7 @@ impl Clock for OffsetClock {
         *sms_core::daemon::lock(&self.estimate)
     }
 
-    fn apply(&self, offset: f64) -> Result<bool, String> {
+    fn apply(&self, offset: f64) -> Result<bool, ClockError> {
         *sms_core::daemon::lock(&self.estimate) = offset;
         Ok(false)
     }
@@ -59,7 +73,7 @@ impl Clock for SystemClock {
         0.0
     }
 
-    fn apply(&self, offset: f64) -> Result<bool, String> {
+    fn apply(&self, offset: f64) -> Result<bool, ClockError> {
         if offset.abs() > self.step_threshold {
             step(offset)?;
             tracing::warn!("system clock stepped by {offset:+.6} s");
@@ -75,19 +89,17 @@ impl Clock for SystemClock {
     }
 }
 
-fn step(offset: f64) -> Result<(), String> {
+fn step(offset: f64) -> Result<(), ClockError> {
     use nix::time::{clock_gettime, clock_settime, ClockId};
-    let now =
-        clock_gettime(ClockId::CLOCK_REALTIME).map_err(|e| format!("reading the clock: {e}"))?;
+    let now = clock_gettime(ClockId::CLOCK_REALTIME).map_err(ClockError::Read)?;
     let total = now.tv_sec() as f64 + now.tv_nsec() as f64 * 1e-9 + offset;
     let secs = total.floor();
     let ts = nix::sys::time::TimeSpec::new(secs as i64, ((total - secs) * 1e9) as i64);
-    clock_settime(ClockId::CLOCK_REALTIME, ts)
-        .map_err(|e| format!("stepping the clock (needs CAP_SYS_TIME): {e}"))
+    clock_settime(ClockId::CLOCK_REALTIME, ts).map_err(ClockError::Step)
 }
 
 #[allow(unsafe_code)]
-fn slew(offset: f64) -> Result<(), String> {
+fn slew(offset: f64) -> Result<(), ClockError> {
     // Hand the offset to the kernel PLL in nanoseconds (ADJ_NANO), with the
     // PLL enabled and the clock marked synchronised.
     // SAFETY: adjtimex only reads and writes the struct we pass; a zeroed
@@ -105,10 +117,7 @@ fn slew(offset: f64) -> Result<(), String> {
     // SAFETY: `tx` is a valid, exclusively borrowed timex.
     let rc = unsafe { nix::libc::adjtimex(&mut tx) };
     if rc < 0 {
-        return Err(format!(
-            "adjtimex (needs CAP_SYS_TIME): {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(ClockError::Slew(std::io::Error::last_os_error()));
     }
     Ok(())
 }

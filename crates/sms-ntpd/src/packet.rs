@@ -136,7 +136,7 @@ pub struct Packet {
     pub leap: Leap,
     /// Version (3 or 4 in practice).
     pub version: u8,
-    /// Mode.
+    /// Association mode (client, server, broadcast...).
     pub mode: Mode,
     /// Stratum (0: kiss-o'-death, 1: primary, 16: unsynchronised).
     pub stratum: u8,

@@ -12,7 +12,7 @@ pub struct ServeInfo {
     pub leap: Leap,
     /// Stratum (16 when not synchronised).
     pub stratum: u8,
-    /// Reference id.
+    /// Reference identifier served (the system peer, or a kiss code).
     pub reference_id: [u8; 4],
     /// When the clock was last updated.
     pub reference_ts: NtpTimestamp,

@@ -7,6 +7,8 @@
 //! credentials). Each can misbehave on request, which is how the daemons'
 //! handling of bad input is tested.
 
+#![forbid(unsafe_code)]
+
 pub mod content;
 pub mod dns;
 pub mod fleet;

@@ -1,5 +1,7 @@
 //! `sms-sim`: runs the simulated world around the appliance.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use sms_sim::{content, TmcSim, TmcSimConfig};

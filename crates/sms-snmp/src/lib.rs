@@ -7,6 +7,8 @@
 //! messages and PDUs ([`message`]) and the User-based Security Model
 //! ([`usm`]). It does no I/O.
 
+#![forbid(unsafe_code)]
+
 pub mod ber;
 pub mod message;
 pub mod usm;

@@ -129,7 +129,7 @@ pub mod error_status {
 pub struct Pdu {
     /// Which PDU.
     pub kind: PduType,
-    /// request-id.
+    /// request-id: pairs an answer with its request.
     pub request_id: i32,
     /// error-status (non-repeaters for GetBulk).
     pub error_status: i32,
@@ -180,9 +180,9 @@ impl Pdu {
 /// An SNMPv1 Trap-PDU.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrapV1 {
-    /// enterprise.
+    /// enterprise: the OID of the sending organisation (SNMPv1 traps).
     pub enterprise: Oid,
-    /// agent-addr.
+    /// agent-addr: the IPv4 address of the trap's sender (SNMPv1).
     pub agent_addr: [u8; 4],
     /// generic-trap.
     pub generic: i32,

@@ -36,17 +36,38 @@ pub enum AuthProtocol {
     Sha512,
 }
 
+/// A protocol or level name that is unknown or not offered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// A protocol this agent refuses to offer (MD5, DES).
+    #[error("{0}")]
+    NotOffered(&'static str),
+    /// No such authentication protocol.
+    #[error("unknown authentication protocol {0:?}")]
+    UnknownAuth(String),
+    /// No such privacy protocol.
+    #[error("unknown privacy protocol {0:?}")]
+    UnknownPrivacy(String),
+    /// No such security level.
+    #[error("unknown security level {0:?}")]
+    UnknownLevel(String),
+}
+
 impl AuthProtocol {
     /// Parses the names net-snmp uses (`SHA`, `SHA-256`, ...), any case.
-    pub fn parse(s: &str) -> Result<AuthProtocol, String> {
+    pub fn parse(s: &str) -> Result<AuthProtocol, NameError> {
         Ok(match s.to_ascii_uppercase().replace('_', "-").as_str() {
             "SHA" | "SHA1" | "SHA-1" => AuthProtocol::Sha1,
             "SHA224" | "SHA-224" => AuthProtocol::Sha224,
             "SHA256" | "SHA-256" => AuthProtocol::Sha256,
             "SHA384" | "SHA-384" => AuthProtocol::Sha384,
             "SHA512" | "SHA-512" => AuthProtocol::Sha512,
-            "MD5" => return Err("MD5 authentication is not offered: use SHA-256".into()),
-            _ => return Err(format!("unknown authentication protocol {s:?}")),
+            "MD5" => {
+                return Err(NameError::NotOffered(
+                    "MD5 authentication is not offered: use SHA-256",
+                ))
+            }
+            _ => return Err(NameError::UnknownAuth(s.to_string())),
         })
     }
 
@@ -154,11 +175,11 @@ pub enum PrivProtocol {
 
 impl PrivProtocol {
     /// Parses `AES` / `AES128` / `AES-128`, any case.
-    pub fn parse(s: &str) -> Result<PrivProtocol, String> {
+    pub fn parse(s: &str) -> Result<PrivProtocol, NameError> {
         match s.to_ascii_uppercase().replace(['-', '_'], "").as_str() {
             "AES" | "AES128" => Ok(PrivProtocol::Aes128),
-            "DES" => Err("DES privacy is not offered: use AES".into()),
-            _ => Err(format!("unknown privacy protocol {s:?}")),
+            "DES" => Err(NameError::NotOffered("DES privacy is not offered: use AES")),
+            _ => Err(NameError::UnknownPrivacy(s.to_string())),
         }
     }
 
@@ -210,12 +231,12 @@ impl SecurityLevel {
     }
 
     /// Parses `noAuthNoPriv`, `authNoPriv`, `authPriv`, any case.
-    pub fn parse(s: &str) -> Result<SecurityLevel, String> {
+    pub fn parse(s: &str) -> Result<SecurityLevel, NameError> {
         match s.to_ascii_lowercase().as_str() {
             "noauthnopriv" => Ok(SecurityLevel::NoAuthNoPriv),
             "authnopriv" => Ok(SecurityLevel::AuthNoPriv),
             "authpriv" => Ok(SecurityLevel::AuthPriv),
-            _ => Err(format!("unknown security level {s:?}")),
+            _ => Err(NameError::UnknownLevel(s.to_string())),
         }
     }
 }

@@ -126,23 +126,37 @@ impl Oid {
     }
 }
 
+/// Text that is not a dotted object identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OidError {
+    /// Nothing given.
+    #[error("empty object identifier")]
+    Empty,
+    /// Not numbers separated by dots, or a first arc pair X.690 forbids.
+    #[error("invalid object identifier {0:?}")]
+    Invalid(String),
+    /// More arcs than an SNMP message may carry.
+    #[error("object identifier too long: {0:?}")]
+    TooLong(String),
+}
+
 impl FromStr for Oid {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Oid, String> {
+    type Err = OidError;
+    fn from_str(s: &str) -> Result<Oid, OidError> {
         let s = s.trim().trim_start_matches('.');
         if s.is_empty() {
-            return Err("empty object identifier".into());
+            return Err(OidError::Empty);
         }
         let arcs = s
             .split('.')
             .map(|p| p.parse::<u32>())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| format!("invalid object identifier {s:?}"))?;
+            .map_err(|_| OidError::Invalid(s.to_string()))?;
         if arcs.len() < 2 || arcs[0] > 2 || (arcs[0] < 2 && arcs[1] >= 40) {
-            return Err(format!("invalid object identifier {s:?}"));
+            return Err(OidError::Invalid(s.to_string()));
         }
         if arcs.len() > MAX_OID_LEN {
-            return Err(format!("object identifier too long: {s:?}"));
+            return Err(OidError::TooLong(s.to_string()));
         }
         Ok(Oid(arcs))
     }

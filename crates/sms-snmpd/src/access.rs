@@ -90,13 +90,16 @@ pub fn credentials(u: &UserConfig) -> Result<UserCredentials, String> {
     let auth = if u.auth.is_empty() {
         None
     } else {
-        Some((AuthProtocol::parse(&u.auth)?, u.auth_password.as_str()))
+        Some((
+            AuthProtocol::parse(&u.auth).map_err(|e| e.to_string())?,
+            u.auth_password.as_str(),
+        ))
     };
     let privacy = if u.privacy.is_empty() {
         None
     } else {
         Some((
-            PrivProtocol::parse(&u.privacy)?,
+            PrivProtocol::parse(&u.privacy).map_err(|e| e.to_string())?,
             u.privacy_password.as_str(),
         ))
     };

@@ -58,7 +58,7 @@ pub struct Agent {
     community_max_response: usize,
     limiter: Option<Mutex<RateLimiter>>,
     traps_stored: std::sync::OnceLock<Box<dyn Fn() -> u64 + Send + Sync>>,
-    /// Counters.
+    /// What was counted since the daemon started.
     pub counters: AgentCounters,
 }
 

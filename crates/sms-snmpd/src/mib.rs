@@ -160,7 +160,7 @@ pub struct SystemText {
 pub struct DeviceRow {
     /// Inventory name (the table index).
     pub name: String,
-    /// Address.
+    /// Management address, as text.
     pub address: String,
     /// Platform family.
     pub platform: String,
@@ -210,11 +210,11 @@ pub struct DaemonValues {
 pub struct Interface {
     /// ifIndex.
     pub index: u32,
-    /// Name.
+    /// Name as the device reports it.
     pub name: String,
     /// ifType (6 ethernetCsmacd, 24 softwareLoopback, 1 other).
     pub if_type: i32,
-    /// MTU.
+    /// Largest frame the interface carries, octets.
     pub mtu: i32,
     /// Speed, Mbit/s.
     pub speed_mbps: u32,

@@ -54,7 +54,7 @@ pub struct Receiver {
     keys: KeyCache,
     clocks: Mutex<HashMap<Vec<u8>, RemoteClock>>,
     log: Arc<EventLog>,
-    /// Counters.
+    /// What was counted since the daemon started.
     pub counters: ReceiverCounters,
 }
 

@@ -1,3 +1,9 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub,
+    missing_docs
+)] // test code: a failed unwrap is a failed test
 //! sms-snmpd with the real daemons behind a private dbus-daemon (the update
 //! and distribution daemons in this process, on the same bus), the
 //! simulated update centre and fleet (each device with its own SNMP agent

@@ -4,6 +4,8 @@
 //! the daemons as real child processes, whose logs are kept in files so
 //! that assertions can read the reasons they gave.
 
+#![forbid(unsafe_code)]
+
 pub mod world;
 
 use anyhow::{bail, Context, Result};

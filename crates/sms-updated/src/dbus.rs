@@ -5,6 +5,9 @@
 //! the `DownloadFinished` signal. `PackageActivated` tells the distributor
 //! that a new version is ready to go out.
 
+// zbus generates undocumented helper methods for the interface's signals.
+#![allow(missing_docs)]
+
 use crate::updater::{Event, UpdateError, Updater};
 use sms_core::bus::{UPDATER_NAME, UPDATER_PATH};
 use sms_core::package::{Channel, Version};

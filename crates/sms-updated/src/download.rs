@@ -30,7 +30,7 @@ pub enum DownloadError {
     /// The server answered with an error status.
     #[error("CDN answered {status} for {url}")]
     Status {
-        /// URL.
+        /// The address that was asked.
         url: String,
         /// HTTP status.
         status: u16,
@@ -38,7 +38,7 @@ pub enum DownloadError {
     /// No byte arrived for too long.
     #[error("transfer stalled: no data for {secs} s from {url}")]
     Stalled {
-        /// URL.
+        /// The address that was asked.
         url: String,
         /// Stall limit.
         secs: u64,
@@ -47,7 +47,7 @@ pub enum DownloadError {
     /// then would otherwise hold the updater's operation lock for hours.
     #[error("transfer too slow: {bytes} bytes in the last {secs} s from {url}, below the minimum of {min_bps} bytes/s")]
     TooSlow {
-        /// URL.
+        /// The address that was asked.
         url: String,
         /// Bytes received in the window.
         bytes: u64,

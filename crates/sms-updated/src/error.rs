@@ -14,7 +14,7 @@ pub enum UpdateError {
     /// The catalog was refused.
     #[error("{channel} catalog refused: {source}")]
     Metadata {
-        /// Channel.
+        /// Which feed it comes from (`dv` or `tos`).
         channel: Channel,
         /// Reason.
         source: MetadataError,
@@ -39,7 +39,7 @@ pub enum UpdateError {
     /// The version is not in the verified catalog.
     #[error("{channel} version {version} is not in the update centre's catalog (refresh the list first)")]
     NotInCatalog {
-        /// Channel.
+        /// Which feed it comes from (`dv` or `tos`).
         channel: Channel,
         /// Version asked for.
         version: Version,
@@ -47,7 +47,7 @@ pub enum UpdateError {
     /// The version's files are not all on the appliance.
     #[error("{channel} version {version} is not downloaded")]
     NotDownloaded {
-        /// Channel.
+        /// Which feed it comes from (`dv` or `tos`).
         channel: Channel,
         /// Version asked for.
         version: Version,
@@ -56,7 +56,7 @@ pub enum UpdateError {
     /// it would leave those devices without an image of the active version.
     #[error("{channel} version {version} is incomplete: no verified image for {missing}; download it again before activating")]
     Incomplete {
-        /// Channel.
+        /// Which feed it comes from (`dv` or `tos`).
         channel: Channel,
         /// Version asked for.
         version: Version,

@@ -11,6 +11,8 @@
 //! centre's API) and [`download`] (resumable verified transfers) →
 //! [`net`] (DNS with the configured servers, proxy, TLS, HTTP/1.1).
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 pub mod dbus;
 pub mod download;

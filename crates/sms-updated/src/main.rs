@@ -1,5 +1,7 @@
 //! `sms-updated`: the update daemon's entry point.
 
+#![forbid(unsafe_code)]
+
 use anyhow::Context;
 use clap::Parser;
 use sms_core::daemon::DaemonArgs;

@@ -43,18 +43,18 @@ pub use crate::error::UpdateError;
 pub enum Event {
     /// A version became active.
     Activated {
-        /// Channel.
+        /// Which feed it comes from (`dv` or `tos`).
         channel: Channel,
-        /// Version.
+        /// The package version it concerns.
         version: Version,
         /// Digest of its file (the first family's for TOS).
         sha256: Digest,
     },
     /// A requested download ended.
     DownloadFinished {
-        /// Channel.
+        /// Which feed it comes from (`dv` or `tos`).
         channel: Channel,
-        /// Version.
+        /// The package version it concerns.
         version: Version,
         /// Whether it succeeded.
         ok: bool,

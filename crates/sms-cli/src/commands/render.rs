@@ -11,7 +11,7 @@ use serde_json::Value;
 use sms_core::settings;
 
 /// A column of a table: its heading and what each row shows in it.
-pub type Column<'a, T> = (&'static str, &'a dyn Fn(&T) -> String);
+pub(crate) type Column<'a, T> = (&'static str, &'a dyn Fn(&T) -> String);
 
 /// A table of `rows`, one line each, with the given columns; cells are
 /// neutralised and padded; "(none)" when there are no rows.
@@ -45,7 +45,7 @@ pub fn table<T>(rows: &[T], cols: &[Column<'_, T>]) -> String {
 }
 
 /// An optional text as a cell: "-" when absent or empty.
-pub fn opt(v: &Option<String>) -> String {
+pub(super) fn opt(v: &Option<String>) -> String {
     match v.as_deref() {
         None | Some("") => "-".into(),
         Some(s) => s.to_string(),
@@ -53,12 +53,12 @@ pub fn opt(v: &Option<String>) -> String {
 }
 
 /// A yes/no cell.
-pub fn yes_no(b: bool) -> String {
+pub(super) fn yes_no(b: bool) -> String {
     if b { "yes" } else { "no" }.into()
 }
 
 /// The name a record's enumeration value has in JSON (`completed`, `ok`).
-pub fn name_of<T: Serialize>(v: &T) -> String {
+pub(super) fn name_of<T: Serialize>(v: &T) -> String {
     match serde_json::to_value(v) {
         Ok(Value::String(s)) => s,
         Ok(other) => other.to_string(),
@@ -67,7 +67,7 @@ pub fn name_of<T: Serialize>(v: &T) -> String {
 }
 
 /// A record as `| json` shows it, or as `f` renders it for people.
-pub fn record<T: Serialize>(v: &T, json: bool, f: impl Fn(&T) -> String) -> String {
+pub(super) fn record<T: Serialize>(v: &T, json: bool, f: impl Fn(&T) -> String) -> String {
     if json {
         clean_json(&serde_json::to_value(v).unwrap_or(Value::Null))
     } else {
@@ -111,13 +111,13 @@ fn cell(v: Option<&Value>) -> String {
 }
 
 /// Several lines, each neutralised.
-pub fn clean_multiline(s: &str) -> String {
+pub(super) fn clean_multiline(s: &str) -> String {
     s.lines().map(clean).collect::<Vec<_>>().join("\n")
 }
 
 /// `show dns`, `show proxy`, `show ha`, `show configuration` from the
 /// committed settings.
-pub fn settings_text(action: Op, c: &settings::Settings) -> String {
+pub(super) fn settings_text(action: Op, c: &settings::Settings) -> String {
     let shipped = "(not set: the shipped configuration applies)";
     match action {
         Op::ShowDns if c.dns_servers.is_empty() => format!("DNS servers: {shipped}"),

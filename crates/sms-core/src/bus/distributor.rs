@@ -14,42 +14,50 @@ pub const DISTRIBUTOR_PATH: &str = "/org/smsos/Distributor1";
 /// Interface of the distribution daemon.
 pub const DISTRIBUTOR_INTERFACE: &str = "org.smsos.Distributor1";
 
-/// The distribution daemon's methods, typed: what the CLI and the other
-/// daemons call (`zbus` generates `Distributor1Proxy`).
-#[zbus::proxy(
-    interface = "org.smsos.Distributor1",
-    default_service = "org.smsos.Distributor1",
-    default_path = "/org/smsos/Distributor1"
-)]
-pub trait Distributor1 {
-    /// Every device of the inventory.
-    fn devices(&self) -> zbus::Result<Json<Vec<Device>>>;
-    /// One device.
-    fn device(&self, name: &str) -> zbus::Result<Json<Device>>;
-    /// Adds devices (all or none); answers how many.
-    fn add_devices(&self, devices: Json<Vec<Device>>) -> zbus::Result<u32>;
-    /// Replaces one device's record.
-    fn edit_device(&self, device: Json<Device>) -> zbus::Result<()>;
-    /// Removes a device.
-    fn remove_device(&self, name: &str) -> zbus::Result<()>;
-    /// Starts distributing a version of a channel to a target.
-    fn distribute(
-        &self,
-        channel: &str,
-        version: &str,
-        target: &str,
-    ) -> zbus::Result<Json<JobRecord>>;
-    /// Every job.
-    fn jobs(&self) -> zbus::Result<Json<Vec<JobRecord>>>;
-    /// Progress and report of one job.
-    fn job(&self, id: u64) -> zbus::Result<Json<JobReport>>;
-    /// Cancels a running job.
-    fn cancel_job(&self, id: u64) -> zbus::Result<()>;
-    /// The pull server's counters (none when it does not run).
-    fn pull_status(&self) -> zbus::Result<Json<Option<PullStatus>>>;
-    /// A job ended: id, state, one-line summary.
-    #[zbus(signal)]
-    fn job_finished(&self, id: u64, state: &str, summary: &str) -> zbus::Result<()>;
+pub use proxy::*;
+
+/// The proxy and the signal argument types `zbus` generates for it.
+#[allow(missing_docs)]
+mod proxy {
+    use super::*;
+
+    /// The distribution daemon's methods, typed: what the CLI and the other
+    /// daemons call (`zbus` generates `Distributor1Proxy`).
+    #[zbus::proxy(
+        interface = "org.smsos.Distributor1",
+        default_service = "org.smsos.Distributor1",
+        default_path = "/org/smsos/Distributor1"
+    )]
+    pub trait Distributor1 {
+        /// Every device of the inventory.
+        fn devices(&self) -> zbus::Result<Json<Vec<Device>>>;
+        /// One device.
+        fn device(&self, name: &str) -> zbus::Result<Json<Device>>;
+        /// Adds devices (all or none); answers how many.
+        fn add_devices(&self, devices: Json<Vec<Device>>) -> zbus::Result<u32>;
+        /// Replaces one device's record.
+        fn edit_device(&self, device: Json<Device>) -> zbus::Result<()>;
+        /// Removes a device.
+        fn remove_device(&self, name: &str) -> zbus::Result<()>;
+        /// Starts distributing a version of a channel to a target.
+        fn distribute(
+            &self,
+            channel: &str,
+            version: &str,
+            target: &str,
+        ) -> zbus::Result<Json<JobRecord>>;
+        /// Every job.
+        fn jobs(&self) -> zbus::Result<Json<Vec<JobRecord>>>;
+        /// Progress and report of one job.
+        fn job(&self, id: u64) -> zbus::Result<Json<JobReport>>;
+        /// Cancels a running job.
+        fn cancel_job(&self, id: u64) -> zbus::Result<()>;
+        /// The pull server's counters (none when it does not run).
+        fn pull_status(&self) -> zbus::Result<Json<Option<PullStatus>>>;
+        /// A job ended: id, state, one-line summary.
+        #[zbus(signal)]
+        fn job_finished(&self, id: u64, state: &str, summary: &str) -> zbus::Result<()>;
+    }
 }
 
 /// A device or group name, or a target, that breaks the naming rule.
@@ -290,13 +298,13 @@ impl TaskState {
 pub struct JobRecord {
     /// Job id.
     pub id: u64,
-    /// Channel.
+    /// Which feed it comes from (`dv` or `tos`).
     pub channel: Channel,
     /// Version distributed.
     pub version: Version,
     /// Target as given.
     pub target: Target,
-    /// State.
+    /// Where it stands now.
     pub state: JobState,
     /// Why it stopped, when it did.
     pub reason: Option<String>,
@@ -323,7 +331,7 @@ pub struct TaskRecord {
     pub key: String,
     /// Wave it belongs to.
     pub wave: usize,
-    /// State.
+    /// Where it stands now.
     pub state: TaskState,
     /// Upload attempts made.
     pub attempts: u32,

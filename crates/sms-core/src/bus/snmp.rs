@@ -58,21 +58,21 @@ pub struct SnmpStatus {
     pub rate_limited: u64,
     /// Notifications accepted.
     pub traps_received: u64,
-    /// Informs acknowledged.
+    /// Informs answered with a Response (the sender stops resending).
     pub informs_acknowledged: u64,
-    /// Replays refused.
+    /// v3 notifications refused as replays (outside the time window).
     pub replays_refused: u64,
-    /// Events stored.
+    /// Received notifications written to the event log.
     pub events_stored: u64,
     /// Events dropped (writer behind).
     pub events_dropped: u64,
-    /// Traps sent.
+    /// Notifications this appliance sent to its managers.
     pub traps_sent: u64,
-    /// Trap destinations.
+    /// Managers notifications are sent to.
     pub trap_destinations: usize,
-    /// Devices polled.
+    /// Managed devices the poller asks.
     pub devices_polled: usize,
-    /// Devices unreachable.
+    /// Devices that missed their last polls.
     pub devices_unreachable: usize,
 }
 

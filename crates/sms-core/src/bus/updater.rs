@@ -59,7 +59,7 @@ pub struct InstalledPackage {
     pub key: String,
     /// Channel (`dv`, `tos`).
     pub channel: String,
-    /// Version.
+    /// The package version it concerns.
     pub version: String,
     /// Platform family (TOS).
     pub family: Option<String>,
@@ -80,9 +80,9 @@ pub struct InstalledPackage {
 /// A version the update centre offers, as returned by `Available()`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AvailableVersion {
-    /// Channel.
+    /// Which feed it comes from (`dv` or `tos`).
     pub channel: String,
-    /// Version.
+    /// The package version it concerns.
     pub version: String,
     /// Platform families with a file (TOS).
     pub families: Vec<String>,
@@ -92,43 +92,52 @@ pub struct AvailableVersion {
     pub downloaded: bool,
 }
 
-/// The update daemon's methods, typed (`zbus` generates `Updater1Proxy`).
-#[zbus::proxy(
-    interface = "org.smsos.Updater1",
-    default_service = "org.smsos.Updater1",
-    default_path = "/org/smsos/Updater1"
-)]
-pub trait Updater1 {
-    /// The daemon's status.
-    fn status(&self) -> zbus::Result<Json<UpdaterStatus>>;
-    /// Starts a DV check now; answers a sentence.
-    fn check_now(&self) -> zbus::Result<String>;
-    /// Refreshes the version list of a channel (`dv`, `tos`).
-    fn refresh(&self, channel: &str) -> zbus::Result<Json<Vec<AvailableVersion>>>;
-    /// The last verified version list of a channel.
-    fn available(&self, channel: &str) -> zbus::Result<Json<Vec<AvailableVersion>>>;
-    /// Packages on the appliance for a channel.
-    fn list(&self, channel: &str) -> zbus::Result<Json<Vec<InstalledPackage>>>;
-    /// Starts downloading a version; answers a sentence.
-    fn download(&self, channel: &str, version: &str) -> zbus::Result<String>;
-    /// Activates a downloaded version; answers a sentence.
-    fn activate(&self, channel: &str, version: &str) -> zbus::Result<String>;
-    /// Active DV version (empty when none).
-    #[zbus(property)]
-    fn active_dv(&self) -> zbus::Result<String>;
-    /// Active TOS version (empty when none).
-    #[zbus(property)]
-    fn active_tos(&self) -> zbus::Result<String>;
-    /// A version became active.
-    #[zbus(signal)]
-    fn package_activated(&self, channel: &str, version: &str, sha256: &str) -> zbus::Result<()>;
-    /// A download requested over D-Bus ended.
-    #[zbus(signal)]
-    fn download_finished(
-        &self,
-        channel: &str,
-        version: &str,
-        ok: bool,
-        message: &str,
-    ) -> zbus::Result<()>;
+pub use proxy::*;
+
+/// The proxy and the signal argument types `zbus` generates for it.
+#[allow(missing_docs)]
+mod proxy {
+    use super::*;
+
+    /// The update daemon's methods, typed (`zbus` generates `Updater1Proxy`).
+    #[zbus::proxy(
+        interface = "org.smsos.Updater1",
+        default_service = "org.smsos.Updater1",
+        default_path = "/org/smsos/Updater1"
+    )]
+    pub trait Updater1 {
+        /// The daemon's status.
+        fn status(&self) -> zbus::Result<Json<UpdaterStatus>>;
+        /// Starts a DV check now; answers a sentence.
+        fn check_now(&self) -> zbus::Result<String>;
+        /// Refreshes the version list of a channel (`dv`, `tos`).
+        fn refresh(&self, channel: &str) -> zbus::Result<Json<Vec<AvailableVersion>>>;
+        /// The last verified version list of a channel.
+        fn available(&self, channel: &str) -> zbus::Result<Json<Vec<AvailableVersion>>>;
+        /// Packages on the appliance for a channel.
+        fn list(&self, channel: &str) -> zbus::Result<Json<Vec<InstalledPackage>>>;
+        /// Starts downloading a version; answers a sentence.
+        fn download(&self, channel: &str, version: &str) -> zbus::Result<String>;
+        /// Activates a downloaded version; answers a sentence.
+        fn activate(&self, channel: &str, version: &str) -> zbus::Result<String>;
+        /// Active DV version (empty when none).
+        #[zbus(property)]
+        fn active_dv(&self) -> zbus::Result<String>;
+        /// Active TOS version (empty when none).
+        #[zbus(property)]
+        fn active_tos(&self) -> zbus::Result<String>;
+        /// A version became active.
+        #[zbus(signal)]
+        fn package_activated(&self, channel: &str, version: &str, sha256: &str)
+            -> zbus::Result<()>;
+        /// A download requested over D-Bus ended.
+        #[zbus(signal)]
+        fn download_finished(
+            &self,
+            channel: &str,
+            version: &str,
+            ok: bool,
+            message: &str,
+        ) -> zbus::Result<()>;
+    }
 }

@@ -188,6 +188,7 @@ impl Settings {
     /// A complete example with every kind of setting and secret: for
     /// documentation and the tests of the crates that show settings.
     #[doc(hidden)]
+    #[allow(clippy::expect_used)] // literals that are valid
     pub fn example() -> Settings {
         Settings {
             hostname: Some("sms-1".into()),

@@ -131,7 +131,7 @@ mod erased {
     use super::{invalid, SettingsError};
 
     /// Something written as a TOML secrets file.
-    pub trait Encode {
+    pub(super) trait Encode {
         /// The file's bytes.
         fn encode(&self) -> Result<Vec<u8>, SettingsError>;
     }

@@ -221,16 +221,16 @@ impl PullServer {
         }
     }
 
-    pub(super) fn read_payload(&self, s: Stream, v: &Version) -> Result<Vec<u8>, String> {
+    pub(super) fn read_payload(&self, s: Stream, v: &Version) -> Result<Vec<u8>, BuildError> {
         let (d, len) = self
             .payload(s, v)
-            .ok_or_else(|| format!("{s} {v} is not on offer"))?;
-        let path = self.blobs.path(&d);
-        let data = std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-        if data.len() as u64 != len || Digest::of(&data) != d {
-            return Err(format!(
-                "stored payload of {s} {v} does not match its digest"
-            ));
+            .ok_or_else(|| BuildError::NotOffered(format!("{s} {v}")))?;
+        let data = self.blobs.read_verified(&d).map_err(|e| match e {
+            BlobError::DigestMismatch { .. } => BuildError::Damaged(format!("{s} {v}")),
+            other => BuildError::Read(other.to_string()),
+        })?;
+        if data.len() as u64 != len {
+            return Err(BuildError::Damaged(format!("{s} {v}")));
         }
         Ok(data)
     }
@@ -240,11 +240,11 @@ impl PullServer {
         key: &str,
         data: &[u8],
         level: i32,
-    ) -> Result<Artifact, String> {
+    ) -> Result<Artifact, BuildError> {
         let sha256 = self
             .artifacts
             .put_bytes(data)
-            .map_err(|e| format!("storing artifact {key}: {e}"))?;
+            .map_err(|e| BuildError::Store(format!("{key}: {e}")))?;
         let art = Artifact::File {
             sha256,
             length: data.len() as u64,
@@ -253,7 +253,9 @@ impl PullServer {
         };
         let mut b = Batch::new();
         b.put_json(PULL, key, &art);
-        self.store.apply(&b).map_err(|e| e.to_string())?;
+        self.store
+            .apply(&b)
+            .map_err(|e| BuildError::Store(e.to_string()))?;
         self.remember(sha256, Bytes::copy_from_slice(data));
         self.counters.builds.fetch_add(1, Ordering::Relaxed);
         Ok(art)
@@ -278,7 +280,7 @@ impl PullServer {
         work: F,
     ) -> Option<watch::Receiver<BuildResult>>
     where
-        F: FnOnce(&PullServer) -> Result<Artifact, String> + Send + 'static,
+        F: FnOnce(&PullServer) -> Result<Artifact, BuildError> + Send + 'static,
     {
         let mut builds = lock(&self.builds);
         if let Some(rx) = builds.get(&key) {
@@ -315,7 +317,7 @@ impl PullServer {
                 me2.build_logged(&key2, work)
             })
             .await;
-            let r = built.unwrap_or_else(|e| Err(format!("build task: {e}")));
+            let r = built.unwrap_or_else(|e| Err(BuildError::Task(e.to_string())));
             lock(&me.builds).remove(&key);
             drop(place);
             let _ = tx.send(Some(r));
@@ -323,9 +325,9 @@ impl PullServer {
         Some(rx)
     }
 
-    pub(super) fn build_logged<F>(&self, key: &str, work: F) -> Result<Artifact, String>
+    pub(super) fn build_logged<F>(&self, key: &str, work: F) -> Result<Artifact, BuildError>
     where
-        F: FnOnce(&PullServer) -> Result<Artifact, String>,
+        F: FnOnce(&PullServer) -> Result<Artifact, BuildError>,
     {
         let started = std::time::Instant::now();
         let r = work(self);
@@ -357,7 +359,8 @@ impl PullServer {
         let v = v.clone();
         self.start_build(key.clone(), client, move |me| {
             let payload = me.read_payload(s, &v)?;
-            let data = delta::archive(&payload, level).map_err(|e| e.to_string())?;
+            let data =
+                delta::archive(&payload, level).map_err(|e| BuildError::Compress(e.to_string()))?;
             let art = me.store_artifact(&key, &data, level)?;
             me.limit_archives(s, &key);
             Ok(art)
@@ -404,7 +407,8 @@ impl PullServer {
         self.start_build(key.clone(), client, move |me| {
             let old = me.read_payload(s, &from)?;
             let new = me.read_payload(s, &to)?;
-            let data = delta::make(&old, &new, level).map_err(|e| e.to_string())?;
+            let data =
+                delta::make(&old, &new, level).map_err(|e| BuildError::Compress(e.to_string()))?;
             // Compare with the full download: the archive if built, else
             // the payload compressed at the fast setting.
             let full = match me.artifact(&archive_key(s, &to)) {
@@ -419,7 +423,9 @@ impl PullServer {
                 };
                 let mut b = Batch::new();
                 b.put_json(PULL, &key, &art);
-                me.store.apply(&b).map_err(|e| e.to_string())?;
+                me.store
+                    .apply(&b)
+                    .map_err(|e| BuildError::Store(e.to_string()))?;
                 return Ok(art);
             }
             me.store_artifact(&key, &data, level)
@@ -430,7 +436,7 @@ impl PullServer {
     pub(super) async fn wait_build(
         mut rx: watch::Receiver<BuildResult>,
         budget: Duration,
-    ) -> Option<Result<Artifact, String>> {
+    ) -> Option<Result<Artifact, BuildError>> {
         if let Some(r) = rx.borrow().clone() {
             return Some(r);
         }

@@ -185,7 +185,7 @@ impl PullServer {
                         match Self::wait_build(rx, self.inline_budget(&[len])).await {
                             Some(Ok(a)) => Some(a),
                             Some(Err(e)) => {
-                                return self.refused(StatusCode::NOT_FOUND, &e);
+                                return self.refused(StatusCode::NOT_FOUND, &e.to_string());
                             }
                             None => None,
                         }

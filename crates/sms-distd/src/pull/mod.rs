@@ -67,7 +67,7 @@ pub enum Artifact {
     File {
         /// SHA-256 of the file (its name and ETag).
         sha256: Digest,
-        /// Length.
+        /// Its size in octets.
         length: u64,
         /// zstd level it was built at.
         level: i32,
@@ -84,7 +84,7 @@ pub enum Artifact {
 /// One version of a stream on offer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Offered {
-    /// Version.
+    /// The package version it concerns.
     pub version: String,
     /// SHA-256 of the payload.
     pub sha256: String,
@@ -103,7 +103,31 @@ struct Offer {
     catalog: BTreeMap<Channel, Digest>,
 }
 
-type BuildResult = Option<Result<Artifact, String>>;
+/// Why a delta or archive could not be built (cloned to every request
+/// waiting for the same build).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// The version is not (or no longer) on offer.
+    #[error("{0} is not on offer")]
+    NotOffered(String),
+    /// The payload could not be read from the blob store.
+    #[error("reading a payload: {0}")]
+    Read(String),
+    /// The stored payload does not match its digest or length.
+    #[error("stored payload of {0} does not match its digest")]
+    Damaged(String),
+    /// zstd failed.
+    #[error("compressing: {0}")]
+    Compress(String),
+    /// The artifact or its index entry could not be stored.
+    #[error("storing artifact {0}")]
+    Store(String),
+    /// The build thread ended without a result.
+    #[error("build task: {0}")]
+    Task(String),
+}
+
+type BuildResult = Option<Result<Artifact, BuildError>>;
 
 #[derive(Default)]
 struct Counters {

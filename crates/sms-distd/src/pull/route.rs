@@ -8,7 +8,7 @@ use sms_core::package::{Channel, Family, Version};
 /// A payload stream: DV, or TOS of one platform family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Stream {
-    /// Channel.
+    /// Which feed it comes from (`dv` or `tos`).
     pub channel: Channel,
     /// Family (TOS).
     pub family: Option<Family>,

@@ -1,3 +1,9 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub,
+    missing_docs
+)] // test code: a failed unwrap is a failed test
 //! Harness for sms-distd's integration tests: the simulated update centre
 //! and fleet in this process (real sockets on loopback), the real update
 //! daemon in this process on a private dbus-daemon, and sms-distd as a

@@ -104,7 +104,7 @@ pub struct SimInfo {
     pub tmc_legacy_port: u16,
     /// CDN host name.
     pub cdn_host: String,
-    /// CDN port.
+    /// Port of the CDN's plain-HTTP downloads.
     pub cdn_port: u16,
     /// DNS server address.
     pub dns: SocketAddr,
@@ -152,9 +152,9 @@ pub struct Faults {
 /// A confirmation received from an appliance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Confirmation {
-    /// Channel.
+    /// Which feed it comes from (`dv` or `tos`).
     pub channel: Channel,
-    /// Version.
+    /// The package version it concerns.
     pub version: Version,
     /// Family (TOS).
     #[serde(default)]
@@ -171,7 +171,7 @@ pub struct Confirmation {
 pub struct Stats {
     /// Body bytes the CDN sent, per file.
     pub cdn_bytes: BTreeMap<String, u64>,
-    /// CDN requests.
+    /// Download requests the CDN answered.
     pub cdn_requests: u64,
     /// TMC requests (both ports).
     pub tmc_requests: u64,
