@@ -15,5 +15,6 @@ pub mod dbus;
 pub mod packet;
 pub mod select;
 pub mod server;
+pub mod source;
 pub mod state;
 pub mod upstream;

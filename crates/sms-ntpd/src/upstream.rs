@@ -2,8 +2,9 @@
 
 use crate::clock::{check_step, Clock, MAX_DRIFT};
 use crate::config::{ClockConfig, UpstreamConfig};
-use crate::packet::{from_short, Leap, Mode, NtpTimestamp, Packet};
-use crate::select::{select, Filter, Sample, Selection, PHI};
+use crate::packet::{Leap, Mode, NtpTimestamp, Packet};
+use crate::select::{Selection, PHI};
+use crate::source::{choose, PollLimits, PollOutcome, Source};
 use crate::state::{ServeInfo, Shared};
 use sms_core::bus::{NtpSourceStatus, NtpStatus};
 use std::net::{IpAddr, SocketAddr};
@@ -119,18 +120,6 @@ pub fn parse_server(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("upstream server {s:?} is not an address or address:port"))
 }
 
-#[derive(Debug, Clone)]
-struct Source {
-    addr: SocketAddr,
-    filter: Filter,
-    reach: u8,
-    poll: u8,
-    stable: u32,
-    denied: Option<String>,
-    last_error: Option<String>,
-    state: &'static str,
-}
-
 /// The engine: sources, selection, clock, and what the server serves.
 pub struct Engine {
     cfg: UpstreamConfig,
@@ -166,6 +155,13 @@ struct EngineState {
 
 use sms_core::daemon::lock;
 
+fn limits(cfg: &UpstreamConfig) -> PollLimits {
+    PollLimits {
+        min: cfg.min_poll,
+        max: cfg.max_poll,
+    }
+}
+
 fn reference_id(addr: SocketAddr) -> [u8; 4] {
     match addr.ip() {
         IpAddr::V4(v4) => v4.octets(),
@@ -186,16 +182,7 @@ impl Engine {
     ) -> Result<Arc<Engine>, String> {
         let mut sources = Vec::new();
         for s in &cfg.servers {
-            sources.push(Source {
-                addr: parse_server(s)?,
-                filter: Filter::default(),
-                reach: 0,
-                poll: cfg.min_poll,
-                stable: 0,
-                denied: None,
-                last_error: None,
-                state: "new",
-            });
+            sources.push(Source::new(parse_server(s)?, limits(&cfg)));
         }
         if clock_cfg.local_stratum > 15 {
             return Err(format!(
@@ -259,73 +246,34 @@ impl Engine {
         let mut burst = if self.cfg.iburst { 8 } else { 0 };
         let timeout = Duration::from_millis(self.cfg.timeout_ms.max(10));
         loop {
-            let poll = lock(&self.sources)[i].poll;
-            lock(&self.sources)[i].reach <<= 1;
+            let poll = {
+                let mut sources = lock(&self.sources);
+                sources[i].reach.poll_sent();
+                sources[i].poll
+            };
             let result = query(&sock, timeout, poll as i8).await;
             let now = self.mono();
-            {
-                let mut sources = lock(&self.sources);
-                let s = &mut sources[i];
-                match &result {
-                    Ok(m) => {
-                        let prev = s.filter.best().map(|b| b.offset);
-                        self.samples.fetch_add(1, Ordering::Relaxed);
-                        s.filter.add(Sample {
-                            offset: m.offset,
-                            delay: m.delay,
-                            root_delay: from_short(m.response.root_delay),
-                            root_dispersion: from_short(m.response.root_dispersion),
-                            stratum: m.response.stratum,
-                            at: now,
-                        });
-                        s.reach |= 1;
-                        s.last_error = None;
-                        // Poll less often while the source is steady.
-                        let steady = prev.is_some_and(|p| {
-                            (p - m.offset).abs() < 4.0 * s.filter.jitter().max(0.001)
-                        });
-                        if burst == 0 {
-                            if steady {
-                                s.stable += 1;
-                                if s.stable >= 4 && s.poll < self.cfg.max_poll {
-                                    s.poll += 1;
-                                    s.stable = 0;
-                                }
-                            } else {
-                                s.stable = 0;
-                                s.poll = s.poll.saturating_sub(1).max(self.cfg.min_poll);
-                            }
-                        }
-                    }
-                    Err(QueryError::Kiss(code)) if code == "RATE" => {
-                        s.poll = (s.poll + 1).min(self.cfg.max_poll.max(self.cfg.min_poll + 1));
-                        s.last_error = Some("kiss-o'-death RATE: polling less often".into());
-                        tracing::warn!(
-                            "upstream {addr} asks to slow down (KoD RATE); poll now 2^{} s",
-                            s.poll
-                        );
-                        burst = 0;
-                    }
-                    Err(QueryError::Kiss(code)) if code == "DENY" || code == "RSTR" => {
-                        s.denied = Some(code.clone());
-                        s.last_error = Some(format!(
-                            "kiss-o'-death {code}: access denied, no longer polled"
-                        ));
-                        tracing::error!("upstream {addr} denies service (KoD {code}); it will not be polled again");
-                    }
-                    Err(e) => {
-                        s.last_error = Some(e.to_string());
-                        tracing::debug!("upstream {addr}: {e}");
-                    }
+            let outcome =
+                lock(&self.sources)[i].on_result(&result, now, burst > 0, limits(&self.cfg));
+            match outcome {
+                PollOutcome::Sample => {
+                    self.samples.fetch_add(1, Ordering::Relaxed);
+                    self.update();
                 }
-                if s.denied.is_some() {
-                    drop(sources);
+                PollOutcome::SlowDown(poll) => {
+                    tracing::warn!(
+                        "upstream {addr} asks to slow down (KoD RATE); poll now 2^{poll} s"
+                    );
+                    burst = 0;
+                }
+                PollOutcome::Denied(code) => {
+                    tracing::error!(
+                        "upstream {addr} denies service (KoD {code}); it will not be polled again"
+                    );
                     self.update();
                     return;
                 }
-            }
-            if result.is_ok() {
-                self.update();
+                PollOutcome::Failed(e) => tracing::debug!("upstream {addr}: {e}"),
             }
             let wait = if burst > 0 {
                 burst -= 1;
@@ -341,44 +289,7 @@ impl Engine {
     pub fn update(&self) {
         let now = self.mono();
         let mut sources = lock(&self.sources);
-        let cands: Vec<_> = sources
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.reach != 0 && s.filter.len() >= 2 && s.denied.is_none())
-            .filter_map(|(i, s)| s.filter.candidate(i, now))
-            .collect();
-        // Select only once a majority of the sources that answer can take
-        // part: at start, the first source with two samples might be the
-        // falseticker, and alone it would win.
-        let answering = sources
-            .iter()
-            .filter(|s| s.reach != 0 && s.denied.is_none())
-            .count();
-        let sel = if cands.len() * 2 > answering {
-            select(&cands)
-        } else {
-            None
-        };
-        for (i, s) in sources.iter_mut().enumerate() {
-            s.state = if s.denied.is_some() {
-                "denied"
-            } else if s.reach == 0 && s.filter.is_empty() {
-                if s.last_error.is_some() {
-                    "unreachable"
-                } else {
-                    "new"
-                }
-            } else if s.reach == 0 {
-                "unreachable"
-            } else {
-                match &sel {
-                    Some(sel) if sel.system_peer.id == i => "selected",
-                    Some(sel) if sel.survivors.contains(&i) => "candidate",
-                    Some(sel) if sel.falsetickers.contains(&i) => "falseticker",
-                    _ => "candidate",
-                }
-            };
-        }
+        let (cands, sel) = choose(&mut sources, now);
         let mut st = lock(&self.inner);
         let sel = match sel {
             Some(sel) => {
@@ -532,14 +443,14 @@ impl Engine {
                     let best = s.filter.best();
                     NtpSourceStatus {
                         address: s.addr.to_string(),
-                        reach: s.reach,
+                        reach: s.reach.bits(),
                         samples: s.filter.len(),
                         offset: best.map(|b| b.offset),
                         delay: best.map(|b| b.delay),
                         jitter: best.map(|_| s.filter.jitter()),
                         stratum: best.map(|b| b.stratum),
                         poll: s.poll,
-                        state: s.state.to_string(),
+                        state: s.state.as_str().to_string(),
                         last_error: s.last_error.clone(),
                     }
                 })
@@ -559,12 +470,13 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::clock::OffsetClock;
+    use crate::select::Sample;
 
     impl Engine {
         fn inject(&self, i: usize, offset: f64, delay: f64, at: f64) {
             self.samples.fetch_add(1, Ordering::Relaxed);
             let mut sources = lock(&self.sources);
-            sources[i].reach |= 1;
+            sources[i].reach.answered();
             sources[i].filter.add(Sample {
                 offset,
                 delay,

@@ -265,30 +265,38 @@ impl std::fmt::Debug for UserCredentials {
 /// Shortest password accepted (net-snmp's minimum as well).
 pub const MIN_PASSWORD: usize = 8;
 
+/// Why a user's credentials were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    /// The name is empty or longer than 32 characters.
+    #[error("user name {0:?} must be 1 to 32 characters")]
+    Name(String),
+    /// A pass phrase is shorter than RFC 3414's minimum.
+    #[error("user {0:?}: passwords must have at least {MIN_PASSWORD} characters")]
+    ShortPassword(String),
+    /// Privacy without authentication.
+    #[error("user {0:?}: privacy needs an authentication protocol")]
+    PrivacyWithoutAuth(String),
+}
+
 impl UserCredentials {
     /// Derives master keys from passwords. Privacy needs authentication.
     pub fn from_passwords(
         name: &str,
         auth: Option<(AuthProtocol, &str)>,
         privacy: Option<(PrivProtocol, &str)>,
-    ) -> Result<UserCredentials, String> {
+    ) -> Result<UserCredentials, CredentialError> {
         if name.is_empty() || name.len() > 32 {
-            return Err(format!("user name {name:?} must be 1 to 32 characters"));
+            return Err(CredentialError::Name(name.to_string()));
         }
         let auth_proto = auth.map(|a| a.0);
         for pw in auth.iter().map(|a| a.1).chain(privacy.iter().map(|p| p.1)) {
             if pw.len() < MIN_PASSWORD {
-                return Err(format!(
-                    "user {name:?}: passwords must have at least {MIN_PASSWORD} characters"
-                ));
+                return Err(CredentialError::ShortPassword(name.to_string()));
             }
         }
         let privacy = match (privacy, auth_proto) {
-            (Some(_), None) => {
-                return Err(format!(
-                    "user {name:?}: privacy needs an authentication protocol"
-                ))
-            }
+            (Some(_), None) => return Err(CredentialError::PrivacyWithoutAuth(name.to_string())),
             (Some((p, pw)), Some(a)) => Some((p, a.password_to_key(pw.as_bytes()))),
             (None, _) => None,
         };
@@ -589,7 +597,14 @@ impl Engine {
 
     /// snmpEngineTime (seconds since this start).
     pub fn time(&self) -> u32 {
-        self.start.elapsed().as_secs().min(i32::MAX as u64) as u32
+        self.time_at(Instant::now())
+    }
+
+    /// snmpEngineTime at `now`.
+    pub fn time_at(&self, now: Instant) -> u32 {
+        now.saturating_duration_since(self.start)
+            .as_secs()
+            .min(i32::MAX as u64) as u32
     }
 
     /// A fresh AES salt.
@@ -610,7 +625,18 @@ impl Engine {
         raw: &[u8],
         user: impl Fn(&[u8]) -> Option<&'u UserKeys>,
     ) -> Result<Accepted, UsmError> {
-        let r = self.accept_inner(msg, raw, user);
+        self.accept_at(msg, raw, user, Instant::now())
+    }
+
+    /// [`Engine::accept`] with the engine's clock read at `now`.
+    pub fn accept_at<'u>(
+        &self,
+        msg: &V3Message,
+        raw: &[u8],
+        user: impl Fn(&[u8]) -> Option<&'u UserKeys>,
+        now: Instant,
+    ) -> Result<Accepted, UsmError> {
+        let r = self.accept_inner(msg, raw, user, now);
         if let Err(e) = &r {
             self.counters[e.stats_index() as usize - 1].fetch_add(1, Ordering::Relaxed);
         }
@@ -622,6 +648,7 @@ impl Engine {
         msg: &V3Message,
         raw: &[u8],
         user: impl Fn(&[u8]) -> Option<&'u UserKeys>,
+        now: Instant,
     ) -> Result<Accepted, UsmError> {
         if msg.usm.engine_id != self.id {
             return Err(UsmError::UnknownEngineId);
@@ -635,7 +662,7 @@ impl Engine {
         // window, then decryption.
         verify(msg, raw, keys)?;
         if level >= SecurityLevel::AuthNoPriv {
-            let now = self.time();
+            let now = self.time_at(now);
             if msg.usm.boots != self.boots
                 || msg.usm.boots >= i32::MAX as u32
                 || msg.usm.time.abs_diff(now) > TIME_WINDOW
@@ -809,5 +836,61 @@ mod tests {
         assert!(!c.check(4, 5000, t0), "an earlier boot");
         assert!(c.check(6, 3, t0), "a reboot moves forward");
         assert!(!c.check(5, 2000, t0));
+    }
+
+    #[test]
+    fn the_engine_accepts_a_message_within_150_seconds_of_its_clock() {
+        use crate::message::{decode, Message, Pdu, PduType, ScopedPdu};
+        use crate::value::{Value, VarBind};
+        let engine = Engine::new(b"\x80\x00\x7e\xd9\x05test".to_vec(), 4);
+        let start = engine.start;
+        let keys = UserCredentials::from_passwords(
+            "noc",
+            Some((AuthProtocol::Sha256, "authpass123")),
+            None,
+        )
+        .unwrap()
+        .localize(engine.id());
+        let scoped = ScopedPdu {
+            context_engine_id: engine.id().to_vec(),
+            context_name: Vec::new(),
+            pdu: Pdu::new(
+                PduType::Get,
+                1,
+                vec![VarBind::new(
+                    "1.3.6.1.2.1.1.5.0".parse().unwrap(),
+                    Value::Null,
+                )],
+            ),
+        };
+        // Stamped as the engine's clock says at 1000 s.
+        let bytes = seal(
+            &Seal {
+                engine_id: engine.id(),
+                boots: 4,
+                time: 1000,
+                msg_id: 1,
+                reportable: true,
+                level: SecurityLevel::AuthNoPriv,
+                keys: &keys,
+                salt: 1,
+            },
+            &scoped,
+        );
+        let Message::V3(m) = decode(&bytes).unwrap() else {
+            panic!("v3")
+        };
+        let at = |secs: u64| start + std::time::Duration::from_secs(secs);
+        let user = |_: &[u8]| Some(&keys);
+        assert_eq!(engine.time_at(at(1000)), 1000);
+        for ok in [850, 1000, 1140, 1150] {
+            assert!(engine.accept_at(&m, &bytes, user, at(ok)).is_ok(), "{ok}");
+        }
+        for late in [1151, 1160, 2000] {
+            let e = engine.accept_at(&m, &bytes, user, at(late)).unwrap_err();
+            assert_eq!(e, UsmError::NotInTimeWindow, "{late}");
+        }
+        let e = engine.accept_at(&m, &bytes, user, at(849)).unwrap_err();
+        assert_eq!(e, UsmError::NotInTimeWindow);
     }
 }

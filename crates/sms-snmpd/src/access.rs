@@ -103,7 +103,7 @@ pub fn credentials(u: &UserConfig) -> Result<UserCredentials, String> {
             u.privacy_password.as_str(),
         ))
     };
-    UserCredentials::from_passwords(&u.name, auth, privacy)
+    UserCredentials::from_passwords(&u.name, auth, privacy).map_err(|e| e.to_string())
 }
 
 impl Access {
