@@ -66,15 +66,20 @@ done <"$ext/configs/sms_x86_64_defconfig"
 
 echo "== show-info"
 make -s -C "$out" show-info >"$out/info.json"
-python3 - "$out/info.json" <<'PY' || fail=1
+python3 - "$out/info.json" "$repo" <<'PY' || fail=1
 import json, sys
 info = json.load(open(sys.argv[1]))
+import re, subprocess
 want = ["sms-apply", "sms-cli", "sms-distd", "sms-ntpd", "sms-snmpd", "sms-updated"]
+head = subprocess.run(["git", "-C", sys.argv[2], "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
 for p in want:
     if p not in info:
         print(f"   MISSING package {p}")
         sys.exit(1)
     i = info[p]
+    if not re.fullmatch(r"[0-9a-f]{40}", i.get("version", "")) or i.get("version") != head:
+        print(f"   {p}: version {i.get('version')!r} is not pinned to this checkout's commit {head}")
+        sys.exit(1)
     print(f"   {p}: version {i.get('version')}, infra {i.get('infra', {}) if isinstance(i.get('infra'), str) else 'cargo'}, deps {', '.join(i.get('dependencies', []))}")
 print(f"   {len(info)} packages in the configuration")
 PY
