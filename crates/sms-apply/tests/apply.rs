@@ -1,9 +1,4 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    unreachable_pub,
-    missing_docs
-)] // test code: a failed unwrap is a failed test
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a failed unwrap is a failed test
 //! `sms-apply-settings` as a process, in boot mode (nothing restarted, no
 //! host name set on the test machine): the time-zone link, the status the
 //! CLI waits for, and a clear refusal of a damaged or unreadable file.

@@ -1,9 +1,4 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    unreachable_pub,
-    missing_docs
-)] // test code: a failed unwrap is a failed test
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a failed unwrap is a failed test
 //! The root audit writer as systemd runs it (one process per connection,
 //! the connection on its standard input and output), with the CLI as its
 //! client: the user in the log is who the kernel says connected, whatever

@@ -1,9 +1,4 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    unreachable_pub,
-    missing_docs
-)] // test code: a failed unwrap is a failed test
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a failed unwrap is a failed test
 //! Escape attempts: shell syntax, newlines and NUL in every argument kind,
 //! a 1 MB line, hostile environment variables and terminal escape
 //! sequences. Every one must leave the user in the CLI with a refusal and

@@ -1,9 +1,4 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    unreachable_pub,
-    missing_docs
-)] // test code: a failed unwrap is a failed test
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a failed unwrap is a failed test
 //! The shell driven on a pseudo-terminal as a person would: completion,
 //! `?`, abbreviations, history, a wrong command, Ctrl-C, Ctrl-Z, Ctrl-\,
 //! EOF, an over-long line, and a dumb terminal.

@@ -1,9 +1,4 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    unreachable_pub,
-    missing_docs
-)] // test code: a failed unwrap is a failed test
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a failed unwrap is a failed test
 //! The CLI against a real private dbus-daemon with the real SNMP daemon
 //! behind it: `show snmp`, `show events` with hostile trap contents, the
 //! JSON form, and a clear message for a daemon that is not running.
@@ -132,14 +127,9 @@ async fn devices_add_edit_group_and_remove_through_the_distribution_daemon() {
     dc.push.auto_distribute_dv = false;
     dc.pull.http_listen = vec![];
     dc.pull.https_listen = vec![];
-    let dist = sms_distd::Distributor::open(dc).unwrap();
-    let _db = sms_distd::dbus::serve_with(
-        dist.clone(),
-        None,
-        zbus::connection::Builder::address(bus.address()).unwrap(),
-    )
-    .await
-    .unwrap();
+    let (dist, _db) = sms_testkit::world::distributor_on_bus(dc, &bus)
+        .await
+        .unwrap();
     let state = dir.path().join("cli");
     let addr = bus.address().to_string();
     let run = |line: &'static str| {

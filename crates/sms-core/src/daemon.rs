@@ -38,6 +38,17 @@ pub struct DaemonArgs {
 }
 
 impl DaemonArgs {
+    /// The shared options of daemon `name` (for `--help`: what it is,
+    /// `about`, and its shipped configuration file `config`), from the
+    /// process's command line; exits with clap's message on a bad one.
+    pub fn parse_for(name: &'static str, about: &'static str, config: &'static str) -> DaemonArgs {
+        use clap::{Args, FromArgMatches};
+        let cmd = DaemonArgs::augment_args(clap::Command::new(name))
+            .about(about)
+            .mut_arg("config", |a| a.default_value(config));
+        DaemonArgs::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit())
+    }
+
     /// The configuration file given, or the daemon's shipped one.
     pub fn config_or(&self, shipped: &str) -> PathBuf {
         self.config

@@ -1,9 +1,4 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    unreachable_pub,
-    missing_docs
-)] // test code: a failed unwrap is a failed test
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a failed unwrap is a failed test
 //! The appliance's D-Bus policy (rootfs-overlay/etc/dbus-1/system.d/
 //! org.smsos.conf) on a real dbus-daemon configured like a system bus, with
 //! test processes running under the IDs that stand for the appliance's

@@ -1,9 +1,4 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    unreachable_pub,
-    missing_docs
-)] // test code: a failed unwrap is a failed test
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a failed unwrap is a failed test
 //! What the distributor believes on the bus: only the update daemon's own
 //! `PackageActivated` (from the owner of its well-known name, on its object
 //! path) starts an automatic distribution; the same signal emitted by any

@@ -1,9 +1,3 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    unreachable_pub,
-    missing_docs
-)] // test code: a failed unwrap is a failed test
 //! sms-distd killed with SIGKILL in the middle of a 1,000-device job: after
 //! a restart the job completes and no device receives the package twice.
 

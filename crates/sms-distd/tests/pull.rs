@@ -1,9 +1,4 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    unreachable_pub,
-    missing_docs
-)] // test code: a failed unwrap is a failed test
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a failed unwrap is a failed test
 //! The pull server with curl as the client: deltas (inline, background with
 //! 503 + Retry-After, several versions back), 301 to the full archive,
 //! Range, If-None-Match, HTTPS, the large-download limit, and every

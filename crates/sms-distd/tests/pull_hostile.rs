@@ -1,9 +1,3 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    unreachable_pub,
-    missing_docs
-)] // test code: a failed unwrap is a failed test
 //! A hostile client on the management network against the pull server:
 //! it asks for every pair of versions, holds a hundred connections open
 //! with half a request line, and reads large downloads as slowly as it can,

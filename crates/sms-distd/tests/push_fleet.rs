@@ -1,9 +1,3 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    unreachable_pub,
-    missing_docs
-)] // test code: a failed unwrap is a failed test
 //! A DV pushed to 1,000 simulated devices, 5 % of them faulty in each way
 //! a fleet fails; then a second job whose canary wave crosses a stricter
 //! failure threshold and stops.

@@ -1,7 +1,6 @@
 //! `sms-ntpd`: the NTP relay's entry point.
 
 use anyhow::{Context, Result};
-use clap::Parser;
 use sms_core::daemon::DaemonArgs;
 use sms_ntpd::access::{AllowList, RateLimiter};
 use sms_ntpd::clock::{Clock, OffsetClock, SystemClock};
@@ -10,19 +9,13 @@ use sms_ntpd::state::Shared;
 use sms_ntpd::upstream::Engine;
 use std::sync::{Arc, Mutex};
 
-#[derive(Parser)]
-#[command(
-    name = "sms-ntpd",
-    about = "SMS NTP relay: time from upstream servers, served to the managed devices"
-)]
-struct Args {
-    #[command(flatten)]
-    daemon: DaemonArgs,
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = Args::parse().daemon;
+    let args = DaemonArgs::parse_for(
+        "sms-ntpd",
+        "SMS NTP relay: time from upstream servers, served to the managed devices",
+        "/etc/sms/ntpd.toml",
+    );
     let config = args.config_or("/etc/sms/ntpd.toml");
     let cfg: NtpConfig = sms_core::daemon::start("sms-ntpd", &config, &args.settings)?;
     let allow = Arc::new(

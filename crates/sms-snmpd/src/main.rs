@@ -1,24 +1,17 @@
 //! `sms-snmpd`: the SNMP daemon's entry point.
 
 use anyhow::{Context, Result};
-use clap::Parser;
 use sms_core::daemon::DaemonArgs;
 use sms_snmpd::config::SnmpConfig;
 use sms_snmpd::daemon::Daemon;
 
-#[derive(Parser)]
-#[command(
-    name = "sms-snmpd",
-    about = "SMS SNMP daemon: agent, trap receiver, device poller, trap sender"
-)]
-struct Args {
-    #[command(flatten)]
-    daemon: DaemonArgs,
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = Args::parse().daemon;
+    let args = DaemonArgs::parse_for(
+        "sms-snmpd",
+        "SMS SNMP daemon: agent, trap receiver, device poller, trap sender",
+        "/etc/sms/snmpd.toml",
+    );
     let config = args.config_or("/etc/sms/snmpd.toml");
     let cfg: SnmpConfig = sms_core::daemon::start("sms-snmpd", &config, &args.settings)?;
     let d = Daemon::start(cfg).with_context(|| format!("{}", config.display()))?;

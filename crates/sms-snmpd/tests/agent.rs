@@ -1,9 +1,4 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    unreachable_pub,
-    missing_docs
-)] // test code: a failed unwrap is a failed test
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a failed unwrap is a failed test
 //! The agent against net-snmp's command-line tools: every request kind in
 //! v1, v2c and v3 authPriv, Set, refusals, the SMS-MIB walked with the MIB
 //! loaded, bad datagrams, and replayed v3 requests.

@@ -1,9 +1,4 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    unreachable_pub,
-    missing_docs
-)] // test code: a failed unwrap is a failed test
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a failed unwrap is a failed test
 //! The trap receiver against net-snmp's snmptrap and snmpinform: every
 //! version, informs acknowledged, every notification stored and visible over
 //! D-Bus, v3 replays and wrong keys refused.

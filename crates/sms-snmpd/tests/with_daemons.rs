@@ -1,9 +1,4 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    unreachable_pub,
-    missing_docs
-)] // test code: a failed unwrap is a failed test
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a failed unwrap is a failed test
 //! sms-snmpd with the real daemons behind a private dbus-daemon (the update
 //! and distribution daemons in this process, on the same bus), the
 //! simulated update centre and fleet (each device with its own SNMP agent
@@ -143,15 +138,9 @@ async fn mib_poller_and_traps_with_the_real_daemons() {
     dc.push.connect_timeout = Duration::from_secs(1);
     dc.pull.http_listen = vec![];
     dc.pull.https_listen = vec![];
-    let dist = sms_distd::Distributor::open(dc).unwrap();
-    let _db = sms_distd::dbus::serve_with(
-        dist.clone(),
-        None,
-        zbus::connection::Builder::address(bus.address()).unwrap(),
-    )
-    .await
-    .unwrap();
-    dist.set_bus(_db.clone());
+    let (dist, _db) = sms_testkit::world::distributor_on_bus(dc, &bus)
+        .await
+        .unwrap();
     let conn = zbus::connection::Builder::address(bus.address())
         .unwrap()
         .build()

@@ -3,24 +3,17 @@
 #![forbid(unsafe_code)]
 
 use anyhow::Context;
-use clap::Parser;
 use sms_core::daemon::DaemonArgs;
 use sms_updated::config::UpdaterConfig;
 use sms_updated::updater::Updater;
 
-#[derive(Parser)]
-#[command(
-    name = "sms-updated",
-    about = "SMS update daemon: DV and TOS packages from the update centre"
-)]
-struct Args {
-    #[command(flatten)]
-    daemon: DaemonArgs,
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse().daemon;
+    let args = DaemonArgs::parse_for(
+        "sms-updated",
+        "SMS update daemon: DV and TOS packages from the update centre",
+        "/etc/sms/updated.toml",
+    );
     let config = args.config_or("/etc/sms/updated.toml");
     let cfg: UpdaterConfig = sms_core::daemon::start("sms-updated", &config, &args.settings)?;
     let up = Updater::open(cfg).context("starting the update daemon")?;

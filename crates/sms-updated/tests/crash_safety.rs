@@ -1,9 +1,4 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    unreachable_pub,
-    missing_docs
-)] // test code: a failed unwrap is a failed test
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a failed unwrap is a failed test
 //! The daemon is killed with SIGKILL at random points of the update flow
 //! (during downloads, verification and activation); after every kill the
 //! store is consistent, and after a restart the work completes.

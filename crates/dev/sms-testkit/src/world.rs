@@ -43,3 +43,22 @@ pub async fn updater_on_bus(
     .context("serving the updater on the test bus")?;
     Ok((updater, conn))
 }
+
+/// Opens a distribution daemon with `cfg` and serves
+/// `org.smsos.Distributor1` for it on `bus` (no pull server), with the bus
+/// also its own for calling the updater; keep the connection.
+pub async fn distributor_on_bus(
+    cfg: sms_distd::config::DistdConfig,
+    bus: &DbusDaemon,
+) -> Result<(Arc<sms_distd::Distributor>, zbus::Connection)> {
+    let dist = sms_distd::Distributor::open(cfg).context("opening the distributor")?;
+    let conn = sms_distd::dbus::serve_with(
+        dist.clone(),
+        None,
+        zbus::connection::Builder::address(bus.address())?,
+    )
+    .await
+    .context("serving the distributor on the test bus")?;
+    dist.set_bus(conn.clone());
+    Ok((dist, conn))
+}

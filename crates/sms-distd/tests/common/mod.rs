@@ -1,9 +1,6 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    unreachable_pub,
-    missing_docs
-)] // test code: a failed unwrap is a failed test
+// Test helpers: a failed unwrap is a failed test; items are shared, not an API.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(unreachable_pub, missing_docs)]
 //! Harness for sms-distd's integration tests: the simulated update centre
 //! and fleet in this process (real sockets on loopback), the real update
 //! daemon in this process on a private dbus-daemon, and sms-distd as a

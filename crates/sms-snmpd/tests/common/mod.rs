@@ -1,9 +1,6 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    unreachable_pub,
-    missing_docs
-)] // test code: a failed unwrap is a failed test
+// Test helpers: a failed unwrap is a failed test; items are shared, not an API.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(unreachable_pub, missing_docs)]
 //! Harness for sms-snmpd's integration tests: the daemon as a real child
 //! process on loopback ports, net-snmp's command-line tools as its peers,
 //! and (for the D-Bus tests) a private dbus-daemon.
