@@ -258,6 +258,12 @@ secrets_apart() {
 check "the SNMP secrets file is readable by sms-snmpd only, not in the shared settings" secrets_apart
 out=$(as_admin who 2>&1 || true)
 check "who lists admin's SSH session (got: $out)" grep -qE "^admin +[0-9]+ .* 10\.0\.2\.2" <<<"$out"
+out=$(as_admin show log sms-updated 2>&1 || true)
+check "admin reads a daemon's journal with show log (got: $(tail -n 2 <<<"$out"))" grep -q "sms-updated ready" <<<"$out"
+sysrq=$(as_root cat /proc/sys/kernel/sysrq 2>/dev/null || true)
+check "magic SysRq is off: a serial BREAK cannot reboot (got: ${sysrq:-unreadable})" test "$sysrq" = 0
+readenv=$(as_root "grep -l 'user_readenv=1' /etc/pam.d/* 2>/dev/null | wc -l" || true)
+check "PAM reads no user environment file (files with user_readenv=1: ${readenv:-unreadable})" test "$readenv" = 0
 # The management address the slirp network gives by DHCP, set statically:
 # networkd takes the applier's file and the appliance stays reachable.
 out=$(printf 'configure\nset interface management address 10.0.2.15/24 gateway 10.0.2.2\ncommit\nexit\n' | as_admin -T 2>&1 || true)

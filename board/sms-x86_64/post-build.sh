@@ -24,6 +24,12 @@ sed -i -e '/^Subsystem/d' -e '/^AcceptEnv/d' "$root/etc/ssh/sshd_config"
 grep -q '^AuthorizedKeysFile' "$root/etc/ssh/sshd_config" ||
   echo 'AuthorizedKeysFile .ssh/authorized_keys /etc/ssh/authorized_keys/%u' >>"$root/etc/ssh/sshd_config"
 
+# PAM reads no environment file the user owns (~/.pam_environment): an
+# administrator's session gets only what the appliance sets.
+for f in "$root"/etc/pam.d/*; do
+  [ -f "$f" ] && sed -i -e 's/\buser_readenv=1\b/user_readenv=0/' "$f"
+done
+
 # Network: the management interface by DHCP until the administrator sets it.
 install -d "$root/etc/systemd/network"
 cat >"$root/etc/systemd/network/50-management.network" <<NET

@@ -296,15 +296,34 @@ pub fn apply(
         }
         Cfg::Commit => return commit(s, store, paths),
         Cfg::Save => {
-            let text = s.candidate.to_toml().map_err(|e| e.to_string())?;
+            // Secrets stay on the appliance: the file holds a marker in
+            // their place, and `load` takes them from the candidate.
+            let (kept, _, _) = s.candidate.split_secrets();
+            let text = kept.to_toml().map_err(|e| e.to_string())?;
             files::write(&paths.files, &arg(0), text.as_bytes())?;
-            return Ok(format!("candidate saved to {}", arg(0)));
+            let apart = kept.unresolved_secrets();
+            let note = if apart.is_empty() {
+                String::new()
+            } else {
+                format!(" (without secrets: {})", apart.join(", "))
+            };
+            return Ok(format!("candidate saved to {}{note}", arg(0)));
         }
         Cfg::Load => {
             let bytes = files::read(&paths.files, &arg(0))?;
             let text = String::from_utf8(bytes).map_err(|_| format!("{}: not text", arg(0)))?;
-            let loaded = Settings::from_toml(std::path::Path::new(&arg(0)), &text)
+            let mut loaded = Settings::from_toml(std::path::Path::new(&arg(0)), &text)
                 .map_err(|e| format!("not loaded: {e}"))?;
+            let (_, updater, snmp) = s.candidate.split_secrets();
+            loaded.merge_secrets(&updater, &snmp);
+            let missing = loaded.unresolved_secrets();
+            if !missing.is_empty() {
+                return Err(format!(
+                    "not loaded: {} saved without its secrets, and the candidate has none for: {}; set them first",
+                    arg(0),
+                    missing.join(", ")
+                ));
+            }
             s.candidate = loaded;
             return Ok(format!(
                 "loaded {} into the candidate; `compare` shows it, `commit` applies it\n{}",

@@ -3,8 +3,10 @@
 //! A file argument is a plain name ([`crate::grammar::ArgKind::File`]:
 //! no `/`, no leading `.`), and the file is opened relative to the
 //! directory, itself opened without following a link, with `O_NOFOLLOW` and
-//! `O_NONBLOCK`: a symbolic link, a FIFO or a device placed in the directory
-//! is refused, so nothing outside the directory is ever read or written.
+//! `O_NONBLOCK`: a symbolic link, a FIFO, a device or a file with another
+//! name (a hard link) placed in the directory is refused, so nothing
+//! outside the directory is ever read or written. The history file is
+//! kept the same way ([`read_history`], [`write_history`]).
 
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{fstat, Mode, SFlag};
@@ -59,6 +61,14 @@ fn open_in(dir: &Path, name: &str, flags: OFlag, mode: Mode) -> Result<std::fs::
     let st = fstat(fd).map_err(|e| why(name, e))?;
     if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
         return Err(format!("{name}: not a plain file"));
+    }
+    // A hard link placed in the directory would let a write reach, or a
+    // read show, a file that lives elsewhere.
+    if st.st_nlink != 1 {
+        return Err(format!(
+            "{name}: has {} names (hard links); only plain files are used",
+            st.st_nlink
+        ));
     }
     Ok(f)
 }
@@ -115,4 +125,60 @@ pub fn list(dir: &Path) -> Result<Vec<(String, u64, i64)>, String> {
     }
     out.sort();
     Ok(out)
+}
+
+/// The history lines of `path` (empty when there is none), read without
+/// following a link and refusing a file with other names.
+pub fn read_history(path: &Path) -> Vec<String> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
+    match open_in(dir, name, OFlag::O_RDONLY, Mode::empty()) {
+        Ok(f) => {
+            let mut text = String::new();
+            let _ = f.take(MAX_FILE).read_to_string(&mut text);
+            text.lines()
+                .filter(|l| !l.is_empty() && !l.starts_with("#V"))
+                .map(str::to_string)
+                .collect()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Replaces the history file `path` with `lines`: written to a new file in
+/// the same directory and renamed over the old name, so a link placed
+/// there is replaced, never written through.
+pub fn write_history(path: &Path, lines: &[String]) -> Result<(), String> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Err("no history file name".into());
+    };
+    let d = open_dir(dir)?;
+    use std::os::fd::AsRawFd;
+    let tmp = format!(".{name}.{}", std::process::id());
+    let fd = openat(
+        Some(d.as_raw_fd()),
+        tmp.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(|e| why(&tmp, e))?;
+    // SAFETY: `openat` returned a new descriptor that nothing else owns.
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut text = lines.join("\n");
+    text.push('\n');
+    let written = f.write_all(text.as_bytes()).and_then(|_| f.sync_all());
+    let renamed = written.and_then(|_| {
+        nix::fcntl::renameat(Some(d.as_raw_fd()), tmp.as_str(), Some(d.as_raw_fd()), name)
+            .map_err(std::io::Error::from)
+    });
+    if let Err(e) = renamed {
+        let _ = nix::unistd::unlinkat(
+            Some(d.as_raw_fd()),
+            tmp.as_str(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
+        return Err(format!("{name}: {e}"));
+    }
+    Ok(())
 }

@@ -66,7 +66,7 @@ impl ArgKind {
 
     /// Checks a word; the error says what was expected.
     pub fn check(self, w: &str) -> Result<(), ArgError> {
-        let printable = !w.is_empty() && !w.chars().any(|c| c.is_control());
+        let printable = !w.is_empty() && w.chars().all(shown_as_is);
         if !printable {
             return Err(ArgError::Unprintable);
         }
@@ -118,7 +118,7 @@ impl ArgKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ArgError {
     /// Empty, or holds control characters.
-    #[error("empty or contains control characters")]
+    #[error("empty or contains control characters or invisible formatting")]
     Unprintable,
     /// Not of the argument's form.
     #[error("not a valid {}", .0.name())]
@@ -256,8 +256,30 @@ impl fmt::Display for ParseError {
 /// become `?`.
 pub fn clean(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| if shown_as_is(c) { c } else { '?' })
         .collect()
+}
+
+/// Whether a character may reach the terminal as it is: not a control
+/// character (C0, DEL, C1) and not an invisible format character that
+/// reorders or hides text (bidi embeddings, overrides and isolates,
+/// marks, zero-width characters, the soft hyphen, tag characters), which
+/// would make a device name or an error read as something else.
+pub fn shown_as_is(c: char) -> bool {
+    !(c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{061C}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{E0000}'..='\u{E007F}'
+        ))
 }
 
 fn expected(children: &[Node]) -> Vec<String> {
@@ -519,5 +541,21 @@ mod tests {
             let r = parse(&tree(), &["show", "device", &word]);
             prop_assert!(r.is_err());
         }
+    }
+
+    #[test]
+    fn bidi_and_invisible_format_characters_are_neutralised_and_refused() {
+        let hostile = "ips\u{202E}1-ved\u{2066}x\u{200B}y\u{FEFF}z\u{E0041}";
+        let shown = clean(hostile);
+        assert_eq!(shown, "ips?1-ved?x?y?z?");
+        assert!(
+            clean("caf\u{e9} \u{4e2d}").contains('\u{e9}'),
+            "plain letters stay"
+        );
+        for kind in [ArgKind::Text, ArgKind::Name] {
+            assert_eq!(kind.check("a\u{202E}b"), Err(ArgError::Unprintable));
+        }
+        let e = parse(&tree(), &["show", "dev\u{2067}ice"]).unwrap_err();
+        assert!(e.to_string().chars().all(shown_as_is), "{e}");
     }
 }

@@ -26,6 +26,30 @@ const HISTORY: usize = 500;
 /// Idle time before logging out, seconds.
 const IDLE_SECS: u64 = 15 * 60;
 
+/// Logs the session out after `limit` seconds without input, whatever the
+/// session is doing (at the prompt, in the pager, reading a command file
+/// from a connection without a terminal).
+fn idle_timer(limit: u64) -> Arc<AtomicU64> {
+    let last = Arc::new(AtomicU64::new(now()));
+    let seen = last.clone();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        if now().saturating_sub(seen.load(Ordering::Relaxed)) >= limit {
+            let minutes = limit / 60;
+            let said = if minutes > 0 {
+                format!("\r\n% idle for {minutes} minutes: logged out\r\n")
+            } else {
+                format!("\r\n% idle for {limit} s: logged out\r\n")
+            };
+            // Straight to the descriptor: the pager may hold stdout's lock
+            // while it waits for a key.
+            let _ = nix::unistd::write(io::stdout(), said.as_bytes());
+            std::process::exit(0);
+        }
+    });
+    last
+}
+
 type Shared = Arc<Mutex<Cli>>;
 
 fn now() -> u64 {
@@ -55,36 +79,56 @@ struct Options {
     state: PathBuf,
     settings: SettingsPaths,
     audit_socket: Option<PathBuf>,
-    /// `-c TEXT`.
-    command: Option<String>,
+    /// `-c TEXT`; `Err` when TEXT is not valid UTF-8.
+    command: Option<Result<String, ()>>,
+    /// Seconds without input before the session ends.
+    idle_secs: u64,
+    /// The bus to use instead of the system bus (tests).
+    bus: Option<String>,
 }
 
 fn options() -> Options {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // Arguments that are not UTF-8 (only `-c TEXT` can carry what a client
+    // sent) are kept as an error to refuse, never dropped.
+    let mut args: Vec<Result<String, ()>> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string().map_err(|_| ()))
+        .collect();
     let mut state = PathBuf::from("/var/lib/sms/cli");
     let mut settings = SettingsPaths::default();
-    if args.len() >= 2 && args[0] == "--state-dir" {
-        // Development and tests: settings beside the history, no applier.
-        state = PathBuf::from(&args[1]);
-        settings = SettingsPaths {
-            dir: state.join("config"),
-            applier_status: None,
-            files: state.join("files"),
-            ..settings
-        };
-        args.drain(..2);
-    }
-    // Tests: the root audit writer on another socket.
     let mut audit_socket = None;
-    if args.len() >= 2 && args[0] == "--audit-socket" {
-        audit_socket = Some(PathBuf::from(&args[1]));
+    let mut idle_secs = IDLE_SECS;
+    let mut bus = None;
+    // Development and tests only, before `-c`: settings beside the history
+    // and no applier (`--state-dir`), the root audit writer on another
+    // socket, a short idle timeout, a private bus (the CLI never takes the
+    // bus from DBUS_SYSTEM_BUS_ADDRESS, which a login could set).
+    while args.len() >= 2 {
+        let (Ok(option), Ok(value)) = (&args[0], &args[1]) else {
+            break;
+        };
+        match option.as_str() {
+            "--state-dir" => {
+                state = PathBuf::from(value);
+                settings = SettingsPaths {
+                    dir: state.join("config"),
+                    applier_status: None,
+                    files: state.join("files"),
+                    ..settings
+                };
+            }
+            "--audit-socket" => audit_socket = Some(PathBuf::from(value)),
+            "--idle-secs" => idle_secs = value.parse().unwrap_or(IDLE_SECS).max(1),
+            "--bus" => bus = Some(value.clone()),
+            _ => break,
+        }
         args.drain(..2);
     }
     if state == std::path::Path::new("/var/lib/sms/cli") {
         audit_socket = Some(PathBuf::from(sms_cli::audit::WRITER_SOCKET));
     }
     let command = match args.as_slice() {
-        [flag, command] if flag == "-c" => Some(command.clone()),
+        [Ok(flag), command] if flag == "-c" => Some(command.clone()),
         _ => None,
     };
     Options {
@@ -92,6 +136,8 @@ fn options() -> Options {
         settings,
         audit_socket,
         command,
+        idle_secs,
+        bus,
     }
 }
 
@@ -117,7 +163,7 @@ fn main() {
         Some(socket) => Audit::through_writer(opts.state.join("audit.log"), socket.clone()),
         None => Audit::new(opts.state.join("audit.log")),
     };
-    let cli = match Cli::new(user.clone(), audit) {
+    let cli = match Cli::new(user.clone(), audit, opts.bus.as_deref()) {
         Ok(c) => Arc::new(Mutex::new(c.with_settings(opts.settings.clone()))),
         Err(e) => {
             eprintln!("% cannot start: {e}");
@@ -132,10 +178,11 @@ fn main() {
         "SMS OS {VERSION} - Security Management System\nhost {}, HA role standalone\nType help for the commands, ? for what may come next.",
         grammar::clean(&host)
     );
+    let last = idle_timer(opts.idle_secs);
     if !io::stdin().is_terminal() {
-        command_file(&cli);
+        command_file(&cli, &last);
     }
-    interactive(&cli, &user, &opts.state);
+    interactive(&cli, &user, &opts.state, &last);
 }
 
 /// `-c TEXT`: one CLI command, then exit (status 1 when it failed).
@@ -145,10 +192,19 @@ fn main() {
 /// asked for is in SSH_ORIGINAL_COMMAND. Either way it is a CLI command.
 /// Without a command (ForceCommand, no SSH_ORIGINAL_COMMAND) the session
 /// goes on as an interactive one.
-fn one_command(cli: &Shared, command: &str) {
+fn one_command(cli: &Shared, command: &Result<String, ()>) {
+    let refuse = || -> ! {
+        println!("% the command is not valid text (UTF-8); nothing was run");
+        std::process::exit(1);
+    };
+    let Ok(command) = command else { refuse() };
     let own = command.trim() == "/usr/bin/sms-cli" || command.trim() == "sms-cli";
     let asked = if own {
-        std::env::var("SSH_ORIGINAL_COMMAND").ok()
+        match std::env::var_os("SSH_ORIGINAL_COMMAND").map(|c| c.into_string()) {
+            Some(Ok(c)) => Some(c),
+            Some(Err(_)) => refuse(),
+            None => None,
+        }
     } else {
         Some(command.to_string())
     };
@@ -167,7 +223,7 @@ fn one_command(cli: &Shared, command: &str) {
 
 /// Commands from a file or a pipe: one per line, pass phrases on the lines
 /// after the command that asks for them; exit status 1 if any failed.
-fn command_file(cli: &Shared) -> ! {
+fn command_file(cli: &Shared, last: &AtomicU64) -> ! {
     let mut out = io::stdout().lock();
     let mut failed = false;
     let mut line = String::new();
@@ -176,7 +232,7 @@ fn command_file(cli: &Shared) -> ! {
         line.clear();
         match input.read_line(&mut line) {
             Ok(0) | Err(_) => break,
-            Ok(_) => {}
+            Ok(_) => last.store(now(), Ordering::Relaxed),
         }
         if too_long(&mut out, &line) {
             failed = true;
@@ -215,7 +271,7 @@ fn command_file(cli: &Shared) -> ! {
 
 /// The interactive session: line editor, history, `?`, pass phrases
 /// without echo, confirmations, the pager and the idle timeout.
-fn interactive(cli: &Shared, user: &str, state: &std::path::Path) {
+fn interactive(cli: &Shared, user: &str, state: &std::path::Path, last: &AtomicU64) {
     let config = Config::builder()
         .max_history_size(HISTORY)
         .and_then(|c| c.history_ignore_dups(true))
@@ -237,19 +293,10 @@ fn interactive(cli: &Shared, user: &str, state: &std::path::Path) {
     let history = state
         .join("history")
         .join(grammar::clean(user).replace(['/', '.'], "_"));
-    let _ = rl.load_history(&history);
-
-    let last = Arc::new(AtomicU64::new(now()));
-    {
-        let last = last.clone();
-        std::thread::spawn(move || loop {
-            std::thread::sleep(std::time::Duration::from_secs(5));
-            if now().saturating_sub(last.load(Ordering::Relaxed)) > IDLE_SECS {
-                println!("\r\n% idle for {} minutes: logged out", IDLE_SECS / 60);
-                std::process::exit(0);
-            }
-        });
+    for line in sms_cli::files::read_history(&history) {
+        let _ = rl.history_mut().add(&line);
     }
+
     let mut initial = String::new();
     loop {
         let mode = if sms_core::daemon::lock(cli).configuring() {
@@ -270,7 +317,19 @@ fn interactive(cli: &Shared, user: &str, state: &std::path::Path) {
                 // Ctrl-C: the line is dropped, the session goes on.
                 continue;
             }
+            Err(ReadlineError::Eof) if sms_core::daemon::lock(cli).configuring() => {
+                // Ctrl-D leaves configuration mode as `exit` does: not
+                // while changes are staged.
+                let o = run(cli, "exit");
+                show(&mut io::stdout().lock(), &o);
+                continue;
+            }
             Err(ReadlineError::Eof) => break,
+            Err(ReadlineError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                println!("% the line is not valid text (UTF-8); nothing was run");
+                continue;
+            }
+            Err(ReadlineError::WindowResized) => continue,
             Err(e) => {
                 eprintln!("% terminal: {e}");
                 break;
@@ -286,13 +345,17 @@ fn interactive(cli: &Shared, user: &str, state: &std::path::Path) {
             initial = line;
             continue;
         }
-        if !line.trim().is_empty() {
+        // A line that carries a secret (an SNMP community) is run but not
+        // kept in the history.
+        if !line.trim().is_empty() && !sms_core::daemon::lock(cli).holds_secret(&line) {
             let _ = rl.history_mut().add(line.trim());
         }
         drop(out);
-        let o = answer(cli, &mut rl, &last, run(cli, &line));
+        let o = answer(cli, &mut rl, last, run(cli, &line));
         match &o {
-            Outcome::Ok(t) | Outcome::Failed(t) if !t.is_empty() => page(t),
+            Outcome::Ok(t) | Outcome::Failed(t) if !t.is_empty() => {
+                page(t, &|| last.store(now(), Ordering::Relaxed))
+            }
             _ => {
                 if !show(&mut io::stdout().lock(), &o) {
                     break;
@@ -300,7 +363,10 @@ fn interactive(cli: &Shared, user: &str, state: &std::path::Path) {
             }
         }
     }
-    let _ = rl.save_history(&history);
+    let kept: Vec<String> = rl.history().iter().cloned().collect();
+    if let Err(e) = sms_cli::files::write_history(&history, &kept) {
+        eprintln!("% the history was not saved: {e}");
+    }
 }
 
 /// Asks what a command needs before it runs (pass phrases without echo,

@@ -160,7 +160,8 @@ fn read_key() -> Option<u8> {
 /// when it is longer than the screen: Space for the next screen, Enter for
 /// one more line, q (or Ctrl-C, Ctrl-D) to stop. Built in: no external
 /// pager (which could open a shell) is ever started.
-pub fn page(text: &str) {
+/// `key_pressed` is called for every key (a person paging is not idle).
+pub fn page(text: &str, key_pressed: &dyn Fn()) {
     let mut out = io::stdout().lock();
     let lines: Vec<&str> = text.lines().collect();
     let screen = rows().saturating_sub(1).max(1);
@@ -187,6 +188,7 @@ pub fn page(text: &str) {
         );
         let _ = out.flush();
         let key = read_key();
+        key_pressed();
         let _ = write!(out, "\r{:70}\r", "");
         match key {
             Some(b' ') => step = screen,

@@ -83,8 +83,12 @@ fn the_log_names_who_connected_and_keeps_one_line_per_record() {
         .arg(dir.path().join("cli"))
         .arg("--audit-socket")
         .arg(&socket)
-        .args(["-c", "update dv check"])
-        .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+        .args([
+            "--bus",
+            "unix:path=/nonexistent/bus",
+            "-c",
+            "update dv check",
+        ])
         .output()
         .unwrap();
     assert!(

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 fn cli(dir: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sms-cli"));
     c.arg("--state-dir").arg(dir);
-    c.env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus");
+    c.args(["--bus", "unix:path=/nonexistent/bus"]);
     c
 }
 
@@ -292,6 +292,7 @@ fn file_arguments_stay_in_the_file_directory() {
     std::fs::write(&outside, "hostname = \"outside\"\n").unwrap();
     std::os::unix::fs::symlink(&outside, files.join("link")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", files.join("passwd")).unwrap();
+    std::fs::hard_link(&outside, files.join("hard")).unwrap();
     nix::unistd::mkfifo(
         &files.join("fifo"),
         nix::sys::stat::Mode::from_bits_truncate(0o600),
@@ -304,6 +305,7 @@ fn file_arguments_stay_in_the_file_directory() {
         ".hidden",
         "a/b",
         "link",
+        "hard",
         "passwd",
         "fifo",
         "missing",
@@ -343,4 +345,87 @@ fn file_arguments_stay_in_the_file_directory() {
         !ok && out.contains("not loaded") && out.contains("no changes"),
         "{out}"
     );
+}
+
+#[test]
+fn saved_files_carry_no_secrets_and_load_keeps_the_candidates() {
+    let dir = tempfile::tempdir().unwrap();
+    let set_proxy = "set proxy url http://proxy.example:3128\nset proxy password\ns3cret-pass-1\n";
+    let (ok, out) = run_file(dir.path(), &format!("configure\n{set_proxy}save p.toml\n"));
+    assert!(
+        ok && out.contains("without secrets: proxy password"),
+        "{out}"
+    );
+    let saved = std::fs::read_to_string(dir.path().join("files/p.toml")).unwrap();
+    assert!(!saved.contains("s3cret-pass-1"), "{saved}");
+    assert!(saved.contains("proxy.example"), "{saved}");
+    // Loaded where the candidate has the password: it is kept, and
+    // committed as the password, not as the file's marker.
+    let (ok, out) = run_file(
+        dir.path(),
+        &format!("configure\n{set_proxy}load p.toml\ncommit\n"),
+    );
+    assert!(ok, "{out}");
+    let secrets = std::fs::read_to_string(dir.path().join("config/updated/secrets.toml")).unwrap();
+    assert!(secrets.contains("s3cret-pass-1"), "{secrets}");
+    // Loaded on another appliance that has none: refused, saying which
+    // secret is missing.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(other.path().join("files")).unwrap();
+    std::fs::write(other.path().join("files/p.toml"), &saved).unwrap();
+    let (ok, out) = run_file(other.path(), "configure\nload p.toml\n");
+    assert!(!ok && out.contains("proxy password"), "{out}");
+}
+
+#[test]
+fn a_command_that_is_not_utf8_is_refused_and_starts_no_session() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let bad = std::ffi::OsStr::from_bytes(b"show \xff version");
+    let direct = cli(dir.path())
+        .arg("-c")
+        .arg(bad)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    // As sshd runs it with ForceCommand: the client's command in the
+    // environment.
+    let forced = cli(dir.path())
+        .arg("-c")
+        .arg("/usr/bin/sms-cli")
+        .env("SSH_ORIGINAL_COMMAND", bad)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    for o in [direct, forced] {
+        let out =
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{out}");
+        assert!(out.contains("not valid text (UTF-8)"), "{out}");
+        assert!(!out.contains("Type help"), "a session started: {out}");
+    }
+}
+
+#[test]
+fn the_idle_timeout_ends_a_session_without_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = cli(dir.path())
+        .args(["--idle-secs", "2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The connection stays open and sends nothing.
+    let _stdin = child.stdin.take();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running without input after 20 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let o = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("idle for 2 s: logged out"), "{out}");
 }

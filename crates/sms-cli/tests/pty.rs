@@ -9,10 +9,16 @@ use std::process::Command;
 use std::time::Duration;
 
 fn spawn(dir: &std::path::Path, term: &str) -> Session {
+    spawn_with(dir, term, &[])
+}
+
+fn spawn_with(dir: &std::path::Path, term: &str, extra: &[&str]) -> Session {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sms-cli"));
-    cmd.arg("--state-dir").arg(dir);
+    cmd.arg("--state-dir").arg(dir).args(extra);
+    if !extra.contains(&"--bus") {
+        cmd.args(["--bus", "unix:path=/nonexistent/bus"]);
+    }
     cmd.env("TERM", term);
-    cmd.env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus");
     let mut s = expectrl::Session::spawn(cmd).expect("spawn on a pty");
     s.set_expect_timeout(Some(Duration::from_secs(15)));
     s.expect("@sms> ").expect("prompt");
@@ -258,11 +264,90 @@ fn long_output_is_paged_on_the_terminal_only() {
     let o = Command::new(env!("CARGO_BIN_EXE_sms-cli"))
         .arg("--state-dir")
         .arg(dir.path())
-        .args(["-c", "help"])
-        .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+        .args(["--bus", "unix:path=/nonexistent/bus", "-c", "help"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success() && !text.contains("-- More"), "{text}");
     assert!(text.lines().count() > 30, "{text}");
+}
+
+#[test]
+fn invalid_text_is_refused_and_ctrl_d_in_configuration_mode_warns_like_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spawn(dir.path(), "xterm");
+    // Bytes that are not UTF-8, and a C1 control alone: the line is
+    // refused, the session goes on.
+    for bad in [&b"sh\xff ver\r"[..], &b"\x9b\r"[..]] {
+        s.send(bad).unwrap();
+        s.expect("not valid text (UTF-8); nothing was run").unwrap();
+        s.expect("@sms> ").unwrap();
+        assert!(alive(&s));
+    }
+    s.send("whoami\r").unwrap();
+    s.expect(ROOT_LINE).unwrap();
+    s.send("configure\r").unwrap();
+    s.expect("@sms# ").unwrap();
+    s.send("set ntp server 192.0.2.1\r").unwrap();
+    s.expect("@sms# ").unwrap();
+    // Ctrl-D with staged changes: the same refusal as `exit`.
+    s.send(ControlCode::EndOfTransmission).unwrap();
+    s.expect("uncommitted changes").unwrap();
+    s.expect("@sms# ").unwrap();
+    assert!(alive(&s));
+    s.send("discard\r").unwrap();
+    s.expect("@sms# ").unwrap();
+    // Without changes it leaves configuration mode, not the session.
+    s.send(ControlCode::EndOfTransmission).unwrap();
+    s.expect("@sms> ").unwrap();
+    assert!(alive(&s));
+    s.send(ControlCode::EndOfTransmission).unwrap();
+    s.expect(Eof).unwrap();
+}
+
+#[test]
+fn the_history_keeps_no_community_and_is_never_written_through_a_link() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("history")).unwrap();
+    let outside = dir.path().join("outside");
+    std::fs::write(&outside, "untouched\n").unwrap();
+    std::os::unix::fs::symlink(&outside, dir.path().join("history/root")).unwrap();
+    let mut s = spawn(dir.path(), "xterm");
+    s.send("configure\r").unwrap();
+    s.expect("@sms# ").unwrap();
+    s.send("set snmp community n0c-s3cret network 10.0.0.0/8 read-only\r")
+        .unwrap();
+    s.expect("@sms# ").unwrap();
+    s.send("exit discard\r").unwrap();
+    s.expect("@sms> ").unwrap();
+    s.send("whoami\r").unwrap();
+    s.expect(ROOT_LINE).unwrap();
+    s.send("exit\r").unwrap();
+    s.expect(Eof).unwrap();
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "untouched\n");
+    let history = dir.path().join("history/root");
+    assert!(std::fs::symlink_metadata(&history).unwrap().is_file());
+    let h = std::fs::read_to_string(&history).unwrap();
+    assert!(h.contains("whoami") && h.contains("exit discard"), "{h}");
+    assert!(!h.contains("n0c-s3cret"), "{h}");
+    // A hard link in its place is replaced, not written through.
+    std::fs::remove_file(&history).unwrap();
+    std::fs::hard_link(&outside, &history).unwrap();
+    let mut s = spawn(dir.path(), "xterm");
+    s.send("whoami\r").unwrap();
+    s.expect(ROOT_LINE).unwrap();
+    s.send("exit\r").unwrap();
+    s.expect(Eof).unwrap();
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "untouched\n");
+}
+
+#[test]
+fn the_idle_timeout_ends_a_session_waiting_in_the_pager() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spawn_with(dir.path(), "xterm", &["--idle-secs", "3"]);
+    s.get_process_mut().set_window_size(80, 12).unwrap();
+    s.send("help\r").unwrap();
+    s.expect("-- More (11/").unwrap();
+    s.expect("idle for 3 s: logged out").unwrap();
+    s.expect(Eof).unwrap();
 }

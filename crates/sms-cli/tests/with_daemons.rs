@@ -10,9 +10,9 @@ fn cli(dir: &std::path::Path, bus: &str, line: &str) -> (bool, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_sms-cli"))
         .arg("--state-dir")
         .arg(dir)
+        .args(["--bus", bus])
         .arg("-c")
         .arg(line)
-        .env("DBUS_SYSTEM_BUS_ADDRESS", bus)
         .output()
         .unwrap();
     (

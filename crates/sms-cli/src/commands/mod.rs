@@ -67,18 +67,29 @@ pub struct Cli {
     secrets: Vec<String>,
 }
 
+/// The system bus's socket, whatever the environment says.
+const SYSTEM_BUS: &str = "unix:path=/run/dbus/system_bus_socket";
+
 /// How long a daemon may take to answer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Cli {
     /// A CLI for `user` writing its audit log with `audit`; connects to the
-    /// system bus (`DBUS_SYSTEM_BUS_ADDRESS` is honoured) when it can.
-    pub fn new(user: String, audit: Audit) -> std::io::Result<Cli> {
+    /// system bus's own socket when it can, or to `bus` (tests). The
+    /// environment's DBUS_SYSTEM_BUS_ADDRESS is never used: a login could
+    /// set it and point the CLI at daemons of its own.
+    pub fn new(user: String, audit: Audit, bus: Option<&str>) -> std::io::Result<Cli> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        let address = bus.unwrap_or(SYSTEM_BUS).to_string();
         let bus = rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(5), zbus::Connection::system())
+            let connect = async {
+                zbus::connection::Builder::address(address.as_str())?
+                    .build()
+                    .await
+            };
+            tokio::time::timeout(Duration::from_secs(5), connect)
                 .await
                 .ok()
                 .and_then(|r| r.ok())
@@ -128,6 +139,18 @@ impl Cli {
         self.secrets = secrets;
     }
 
+    /// Whether `line` carries a secret as an argument (an SNMP community):
+    /// such lines are not kept in the history.
+    pub fn holds_secret(&self, line: &str) -> bool {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match grammar::parse(&self.tree(), &words) {
+            Ok(p) => p.args.iter().any(|(kind, _)| *kind == ArgKind::Community),
+            // A line that does not parse is kept (it runs nothing), unless
+            // it names a community at all.
+            Err(_) => words.iter().any(|w| w.eq_ignore_ascii_case("community")),
+        }
+    }
+
     /// The logged-in user.
     pub fn user(&self) -> &str {
         &self.user
@@ -175,7 +198,17 @@ impl Cli {
             return Err("the system bus is not reachable".into());
         };
         self.rt.block_on(async {
-            match tokio::time::timeout(limit, call(conn)).await {
+            // Ctrl-C gives the prompt back (the daemon may still finish
+            // what it was asked); SIGINT is otherwise ignored.
+            let answer = tokio::select! {
+                a = tokio::time::timeout(limit, call(conn)) => a,
+                _ = tokio::signal::ctrl_c() => {
+                    return Err(format!(
+                        "interrupted (Ctrl-C) while waiting for {daemon}; it may still finish what it was asked"
+                    ))
+                }
+            };
+            match answer {
                 Err(_) => Err(format!(
                     "{daemon} did not answer within {} s",
                     limit.as_secs()
