@@ -64,6 +64,15 @@ while IFS= read -r line; do
 done <"$ext/configs/sms_x86_64_defconfig"
 [ "$fail" -eq 0 ] && echo "   all $(grep -c '^BR2_\|^# BR2_' "$ext/configs/sms_x86_64_defconfig") lines present"
 
+echo "== root login"
+# Without this, Buildroot gives root an empty password on the serial getty.
+if grep -qx '# BR2_TARGET_ENABLE_ROOT_LOGIN is not set' "$out/.config"; then
+  echo "   root login disabled (root has no password that works)"
+else
+  echo "   ROOT LOGIN ENABLED: set '# BR2_TARGET_ENABLE_ROOT_LOGIN is not set' in the defconfig"
+  fail=1
+fi
+
 echo "== show-info"
 make -s -C "$out" show-info >"$out/info.json"
 python3 - "$out/info.json" "$repo" <<'PY' || fail=1

@@ -27,6 +27,7 @@ step() { printf '==> [%3ss] %s\n' "$(( $(date +%s) - started ))" "$*"; }
 mkdir -p "$out/cache"
 
 step "building the daemons (release)"
+export SMS_BUILD="${SMS_BUILD:-$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 (cd "$top" && cargo build -q --release -p sms-updated -p sms-ntpd -p sms-distd -p sms-snmpd -p sms-cli -p sms-apply -p sms-sim)
 world=${SMS_WORLD_DIR:-$out/world}
 "$top/target/release/sms-sim" keys --dir "$world" >/dev/null

@@ -258,6 +258,15 @@ secrets_apart() {
 check "the SNMP secrets file is readable by sms-snmpd only, not in the shared settings" secrets_apart
 out=$(as_admin who 2>&1 || true)
 check "who lists admin's SSH session (got: $out)" grep -qE "^admin +[0-9]+ .* 10\.0\.2\.2" <<<"$out"
+ciphers_offered() {
+  timeout 60 ssh "${ssh_opts[@]}" -c aes256-gcm@openssh.com admin@127.0.0.1 'show version' 2>/dev/null | grep -q "SMS OS" &&
+    ! timeout 60 ssh "${ssh_opts[@]}" -c aes128-cbc admin@127.0.0.1 'show version' 2>/dev/null | grep -q "SMS OS" &&
+    ! timeout 60 ssh "${ssh_opts[@]}" -c chacha20-poly1305@openssh.com admin@127.0.0.1 'show version' 2>/dev/null | grep -q "SMS OS"
+}
+check "SSH offers AES-GCM and refuses CBC and ciphers outside the product's list" ciphers_offered
+issue=$(as_root 'cat /etc/issue; cat /etc/motd' 2>/dev/null || true)
+check "the console greets with the appliance's banner, no distribution text (got: $(head -n 1 <<<"$issue"))" \
+  bash -c 'grep -q "Security Management System" <<<"$1" && ! grep -qiE "debian|warranty" <<<"$1"' _ "$issue"
 out=$(as_admin show log sms-updated 2>&1 || true)
 check "admin reads a daemon's journal with show log (got: $(tail -n 2 <<<"$out"))" grep -q "sms-updated ready" <<<"$out"
 sysrq=$(as_root cat /proc/sys/kernel/sysrq 2>/dev/null || true)
@@ -291,6 +300,8 @@ token_intact() { as_root cat /var/lib/sms/boot-test-token | grep -qx "$token"; }
 check "data survived the reboot" token_intact
 out=$(as_admin 'show version' 2>&1 || true)
 check "the host name is set again at boot (got: $out)" grep -q "host name: sms-lab" <<<"$out"
+check "show version names the booted slot and the active DV (got: $(tr '\n' ' ' <<<"$out"))" \
+  bash -c 'grep -q "booted slot: A" <<<"$1" && grep -qE "active DV: [0-9]+\." <<<"$1"' _ "$out"
 check "the static management address is applied again at boot" static_address
 check "after the reboot the DV and its signed catalog are still served" dv_served
 
@@ -319,6 +330,26 @@ check "slot B was tried" test "$(grep -c "booting slot B" "$serial")" -gt 0
 check "the appliance came back on slot A by itself (state: ${back:-not back})" test -n "$back"
 check "health check refused slot B" grep -q "health check FAILED" "$serial"
 check "data intact after the fallback" token_intact
+
+echo "== A/B: slot B that the initramfs cannot boot: no shell, back to A"
+as_root 'set -e
+  mount /dev/disk/by-partlabel/sms-root-b /mnt
+  rm -f /mnt/sbin/init
+  umount /mnt
+  /usr/libexec/sms/slot activate B 1
+  systemctl reboot' 2>/dev/null || true
+start=$(date +%s)
+back=""
+while [ $(( $(date +%s) - start )) -lt 600 ]; do
+  sleep 3
+  cur=$(timeout 20 ssh "${ssh_opts[@]}" root@127.0.0.1 '/usr/libexec/sms/slot current; /usr/libexec/sms/slot status' 2>/dev/null | tr '\n' ' ' || true)
+  case "$cur" in
+    A\ ORDER=\"A\ B\"*A_TRY=3*) back=$cur; break ;;
+  esac
+done
+check "the initramfs refused slot B without /sbin/init" grep -q "slot B cannot be booted; restarting" "$serial"
+check "no rescue shell was offered" bash -c '! grep -qi "rescue shell" "$1"' _ "$serial"
+check "the appliance came back on slot A after the initramfs refusal (state: ${back:-not back})" test -n "$back"
 
 echo "== power off"
 timeout 20 ssh "${ssh_opts[@]}" root@127.0.0.1 'systemctl poweroff' 2>/dev/null || true

@@ -24,6 +24,17 @@ sed -i -e '/^Subsystem/d' -e '/^AcceptEnv/d' "$root/etc/ssh/sshd_config"
 grep -q '^AuthorizedKeysFile' "$root/etc/ssh/sshd_config" ||
   echo 'AuthorizedKeysFile .ssh/authorized_keys /etc/ssh/authorized_keys/%u' >>"$root/etc/ssh/sshd_config"
 
+# What a person sees before logging in: the appliance, not the base
+# distribution's issue text and licence notice.
+cat >"$root/etc/issue" <<'ISSUE'
+SMS OS - Security Management System appliance
+Console login: admin. Type help after logging in.
+
+ISSUE
+cp "$root/etc/issue" "$root/etc/issue.net"
+: >"$root/etc/motd"
+rm -rf "$root/etc/update-motd.d"
+
 # PAM reads no environment file the user owns (~/.pam_environment): an
 # administrator's session gets only what the appliance sets.
 for f in "$root"/etc/pam.d/*; do

@@ -356,7 +356,24 @@ impl Cli {
             Op::Whoami => Ok(clean(&self.user)),
             Op::ShowVersion => {
                 let host = sms_core::daemon::host_name();
-                Ok(format!("SMS OS {VERSION}\nhost name: {}", clean(&host)))
+                let slot = system::booted_slot().unwrap_or_else(|| "-".into());
+                let (dv, tos) = match self.ask("Updater1", |c| async move {
+                    bus::Updater1Proxy::new(&c).await?.status().await
+                }) {
+                    Ok(s) => (opt(&s.0.active_dv), opt(&s.0.active_tos)),
+                    Err(_) => (
+                        "unknown (update daemon not answering)".into(),
+                        "unknown".into(),
+                    ),
+                };
+                Ok(format!(
+                    "SMS OS {VERSION} (build {})\nhost name: {}\nbooted slot: {}\nactive DV: {}\nactive TOS: {}",
+                    option_env!("SMS_BUILD").unwrap_or("development"),
+                    clean(&host),
+                    clean(&slot),
+                    clean(&dv),
+                    clean(&tos)
+                ))
             }
             Op::ShowSystem => Ok(system::system_text()),
             Op::ShowDns | Op::ShowProxy | Op::ShowHa | Op::ShowConfiguration => {

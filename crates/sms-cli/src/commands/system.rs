@@ -211,6 +211,26 @@ pub(super) fn journal(name: &str) -> Result<String, String> {
     Ok(text.lines().map(clean).collect::<Vec<_>>().join("\n"))
 }
 
+/// The A/B slot the running root file system is on (`A` or `B`): the
+/// device mounted at `/` compared with the slots' partition labels.
+pub(super) fn booted_slot() -> Option<String> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    // Fields: id parent major:minor root mount-point ...
+    let root_dev = mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(4) == Some(&"/")).then(|| f.get(2).map(|d| d.to_string()))?
+    })?;
+    for (slot, label) in [("A", "sms-root-a"), ("B", "sms-root-b")] {
+        let dev = std::fs::canonicalize(format!("/dev/disk/by-partlabel/{label}")).ok()?;
+        let name = dev.file_name()?.to_str()?.to_string();
+        let numbers = std::fs::read_to_string(format!("/sys/class/block/{name}/dev")).ok()?;
+        if numbers.trim() == root_dev {
+            return Some(slot.to_string());
+        }
+    }
+    None
+}
+
 /// `show system`: uptime, load, memory and the data partition.
 pub(super) fn system_text() -> String {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
