@@ -61,7 +61,7 @@ enabled = false
     .unwrap();
     assert!(ok, "{out}");
     assert!(
-        out.contains("engine_id") && out.contains(&format!("127.0.0.1:{trap_port}")),
+        out.contains("engine id") && out.contains(&format!("127.0.0.1:{trap_port}")),
         "{out}"
     );
 

@@ -77,14 +77,69 @@ pub(super) fn record<T: Serialize>(v: &T, json: bool, f: impl Fn(&T) -> String) 
 
 /// A record's fields, one per line.
 pub fn fields<T: Serialize>(v: &T) -> String {
+    fields_at(v, sms_core::daemon::unix_now())
+}
+
+/// Fields of records that hold a time (Unix seconds), shown as dates.
+const TIME_FIELDS: &[&str] = &[
+    "last_check",
+    "next_check",
+    "last_contact",
+    "created",
+    "finished",
+    "updated",
+    "downloaded",
+    "built",
+];
+
+/// [`fields`] with the clock at `now`: names in words (`last check`),
+/// times as dates with how long ago or ahead, lists one value per line.
+pub(crate) fn fields_at<T: Serialize>(v: &T, now: i64) -> String {
     let v = serde_json::to_value(v).unwrap_or(Value::Null);
     match v.as_object() {
         Some(o) => o
             .iter()
-            .map(|(k, v)| format!("{:<22} {}", clean(k), cell(Some(v))))
+            .map(|(k, v)| {
+                let shown = match v.as_i64() {
+                    Some(t) if TIME_FIELDS.contains(&k.as_str()) => when(t, now),
+                    _ => cell(Some(v)),
+                };
+                format!("{:<22} {}", clean(&k.replace('_', " ")), shown)
+            })
             .collect::<Vec<_>>()
             .join("\n"),
         None => cell(Some(&v)),
+    }
+}
+
+/// A Unix time as a UTC date with how far it is from `now`
+/// (`2026-12-03 18:53 UTC (2 min ago)`, `... (in 28 min)`).
+pub(crate) fn when(t: i64, now: i64) -> String {
+    let Ok(at) = time::OffsetDateTime::from_unix_timestamp(t) else {
+        return t.to_string();
+    };
+    let date = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute()
+    );
+    let d = (t - now).unsigned_abs();
+    let span = if d < 60 {
+        return format!("{date} (just now)");
+    } else if d < 3600 {
+        format!("{} min", d / 60)
+    } else if d < 2 * 86400 {
+        format!("{} h {} min", d / 3600, d / 60 % 60)
+    } else {
+        format!("{} days", d / 86400)
+    };
+    if t > now {
+        format!("{date} (in {span})")
+    } else {
+        format!("{date} ({span} ago)")
     }
 }
 
@@ -187,4 +242,36 @@ pub fn help_text(nodes: &[Node]) -> String {
         text.push_str(&format!("  {c:<w$}  {h}\n"));
     }
     text.trim_end().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_dates_with_how_long_ago_or_ahead() {
+        let now = 1_764_788_000; // 2025-12-03 18:53:20 UTC
+        assert_eq!(when(now - 125, now), "2025-12-03 18:51 UTC (2 min ago)");
+        assert_eq!(when(now + 1800, now), "2025-12-03 19:23 UTC (in 30 min)");
+        assert_eq!(when(now + 10, now), "2025-12-03 18:53 UTC (just now)");
+        assert_eq!(
+            when(now - 3 * 86400, now),
+            "2025-11-30 18:53 UTC (3 days ago)"
+        );
+        let status = sms_core::bus::UpdaterStatus {
+            last_check: Some(now - 600),
+            next_check: Some(now + 1200),
+            ..Default::default()
+        };
+        let text = fields_at(&status, now);
+        assert!(
+            text.contains("last check             2025-12-03 18:43 UTC (10 min ago)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("next check             2025-12-03 19:13 UTC (in 20 min)"),
+            "{text}"
+        );
+        assert!(!text.contains("1764787400"), "{text}");
+    }
 }
