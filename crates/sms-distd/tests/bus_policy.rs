@@ -19,12 +19,34 @@ use std::time::Duration;
 /// of IDs without an account: it needs their groups). These accounts stand
 /// for the appliance's.
 fn account(name: &str) -> u32 {
+    passwd_field(name, 2)
+}
+
+/// The primary group of a Debian base-system account (what dbus-daemon
+/// matches a `group=` policy against).
+fn primary_group(name: &str) -> u32 {
+    passwd_field(name, 3)
+}
+
+/// The primary group of the account with ID `uid`.
+fn gid_of(uid: u32) -> u32 {
     std::fs::read_to_string("/etc/passwd")
         .unwrap()
         .lines()
         .find_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
-            (f.first() == Some(&name)).then(|| f[2].parse().unwrap())
+            (f.get(2) == Some(&uid.to_string().as_str())).then(|| f[3].parse().unwrap())
+        })
+        .unwrap_or(uid)
+}
+
+fn passwd_field(name: &str, field: usize) -> u32 {
+    std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&name)).then(|| f[field].parse().unwrap())
         })
         .unwrap_or_else(|| panic!("no account {name} on this host"))
 }
@@ -35,7 +57,7 @@ fn dbus_send(bus: &str, uid: u32, args: &[&str]) -> (bool, String) {
         .arg(format!("--bus={bus}"))
         .args(args)
         .uid(uid)
-        .gid(uid)
+        .gid(gid_of(uid))
         .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
         .output()
         .expect("dbus-send (package dbus-bin)");
@@ -81,6 +103,8 @@ async fn the_appliance_policy_lets_each_account_do_only_its_part() {
         account("sys"),
         account("nobody"),
     );
+    // The roles: an operator and an auditor, by their groups.
+    let (OPERATOR, AUDITOR) = (account("games"), account("man"));
     let policy = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../rootfs-overlay/etc/dbus-1/system.d/org.smsos.conf");
     // The update daemon runs in this process, as root: root stands for
@@ -92,6 +116,8 @@ async fn the_appliance_policy_lets_each_account_do_only_its_part() {
             ("sms-distd", DISTD),
             ("sms-snmpd", SNMPD),
             ("admin", ADMIN),
+            ("sms-operator", primary_group("games")),
+            ("sms-auditor", primary_group("man")),
         ],
     )
     .unwrap();
@@ -119,6 +145,52 @@ async fn the_appliance_policy_lets_each_account_do_only_its_part() {
     // The administrator calls everything.
     allowed(call(&addr, ADMIN, dist, "Jobs", &[]), "admin's Jobs");
     allowed(call(&addr, ADMIN, up, "Status", &[]), "admin's Status");
+    // Roles, enforced by the bus whatever a client program does: the
+    // operator updates and distributes but changes no inventory; the
+    // auditor reads only.
+    allowed(
+        call(&addr, OPERATOR, up, "Status", &[]),
+        "operator's Status",
+    );
+    allowed(
+        call(&addr, OPERATOR, up, "CheckNow", &[]),
+        "operator's CheckNow",
+    );
+    allowed(call(&addr, OPERATOR, dist, "Jobs", &[]), "operator's Jobs");
+    denied(
+        call(&addr, OPERATOR, dist, "RemoveDevice", &["string:ips-1"]),
+        "operator's RemoveDevice",
+    );
+    denied(
+        call(&addr, OPERATOR, dist, "AddDevices", &["string:[]"]),
+        "operator's AddDevices",
+    );
+    allowed(call(&addr, AUDITOR, up, "Status", &[]), "auditor's Status");
+    allowed(call(&addr, AUDITOR, dist, "Jobs", &[]), "auditor's Jobs");
+    denied(
+        call(&addr, AUDITOR, up, "CheckNow", &[]),
+        "auditor's CheckNow",
+    );
+    denied(
+        call(
+            &addr,
+            AUDITOR,
+            dist,
+            "Distribute",
+            &["string:dv", "string:4.0.0.1", "string:all"],
+        ),
+        "auditor's Distribute",
+    );
+    denied(
+        call(
+            &addr,
+            AUDITOR,
+            up,
+            "Download",
+            &["string:dv", "string:4.0.0.1"],
+        ),
+        "auditor's Download",
+    );
     // The SNMP daemon reads what the MIB shows, and nothing else.
     allowed(call(&addr, SNMPD, up, "Status", &[]), "snmpd's Status");
     allowed(call(&addr, SNMPD, dist, "Devices", &[]), "snmpd's Devices");
