@@ -73,6 +73,24 @@ else
   fail=1
 fi
 
+echo "== boot loader locked"
+grubcfg="$repo/board/sms-x86_64/grub.cfg"
+if grep -q '^set superusers=' "$grubcfg" && grep -q '^password_pbkdf2 ' "$grubcfg" &&
+  ! grep '^menuentry ' "$grubcfg" | grep -qv -- '--unrestricted'; then
+  echo "   GRUB: a superuser with a password; entries boot without it, edits need it"
+else
+  echo "   GRUB NOT LOCKED: $grubcfg needs set superusers, password_pbkdf2 and --unrestricted entries"
+  fail=1
+fi
+# The hash the post-image script makes must be in GRUB's format.
+hash=$(sed -n '/^hash=\$(python3 - <<.PY.$/,/^PY$/p' "$repo/board/sms-x86_64/buildroot-post-image.sh" | sed '1d;$d' | python3 -)
+if [[ "$hash" =~ ^grub\.pbkdf2\.sha512\.10000\.[0-9A-F]{128}\.[0-9A-F]{128}$ ]]; then
+  echo "   the image's GRUB password hash has GRUB's PBKDF2 format"
+else
+  echo "   BAD GRUB HASH from buildroot-post-image.sh: $hash"
+  fail=1
+fi
+
 echo "== show-info"
 make -s -C "$out" show-info >"$out/info.json"
 python3 - "$out/info.json" "$repo" <<'PY' || fail=1
