@@ -93,23 +93,94 @@ const TIME_FIELDS: &[&str] = &[
 ];
 
 /// [`fields`] with the clock at `now`: names in words (`last check`),
-/// times as dates with how long ago or ahead, lists one value per line.
+/// times as dates with how long ago or ahead, lists of values joined, and
+/// lists of records (NTP sources, downloads) as tables after the fields:
+/// never raw JSON (`| json` is there for scripts).
 pub(crate) fn fields_at<T: Serialize>(v: &T, now: i64) -> String {
     let v = serde_json::to_value(v).unwrap_or(Value::Null);
-    match v.as_object() {
-        Some(o) => o
-            .iter()
-            .map(|(k, v)| {
-                let shown = match v.as_i64() {
-                    Some(t) if TIME_FIELDS.contains(&k.as_str()) => when(t, now),
-                    _ => cell(Some(v)),
-                };
-                format!("{:<22} {}", clean(&k.replace('_', " ")), shown)
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
-        None => cell(Some(&v)),
+    let Some(o) = v.as_object() else {
+        return cell(Some(&v));
+    };
+    let mut lines = Vec::new();
+    let mut tables = Vec::new();
+    for (k, v) in o {
+        let name = clean(&k.replace('_', " "));
+        let shown = match v {
+            Value::Number(n) if TIME_FIELDS.contains(&k.as_str()) => match n.as_i64() {
+                Some(t) => when(t, now),
+                None => cell(Some(v)),
+            },
+            Value::Array(items) if items.iter().any(Value::is_object) => {
+                tables.push(format!("{}:\n{}", name, record_table(items, now)));
+                format!("{} (below)", items.len())
+            }
+            Value::Array(items) if items.is_empty() => "-".into(),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| cell(Some(i)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => cell(Some(v)),
+        };
+        lines.push(format!("{name:<22} {shown}"));
     }
+    let mut out = lines.join("\n");
+    for t in tables {
+        out.push_str("\n\n");
+        out.push_str(&t);
+    }
+    out
+}
+
+/// Records as a table: one column per field of the first (names in
+/// capitals), nested values flattened to text.
+fn record_table(items: &[Value], now: i64) -> String {
+    let Some(first) = items.iter().find_map(Value::as_object) else {
+        return "(none)".into();
+    };
+    let keys: Vec<&String> = first.keys().collect();
+    let heads: Vec<String> = keys
+        .iter()
+        .map(|k| k.replace('_', " ").to_uppercase())
+        .collect();
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|i| {
+            keys.iter()
+                .map(|k| match i.get(k.as_str()) {
+                    Some(Value::Number(n)) if TIME_FIELDS.contains(&k.as_str()) => n
+                        .as_i64()
+                        .map(|t| when(t, now))
+                        .unwrap_or_else(|| n.to_string()),
+                    Some(Value::Array(a)) => a
+                        .iter()
+                        .map(|x| cell(Some(x)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    other => cell(other),
+                })
+                .collect()
+        })
+        .collect();
+    let mut widths: Vec<usize> = heads.iter().map(|h| h.chars().count()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = vec![line(&heads)];
+    out.extend(rows.iter().map(|r| line(r)));
+    out.join("\n")
 }
 
 /// A Unix time as a UTC date with how far it is from `now`
@@ -273,5 +344,48 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("1764787400"), "{text}");
+    }
+
+    #[test]
+    fn lists_of_records_are_tables_never_json() {
+        let status = sms_core::bus::NtpStatus {
+            synchronised: true,
+            listening: vec!["0.0.0.0:123".into(), "[::]:123".into()],
+            sources: vec![
+                sms_core::bus::NtpSourceStatus {
+                    address: "192.0.2.1:123".into(),
+                    reach: 255,
+                    state: "selected".into(),
+                    offset: Some(0.000_25),
+                    ..Default::default()
+                },
+                sms_core::bus::NtpSourceStatus {
+                    address: "192.0.2.2:123".into(),
+                    state: "falseticker".into(),
+                    last_error: Some("evil\u{202E}txt".into()),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let text = fields_at(&status, 0);
+        assert!(!text.contains('{') && !text.contains('"'), "{text}");
+        assert!(
+            text.contains("listening              0.0.0.0:123, [::]:123"),
+            "{text}"
+        );
+        assert!(text.contains("sources                2 (below)"), "{text}");
+        let table_head = text
+            .lines()
+            .find(|l| l.starts_with("ADDRESS"))
+            .unwrap_or_else(|| panic!("no sources table: {text}"));
+        assert!(
+            table_head.contains("REACH") && table_head.contains("LAST ERROR"),
+            "{text}"
+        );
+        assert!(text
+            .lines()
+            .any(|l| l.starts_with("192.0.2.2:123") && l.contains("falseticker")));
+        assert!(text.contains("evil?txt"), "{text}");
     }
 }
