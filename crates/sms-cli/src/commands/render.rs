@@ -23,24 +23,30 @@ pub fn table<T>(rows: &[T], cols: &[Column<'_, T>]) -> String {
     if rows.is_empty() {
         return "(none)".into();
     }
-    let mut widths: Vec<usize> = cols.iter().map(|(h, _)| h.len()).collect();
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
+    let heads: Vec<String> = cols.iter().map(|(h, _)| h.to_string()).collect();
+    grid(&heads, &rows)
+}
+
+/// Headings and rows as padded columns, two spaces apart.
+fn grid(heads: &[String], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = heads.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
         }
     }
-    let line = |cells: Vec<String>| {
+    let line = |cells: &[String]| {
         cells
             .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
             .collect::<Vec<_>>()
             .join("  ")
             .trim_end()
             .to_string()
     };
-    let mut out = vec![line(cols.iter().map(|(h, _)| h.to_string()).collect())];
-    out.extend(rows.into_iter().map(line));
+    let mut out = vec![line(heads)];
+    out.extend(rows.iter().map(|r| line(r)));
     out.join("\n")
 }
 
@@ -162,25 +168,7 @@ fn record_table(items: &[Value], now: i64) -> String {
                 .collect()
         })
         .collect();
-    let mut widths: Vec<usize> = heads.iter().map(|h| h.chars().count()).collect();
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-    };
-    let mut out = vec![line(&heads)];
-    out.extend(rows.iter().map(|r| line(r)));
-    out.join("\n")
+    grid(&heads, &rows)
 }
 
 /// A Unix time as a UTC date with how far it is from `now`
