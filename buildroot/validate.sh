@@ -91,6 +91,27 @@ else
   fail=1
 fi
 
+echo "== passwords on the data partition"
+# The post-fakeroot script (after Buildroot's users tables) keeps the shadow
+# file as the factory file and links /etc/shadow to the data partition.
+if grep -qx "BR2_ROOTFS_POST_FAKEROOT_SCRIPT=\"\$(BR2_EXTERNAL_SMS_PATH)/../board/sms-x86_64/post-fakeroot.sh\"" "$out/.config"; then
+  fake=$out/fake-root
+  mkdir -p "$fake/etc"
+  printf 'root:*:1::::::\nadmin:$6$f$x:1:0:99999:7:::\n' >"$fake/etc/shadow"
+  "$repo/board/sms-x86_64/post-fakeroot.sh" "$fake"
+  if [ "$(readlink "$fake/etc/shadow")" = /var/lib/sms/accounts/shadow ] &&
+    grep -q '^admin:' "$fake/usr/share/sms/factory/shadow" &&
+    [ "$(stat -c %a "$fake/usr/share/sms/factory/shadow")" = 600 ]; then
+    echo "   /etc/shadow links to /var/lib/sms/accounts/shadow; the factory file is kept (0600)"
+  else
+    echo "   PASSWORDS NOT ON THE DATA PARTITION: post-fakeroot.sh did not link /etc/shadow"
+    fail=1
+  fi
+else
+  echo "   BR2_ROOTFS_POST_FAKEROOT_SCRIPT does not name board/sms-x86_64/post-fakeroot.sh"
+  fail=1
+fi
+
 echo "== show-info"
 make -s -C "$out" show-info >"$out/info.json"
 python3 - "$out/info.json" "$repo" <<'PY' || fail=1

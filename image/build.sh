@@ -64,6 +64,7 @@ install -m 0644 "$world/trust-root.json" "$root/etc/sms/trust-root.json"
 install -m 0644 "$top/qemu/world/updated.toml" "$top/qemu/world/ntpd.toml" "$top/qemu/world/snmpd.toml" "$root/etc/sms/"
 install -D -m 0644 "$top/mibs/SMS-MIB.txt" "$root/usr/share/snmp/mibs/SMS-MIB.txt"
 "$board/post-build.sh" "$root"
+"$board/post-fakeroot.sh" "$root"
 
 # Development images: a key for root and admin.
 if [ -n "${SMS_DEV_KEY:-}" ]; then

@@ -56,7 +56,7 @@ SMS_WORLD_LOG=$work/world.log SMS_DV_SIZE=1M SMS_PUBLISH_EVERY=100000 "$top/qemu
 world_pid=$!
 
 boot() {
-  SMS_DISK=$work/disk.img SMS_SERIAL=$serial SMS_PORT_BASE=$base \
+  SMS_DISK=$work/disk.img SMS_SERIAL=$serial SMS_SERIAL_SOCKET=$work/console.sock SMS_PORT_BASE=$base \
     SMS_EXTRA_FWD="hostfwd=tcp:127.0.0.1:$((base + 7777))-:7777" \
     "$top/qemu/boot.sh" >>"$work/qemu.out" 2>&1 &
   qemu_pid=$!
@@ -92,6 +92,45 @@ sed 's/^/     exposure /' <<<"$exposure"
 check "every sms unit at exposure 2.0 or below in the image" awk 'NF < 2 || $2 > 2.0 { bad = 1 } END { exit bad + (NR == 0) }' <<<"$exposure"
 slot_a_good() { as_root /usr/libexec/sms/slot status | grep -qx 'A_TRY=3'; }
 check "slot A marked good by the health check" slot_a_good
+
+# First boot: the factory credential works on the console only, where the
+# CLI makes the administrator replace it (the setup dialog); until then SSH
+# refuses passwords. The new password lives on the data partition.
+new_pw='Lab-Passw0rd-2026'
+pw_ssh() {
+  printf '%s\n' "$1" >"$work/pw"
+  shift
+  printf '#!/bin/sh\ncat %s\n' "$work/pw" >"$work/askpass"
+  chmod 700 "$work/askpass"
+  SSH_ASKPASS=$work/askpass SSH_ASKPASS_REQUIRE=force DISPLAY=none timeout 120 ssh -p "$ssh_port" \
+    -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=10 \
+    -o PubkeyAuthentication=no -o PreferredAuthentications=password,keyboard-interactive \
+    -o NumberOfPasswordPrompts=1 admin@127.0.0.1 "$@" </dev/null
+}
+out=$(pw_ssh admin 'show version' 2>&1 || true)
+check "before setup SSH refuses the factory password (got: $(tr '\n' ' ' <<<"$out"))" \
+  bash -c '! grep -q "SMS OS" <<<"$1" && grep -q "Permission denied" <<<"$1"' _ "$out"
+out=$(as_admin 'show version' 2>&1 || true)
+check "before setup a key login is reminded of the setup (got: $(tr '\n' ' ' <<<"$out"))" \
+  grep -q "first-boot setup on the console" <<<"$out"
+console_setup() {
+  "$top/qemu/console.py" "$work/console.sock" \
+    expect:"login: " send:admin expect:"Password: " secret:admin \
+    expect:"New password for admin: " secret:short expect:"too short" \
+    expect:"New password for admin: " secret:"$new_pw" expect:"Again: " secret:"$new_pw" \
+    expect:"Host name [" send: expect:"dhcp]: " send: expect:"DNS servers" send: \
+    expect:"NTP servers" send: expect:"Time zone" send: \
+    expect:"password of admin changed" expect:"SSH accepts passwords" expect:"Setup done" \
+    expect:"admin@sms> " send:exit expect:"login: " 2>>"$work/console.log"
+}
+check "console login with the factory password forces a new one (setup dialog)" console_setup
+sed 's/^/     console: /' "$work/console.log" | tail -n 12
+out=$(pw_ssh "$new_pw" 'show version' 2>&1 || true)
+check "after setup SSH takes the new password (got: $(head -n 1 <<<"$out"))" grep -q "SMS OS" <<<"$out"
+out=$(pw_ssh admin 'show version' 2>&1 || true)
+check "the factory password no longer logs in" bash -c '! grep -q "SMS OS" <<<"$1"' _ "$out"
+where=$(as_root "readlink /etc/shadow; stat -c '%U %a' /var/lib/sms/accounts/shadow; grep -c '^admin:.6.rounds=100000.' /var/lib/sms/accounts/shadow" 2>&1 | tr '\n' ' ' || true)
+check "the password is on the data partition, root's only (got: $where)" test "$where" = "/var/lib/sms/accounts/shadow root 600 1 "
 
 # SSH: admin lands in the restricted CLI and never in a shell.
 out=$(as_admin 'show version' 2>&1 || true)
@@ -303,23 +342,27 @@ check "the host name is set again at boot (got: $out)" grep -q "host name: sms-l
 check "show version names the booted slot and the active DV (got: $(tr '\n' ' ' <<<"$out"))" \
   bash -c 'grep -q "booted slot: A" <<<"$1" && grep -qE "active DV: [0-9]+\." <<<"$1"' _ "$out"
 check "the static management address is applied again at boot" static_address
+out=$(pw_ssh "$new_pw" 'show version' 2>&1 || true)
+check "the new password works after the reboot (got: $(head -n 1 <<<"$out"))" grep -q "SMS OS" <<<"$out"
 check "after the reboot the DV and its signed catalog are still served" dv_served
 
-# Waits up to $1 s for the appliance to be up on slot A again with A
-# marked good; prints the slot state then, nothing when it did not come
-# back. Two boots under TCG, one of them maybe waiting for the health check
-# to give up; a reboot under TCG can take a minute in the kernel alone.
-back_on_a() {
-  local start cur
+# Waits up to $2 s for the appliance to be up on slot $1 with $1 marked
+# good; prints the slot state then, nothing when it did not come back. Two
+# boots under TCG, one of them maybe waiting for the health check to give
+# up; a reboot under TCG can take a minute in the kernel alone.
+back_on() {
+  local slot=$1 other start cur
+  other=$([ "$slot" = A ] && echo B || echo A)
   start=$(date +%s)
-  while [ $(( $(date +%s) - start )) -lt "$1" ]; do
+  while [ $(( $(date +%s) - start )) -lt "$2" ]; do
     sleep 3
     cur=$(timeout 20 ssh "${ssh_opts[@]}" root@127.0.0.1 '/usr/libexec/sms/slot current; /usr/libexec/sms/slot status' 2>/dev/null | tr '\n' ' ' || true)
     case "$cur" in
-      A\ ORDER=\"A\ B\"*A_TRY=3*) echo "$cur"; return 0 ;;
+      "$slot ORDER=\"$slot $other\""*"${slot}_TRY=3"*) echo "$cur"; return 0 ;;
     esac
   done
 }
+back_on_a() { back_on A "$1"; }
 
 echo "== A/B: slot B with a failing unit, the appliance must fall back to A"
 as_root 'set -e
@@ -348,6 +391,19 @@ back=$(back_on_a 600)
 check "the initramfs refused slot B without /sbin/init" grep -q "slot B cannot be booted; restarting" "$serial"
 check "no rescue shell was offered" bash -c '! grep -qi "rescue shell" "$1"' _ "$serial"
 check "the appliance came back on slot A after the initramfs refusal (state: ${back:-not back})" test -n "$back"
+
+echo "== firmware update: a new root in slot B keeps the password and the data"
+as_root 'set -e
+  dd if=/dev/disk/by-partlabel/sms-root-a of=/dev/disk/by-partlabel/sms-root-b bs=4M conv=fsync status=none
+  e2label /dev/disk/by-partlabel/sms-root-b sms-root-b
+  /usr/libexec/sms/slot activate B 1
+  systemctl reboot' 2>/dev/null || true
+on_b=$(back_on B 600)
+check "the appliance runs the new firmware in slot B, marked good (state: ${on_b:-not up on B})" test -n "$on_b"
+out=$(pw_ssh "$new_pw" 'show version' 2>&1 || true)
+check "the password set before the update logs in on slot B (got: $(tr '\n' ' ' <<<"$out"))" \
+  bash -c 'grep -q "SMS OS" <<<"$1" && grep -q "booted slot: B" <<<"$1"' _ "$out"
+check "data intact after the update" token_intact
 
 echo "== power off"
 timeout 20 ssh "${ssh_opts[@]}" root@127.0.0.1 'systemctl poweroff' 2>/dev/null || true

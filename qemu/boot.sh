@@ -8,6 +8,8 @@
 # Environment (defaults in brackets):
 #   SMS_DISK [out/disk.img]  SMS_KERNEL [out/vmlinuz]  SMS_INITRD [out/initrd.img]
 #   SMS_SERIAL [stdio]: stdio for an interactive console, or a file for logs
+#   SMS_SERIAL_SOCKET: with a SMS_SERIAL file, also serve the console on this
+#     unix socket (tests type on it: qemu/console.py)
 #   SMS_PORT_BASE [10000]: host ports are BASE+22 (SSH), BASE+80, BASE+443,
 #     BASE+161/udp (SNMP), BASE+8162/udp (traps), BASE+123/udp (NTP), BASE+1098, BASE+1099, BASE+3306, BASE+4444
 #   SMS_EXTRA_FWD: more forwarding rules, comma-separated (hostfwd=tcp:127.0.0.1:HOST-:GUEST)
@@ -50,6 +52,9 @@ args=(
 )
 if [ "$serial" = stdio ]; then
   args+=(-serial mon:stdio)
+elif [ -n "${SMS_SERIAL_SOCKET:-}" ]; then
+  args+=(-chardev "socket,id=console,path=$SMS_SERIAL_SOCKET,server=on,wait=off,logfile=$serial,logappend=on"
+    -serial chardev:console)
 else
   args+=(-serial "file:$serial")
 fi

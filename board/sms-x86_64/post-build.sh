@@ -22,7 +22,7 @@ fi
 rm -f "$root"/etc/ssh/ssh_host_*
 sed -i -e '/^Subsystem/d' -e '/^AcceptEnv/d' "$root/etc/ssh/sshd_config"
 grep -q '^AuthorizedKeysFile' "$root/etc/ssh/sshd_config" ||
-  echo 'AuthorizedKeysFile .ssh/authorized_keys /etc/ssh/authorized_keys/%u' >>"$root/etc/ssh/sshd_config"
+  echo 'AuthorizedKeysFile .ssh/authorized_keys /etc/ssh/authorized_keys/%u /var/lib/sms/accounts/keys/%u' >>"$root/etc/ssh/sshd_config"
 
 # What a person sees before logging in: the appliance, not the base
 # distribution's issue text and licence notice.

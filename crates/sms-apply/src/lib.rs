@@ -11,6 +11,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod accounts;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sms_core::settings::{Management, Settings};
@@ -177,6 +179,129 @@ pub fn read_settings(path: &Path, writer: Option<u32>) -> Result<Option<Vec<u8>>
     file.read_to_end(&mut bytes)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(Some(bytes))
+}
+
+/// Where the accounts step reads and writes (the appliance's places, or a
+/// test's).
+#[derive(Debug, Clone)]
+pub struct AccountPaths {
+    /// The passwords file the CLI writes.
+    pub passwords: PathBuf,
+    /// The image's shadow file.
+    pub factory_shadow: PathBuf,
+    /// The shadow file in use.
+    pub shadow: PathBuf,
+    /// The sshd fragment allowing password logins.
+    pub sshd_passwords: PathBuf,
+}
+
+/// What the accounts step did.
+#[derive(Debug, Clone)]
+pub struct AccountsApplied {
+    /// Its report, digest of the passwords file read.
+    pub status: Status,
+    /// Whether sshd must read its configuration again.
+    pub sshd_changed: bool,
+}
+
+/// Writes the shadow file from the factory file and the administrator's
+/// passwords, and the sshd fragment that allows password logins once
+/// `admin` has a password of its own. A passwords file that cannot be
+/// trusted (see [`read_settings`]) or parsed changes nothing, except that a
+/// missing shadow file is made from the factory file, so the console login
+/// always works. `today` is the day number for the shadow file.
+pub fn apply_accounts(paths: &AccountPaths, writer: Option<u32>, today: u64) -> AccountsApplied {
+    let mut status = Status {
+        digest: String::new(),
+        ok: true,
+        messages: Vec::new(),
+    };
+    let read = read_settings(&paths.passwords, writer).and_then(|b| {
+        let bytes = b.unwrap_or_default();
+        status.digest = digest(&bytes);
+        accounts::Passwords::parse(&String::from_utf8_lossy(&bytes))
+            .map_err(|e| format!("{}: {e}", paths.passwords.display()))
+    });
+    let factory = std::fs::read_to_string(&paths.factory_shadow)
+        .map_err(|e| format!("{}: {e}", paths.factory_shadow.display()));
+    let current = std::fs::read_to_string(&paths.shadow).ok();
+    let (text, passwords) = match (read, factory) {
+        (Ok(p), Ok(f)) => match accounts::shadow(&f, &p, today) {
+            Ok(t) => (Some(t), Some(p)),
+            Err(e) => {
+                status.ok = false;
+                status.messages.push(format!("passwords not applied: {e}"));
+                (current.is_none().then_some(f), None)
+            }
+        },
+        (Err(e), Ok(f)) => {
+            status.ok = false;
+            status.messages.push(format!("passwords not applied: {e}"));
+            (current.is_none().then_some(f), None)
+        }
+        (_, Err(e)) => {
+            status.ok = false;
+            status.messages.push(format!("passwords not applied: {e}"));
+            (None, None)
+        }
+    };
+    if let Some(text) = text {
+        if current.as_deref() != Some(text.as_str()) {
+            let written = paths
+                .shadow
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|_| sms_core::files::write_atomic(&paths.shadow, text.as_bytes(), 0o600));
+            match written {
+                Ok(()) if current.is_some() => status.messages.push("passwords applied".into()),
+                Ok(()) => status
+                    .messages
+                    .push("account database made from the factory file".into()),
+                Err(e) => {
+                    status.ok = false;
+                    status
+                        .messages
+                        .push(format!("{}: {e}", paths.shadow.display()));
+                }
+            }
+        }
+    }
+    let mut sshd_changed = false;
+    if let Some(p) = passwords {
+        let want = p.0.contains_key(accounts::ADMIN);
+        let have = paths.sshd_passwords.exists();
+        if want != have {
+            let r = if want {
+                sms_core::files::write_atomic(
+                    &paths.sshd_passwords,
+                    accounts::SSHD_PASSWORDS_TEXT.as_bytes(),
+                    0o644,
+                )
+            } else {
+                std::fs::remove_file(&paths.sshd_passwords)
+            };
+            match r {
+                Ok(()) => {
+                    sshd_changed = true;
+                    status.messages.push(if want {
+                        "SSH accepts passwords (the factory password was replaced)".into()
+                    } else {
+                        "SSH refuses passwords until the factory password is replaced".into()
+                    });
+                }
+                Err(e) => {
+                    status.ok = false;
+                    status
+                        .messages
+                        .push(format!("{}: {e}", paths.sshd_passwords.display()));
+                }
+            }
+        }
+    }
+    AccountsApplied {
+        status,
+        sshd_changed,
+    }
 }
 
 /// The user ID of the account `name`, from the password database.

@@ -4,7 +4,9 @@
 #![forbid(unsafe_code)]
 
 use anyhow::Context;
-use sms_apply::{digest, plan, zone_file, Status, NETWORK_FILE, STATE_DIR, ZONEINFO};
+use sms_apply::{
+    accounts, digest, plan, zone_file, AccountPaths, Status, NETWORK_FILE, STATE_DIR, ZONEINFO,
+};
 use sms_core::settings::{Settings, DEFAULT_SETTINGS};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,6 +15,7 @@ struct Args {
     settings: PathBuf,
     state_dir: PathBuf,
     boot: bool,
+    accounts: AccountPaths,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -20,6 +23,12 @@ fn args() -> anyhow::Result<Args> {
         settings: DEFAULT_SETTINGS.into(),
         state_dir: STATE_DIR.into(),
         boot: false,
+        accounts: AccountPaths {
+            passwords: accounts::passwords_path(Path::new(sms_core::settings::DEFAULT_DIR)),
+            factory_shadow: accounts::FACTORY_SHADOW.into(),
+            shadow: accounts::SHADOW.into(),
+            sshd_passwords: accounts::SSHD_PASSWORDS.into(),
+        },
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -27,8 +36,20 @@ fn args() -> anyhow::Result<Args> {
             "--settings" => a.settings = it.next().context("--settings needs a file")?.into(),
             "--state-dir" => a.state_dir = it.next().context("--state-dir needs a dir")?.into(),
             "--boot" => a.boot = true,
+            "--passwords" => {
+                a.accounts.passwords = it.next().context("--passwords needs a file")?.into()
+            }
+            "--factory-shadow" => {
+                a.accounts.factory_shadow =
+                    it.next().context("--factory-shadow needs a file")?.into()
+            }
+            "--shadow" => a.accounts.shadow = it.next().context("--shadow needs a file")?.into(),
+            "--sshd-passwords" => {
+                a.accounts.sshd_passwords =
+                    it.next().context("--sshd-passwords needs a file")?.into()
+            }
             other => anyhow::bail!(
-                "unknown argument {other:?} (--settings FILE, --state-dir DIR, --boot)"
+                "unknown argument {other:?} (--settings FILE, --state-dir DIR, --boot, --passwords FILE, --factory-shadow FILE, --shadow FILE, --sshd-passwords FILE)"
             ),
         }
     }
@@ -63,6 +84,27 @@ fn main() -> anyhow::Result<()> {
     let a = args()?;
     let status_path = a.state_dir.join("status.json");
     let writer = sms_apply::account_uid("admin");
+    // Accounts first and on their own: a settings file that cannot be
+    // applied must never keep the console login from working.
+    let today = sms_core::daemon::unix_now().max(0) as u64 / 86_400;
+    let mut acc = sms_apply::apply_accounts(&a.accounts, writer, today);
+    if acc.sshd_changed && !a.boot {
+        match run("systemctl", &["try-reload-or-restart", "sshd.service"]) {
+            Ok(()) => acc.status.messages.push("sshd reloaded".into()),
+            Err(e) => {
+                acc.status.ok = false;
+                acc.status.messages.push(e);
+            }
+        }
+    }
+    for m in &acc.status.messages {
+        if acc.status.ok {
+            tracing::info!("{m}");
+        } else {
+            tracing::error!("{m}");
+        }
+    }
+    write_status(&a.state_dir.join("accounts.json"), &acc.status)?;
     let bytes = match sms_apply::read_settings(&a.settings, writer) {
         Ok(b) => b.unwrap_or_default(),
         Err(e) => {

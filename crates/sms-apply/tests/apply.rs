@@ -6,17 +6,126 @@
 use std::process::Command;
 
 fn apply(settings: &std::path::Path, state: &std::path::Path) -> (bool, sms_apply::Status) {
-    let o = Command::new(env!("CARGO_BIN_EXE_sms-apply-settings"))
-        .arg("--boot")
+    let o = applier(settings, state).output().unwrap();
+    let status = sms_apply::read_status(&state.join("status.json"))
+        .unwrap_or_else(|| panic!("no status: {}", String::from_utf8_lossy(&o.stderr)));
+    (o.status.success(), status)
+}
+
+/// The applier in boot mode with every file it touches under `state`'s
+/// parent (passwords beside the settings, as on the appliance).
+fn applier(settings: &std::path::Path, state: &std::path::Path) -> Command {
+    let top = state.parent().unwrap();
+    let config = settings.parent().unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sms-apply-settings"));
+    c.arg("--boot")
         .arg("--settings")
         .arg(settings)
         .arg("--state-dir")
         .arg(state)
-        .output()
-        .unwrap();
-    let status = sms_apply::read_status(&state.join("status.json"))
-        .unwrap_or_else(|| panic!("no status: {}", String::from_utf8_lossy(&o.stderr)));
-    (o.status.success(), status)
+        .arg("--passwords")
+        .arg(sms_apply::accounts::passwords_path(config))
+        .arg("--factory-shadow")
+        .arg(top.join("factory-shadow"))
+        .arg("--shadow")
+        .arg(top.join("accounts/shadow"))
+        .arg("--sshd-passwords")
+        .arg(state.join("sshd-passwords.conf"));
+    c
+}
+
+const FACTORY: &str = "root:!*:20000:0:99999:7:::\nadmin:$y$j9T$factory$hash:20000:0:99999:7:::\nsms-ntpd:!*:20000::::::\n";
+
+#[test]
+fn passwords_reach_the_shadow_file_and_ssh_only_once_set() {
+    use sms_apply::accounts::{hash, passwords_path, Passwords};
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("system");
+    let config = dir.path().join("config");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::create_dir_all(config.join("accounts")).unwrap();
+    std::fs::write(dir.path().join("factory-shadow"), FACTORY).unwrap();
+    let settings = config.join("settings.toml");
+    let shadow = dir.path().join("accounts/shadow");
+    let sshd = state.join("sshd-passwords.conf");
+    let run = || {
+        let o = applier(&settings, &state).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        sms_apply::read_status(&state.join("accounts.json")).unwrap()
+    };
+    let mode = |p: &std::path::Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+            & 0o777
+    };
+
+    // First boot: the factory file, SSH without passwords.
+    let st = run();
+    assert!(st.ok, "{st:?}");
+    assert!(
+        st.messages
+            .iter()
+            .any(|m| m.contains("made from the factory file")),
+        "{st:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&shadow).unwrap(), FACTORY);
+    assert_eq!(mode(&shadow), 0o600);
+    assert!(!sshd.exists());
+
+    // The administrator's password: in the shadow file, SSH takes passwords.
+    let h = hash("Tr0ub4dor&3x-9").unwrap();
+    let path = passwords_path(&config);
+    let mut p = Passwords::default();
+    p.0.insert("admin".into(), h.clone());
+    p.write(&path).unwrap();
+    let st = run();
+    assert!(st.ok, "{st:?}");
+    assert_eq!(st.digest, sms_apply::digest(&std::fs::read(&path).unwrap()));
+    let text = std::fs::read_to_string(&shadow).unwrap();
+    assert!(text.contains(&format!("admin:{h}:")), "{text}");
+    assert!(
+        text.starts_with("root:!*:") && text.contains("sms-ntpd:!*:"),
+        "{text}"
+    );
+    assert!(std::fs::read_to_string(&sshd)
+        .unwrap()
+        .contains("PasswordAuthentication yes"));
+
+    // A damaged file, an unknown account, a link: refused with the reason,
+    // the shadow file and SSH as they were.
+    let good = text.clone();
+    for (damage, says) in [
+        ("admin:not-a-hash\n".to_string(), "not a SHA-512 crypt hash"),
+        (
+            format!("admin:{h}\nghost:{h}\n"),
+            "no such account in this firmware: ghost",
+        ),
+    ] {
+        std::fs::write(&path, damage).unwrap();
+        let st = run();
+        assert!(!st.ok, "{st:?}");
+        assert!(
+            st.messages.iter().any(|m| m.contains(says)),
+            "{says}: {st:?}"
+        );
+        assert_eq!(std::fs::read_to_string(&shadow).unwrap(), good);
+        assert!(sshd.exists());
+    }
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(&shadow, &path).unwrap();
+    let st = run();
+    assert!(
+        !st.ok && st.messages.iter().any(|m| m.contains("symbolic link")),
+        "{st:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&shadow).unwrap(), good);
+
+    // No password of its own any more (the file removed): back to the
+    // factory credential, which SSH refuses.
+    std::fs::remove_file(&path).unwrap();
+    let st = run();
+    assert!(st.ok, "{st:?}");
+    assert_eq!(std::fs::read_to_string(&shadow).unwrap(), FACTORY);
+    assert!(!sshd.exists());
 }
 
 #[test]

@@ -54,6 +54,8 @@ pub enum Op {
     JobCancel,
     /// `job status`: one job's progress.
     JobStatus,
+    /// `password`: change one's own password.
+    Password,
     /// `services restart`: restart one of the daemons.
     ServicesRestart,
     /// `show audit`: the audit log.
@@ -122,6 +124,7 @@ impl Op {
             | Op::Distribute
             | Op::Download
             | Op::JobCancel
+            | Op::Password
             | Op::ServicesRestart
             | Op::SystemReboot
             | Op::SystemShutdown

@@ -543,41 +543,54 @@ fn commit(s: &mut Session, store: &SettingsStore, paths: &SettingsPaths) -> Resu
     let mut out = vec![format!("committed:\n{}", changes.join("\n"))];
     if let Some(status) = &paths.applier_status {
         let digest = sms_apply::digest(&written);
-        let committed_at = std::time::SystemTime::now() - Duration::from_secs(1);
-        let started = Instant::now();
-        loop {
-            // The report for this file, or a failure to read any file
-            // written after the commit.
-            let fresh = std::fs::metadata(status)
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t >= committed_at);
-            if let Some(st) = sms_apply::read_status(status) {
-                if st.digest == digest || (fresh && !st.ok && st.digest.is_empty()) {
-                    out.push(if st.ok {
-                        "applied:".to_string()
-                    } else {
-                        "applying failed:".to_string()
-                    });
-                    out.extend(
-                        st.messages
-                            .iter()
-                            .map(|m| format!("  {}", crate::grammar::clean(m))),
-                    );
-                    if !st.ok {
-                        return Err(out.join("\n"));
-                    }
-                    break;
-                }
-            }
-            if started.elapsed() > paths.apply_wait {
-                out.push(format!(
-                    "not applied within {} s: see `show log sms-settings-apply`",
-                    paths.apply_wait.as_secs()
-                ));
+        match wait_for_applier(status, &digest, paths.apply_wait) {
+            Ok(lines) => out.extend(lines),
+            Err(lines) => {
+                out.extend(lines);
                 return Err(out.join("\n"));
             }
-            std::thread::sleep(Duration::from_millis(200));
         }
     }
     Ok(out.join("\n"))
+}
+
+/// Waits for the applier's report on the file with `digest` in the status
+/// file `status`: its lines when it applied it, `Err` with them when it
+/// failed or did not answer within `wait`.
+pub fn wait_for_applier(
+    status: &std::path::Path,
+    digest: &str,
+    wait: Duration,
+) -> Result<Vec<String>, Vec<String>> {
+    let written_at = std::time::SystemTime::now() - Duration::from_secs(1);
+    let started = Instant::now();
+    loop {
+        // The report for this file, or a failure to read any file written
+        // after it.
+        let fresh = std::fs::metadata(status)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= written_at);
+        if let Some(st) = sms_apply::read_status(status) {
+            if st.digest == digest || (fresh && !st.ok && st.digest.is_empty()) {
+                let mut out = vec![if st.ok {
+                    "applied:".to_string()
+                } else {
+                    "applying failed:".to_string()
+                }];
+                out.extend(
+                    st.messages
+                        .iter()
+                        .map(|m| format!("  {}", crate::grammar::clean(m))),
+                );
+                return if st.ok { Ok(out) } else { Err(out) };
+            }
+        }
+        if started.elapsed() > wait {
+            return Err(vec![format!(
+                "not applied within {} s: see `show log sms-settings-apply`",
+                wait.as_secs()
+            )]);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -6,6 +6,7 @@
 //! systemd, [`audit`] records every change. Nothing typed ever reaches a
 //! shell or a program.
 
+pub mod account;
 pub mod action;
 pub mod audit;
 pub mod commands;

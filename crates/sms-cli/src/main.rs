@@ -85,6 +85,8 @@ struct Options {
     idle_secs: u64,
     /// The bus to use instead of the system bus (tests).
     bus: Option<String>,
+    /// The account name to act as instead of the caller's (tests).
+    user: Option<String>,
 }
 
 fn options() -> Options {
@@ -99,10 +101,12 @@ fn options() -> Options {
     let mut audit_socket = None;
     let mut idle_secs = IDLE_SECS;
     let mut bus = None;
+    let mut user = None;
     // Development and tests only, before `-c`: settings beside the history
     // and no applier (`--state-dir`), the root audit writer on another
     // socket, a short idle timeout, a private bus (the CLI never takes the
-    // bus from DBUS_SYSTEM_BUS_ADDRESS, which a login could set).
+    // bus from DBUS_SYSTEM_BUS_ADDRESS, which a login could set), another
+    // account's name (`--user`, with `--state-dir` only).
     while args.len() >= 2 {
         let (Ok(option), Ok(value)) = (&args[0], &args[1]) else {
             break;
@@ -120,12 +124,15 @@ fn options() -> Options {
             "--audit-socket" => audit_socket = Some(PathBuf::from(value)),
             "--idle-secs" => idle_secs = value.parse().unwrap_or(IDLE_SECS).max(1),
             "--bus" => bus = Some(value.clone()),
+            "--user" => user = Some(value.clone()),
             _ => break,
         }
         args.drain(..2);
     }
     if state == std::path::Path::new("/var/lib/sms/cli") {
         audit_socket = Some(PathBuf::from(sms_cli::audit::WRITER_SOCKET));
+        // Acting as another account only with a state of one's own.
+        user = None;
     }
     let command = match args.as_slice() {
         [Ok(flag), command] if flag == "-c" => Some(command.clone()),
@@ -138,6 +145,7 @@ fn options() -> Options {
         command,
         idle_secs,
         bus,
+        user,
     }
 }
 
@@ -153,11 +161,13 @@ fn main() {
         let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }
     let opts = options();
-    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| format!("uid{}", nix::unistd::getuid()));
+    let user = opts.user.clone().unwrap_or_else(|| {
+        nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| format!("uid{}", nix::unistd::getuid()))
+    });
     let _ = std::fs::create_dir_all(opts.state.join("history"));
     let audit = match &opts.audit_socket {
         Some(socket) => Audit::through_writer(opts.state.join("audit.log"), socket.clone()),
@@ -170,6 +180,27 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let last = idle_timer(opts.idle_secs);
+    // The factory credential: on the console the setup comes first; over
+    // SSH (only a key can log in before setup) a reminder.
+    if sms_cli::account::needs_setup(&opts.settings, &user) {
+        let console = std::env::var_os("SSH_CONNECTION").is_none();
+        if console && opts.command.is_none() {
+            let mut ask = StdinAsk {
+                terminal: io::stdin().is_terminal(),
+                last: &last,
+            };
+            let done = sms_cli::account::first_boot(&mut sms_core::daemon::lock(&cli), &mut ask);
+            if let Err(e) = done {
+                println!("% {e}: logged out; log in again to complete the setup");
+                std::process::exit(1);
+            }
+        } else {
+            eprintln!(
+                "% the factory password is still set: complete the first-boot setup on the console"
+            );
+        }
+    }
     if let Some(command) = &opts.command {
         one_command(&cli, command);
     }
@@ -178,11 +209,45 @@ fn main() {
         "SMS OS {VERSION} - Security Management System\nhost {}, HA role standalone\nType help for the commands, ? for what may come next.",
         grammar::clean(&host)
     );
-    let last = idle_timer(opts.idle_secs);
     if !io::stdin().is_terminal() {
         command_file(&cli, &last);
     }
     interactive(&cli, &user, &opts.state, &last);
+}
+
+/// The setup dialog on standard input: a terminal (pass phrases without
+/// echo) or lines (tests, a pasted answer file).
+struct StdinAsk<'a> {
+    terminal: bool,
+    last: &'a AtomicU64,
+}
+
+impl sms_cli::account::Ask for StdinAsk<'_> {
+    fn line(&mut self, prompt: &str) -> Option<String> {
+        print!("{prompt}");
+        let _ = io::stdout().flush();
+        let mut s = String::new();
+        match io::stdin().lock().read_line(&mut s) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => {
+                self.last.store(now(), Ordering::Relaxed);
+                Some(s.trim_end_matches(['\r', '\n']).to_string())
+            }
+        }
+    }
+
+    fn secret(&mut self, prompt: &str) -> Option<String> {
+        if !self.terminal {
+            return self.line(prompt);
+        }
+        let s = read_secret(prompt);
+        self.last.store(now(), Ordering::Relaxed);
+        s
+    }
+
+    fn say(&mut self, text: &str) {
+        println!("{text}");
+    }
 }
 
 /// `-c TEXT`: one CLI command, then exit (status 1 when it failed).

@@ -115,6 +115,19 @@ impl Cli {
         SettingsStore::new(&self.paths.dir)
     }
 
+    /// Where settings and passwords are kept.
+    pub fn paths(&self) -> &SettingsPaths {
+        &self.paths
+    }
+
+    /// Writes a line to the audit log for something done outside a command
+    /// line (the first-boot setup's password).
+    pub fn audit_note(&self, what: &str, result: &str) -> Result<(), String> {
+        self.audit
+            .record(&self.user, what, result)
+            .map_err(|e| format!("the audit log cannot be written: {e}"))
+    }
+
     /// The commands of the current mode.
     pub fn tree(&self) -> Vec<Node> {
         if self.session.is_some() {
@@ -258,7 +271,22 @@ impl Cli {
                 line: format!("{} confirm", parsed.keywords.join(" ")),
             };
         }
-        let result = self.run(op, &parsed, json);
+        let result = if op == Op::Password {
+            let secrets = std::mem::take(&mut self.secrets);
+            if secrets.len() < 3 {
+                return Outcome::Secret {
+                    prompts: vec![
+                        "Current password: ".into(),
+                        "New password: ".into(),
+                        "New password again: ".into(),
+                    ],
+                    line: line.to_string(),
+                };
+            }
+            crate::account::change_password(&self.paths, &self.user, &secrets)
+        } else {
+            self.run(op, &parsed, json)
+        };
         if op.changes_state() {
             let what = parsed.words.join(" ");
             let res = match &result {
@@ -380,6 +408,7 @@ impl Cli {
                 let c = self.store().committed().map_err(|e| e.to_string())?;
                 Ok(settings_text(op, &c))
             }
+            Op::Password => Err("the password command needs its pass phrases".into()),
             Op::Who => self.who(),
             Op::ShowFiles => {
                 let files = crate::files::list(&self.paths.files)?;

@@ -125,6 +125,11 @@ pub fn tree() -> Vec<Node> {
             "enter configuration mode (staged changes, commit)",
         )
         .run(Op::Configure),
+        Node::kw(
+            "password",
+            "change your password (asked: the current one, the new one twice)",
+        )
+        .run(Op::Password),
         Node::kw("who", "who is logged in").run(Op::Who),
         Node::kw("whoami", "who you are logged in as").run(Op::Whoami),
         Node::kw("help", "the commands").run(Op::Help),
