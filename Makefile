@@ -18,8 +18,11 @@ run: deps
 run-native: deps
 	@scripts/run-native.sh
 
+# The development image (the simulated world's trust, test community and
+# users): what `make run` and the boot test boot. A production image needs
+# the vendor's trust: SMS_TMC_CA=... SMS_TRUST_ROOT=... image/build.sh
 image: deps
-	image/build.sh
+	SMS_LAYER=development image/build.sh
 
 check:
 	$(CARGO) fmt --all -- --check
@@ -28,6 +31,7 @@ check:
 test: deps check
 	image/unit-security.sh
 	$(CARGO) test --workspace
+	image/check-production.sh
 	buildroot/validate.sh
 	qemu/boot-test.sh
 

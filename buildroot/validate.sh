@@ -82,6 +82,14 @@ else
   echo "   GRUB NOT LOCKED: $grubcfg needs set superusers, password_pbkdf2 and --unrestricted entries"
   fail=1
 fi
+# The root slot by partition UUID on GRUB's own disk, never by a label.
+if grep -q 'root=PARTUUID=\$root_uuid' "$grubcfg" && grep -q -- '--part-uuid' "$grubcfg" &&
+  ! grep -qE 'LABEL=' "$grubcfg"; then
+  echo "   GRUB: the root slot by partition UUID on its own disk, no label"
+else
+  echo "   GRUB FINDS THE ROOT BY LABEL: $grubcfg must use root=PARTUUID= from probe --part-uuid"
+  fail=1
+fi
 # The hash the post-image script makes must be in GRUB's format.
 hash=$(sed -n '/^hash=\$(python3 - <<.PY.$/,/^PY$/p' "$repo/board/sms-x86_64/buildroot-post-image.sh" | sed '1d;$d' | python3 -)
 if [[ "$hash" =~ ^grub\.pbkdf2\.sha512\.10000\.[0-9A-F]{128}\.[0-9A-F]{128}$ ]]; then

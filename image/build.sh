@@ -8,14 +8,23 @@
 #   vmlinuz, initrd.img   for direct QEMU boots (also on sms-boot)
 #   rootfs/         the root file system tree (input of slot images)
 #
-# The image trusts the simulated world's update centre (out/world: its CA
-# and catalog signing key, made once by `sms-sim keys`) and is configured to
-# reach it from QEMU (qemu/world/*.toml). A production build ships the
-# vendor's trust root and configuration instead.
+# Layers (SMS_LAYER):
+#   production   [default] what is flashed: the vendor's update-centre CA and
+#                catalog trust root (SMS_TMC_CA, SMS_TRUST_ROOT: required), the
+#                shipped configuration, no community, no test account, no key.
+#   development  production plus image/layers/development.sh (`make run`, the
+#                boot test): the simulated world's CA and trust root (out/world,
+#                made once by `sms-sim keys`), the QEMU world's configuration
+#                (qemu/world/*.toml) and SMS_DEV_KEY for root and admin.
+# image/check-production.sh checks a production root for development files.
 #
 # Environment:
-#   SMS_DEV_KEY=FILE.pub   development image: this key may log in as root and admin
-#   SMS_WORLD_DIR=DIR      the simulated world's keys [out/world]
+#   SMS_LAYER=production|development
+#   SMS_TMC_CA=FILE.pem, SMS_TRUST_ROOT=FILE.json   production trust (required)
+#   SMS_DEV_KEY=FILE.pub   development: this key may log in as root and admin
+#   SMS_WORLD_DIR=DIR      development: the simulated world's keys [out/world]
+#   SMS_ROOTFS_ONLY=1      stop after the root file system (checks)
+#   SMS_CACHE=DIR          cache of the Debian base [out/cache]
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 out=${SMS_OUT:-$top/out}
@@ -24,19 +33,30 @@ started=$(date +%s)
 step() { printf '==> [%3ss] %s\n' "$(( $(date +%s) - started ))" "$*"; }
 
 [ "$(id -u)" -eq 0 ] || { echo "image/build.sh: needs root (mmdebstrap, file ownership)" >&2; exit 1; }
-mkdir -p "$out/cache"
+cache=${SMS_CACHE:-$top/out/cache}
+mkdir -p "$out" "$cache"
+layer=${SMS_LAYER:-production}
+case "$layer" in
+  production)
+    for v in SMS_TMC_CA SMS_TRUST_ROOT; do
+      [ -s "${!v:-}" ] || { echo "image/build.sh: a production image needs the vendor's trust: $v=FILE (or SMS_LAYER=development for the simulated world)" >&2; exit 1; }
+    done
+    [ -z "${SMS_DEV_KEY:-}" ] || { echo "image/build.sh: SMS_DEV_KEY belongs to the development layer (SMS_LAYER=development)" >&2; exit 1; } ;;
+  development) ;;
+  *) echo "image/build.sh: SMS_LAYER is production or development, not $layer" >&2; exit 1 ;;
+esac
 
 step "building the daemons (release)"
 export SMS_BUILD="${SMS_BUILD:-$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 (cd "$top" && cargo build -q --release -p sms-updated -p sms-ntpd -p sms-distd -p sms-snmpd -p sms-cli -p sms-apply -p sms-sim)
-world=${SMS_WORLD_DIR:-$out/world}
-"$top/target/release/sms-sim" keys --dir "$world" >/dev/null
+world=${SMS_WORLD_DIR:-$top/out/world}
+if [ "$layer" = development ]; then "$top/target/release/sms-sim" keys --dir "$world" >/dev/null; fi
 
 # Debian packages of the appliance (board/sms-x86_64/packages.txt), cached
 # by the hash of that list.
 packages=$(grep -v '^#' "$board/packages.txt" | xargs | tr ' ' ',')
 hash=$(printf '%s' "$packages" | sha256sum | cut -c1-16)
-base=$out/cache/base-$hash.tar
+base=$cache/base-$hash.tar
 if [ ! -s "$base" ]; then
   step "root file system from Debian packages (mmdebstrap)"
   mmdebstrap --quiet --format=tar --variant=minbase --include="$packages" \
@@ -59,18 +79,20 @@ step "installing the appliance's files"
 cp -a "$top/rootfs-overlay/." "$root/"
 install -m 0755 "$top/target/release/sms-updated" "$top/target/release/sms-ntpd" "$top/target/release/sms-distd" "$top/target/release/sms-snmpd" "$top/target/release/sms-cli" "$top/target/release/sms-audit-writer" "$top/target/release/sms-apply-settings" "$root/usr/bin/"
 install -D -m 0644 "$top/README.md" "$root/usr/share/doc/sms/README.md"
-install -m 0644 "$world/ca.pem" "$root/etc/sms/tmc-ca.pem"
-install -m 0644 "$world/trust-root.json" "$root/etc/sms/trust-root.json"
-install -m 0644 "$top/qemu/world/updated.toml" "$top/qemu/world/ntpd.toml" "$top/qemu/world/snmpd.toml" "$root/etc/sms/"
 install -D -m 0644 "$top/mibs/SMS-MIB.txt" "$root/usr/share/snmp/mibs/SMS-MIB.txt"
 "$board/post-build.sh" "$root"
 "$board/post-fakeroot.sh" "$root"
 
-# Development images: a key for root and admin.
-if [ -n "${SMS_DEV_KEY:-}" ]; then
-  install -d -m 0700 "$root/root/.ssh"
-  install -m 0600 "$SMS_DEV_KEY" "$root/root/.ssh/authorized_keys"
-  install -D -m 0644 "$SMS_DEV_KEY" "$root/etc/ssh/authorized_keys/admin"
+if [ "$layer" = development ]; then
+  step "development layer (image/layers/development.sh)"
+  "$top/image/layers/development.sh" "$root" "$world"
+else
+  install -m 0644 "$SMS_TMC_CA" "$root/etc/sms/tmc-ca.pem"
+  install -m 0644 "$SMS_TRUST_ROOT" "$root/etc/sms/trust-root.json"
+fi
+if [ -n "${SMS_ROOTFS_ONLY:-}" ]; then
+  step "root file system ($layer) in $root"
+  exit 0
 fi
 
 step "kernel and initramfs"

@@ -44,9 +44,28 @@ as_root() { timeout 150 ssh "${ssh_opts[@]}" root@127.0.0.1 "$@"; }
 as_admin() { timeout 120 ssh "${ssh_opts[@]}" admin@127.0.0.1 "$@"; }
 
 echo "== building the image"
-SMS_DEV_KEY=$work/key.pub SMS_OUT=$top/out "$top/image/build.sh" | tail -n 3
+SMS_LAYER=development SMS_DEV_KEY=$work/key.pub SMS_OUT=$top/out "$top/image/build.sh" | tail -n 3
 image_mib=$(( $(stat -c %s "$top/out/disk.img.zst") / 1048576 ))
 cp --sparse=always "$top/out/disk.img" "$work/disk.img"
+# A USB stick left in the appliance, seen first (vda, the appliance's disk
+# is vdb): partitions named and labelled like the appliance's, its root
+# without an init, its data partition with a marker. The appliance must
+# boot from its own disk and never mount the stick's data.
+stick=$work/stick.img
+truncate -s 80M "$stick"
+sfdisk --quiet "$stick" <<'PARTS'
+label: gpt
+start=1MiB, size=16MiB, name="sms-boot"
+start=17MiB, size=20MiB, name="sms-root-a"
+start=37MiB, size=20MiB, name="sms-root-b"
+start=57MiB, size=20MiB, name="sms-data"
+PARTS
+mkdir -p "$work/stick-data"
+echo "the stick's data partition" >"$work/stick-data/stick-marker"
+mke2fs -q -F -t ext4 -L sms-boot -E offset=$((1 * 1048576)) "$stick" 16M
+mke2fs -q -F -t ext4 -L sms-root-a -E offset=$((17 * 1048576)) "$stick" 20M
+mke2fs -q -F -t ext4 -L sms-root-b -E offset=$((37 * 1048576)) "$stick" 20M
+mke2fs -q -F -t ext4 -L sms-data -d "$work/stick-data" -E offset=$((57 * 1048576)) "$stick" 20M
 
 # The world the appliance works in: the update centre, CDN and DNS it
 # downloads its DV from and the upstream NTP servers (qemu/world.sh, the
@@ -57,6 +76,7 @@ world_pid=$!
 
 boot() {
   SMS_DISK=$work/disk.img SMS_SERIAL=$serial SMS_SERIAL_SOCKET=$work/console.sock SMS_PORT_BASE=$base \
+    SMS_EXTRA_DISK=$stick \
     SMS_EXTRA_FWD="hostfwd=tcp:127.0.0.1:$((base + 7777))-:7777" \
     "$top/qemu/boot.sh" >>"$work/qemu.out" 2>&1 &
   qemu_pid=$!
@@ -92,6 +112,13 @@ sed 's/^/     exposure /' <<<"$exposure"
 check "every sms unit at exposure 2.0 or below in the image" awk 'NF < 2 || $2 > 2.0 { bad = 1 } END { exit bad + (NR == 0) }' <<<"$exposure"
 slot_a_good() { as_root /usr/libexec/sms/slot status | grep -qx 'A_TRY=3'; }
 check "slot A marked good by the health check" slot_a_good
+own_disk() {
+  local got
+  got=$(as_root 'findmnt -no SOURCE /; findmnt -no SOURCE /var/lib/sms; test -e /var/lib/sms/stick-marker && echo STICK-DATA; echo; /usr/libexec/sms/disk' 2>&1 | tr '\n' ' ')
+  echo "     root, data, partitions: $got"
+  grep -q '^/dev/vdb2 /dev/vdb4 ' <<<"$got" && ! grep -q STICK-DATA <<<"$got" && grep -q 'SMS_DISK=/dev/vdb SMS_SLOT=A' <<<"$got"
+}
+check "with a stick carrying the appliance's partition names first, root and data are on the appliance's own disk" own_disk
 
 # First boot: the factory credential works on the console only, where the
 # CLI makes the administrator replace it (the setup dialog); until then SSH
@@ -124,7 +151,8 @@ console_setup() {
     expect:"admin@sms> " send:exit expect:"login: " 2>>"$work/console.log"
 }
 check "console login with the factory password forces a new one (setup dialog)" console_setup
-sed 's/^/     console: /' "$work/console.log" | tail -n 12
+tr -cd '[:print:]\n' <"$work/console.log" | sed 's/\[?2004[hl]//g; s/^/     console: /' | tail -n 12
+echo
 out=$(pw_ssh "$new_pw" 'show version' 2>&1 || true)
 check "after setup SSH takes the new password (got: $(head -n 1 <<<"$out"))" grep -q "SMS OS" <<<"$out"
 out=$(pw_ssh admin 'show version' 2>&1 || true)
@@ -135,6 +163,7 @@ check "the password is on the data partition, root's only (got: $where)" test "$
 # SSH: admin lands in the restricted CLI and never in a shell.
 out=$(as_admin 'show version' 2>&1 || true)
 check "ssh admin@ runs a CLI command (got: $out)" grep -q "SMS OS" <<<"$out"
+check "show version says the image is the development layer" grep -q "image: development" <<<"$out"
 out=$(as_admin 'sh services' 2>&1 || true)
 services_active() { grep -Eq '^sms-snmpd +active' <<<"$1" && grep -Eq '^sms-updated +active' <<<"$1"; }
 check "CLI shows the daemons' state from systemd (got: $(tr '\n' ' ' <<<"$out"))" services_active "$out"
@@ -295,6 +324,16 @@ secrets_apart() {
     ! grep -q lab-secret /var/lib/sms/config/settings.toml' 2>/dev/null
 }
 check "the SNMP secrets file is readable by sms-snmpd only, not in the shared settings" secrets_apart
+# An SSH key set in configuration mode logs in (written with restrict).
+ssh-keygen -q -t ed25519 -N "" -C "noc@lab" -f "$work/key2"
+out=$(printf 'configure\nset system login user admin authorized-key %s\ncommit\nexit\n' "$(cat "$work/key2.pub")" | as_admin -T 2>&1 || true)
+check "an authorized key is committed and written by the applier (got: $(tr '\n' ' ' <<<"$out"))" grep -q "SSH keys of admin set (1)" <<<"$out"
+key2_login() {
+  timeout 60 ssh -p "$ssh_port" -i "$work/key2" -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+    -o LogLevel=ERROR -o BatchMode=yes admin@127.0.0.1 'whoami' 2>/dev/null | grep -qx admin &&
+    as_root 'grep -c "^restrict ssh-ed25519 " /var/lib/sms/accounts/keys/admin' 2>/dev/null | grep -qx 1
+}
+check "the configured key logs in as admin, its line behind restrict" key2_login
 out=$(as_admin who 2>&1 || true)
 check "who lists admin's SSH session (got: $out)" grep -qE "^admin +[0-9]+ .* 10\.0\.2\.2" <<<"$out"
 ciphers_offered() {
@@ -366,9 +405,10 @@ back_on_a() { back_on A "$1"; }
 
 echo "== A/B: slot B with a failing unit, the appliance must fall back to A"
 as_root 'set -e
-  dd if=/dev/disk/by-partlabel/sms-root-a of=/dev/disk/by-partlabel/sms-root-b bs=4M conv=fsync status=none
-  e2label /dev/disk/by-partlabel/sms-root-b sms-root-b
-  mount /dev/disk/by-partlabel/sms-root-b /mnt
+  a=$(/usr/libexec/sms/slot device A) b=$(/usr/libexec/sms/slot device B)
+  dd if="$a" of="$b" bs=4M conv=fsync status=none
+  e2label "$b" sms-root-b
+  mount "$b" /mnt
   printf "[Unit]\nDescription=A daemon that cannot start\n[Service]\nExecStart=/bin/false\n[Install]\nWantedBy=multi-user.target\n" >/mnt/etc/systemd/system/sms-broken.service
   ln -s ../sms-broken.service /mnt/etc/systemd/system/multi-user.target.wants/sms-broken.service
   umount /mnt
@@ -382,7 +422,7 @@ check "data intact after the fallback" token_intact
 
 echo "== A/B: slot B that the initramfs cannot boot: no shell, back to A"
 as_root 'set -e
-  mount /dev/disk/by-partlabel/sms-root-b /mnt
+  mount "$(/usr/libexec/sms/slot device B)" /mnt
   rm -f /mnt/sbin/init
   umount /mnt
   /usr/libexec/sms/slot activate B 1
@@ -394,8 +434,9 @@ check "the appliance came back on slot A after the initramfs refusal (state: ${b
 
 echo "== firmware update: a new root in slot B keeps the password and the data"
 as_root 'set -e
-  dd if=/dev/disk/by-partlabel/sms-root-a of=/dev/disk/by-partlabel/sms-root-b bs=4M conv=fsync status=none
-  e2label /dev/disk/by-partlabel/sms-root-b sms-root-b
+  a=$(/usr/libexec/sms/slot device A) b=$(/usr/libexec/sms/slot device B)
+  dd if="$a" of="$b" bs=4M conv=fsync status=none
+  e2label "$b" sms-root-b
   /usr/libexec/sms/slot activate B 1
   systemctl reboot' 2>/dev/null || true
 on_b=$(back_on B 600)

@@ -6,7 +6,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 out=$top/out
 mkdir -p "$out"
 [ -f "$out/dev-key" ] || ssh-keygen -q -t ed25519 -N "" -C "sms development key" -f "$out/dev-key"
-SMS_DEV_KEY=$out/dev-key.pub "$top/image/build.sh"
+SMS_LAYER=development SMS_DEV_KEY=$out/dev-key.pub "$top/image/build.sh"
 
 world_log=$out/world/sim.log
 mkdir -p "$out/world"
@@ -21,7 +21,8 @@ cat <<MSG
 
   SMS OS in QEMU (TCG: about 30-40 s to the login prompt)
   --------------------------------------------------------
-  console login : admin / admin (the restricted CLI), on this terminal
+  console login : admin / admin on this terminal, the first time: the setup asks for a new
+                  password (SSH takes passwords only after that; the key below works at once)
   SSH           : ssh -p $((base + 22)) -i out/dev-key admin@127.0.0.1
   root (dev)    : ssh -p $((base + 22)) -i out/dev-key root@127.0.0.1   (development images only)
   forwarded     : HTTP $((base + 80)), HTTPS $((base + 443)), SNMP udp $((base + 161)), traps udp $((base + 8162)), NTP udp $((base + 123))

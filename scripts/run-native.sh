@@ -93,6 +93,8 @@ view = "all"
 [receiver]
 listen = ["127.0.0.1:18162", "127.0.0.1:18163"]
 communities = ["public"]
+[poller]
+community = "public"
 SNMP
 
 admin=$(python3 -c "import json;print(json.load(open('$run/sim/sim.json'))['admin'])")

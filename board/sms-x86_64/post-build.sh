@@ -21,8 +21,10 @@ fi
 # shipped; no sftp subsystem, no environment from clients.
 rm -f "$root"/etc/ssh/ssh_host_*
 sed -i -e '/^Subsystem/d' -e '/^AcceptEnv/d' "$root/etc/ssh/sshd_config"
-grep -q '^AuthorizedKeysFile' "$root/etc/ssh/sshd_config" ||
-  echo 'AuthorizedKeysFile .ssh/authorized_keys /etc/ssh/authorized_keys/%u /var/lib/sms/accounts/keys/%u' >>"$root/etc/ssh/sshd_config"
+# The appliance's settings (sshd_config.d/sms.conf) come first, so they win;
+# Debian's file includes the directory, upstream's (Buildroot) does not.
+grep -q '^Include /etc/ssh/sshd_config.d/\*.conf' "$root/etc/ssh/sshd_config" ||
+  sed -i '1i Include /etc/ssh/sshd_config.d/*.conf' "$root/etc/ssh/sshd_config"
 
 # What a person sees before logging in: the appliance, not the base
 # distribution's issue text and licence notice.
@@ -59,7 +61,7 @@ ln -sfn /var/lib/sms/system/localtime "$root/etc/localtime"
 # Units to start (Buildroot's host systemctl or the build host's).
 systemctl --root="$root" enable \
   systemd-networkd.service nftables.service ssh.service serial-getty@ttyS0.service \
-  sms-data-setup.service var-lib-sms.mount sms-ssh-keys.service \
+  sms-data-setup.service sms-ssh-keys.service \
   sms-updated.service sms-ntpd.service sms-distd.service sms-snmpd.service sms-health.service \
   sms-settings.path sms-settings-boot.service sms-audit.socket >/dev/null 2>&1
 systemctl --root="$root" mask systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer \

@@ -26,6 +26,9 @@ pub const ADMIN: &str = "admin";
 pub const FACTORY_SHADOW: &str = "/usr/share/sms/factory/shadow";
 /// The shadow file in use, on the data partition (`/etc/shadow` links here).
 pub const SHADOW: &str = "/var/lib/sms/accounts/shadow";
+/// The authorized_keys files of the accounts, one per account (sshd's
+/// `AuthorizedKeysFile` names `/var/lib/sms/accounts/keys/%u`).
+pub const KEYS_DIR: &str = "/var/lib/sms/accounts/keys";
 /// The sshd configuration fragment that turns password logins on; it
 /// exists once `admin` has replaced the factory password.
 pub const SSHD_PASSWORDS: &str = "/var/lib/sms/system/sshd-passwords.conf";
@@ -276,7 +279,7 @@ mod tests {
         for bad in [
             format!("admin:{h}\nadmin:{h}\n"),
             format!("Admin:{h}\n"),
-            format!("root\n"),
+            "root\n".to_string(),
             format!("admin:{h}\nbob:!\n"),
         ] {
             assert!(Passwords::parse(&bad).is_err(), "{bad}");

@@ -193,6 +193,60 @@ pub struct AccountPaths {
     pub shadow: PathBuf,
     /// The sshd fragment allowing password logins.
     pub sshd_passwords: PathBuf,
+    /// One authorized_keys file per account (sshd's
+    /// `AuthorizedKeysFile .../%u`).
+    pub keys_dir: PathBuf,
+}
+
+/// The authorized_keys text of every account with keys: each key on its
+/// own line behind `restrict` (no forwarding, no pty options, no
+/// `~/.ssh/rc`; the CLI is the forced command anyway). The keys were
+/// validated (`check_login_key`), so a line holds one key and no option.
+pub fn authorized_keys(
+    keys: &[sms_core::settings::LoginKey],
+) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::<String, String>::new();
+    for k in keys {
+        if sms_core::settings::check_account(&k.user).is_err()
+            || sms_core::settings::check_login_key(&k.key).is_err()
+        {
+            continue;
+        }
+        let text = out.entry(k.user.clone()).or_insert_with(|| {
+            "# Written by sms-apply-settings from the committed settings.\n".to_string()
+        });
+        text.push_str(&format!("restrict {}\n", k.key));
+    }
+    out
+}
+
+/// Writes the authorized_keys files in `dir` (0644, root's) and removes
+/// those of accounts that have no key any more; returns what changed.
+pub fn apply_keys(
+    dir: &Path,
+    keys: &[sms_core::settings::LoginKey],
+) -> Result<Vec<String>, String> {
+    let want = authorized_keys(keys);
+    let mut said = Vec::new();
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for (user, text) in &want {
+        let path = dir.join(user);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            sms_core::files::write_atomic(&path, text.as_bytes(), 0o644)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let n = text.lines().filter(|l| l.starts_with("restrict ")).count();
+            said.push(format!("SSH keys of {user} set ({n})"));
+        }
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !want.contains_key(&name) {
+            std::fs::remove_file(e.path()).map_err(|x| format!("{}: {x}", e.path().display()))?;
+            said.push(format!("SSH keys of {name} removed"));
+        }
+    }
+    Ok(said)
 }
 
 /// What the accounts step did.

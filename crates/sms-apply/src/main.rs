@@ -28,6 +28,7 @@ fn args() -> anyhow::Result<Args> {
             factory_shadow: accounts::FACTORY_SHADOW.into(),
             shadow: accounts::SHADOW.into(),
             sshd_passwords: accounts::SSHD_PASSWORDS.into(),
+            keys_dir: accounts::KEYS_DIR.into(),
         },
     };
     let mut it = std::env::args().skip(1);
@@ -44,12 +45,13 @@ fn args() -> anyhow::Result<Args> {
                     it.next().context("--factory-shadow needs a file")?.into()
             }
             "--shadow" => a.accounts.shadow = it.next().context("--shadow needs a file")?.into(),
+            "--keys-dir" => a.accounts.keys_dir = it.next().context("--keys-dir needs a dir")?.into(),
             "--sshd-passwords" => {
                 a.accounts.sshd_passwords =
                     it.next().context("--sshd-passwords needs a file")?.into()
             }
             other => anyhow::bail!(
-                "unknown argument {other:?} (--settings FILE, --state-dir DIR, --boot, --passwords FILE, --factory-shadow FILE, --shadow FILE, --sshd-passwords FILE)"
+                "unknown argument {other:?} (--settings FILE, --state-dir DIR, --boot, --passwords FILE, --factory-shadow FILE, --shadow FILE, --sshd-passwords FILE, --keys-dir DIR)"
             ),
         }
     }
@@ -145,6 +147,19 @@ fn main() -> anyhow::Result<()> {
         Some(Settings::load(&applied_path).unwrap_or_default())
     };
     let p = plan(old.as_ref(), &new);
+    match sms_apply::apply_keys(&a.accounts.keys_dir, &new.login_keys) {
+        Ok(said) => {
+            for m in said {
+                tracing::info!("{m}");
+                status.messages.push(m);
+            }
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            status.ok = false;
+            status.messages.push(e);
+        }
+    }
     let mut note = |r: Result<String, String>| match r {
         Ok(m) => {
             tracing::info!("{m}");

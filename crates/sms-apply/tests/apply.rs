@@ -30,8 +30,53 @@ fn applier(settings: &std::path::Path, state: &std::path::Path) -> Command {
         .arg("--shadow")
         .arg(top.join("accounts/shadow"))
         .arg("--sshd-passwords")
-        .arg(state.join("sshd-passwords.conf"));
+        .arg(state.join("sshd-passwords.conf"))
+        .arg("--keys-dir")
+        .arg(top.join("accounts/keys"));
     c
+}
+
+#[test]
+fn login_keys_become_restricted_authorized_keys_files() {
+    use sms_core::settings::{LoginKey, Settings, SettingsStore, EXAMPLE_LOGIN_KEY};
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("system");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(dir.path().join("factory-shadow"), FACTORY).unwrap();
+    let store = SettingsStore::new(dir.path().join("config"));
+    let keys = dir.path().join("accounts/keys");
+    let mut s = Settings {
+        login_keys: vec![LoginKey {
+            user: "admin".into(),
+            key: EXAMPLE_LOGIN_KEY.into(),
+        }],
+        ..Default::default()
+    };
+    store.commit(&s).unwrap();
+    let (ok, st) = apply(&store.path(), &state);
+    assert!(ok && st.ok, "{st:?}");
+    assert!(
+        st.messages.iter().any(|m| m == "SSH keys of admin set (1)"),
+        "{st:?}"
+    );
+    let text = std::fs::read_to_string(keys.join("admin")).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(lines, vec![format!("restrict {EXAMPLE_LOGIN_KEY}")]);
+    // Unchanged: not written again, nothing said.
+    let (_, st) = apply(&store.path(), &state);
+    assert!(
+        !st.messages.iter().any(|m| m.contains("SSH keys")),
+        "{st:?}"
+    );
+    // No key any more: the file goes.
+    s.login_keys.clear();
+    store.commit(&s).unwrap();
+    let (ok, st) = apply(&store.path(), &state);
+    assert!(
+        ok && st.messages.iter().any(|m| m == "SSH keys of admin removed"),
+        "{st:?}"
+    );
+    assert!(!keys.join("admin").exists());
 }
 
 const FACTORY: &str = "root:!*:20000:0:99999:7:::\nadmin:$y$j9T$factory$hash:20000:0:99999:7:::\nsms-ntpd:!*:20000::::::\n";

@@ -174,6 +174,8 @@ pub enum Cfg {
     DeleteCommunity,
     /// `delete dns` in configuration mode.
     DeleteDns,
+    /// `delete system login user NAME [authorized-key TYPE KEY]`.
+    DeleteLoginKey,
     /// `delete ha peer` in configuration mode.
     DeleteHaPeer,
     /// `delete hostname` in configuration mode.
@@ -206,6 +208,8 @@ pub enum Cfg {
     SetCommunity,
     /// `set dns` in configuration mode.
     SetDns,
+    /// `set system login user NAME authorized-key TYPE KEY [COMMENT]`.
+    SetLoginKey,
     /// `set ha peer` in configuration mode.
     SetHaPeer,
     /// `set hostname` in configuration mode.

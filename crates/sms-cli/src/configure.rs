@@ -68,6 +68,13 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
                 Node::kw("time-zone", "local time zone, e.g. Europe/Berlin or UTC").then(vec![
                     Node::arg(TimeZone, "tz database name").run(Cfg::SetTimeZone),
                 ]),
+                Node::kw("login", "accounts").then(vec![Node::kw("user", "an account").then(
+                    vec![Node::arg(Account, "account name").then(vec![Node::kw(
+                        "authorized-key",
+                        "an SSH public key that may log in (written with restrict)",
+                    )
+                    .then(key_types(Cfg::SetLoginKey, true))])],
+                )]),
             ]),
             Node::kw("interface", "the management interface").then(vec![Node::kw(
                 "management",
@@ -141,6 +148,12 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
         Node::kw("system", "host name and time zone").then(vec![
             Node::kw("hostname", "back to the shipped name").run(Cfg::DeleteHostname),
             Node::kw("time-zone", "back to UTC").run(Cfg::DeleteTimeZone),
+            Node::kw("login", "accounts").then(vec![Node::kw("user", "an account").then(vec![
+                Node::arg(Account, "account name (every key of it)")
+                    .run(Cfg::DeleteLoginKey)
+                    .then(vec![Node::kw("authorized-key", "one key")
+                        .then(key_types(Cfg::DeleteLoginKey, false))]),
+            ])]),
         ]),
         Node::kw("interface", "the management interface").then(vec![Node::kw(
             "management",
@@ -255,6 +268,46 @@ pub struct Session {
     pub candidate: Settings,
 }
 
+/// The account and `TYPE KEY [COMMENT]` of a `login user` line.
+fn login_key(p: &Parsed) -> (String, String) {
+    let arg = |i: usize| p.args.get(i).map(|a| a.1.clone()).unwrap_or_default();
+    let kind = p
+        .keywords
+        .iter()
+        .find(|k| settings::LOGIN_KEY_TYPES.contains(k))
+        .copied()
+        .unwrap_or_default();
+    let mut key = format!("{kind} {}", arg(1));
+    if p.args.len() > 2 {
+        key.push(' ');
+        key.push_str(&arg(2));
+    }
+    (arg(0), key)
+}
+
+/// The same key whatever its comment.
+fn same_key(a: &str, b: &str) -> bool {
+    a.split(' ').take(2).eq(b.split(' ').take(2))
+}
+
+/// `TYPE KEY [COMMENT]` of an SSH public key, each type a keyword.
+fn key_types(action: Cfg, comment: bool) -> Vec<Node> {
+    settings::LOGIN_KEY_TYPES
+        .iter()
+        .map(|t| {
+            let blob = Node::arg(ArgKind::KeyBlob, "the key's base64 text").run(action);
+            let blob = if comment {
+                blob.then(vec![
+                    Node::arg(ArgKind::Text, "comment (user@host)").run(action)
+                ])
+            } else {
+                blob
+            };
+            Node::kw(t, "key type").then(vec![blob])
+        })
+        .collect()
+}
+
 /// Runs a configuration-mode action on the session. `Ok(text)` for the
 /// user; `Err` for a refusal that changes nothing.
 pub fn apply(
@@ -352,6 +405,23 @@ pub fn apply(
             settings::check_secret("proxy password", &pw, 1)
                 .map_err(|e| format!("{e}; nothing changed"))?;
             c.proxy.get_or_insert_with(Proxy::default).password = pw;
+        }
+        Cfg::SetLoginKey => {
+            let (user, key) = login_key(p);
+            settings::check_login_key(&key).map_err(|e| format!("{e}; nothing changed"))?;
+            c.login_keys
+                .retain(|k| !(k.user == user && same_key(&k.key, &key)));
+            c.login_keys.push(settings::LoginKey { user, key });
+        }
+        Cfg::DeleteLoginKey => {
+            let (user, key) = login_key(p);
+            let before = c.login_keys.len();
+            // With a key: that key; without: every key of the account.
+            c.login_keys
+                .retain(|k| !(k.user == user && (p.args.len() < 2 || same_key(&k.key, &key))));
+            if before == c.login_keys.len() {
+                return Err(format!("{user} has no such authorized-key"));
+            }
         }
         Cfg::SetNtp => {
             if !c.ntp_servers.contains(&arg(0)) {

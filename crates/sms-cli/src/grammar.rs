@@ -37,6 +37,10 @@ pub enum ArgKind {
     Endpoint,
     /// A file in the CLI's own file directory: a plain name, no path.
     File,
+    /// An account name: lower case, digits, `-`, `_`.
+    Account,
+    /// The base64 blob of an SSH public key.
+    KeyBlob,
 }
 
 impl ArgKind {
@@ -55,6 +59,8 @@ impl ArgKind {
             ArgKind::TimeZone => "<time-zone>",
             ArgKind::Endpoint => "<address[:port]>",
             ArgKind::File => "<file>",
+            ArgKind::Account => "<account>",
+            ArgKind::KeyBlob => "<base64-key>",
         }
     }
 
@@ -105,6 +111,12 @@ impl ArgKind {
             ArgKind::TimeZone => sms_core::settings::check_time_zone(w).is_ok(),
             ArgKind::Endpoint => sms_core::settings::check_ntp_server(w).is_ok(),
             ArgKind::File => simple(64) && !w.starts_with(['.', '-']),
+            ArgKind::Account => sms_core::settings::check_account(w).is_ok(),
+            ArgKind::KeyBlob => {
+                w.len() <= 2048
+                    && w.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+            }
         };
         if ok {
             Ok(())

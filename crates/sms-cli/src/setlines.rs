@@ -36,6 +36,12 @@ pub fn set_lines(s: &Settings) -> Vec<SetLine> {
     if let Some(z) = &s.time_zone {
         plain(format!("set system time-zone {z}"));
     }
+    for k in &s.login_keys {
+        plain(format!(
+            "set system login user {} authorized-key {}",
+            k.user, k.key
+        ));
+    }
     if let Some(m) = &s.management {
         match m.gateway {
             Some(g) => plain(format!(

@@ -179,7 +179,9 @@ fn auth_priv() -> String {
 pub struct ReceiverConfig {
     /// Addresses to receive on.
     pub listen: Vec<SocketAddr>,
-    /// Communities accepted in v1/v2c traps and informs; any when empty.
+    /// Communities accepted in v1/v2c traps and informs; none when empty
+    /// (only SNMPv3 users then): an appliance accepts no community it was
+    /// not given.
     pub communities: Vec<String>,
     /// Names of `[[user]]` entries accepted in v3 traps and informs.
     pub users: Vec<String>,
@@ -218,7 +220,8 @@ pub struct PollerConfig {
     pub interval_secs: Duration,
     /// The devices' SNMP port.
     pub port: u16,
-    /// v2c community the devices answer to.
+    /// v2c community the devices answer to; empty: the first community of
+    /// the administrator's settings, and no polling while there is none.
     pub community: String,
     /// Time to wait for one answer.
     #[serde(with = "sms_core::config::millis")]
@@ -235,7 +238,7 @@ impl Default for PollerConfig {
             enabled: true,
             interval_secs: Duration::from_secs(60),
             port: 161,
-            community: "public".into(),
+            community: String::new(),
             timeout_ms: Duration::from_millis(1000),
             concurrency: 64,
             failures: 3,
@@ -309,6 +312,11 @@ impl sms_core::daemon::WithSettings for SnmpConfig {
             });
             if !self.receiver.communities.contains(&c.name) {
                 self.receiver.communities.push(c.name.clone());
+            }
+        }
+        if self.poller.community.is_empty() {
+            if let Some(c) = s.snmp_communities.first() {
+                self.poller.community = c.name.clone();
             }
         }
         for u in &s.snmp_users {
@@ -411,6 +419,28 @@ mod tests {
                 .unwrap();
         let e = crate::access::Access::build(&cfg, b"e").unwrap_err();
         assert!(e.contains("at least 8"), "{e}");
+    }
+
+    /// The shipped file trusts no community: traps with one are refused and
+    /// the poller waits, until the administrator sets one, which both take.
+    #[test]
+    fn the_shipped_file_accepts_no_community_until_one_is_set() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut cfg: SnmpConfig =
+            sms_core::config::load(&root.join("rootfs-overlay/etc/sms/snmpd.toml")).unwrap();
+        assert!(cfg.community.is_empty() && cfg.user.is_empty());
+        assert!(cfg.receiver.communities.is_empty());
+        assert_eq!(cfg.poller.community, "");
+        cfg.apply_settings(&sms_core::settings::Settings {
+            snmp_communities: vec![sms_core::settings::SnmpCommunity {
+                name: "fleet-ro".into(),
+                networks: vec!["192.0.2.0/24".into()],
+                write: false,
+            }],
+            ..Default::default()
+        });
+        assert_eq!(cfg.receiver.communities, vec!["fleet-ro".to_string()]);
+        assert_eq!(cfg.poller.community, "fleet-ro");
     }
 
     /// Settings from the CLI build into a working access table and trap

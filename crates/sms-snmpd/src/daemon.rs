@@ -291,6 +291,12 @@ impl Daemon {
         if !self.cfg.poller.enabled {
             return;
         }
+        if self.cfg.poller.community.is_empty() {
+            tracing::warn!(
+                "device poller idle: no community to poll the devices with (set snmp community ... in configuration mode, or [poller] community)"
+            );
+            return;
+        }
         let mut tick = tokio::time::interval(
             self.cfg
                 .poller

@@ -159,7 +159,7 @@ impl Receiver {
     }
 
     fn community(&self, m: CommunityMessage, src: SocketAddr, port: u16) -> Option<Vec<u8>> {
-        if !self.communities.is_empty() && !self.communities.contains(&m.community) {
+        if !self.communities.contains(&m.community) {
             self.counters.bad_community.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%src, "notification with a community not accepted");
             return None;

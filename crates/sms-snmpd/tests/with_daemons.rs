@@ -166,6 +166,7 @@ async fn mib_poller_and_traps_with_the_real_daemons() {
 
     let extra = format!(
         r#"[poller]
+community = "public"
 interval_secs = 1
 port = {snmp_port}
 timeout_ms = 300

@@ -394,9 +394,14 @@ impl Cli {
                         "unknown".into(),
                     ),
                 };
+                // The development layer says so (image/layers/development.sh).
+                let layer = std::fs::read_to_string("/etc/sms/image-layer")
+                    .map(|t| t.trim().to_string())
+                    .unwrap_or_else(|_| "production".into());
                 Ok(format!(
-                    "SMS OS {VERSION} (build {})\nhost name: {}\nbooted slot: {}\nactive DV: {}\nactive TOS: {}",
+                    "SMS OS {VERSION} (build {})\nimage: {}\nhost name: {}\nbooted slot: {}\nactive DV: {}\nactive TOS: {}",
                     option_env!("SMS_BUILD").unwrap_or("development"),
+                    clean(&layer),
                     clean(&host),
                     clean(&slot),
                     clean(&dv),

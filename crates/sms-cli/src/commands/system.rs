@@ -212,7 +212,8 @@ pub(super) fn journal(name: &str) -> Result<String, String> {
 }
 
 /// The A/B slot the running root file system is on (`A` or `B`): the
-/// device mounted at `/` compared with the slots' partition labels.
+/// device mounted at `/` is partition 2 (A) or 3 (B) of the appliance's
+/// disk (the initramfs chose it by partition UUID; no label is read).
 pub(super) fn booted_slot() -> Option<String> {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     // Fields: id parent major:minor root mount-point ...
@@ -220,15 +221,12 @@ pub(super) fn booted_slot() -> Option<String> {
         let f: Vec<&str> = l.split_whitespace().collect();
         (f.get(4) == Some(&"/")).then(|| f.get(2).map(|d| d.to_string()))?
     })?;
-    for (slot, label) in [("A", "sms-root-a"), ("B", "sms-root-b")] {
-        let dev = std::fs::canonicalize(format!("/dev/disk/by-partlabel/{label}")).ok()?;
-        let name = dev.file_name()?.to_str()?.to_string();
-        let numbers = std::fs::read_to_string(format!("/sys/class/block/{name}/dev")).ok()?;
-        if numbers.trim() == root_dev {
-            return Some(slot.to_string());
-        }
+    let n = std::fs::read_to_string(format!("/sys/dev/block/{root_dev}/partition")).ok()?;
+    match n.trim() {
+        "2" => Some("A".into()),
+        "3" => Some("B".into()),
+        _ => None,
     }
-    None
 }
 
 /// `show system`: uptime, load, memory and the data partition.

@@ -69,7 +69,29 @@ pub struct Settings {
     /// The HA peer appliance.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ha_peer: Option<IpAddr>,
+    /// SSH public keys that may log in, per account; the applier writes
+    /// them with `restrict` (no forwarding, no pty options of the key's).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub login_keys: Vec<LoginKey>,
 }
+
+/// An SSH public key of an account ([`check_login_key`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginKey {
+    /// The account.
+    pub user: String,
+    /// `TYPE BASE64 [COMMENT]`.
+    pub key: String,
+}
+
+/// A valid Ed25519 public key, for examples and tests.
+#[doc(hidden)]
+pub const EXAMPLE_LOGIN_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPo3qQHKkecKH6Va0yqh2Ksg0Sc3Ea32WSHRfF/uky8w noc@example";
+
+/// Keys per account, at most.
+pub const MAX_LOGIN_KEYS: usize = 8;
 
 /// The management interface's static address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,6 +245,10 @@ impl Settings {
                 user: Some("noc".into()),
             }],
             ha_peer: Some("192.0.2.11".parse().expect("a valid literal")),
+            login_keys: vec![LoginKey {
+                user: "admin".into(),
+                key: EXAMPLE_LOGIN_KEY.into(),
+            }],
         }
     }
 
@@ -324,6 +350,16 @@ impl Settings {
             }
             if t.port == 0 {
                 return Err(invalid("trap-destination port", "must not be 0"));
+            }
+        }
+        for k in &self.login_keys {
+            check_account(&k.user)?;
+            check_login_key(&k.key)?;
+            if self.login_keys.iter().filter(|x| x.user == k.user).count() > MAX_LOGIN_KEYS {
+                return Err(invalid(
+                    "authorized-key",
+                    format!("at most {MAX_LOGIN_KEYS} keys per account"),
+                ));
             }
         }
         Ok(())
@@ -509,6 +545,76 @@ fn read_secrets<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>
 
 #[cfg(test)]
 mod tests {
+
+    /// Keys from a real ssh-keygen of every accepted type pass; what could
+    /// add an option, a second key or a weak key is refused with the reason.
+    #[test]
+    fn login_keys_are_parsed_strictly() {
+        let dir = tempfile::tempdir().unwrap();
+        let keygen = |args: &[&str]| {
+            let f = dir.path().join(args.join("_"));
+            let ok = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-N", "", "-C", "ops@example"])
+                .args(args)
+                .arg("-f")
+                .arg(&f)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "ssh-keygen {args:?}");
+            std::fs::read_to_string(f.with_extension("pub"))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        for args in [
+            &["-t", "ed25519"][..],
+            &["-t", "ecdsa", "-b", "256"],
+            &["-t", "ecdsa", "-b", "384"],
+            &["-t", "ecdsa", "-b", "521"],
+            &["-t", "rsa", "-b", "3072"],
+        ] {
+            let k = keygen(args);
+            check_login_key(&k).unwrap_or_else(|e| panic!("{k}: {e}"));
+        }
+        check_login_key(EXAMPLE_LOGIN_KEY).unwrap();
+        let weak = keygen(&["-t", "rsa", "-b", "1024"]);
+        let (_, blob) = EXAMPLE_LOGIN_KEY.split_once(' ').unwrap();
+        let blob = blob.split(' ').next().unwrap();
+        for (key, says) in [
+            (weak.clone(), "at least 2048"),
+            (
+                format!("command=\"/bin/sh\" {EXAMPLE_LOGIN_KEY}"),
+                "TYPE BASE64",
+            ),
+            (format!("ssh-rsa {blob}"), "another type"),
+            (format!("ssh-ed25519 {}", &blob[..blob.len() - 8]), ""),
+            (format!("ssh-ed25519 {blob} two words"), "TYPE BASE64"),
+            (format!("ssh-ed25519 {blob} a\"b"), "comment"),
+            (format!("ssh-ed25519 {blob}\nssh-ed25519 {blob}"), ""),
+            (format!("ssh-dss {blob}"), "type"),
+            (format!("ssh-ed25519  {blob}"), ""),
+        ] {
+            let e = check_login_key(&key).expect_err(&key).to_string();
+            assert!(e.contains(says), "{key}: {e}");
+        }
+        let mut s = Settings::example();
+        s.login_keys[0].user = "Admin".into();
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("account name"));
+        let mut s = Settings::example();
+        s.login_keys = (0..9)
+            .map(|_| LoginKey {
+                user: "admin".into(),
+                key: EXAMPLE_LOGIN_KEY.into(),
+            })
+            .collect();
+        assert!(s.validate().unwrap_err().to_string().contains("at most 8"));
+    }
+
     use super::*;
     use proptest::prelude::*;
 
