@@ -67,6 +67,19 @@ pub struct Cli {
     secrets: Vec<String>,
 }
 
+/// Whether this process may write in `dir` (or, before the first commit
+/// made it, in its nearest existing parent).
+fn may_write(dir: &std::path::Path) -> bool {
+    let mut d = Some(dir);
+    while let Some(p) = d {
+        if p.exists() {
+            return nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok();
+        }
+        d = p.parent();
+    }
+    false
+}
+
 /// The system bus's socket, whatever the environment says.
 const SYSTEM_BUS: &str = "unix:path=/run/dbus/system_bus_socket";
 
@@ -318,6 +331,13 @@ impl Cli {
         }
         let store = self.store();
         if cfg.is_none() {
+            // The settings directory is the administrator's: the kernel
+            // refuses anyone else's commit; say so before anything is staged.
+            if !may_write(&self.paths.dir) {
+                return Outcome::Failed(
+                    "% configuration mode is for administrators: this account may show the configuration (show configuration), not change it".into(),
+                );
+            }
             return match store.committed() {
                 Ok(c) => {
                     self.session = Some(Session {
