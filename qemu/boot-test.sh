@@ -334,6 +334,30 @@ key2_login() {
     as_root 'grep -c "^restrict ssh-ed25519 " /var/lib/sms/accounts/keys/admin' 2>/dev/null | grep -qx 1
 }
 check "the configured key logs in as admin, its line behind restrict" key2_login
+# Roles: the operator and auditor accounts get a key in configuration mode;
+# the operator may update but is refused configuration (the settings are
+# the administrator's), the auditor may only look (the system bus refuses
+# its DV check, not only the CLI).
+k2=$(cat "$work/key2.pub")
+out=$(printf 'configure\nset system login user sms-operator authorized-key %s\nset system login user sms-auditor authorized-key %s\ncommit\nexit\n' "$k2" "$k2" | as_admin -T 2>&1 || true)
+check "role accounts get their key in configuration mode (got: $(grep 'SSH keys' <<<"$out" | tr '\n' ' '))" \
+  bash -c 'grep -q "SSH keys of sms-operator set (1)" <<<"$1" && grep -q "SSH keys of sms-auditor set (1)" <<<"$1"' _ "$out"
+as_role() {
+  local who=$1
+  shift
+  timeout 90 ssh -p "$ssh_port" -i "$work/key2" -o IdentitiesOnly=yes -o StrictHostKeyChecking=no \
+    -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes "$who@127.0.0.1" "$@"
+}
+out=$(as_role sms-operator configure 2>&1 || true)
+check "the operator is refused configuration mode (got: $out)" grep -q "configuration mode is for administrators" <<<"$out"
+out=$(as_role sms-operator 'update dv check' 2>&1 || true)
+check "the operator starts a DV check through the bus (got: $out)" grep -q "DV check started" <<<"$out"
+out=$(as_role sms-auditor 'update dv check' 2>&1 || true)
+check "the auditor's DV check is refused by the system bus (got: $out)" grep -q "not allowed for your account's role" <<<"$out"
+out=$(as_role sms-auditor 'show version' 2>&1 || true)
+check "the auditor reads the appliance's state (got: $(head -n 1 <<<"$out"))" grep -q "SMS OS" <<<"$out"
+out=$(as_role sms-operator '/bin/sh -c id' 2>&1 || true)
+check "the operator gets the CLI, no shell (got: $out)" no_shell "$out"
 out=$(as_admin who 2>&1 || true)
 check "who lists admin's SSH session (got: $out)" grep -qE "^admin +[0-9]+ .* 10\.0\.2\.2" <<<"$out"
 ciphers_offered() {

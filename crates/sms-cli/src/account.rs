@@ -94,6 +94,33 @@ pub fn change_password(
     set_password(paths, user, new, again)
 }
 
+/// The role accounts an administrator gives a password.
+pub const ROLE_ACCOUNTS: &[&str] = &["sms-operator", "sms-auditor"];
+
+/// `password ACCOUNT`: the administrator sets a role account's password
+/// (the new one twice). Others are refused here, and could not write the
+/// passwords file anyway (it is the administrator's).
+pub fn set_role_password(
+    paths: &SettingsPaths,
+    user: &str,
+    account: &str,
+    secrets: &[String],
+) -> Result<String, String> {
+    if user != ADMIN {
+        return Err("only the administrator sets another account's password".into());
+    }
+    if !ROLE_ACCOUNTS.contains(&account) {
+        return Err(format!(
+            "{account} is not a role account (one of {})",
+            ROLE_ACCOUNTS.join(", ")
+        ));
+    }
+    let [new, again] = secrets else {
+        return Err("the new password is needed twice".into());
+    };
+    set_password(paths, account, new, again)
+}
+
 /// How the setup dialog talks to the person (a terminal, or lines of a
 /// file in tests).
 pub trait Ask {

@@ -178,3 +178,37 @@ fn over_ssh_there_is_no_dialog_only_a_reminder() {
     );
     assert_eq!(admin_hash(dir.path()), None);
 }
+
+#[test]
+fn the_administrator_sets_a_role_accounts_password_others_may_not() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |user: &str, input: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_sms-cli"))
+            .arg("--state-dir")
+            .arg(dir.path())
+            .args(["--bus", "unix:path=/nonexistent/bus", "--user", user])
+            .env("SSH_CONNECTION", "192.0.2.9 50000 192.0.2.10 22")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout).to_string()
+    };
+    let out = run(
+        "admin",
+        "password sms-operator\nOps-Passw0rd-1\nOps-Passw0rd-1\n",
+    );
+    assert!(out.contains("password of sms-operator changed"), "{out}");
+    let p = Passwords::read(&passwords_path(&dir.path().join("config"))).unwrap();
+    assert!(verify("Ops-Passw0rd-1", &p.0["sms-operator"]));
+    assert!(!p.0.contains_key("admin"));
+    let out = run("admin", "password root\nOps-Passw0rd-1\nOps-Passw0rd-1\n");
+    assert!(out.contains("not a role account"), "{out}");
+    let out = run(
+        "sms-operator",
+        "password sms-auditor\nOps-Passw0rd-1\nOps-Passw0rd-1\n",
+    );
+    assert!(out.contains("only the administrator"), "{out}");
+}

@@ -239,6 +239,13 @@ impl Cli {
                     "{daemon} did not answer within {} s",
                     limit.as_secs()
                 )),
+                Ok(Err(zbus::Error::MethodError(name, _, _)))
+                    if name.as_str() == "org.freedesktop.DBus.Error.AccessDenied" =>
+                {
+                    Err(format!(
+                        "not allowed for your account's role: the system bus refused the call to {daemon}"
+                    ))
+                }
                 Ok(Err(zbus::Error::MethodError(_, Some(msg), _))) => Err(msg),
                 Ok(Err(zbus::Error::FDO(e))) => match *e {
                     zbus::fdo::Error::InvalidArgs(msg) | zbus::fdo::Error::Failed(msg) => Err(msg),
@@ -286,17 +293,32 @@ impl Cli {
         }
         let result = if op == Op::Password {
             let secrets = std::mem::take(&mut self.secrets);
-            if secrets.len() < 3 {
+            let other = parsed
+                .args
+                .first()
+                .map(|a| a.1.clone())
+                .filter(|u| *u != self.user);
+            let prompts: &[&str] = if other.is_some() {
+                &["New password: ", "New password again: "]
+            } else {
+                &[
+                    "Current password: ",
+                    "New password: ",
+                    "New password again: ",
+                ]
+            };
+            if secrets.len() < prompts.len() {
                 return Outcome::Secret {
-                    prompts: vec![
-                        "Current password: ".into(),
-                        "New password: ".into(),
-                        "New password again: ".into(),
-                    ],
+                    prompts: prompts.iter().map(|p| p.to_string()).collect(),
                     line: line.to_string(),
                 };
             }
-            crate::account::change_password(&self.paths, &self.user, &secrets)
+            match other {
+                Some(account) => {
+                    crate::account::set_role_password(&self.paths, &self.user, &account, &secrets)
+                }
+                None => crate::account::change_password(&self.paths, &self.user, &secrets),
+            }
         } else {
             self.run(op, &parsed, json)
         };

@@ -129,7 +129,12 @@ pub fn tree() -> Vec<Node> {
             "password",
             "change your password (asked: the current one, the new one twice)",
         )
-        .run(Op::Password),
+        .run(Op::Password)
+        .then(vec![Node::arg(
+            ArgKind::Account,
+            "a role account's password (administrator: sms-operator, sms-auditor)",
+        )
+        .run(Op::Password)]),
         Node::kw("who", "who is logged in").run(Op::Who),
         Node::kw("whoami", "who you are logged in as").run(Op::Whoami),
         Node::kw("help", "the commands").run(Op::Help),
