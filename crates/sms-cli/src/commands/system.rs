@@ -208,6 +208,23 @@ pub(super) fn journal(name: &str) -> Result<String, String> {
         .output()
         .map_err(|e| format!("reading the journal: {e}"))?;
     let text = String::from_utf8_lossy(&o.stdout);
+    if !o.status.success() && text.trim().is_empty() {
+        // Never an empty answer: say what journalctl said (for example that
+        // this account may not read the journal).
+        let why = String::from_utf8_lossy(&o.stderr);
+        let why = why
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("journalctl failed");
+        return Err(format!(
+            "the journal of {name} cannot be read: {}",
+            clean(why.trim())
+        ));
+    }
+    if text.trim().is_empty() {
+        return Ok(format!("(no journal entries for {name} since boot)"));
+    }
     Ok(text.lines().map(clean).collect::<Vec<_>>().join("\n"))
 }
 
