@@ -22,14 +22,41 @@ cleanup() {
     kill "$world_pid" 2>/dev/null || true
   fi
   if [ "$failed" -ne 0 ]; then
+    qemu_diag
     echo "--- QEMU ---"
     cat "$work/qemu.out" 2>/dev/null || true
     echo "--- last lines of the serial console ---"
-    tail -n 60 "$serial" 2>/dev/null || true
+    tail -n 100 "$serial" 2>/dev/null || true
   fi
   rm -rf "$work"
 }
 trap cleanup EXIT
+
+# What QEMU says of the guest: run state and each CPU's instruction pointer
+# and halt state (idle in HLT, or spinning).
+qemu_diag() {
+  [ -S "$work/monitor.sock" ] || return 0
+  echo "--- QEMU monitor ---"
+  python3 - "$work/monitor.sock" <<'PY' 2>&1 | grep -E 'VM status|^CPU#|^RIP|HLT=' || true
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect(sys.argv[1])
+for cmd in (b"info status\n", b"info registers -a\n"):
+    s.sendall(cmd)
+    time.sleep(1)
+out = b""
+try:
+    while True:
+        got = s.recv(65536)
+        if not got:
+            break
+        out += got
+except OSError:
+    pass
+print(out.decode("utf-8", "replace").replace("\r", ""))
+PY
+}
 
 ok() { echo "ok   - $*"; passed=$((passed + 1)); }
 bad() { echo "FAIL - $*"; failed=$((failed + 1)); }
@@ -74,9 +101,12 @@ mke2fs -q -F -t ext4 -L sms-data -d "$work/stick-data" -E offset=$((57 * 1048576
 SMS_WORLD_LOG=$work/world.log SMS_DV_SIZE=1M SMS_PUBLISH_EVERY=100000 "$top/qemu/world.sh" &
 world_pid=$!
 
+# The console shows systemd's unit status and the kernel's errors (a hung
+# task, an I/O error), so a boot that stops can be read in the serial log;
+# the QEMU monitor tells where the CPUs are when the guest stops answering.
 boot() {
   SMS_DISK=$work/disk.img SMS_SERIAL=$serial SMS_SERIAL_SOCKET=$work/console.sock SMS_PORT_BASE=$base \
-    SMS_EXTRA_DISK=$stick \
+    SMS_EXTRA_DISK=$stick SMS_MONITOR=$work/monitor.sock SMS_APPEND="systemd.show_status=1 loglevel=4" \
     SMS_EXTRA_FWD="hostfwd=tcp:127.0.0.1:$((base + 7777))-:7777" \
     "$top/qemu/boot.sh" >>"$work/qemu.out" 2>&1 &
   qemu_pid=$!
@@ -424,6 +454,8 @@ back_on() {
       "$slot ORDER=\"$slot $other\""*"${slot}_TRY=3"*) echo "$cur"; return 0 ;;
     esac
   done
+  echo "     not up on slot $slot after $2 s; last answer: ${cur:-none}" >&2
+  qemu_diag >&2
 }
 back_on_a() { back_on A "$1"; }
 
