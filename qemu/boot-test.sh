@@ -317,8 +317,10 @@ check "a trap to 8162 is received and counted (count before: ${traps_before:-unr
 # Settings as admin: a command file over SSH stages and commits; the root
 # applier (path unit) sets host name and time zone and restarts the SNMP
 # daemon, which then answers the new community through the firewall.
-out=$(printf 'configure\nset snmp community lab-ops network 10.0.2.0/24\nset snmp user labuser auth sha-256\nlab-secret-auth1\nlab-secret-priv1\nset system hostname sms-lab\nset system time-zone Europe/Berlin\ncompare\ncommit\nexit\n' | as_admin -T 2>&1 || true)
+out=$(printf 'configure\nset snmp community lab-ops network 10.0.2.0/24\nset snmp user labuser auth sha-256\nlab-secret-auth1\nlab-secret-priv1\nset system hostname sms-lab\nset system time-zone Europe/Berlin\nset update dv auto-activate off\nset update dv check-interval 3600\ncompare\ncommit\nexit\n' | as_admin -T 2>&1 || true)
 check "admin commits settings, the applier restarts sms-snmpd (got: $out)" grep -q "sms-snmpd.service restarted" <<<"$out"
+check "the update policy's commit restarts sms-updated, and only it for that part" \
+  bash -c 'grep -q "sms-updated.service restarted" <<<"$1" && ! grep -q "sms-distd.service restarted" <<<"$1"' _ "$out"
 lab_answers() {
   for _ in 1 2 3 4 5 6 7 8 9 10; do
     "${snmp_env[@]}" snmpget -v2c -c lab-ops -t 2 -r 1 -Ov "$agent" 1.3.6.1.2.1.1.1.0 2>/dev/null | grep -q "SMS OS" && return 0
@@ -334,6 +336,11 @@ labuser_answers() {
 check "the committed SNMPv3 user answers (sms-snmpd read its secrets file)" labuser_answers
 out=$(as_admin 'show version' 2>&1 || true)
 check "the committed host name is set (got: $out)" grep -q "host name: sms-lab" <<<"$out"
+updated_policy() {
+  as_root 'systemctl is-active sms-updated' 2>/dev/null | grep -qx active &&
+    as_admin 'show configuration' 2>/dev/null | grep -q "set update dv auto-activate off"
+}
+check "sms-updated runs with the committed update policy, shown in show configuration" updated_policy
 tz=$(as_root date +%Z 2>/dev/null || true)
 check "the committed time zone is applied (got: $tz)" grep -qE '^CES?T$' <<<"$tz"
 out=$(as_admin 'show audit' 2>&1 || true)

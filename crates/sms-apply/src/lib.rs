@@ -57,8 +57,14 @@ pub fn plan(old: Option<&Settings>, new: &Settings) -> Plan {
         p.network = Some(new.management.as_ref().map(network_file));
     }
     if !boot {
-        if old.dns_servers != new.dns_servers || old.proxy != new.proxy {
+        if old.dns_servers != new.dns_servers
+            || old.proxy != new.proxy
+            || old.update.updater_differs(&new.update)
+        {
             p.restart.push("sms-updated.service");
+        }
+        if old.update.distributor_differs(&new.update) {
+            p.restart.push("sms-distd.service");
         }
         if old.ntp_servers != new.ntp_servers {
             p.restart.push("sms-ntpd.service");
@@ -397,6 +403,23 @@ mod tests {
         assert!(p.restart.is_empty());
         assert_eq!(p.time_zone.as_deref(), Some("UTC"));
         assert_eq!(p.network, Some(None));
+    }
+
+    #[test]
+    fn the_update_policy_restarts_the_daemon_it_concerns() {
+        let a = Settings::default();
+        let mut b = a.clone();
+        b.update.auto_activate = Some(false);
+        assert_eq!(plan(Some(&a), &b).restart, vec!["sms-updated.service"]);
+        let mut c = b.clone();
+        c.update.distribute_groups = vec!["lab".into()];
+        assert_eq!(plan(Some(&b), &c).restart, vec!["sms-distd.service"]);
+        c.update.centre_port = Some(4043);
+        c.update.auto_distribute = Some(false);
+        assert_eq!(
+            plan(Some(&b), &c).restart,
+            vec!["sms-updated.service", "sms-distd.service"]
+        );
     }
 
     #[test]

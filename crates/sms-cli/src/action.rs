@@ -178,6 +178,8 @@ pub enum Cfg {
     DeleteLoginKey,
     /// `delete ha peer` in configuration mode.
     DeleteHaPeer,
+    /// `delete update [dv WHAT | centre-port]`: back to the shipped policy.
+    DeleteUpdate,
     /// `delete hostname` in configuration mode.
     DeleteHostname,
     /// `delete ntp` in configuration mode.
@@ -212,6 +214,8 @@ pub enum Cfg {
     SetLoginKey,
     /// `set ha peer` in configuration mode.
     SetHaPeer,
+    /// `set update dv ...` and `set update centre-port`: the update policy.
+    SetUpdate,
     /// `set hostname` in configuration mode.
     SetHostname,
     /// `set ntp` in configuration mode.

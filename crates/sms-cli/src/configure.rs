@@ -143,6 +143,32 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
             ]),
             Node::kw("ha", "high availability").then(vec![Node::kw("peer", "the peer appliance")
                 .then(vec![Node::arg(Address, "peer address").run(Cfg::SetHaPeer)])]),
+            Node::kw(
+                "update",
+                "the update policy (DV automation, update centre port)",
+            )
+            .then(vec![
+                Node::kw("dv", "Digital Vaccine automation").then(vec![
+                    Node::kw("auto-check", "check the update centre by itself")
+                        .then(on_off(Cfg::SetUpdate)),
+                    Node::kw("check-interval", "seconds between checks (300 to 604800)")
+                        .then(vec![Node::arg(Number, "seconds").run(Cfg::SetUpdate)]),
+                    Node::kw("auto-activate", "activate a downloaded DV by itself")
+                        .then(on_off(Cfg::SetUpdate)),
+                    Node::kw("auto-distribute", "distribute an activated DV by itself")
+                        .then(on_off(Cfg::SetUpdate)),
+                    Node::kw(
+                        "distribute-group",
+                        "add a device group automatic distribution goes to (none: every device)",
+                    )
+                    .then(vec![Node::arg(Name, "group").run(Cfg::SetUpdate)]),
+                ]),
+                Node::kw(
+                    "centre-port",
+                    "the update centre's HTTPS port: 443, or 4043 (legacy)",
+                )
+                .then(vec![Node::arg(Number, "port").run(Cfg::SetUpdate)]),
+            ]),
         ]);
     let delete = Node::kw("delete", "remove a value from the candidate").then(vec![
         Node::kw("system", "host name and time zone").then(vec![
@@ -181,6 +207,19 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
         ]),
         Node::kw("ha", "high availability")
             .then(vec![Node::kw("peer", "no peer").run(Cfg::DeleteHaPeer)]),
+        Node::kw("update", "the whole update policy: back to the shipped one")
+            .run(Cfg::DeleteUpdate)
+            .then(vec![
+                Node::kw("dv", "one DV setting back to the shipped value").then(vec![
+                    Node::kw("auto-check", "on (shipped)").run(Cfg::DeleteUpdate),
+                    Node::kw("check-interval", "1800 s (shipped)").run(Cfg::DeleteUpdate),
+                    Node::kw("auto-activate", "on (shipped)").run(Cfg::DeleteUpdate),
+                    Node::kw("auto-distribute", "on (shipped)").run(Cfg::DeleteUpdate),
+                    Node::kw("distribute-group", "one group")
+                        .then(vec![Node::arg(Name, "group").run(Cfg::DeleteUpdate)]),
+                ]),
+                Node::kw("centre-port", "443 (shipped)").run(Cfg::DeleteUpdate),
+            ]),
     ]);
     vec![
         set,
@@ -223,6 +262,14 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
                 Node::kw("discard", "dropping uncommitted changes").run(Cfg::ExitDiscard)
             ]),
         Node::kw("end", "leave configuration mode").run(Cfg::Exit),
+    ]
+}
+
+/// `on` and `off`, each running `action`.
+fn on_off(action: Cfg) -> Vec<Node> {
+    vec![
+        Node::kw("on", "enabled").run(action),
+        Node::kw("off", "disabled").run(action),
     ]
 }
 
@@ -496,6 +543,51 @@ pub fn apply(
             });
         }
         Cfg::SetHaPeer => c.ha_peer = Some(arg(0).parse().map_err(|_| "not an address")?),
+        Cfg::SetUpdate => {
+            let u = &mut c.update;
+            let on = has("on");
+            if has("auto-check") {
+                u.auto_check = Some(on);
+            } else if has("auto-activate") {
+                u.auto_activate = Some(on);
+            } else if has("auto-distribute") {
+                u.auto_distribute = Some(on);
+            } else if has("check-interval") {
+                u.check_interval = Some(
+                    arg(0)
+                        .parse()
+                        .map_err(|_| "the interval is a number of seconds")?,
+                );
+            } else if has("distribute-group") {
+                if !u.distribute_groups.contains(&arg(0)) {
+                    u.distribute_groups.push(arg(0));
+                }
+            } else if has("centre-port") {
+                u.centre_port = Some(arg(0).parse().map_err(|_| "the port is 443 or 4043")?);
+            }
+        }
+        Cfg::DeleteUpdate => {
+            let u = &mut c.update;
+            if has("auto-check") {
+                u.auto_check = None;
+            } else if has("auto-activate") {
+                u.auto_activate = None;
+            } else if has("auto-distribute") {
+                u.auto_distribute = None;
+            } else if has("check-interval") {
+                u.check_interval = None;
+            } else if has("distribute-group") {
+                let before = u.distribute_groups.len();
+                u.distribute_groups.retain(|g| *g != arg(0));
+                if before == u.distribute_groups.len() {
+                    return Err(format!("distribute-group {} is not configured", arg(0)));
+                }
+            } else if has("centre-port") {
+                u.centre_port = None;
+            } else {
+                *u = settings::UpdatePolicy::default();
+            }
+        }
         Cfg::DeleteHostname => c.hostname = None,
         Cfg::DeleteTimeZone => c.time_zone = None,
         Cfg::DeleteAddress => c.management = None,

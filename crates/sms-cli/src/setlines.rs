@@ -83,6 +83,26 @@ pub fn set_lines(s: &Settings) -> Vec<SetLine> {
     if let Some(p) = s.ha_peer {
         plain(format!("set ha peer {p}"));
     }
+    let u = &s.update;
+    let on_off = |b: bool| if b { "on" } else { "off" };
+    if let Some(b) = u.auto_check {
+        plain(format!("set update dv auto-check {}", on_off(b)));
+    }
+    if let Some(i) = u.check_interval {
+        plain(format!("set update dv check-interval {i}"));
+    }
+    if let Some(b) = u.auto_activate {
+        plain(format!("set update dv auto-activate {}", on_off(b)));
+    }
+    if let Some(b) = u.auto_distribute {
+        plain(format!("set update dv auto-distribute {}", on_off(b)));
+    }
+    for g in &u.distribute_groups {
+        plain(format!("set update dv distribute-group {g}"));
+    }
+    if let Some(p) = u.centre_port {
+        plain(format!("set update centre-port {p}"));
+    }
     if let Some(p) = &s.proxy {
         if !p.password.is_empty() {
             out.push(SetLine {

@@ -55,14 +55,39 @@ pub struct PushConfig {
     pub wave_fraction: f64,
     /// A wave whose failed fraction exceeds this stops the job.
     pub max_failure_rate: f64,
-    /// Distribute a newly activated DV to all devices by itself.
+    /// Distribute a newly activated DV to the devices by itself.
     pub auto_distribute_dv: bool,
+    /// The groups an automatic distribution goes to; empty: every device.
+    pub auto_distribute_groups: Vec<String>,
 }
 
 impl sms_core::daemon::WithSettings for DistdConfig {
-    /// No part of the administrator's settings concerns distribution yet:
-    /// the file's values stand.
-    fn apply_settings(&mut self, _settings: &sms_core::settings::Settings) {}
+    /// Puts the update policy's distribution part over the file: whether
+    /// an activated DV is distributed by itself, and to which groups.
+    fn apply_settings(&mut self, settings: &sms_core::settings::Settings) {
+        let policy = &settings.update;
+        if let Some(on) = policy.auto_distribute {
+            self.push.auto_distribute_dv = on;
+        }
+        if !policy.distribute_groups.is_empty() {
+            self.push.auto_distribute_groups = policy.distribute_groups.clone();
+        }
+    }
+}
+
+impl PushConfig {
+    /// Where an automatic distribution of a new DV goes: the configured
+    /// groups, or every device when none is named.
+    pub fn auto_targets(&self) -> Vec<sms_core::bus::Target> {
+        if self.auto_distribute_groups.is_empty() {
+            vec![sms_core::bus::Target::All]
+        } else {
+            self.auto_distribute_groups
+                .iter()
+                .map(|g| sms_core::bus::Target::Group(g.clone()))
+                .collect()
+        }
+    }
 }
 
 impl Default for PushConfig {
@@ -80,6 +105,7 @@ impl Default for PushConfig {
             wave_fraction: 0.25,
             max_failure_rate: 0.2,
             auto_distribute_dv: true,
+            auto_distribute_groups: Vec::new(),
         }
     }
 }

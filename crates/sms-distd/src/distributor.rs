@@ -318,14 +318,29 @@ impl Distributor {
             if self.inventory.list().map(|l| l.is_empty()).unwrap_or(true) {
                 continue;
             }
-            match self.distribute(Channel::Dv, &version, &Target::All).await {
-                Ok(j) => tracing::info!(
-                    job = j.id,
-                    "DV {version} activated: distributing to all devices"
-                ),
-                Err(e) => tracing::error!("automatic distribution of DV {version}: {e}"),
+            for target in self.cfg.push.auto_targets() {
+                match self.distribute(Channel::Dv, &version, &target).await {
+                    Ok(j) => tracing::info!(
+                        job = j.id,
+                        "DV {version} activated: distributing to {}",
+                        target_text(&target)
+                    ),
+                    Err(e) => tracing::error!(
+                        "automatic distribution of DV {version} to {}: {e}",
+                        target_text(&target)
+                    ),
+                }
             }
         }
+    }
+}
+
+/// A target as people read it in the log.
+fn target_text(t: &Target) -> String {
+    match t {
+        Target::All => "all devices".into(),
+        Target::Group(g) => format!("group {g}"),
+        Target::Device(d) => format!("device {d}"),
     }
 }
 

@@ -199,8 +199,23 @@ impl Default for PathsConfig {
 
 impl sms_core::daemon::WithSettings for UpdaterConfig {
     /// Puts the administrator's settings over the shipped file: DNS
-    /// servers (port 53) and the proxy, when set.
+    /// servers (port 53), the proxy and the update policy (automatic check
+    /// and its interval, automatic activation, the update centre's port),
+    /// each when set.
     fn apply_settings(&mut self, s: &sms_core::settings::Settings) {
+        let policy = &s.update;
+        if let Some(on) = policy.auto_check {
+            self.dv.auto_check = on;
+        }
+        if let Some(secs) = policy.check_interval {
+            self.dv.check_interval = Duration::from_secs(secs);
+        }
+        if let Some(on) = policy.auto_activate {
+            self.dv.auto_activate = on;
+        }
+        if let Some(port) = policy.centre_port {
+            self.tmc.port = port;
+        }
         if !s.dns_servers.is_empty() {
             self.dns.servers = s
                 .dns_servers

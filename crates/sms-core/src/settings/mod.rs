@@ -73,6 +73,115 @@ pub struct Settings {
     /// them with `restrict` (no forwarding, no pty options of the key's).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub login_keys: Vec<LoginKey>,
+    /// The DV automation: what the update and distribution daemons do by
+    /// themselves, and the update centre's port.
+    #[serde(skip_serializing_if = "UpdatePolicy::is_shipped")]
+    pub update: UpdatePolicy,
+}
+
+/// The update policy the administrator sets in configuration mode. Each
+/// value left out keeps the shipped daemon configuration's (automatic
+/// check every 1800 s, automatic activation and distribution to every
+/// device, port 443).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpdatePolicy {
+    /// Whether sms-updated checks the update centre for a new DV by itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_check: Option<bool>,
+    /// Seconds between automatic checks ([`CHECK_INTERVAL_SECS`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check_interval: Option<u64>,
+    /// Whether a downloaded DV becomes active by itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_activate: Option<bool>,
+    /// Whether an activated DV is distributed to the devices by itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_distribute: Option<bool>,
+    /// The device groups an automatic distribution goes to; empty: every
+    /// device.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub distribute_groups: Vec<String>,
+    /// The update centre's HTTPS port: 443, or 4043 where a firewall only
+    /// lets the legacy port through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub centre_port: Option<u16>,
+}
+
+/// The automatic check's interval may be set from 5 minutes to a week.
+pub const CHECK_INTERVAL_SECS: std::ops::RangeInclusive<u64> = 300..=604_800;
+/// The update centre's ports: the standard one and the legacy one.
+pub const CENTRE_PORTS: &[u16] = &[443, 4043];
+/// Device groups an automatic distribution may name, at most.
+pub const MAX_DISTRIBUTE_GROUPS: usize = 8;
+
+impl UpdatePolicy {
+    /// Nothing set: the shipped configuration stands.
+    pub fn is_shipped(&self) -> bool {
+        *self == UpdatePolicy::default()
+    }
+
+    /// Whether the update daemon's part differs between `self` and `other`.
+    pub fn updater_differs(&self, other: &UpdatePolicy) -> bool {
+        (
+            self.auto_check,
+            self.check_interval,
+            self.auto_activate,
+            self.centre_port,
+        ) != (
+            other.auto_check,
+            other.check_interval,
+            other.auto_activate,
+            other.centre_port,
+        )
+    }
+
+    /// Whether the distribution daemon's part differs.
+    pub fn distributor_differs(&self, other: &UpdatePolicy) -> bool {
+        (self.auto_distribute, &self.distribute_groups)
+            != (other.auto_distribute, &other.distribute_groups)
+    }
+
+    /// Checks the ranges and names.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if let Some(i) = self.check_interval {
+            if !CHECK_INTERVAL_SECS.contains(&i) {
+                return Err(invalid(
+                    "update dv check-interval",
+                    format!(
+                        "{i} s is outside {} to {} s (5 minutes to a week)",
+                        CHECK_INTERVAL_SECS.start(),
+                        CHECK_INTERVAL_SECS.end()
+                    ),
+                ));
+            }
+        }
+        if let Some(p) = self.centre_port {
+            if !CENTRE_PORTS.contains(&p) {
+                return Err(invalid(
+                    "update centre-port",
+                    format!("{p} is not an update centre port (443, or 4043 for legacy)"),
+                ));
+            }
+        }
+        if self.distribute_groups.len() > MAX_DISTRIBUTE_GROUPS {
+            return Err(invalid(
+                "update dv distribute-group",
+                format!("at most {MAX_DISTRIBUTE_GROUPS} groups"),
+            ));
+        }
+        for (i, g) in self.distribute_groups.iter().enumerate() {
+            crate::bus::check_name("distribute-group", g)
+                .map_err(|e| invalid("update dv distribute-group", e.to_string()))?;
+            if self.distribute_groups[..i].contains(g) {
+                return Err(invalid(
+                    "update dv distribute-group",
+                    format!("{g} is named twice"),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// An SSH public key of an account ([`check_login_key`]).
@@ -249,6 +358,14 @@ impl Settings {
                 user: "admin".into(),
                 key: EXAMPLE_LOGIN_KEY.into(),
             }],
+            update: UpdatePolicy {
+                auto_check: Some(true),
+                check_interval: Some(3600),
+                auto_activate: Some(false),
+                auto_distribute: Some(true),
+                distribute_groups: vec!["lab".into()],
+                centre_port: Some(4043),
+            },
         }
     }
 
@@ -352,6 +469,7 @@ impl Settings {
                 return Err(invalid("trap-destination port", "must not be 0"));
             }
         }
+        self.update.validate()?;
         for k in &self.login_keys {
             check_account(&k.user)?;
             check_login_key(&k.key)?;
@@ -548,6 +666,42 @@ mod tests {
 
     /// Keys from a real ssh-keygen of every accepted type pass; what could
     /// add an option, a second key or a weak key is refused with the reason.
+    #[test]
+    fn update_policy_ranges_and_names_are_checked() {
+        let mut s = Settings::example();
+        s.validate().unwrap();
+        let text = s.to_toml().unwrap();
+        assert!(
+            text.contains("[update]") && text.contains("centre_port = 4043"),
+            "{text}"
+        );
+        assert_eq!(Settings::from_toml(Path::new("x"), &text).unwrap(), s);
+        for (interval, ok) in [(299, false), (300, true), (604_800, true), (604_801, false)] {
+            s.update.check_interval = Some(interval);
+            assert_eq!(s.validate().is_ok(), ok, "{interval}");
+        }
+        s.update.check_interval = None;
+        for (port, ok) in [(443, true), (4043, true), (80, false), (8443, false)] {
+            s.update.centre_port = Some(port);
+            assert_eq!(s.validate().is_ok(), ok, "{port}");
+        }
+        s.update.centre_port = None;
+        for bad in ["", "-lab", "lab one", "lab\u{1b}[2J", &"g".repeat(64)] {
+            s.update.distribute_groups = vec![bad.to_string()];
+            assert!(s.validate().is_err(), "{bad:?}");
+        }
+        s.update.distribute_groups = vec!["lab".into(), "lab".into()];
+        assert!(s.validate().unwrap_err().to_string().contains("twice"));
+        s.update.distribute_groups = (0..=MAX_DISTRIBUTE_GROUPS)
+            .map(|i| format!("g{i}"))
+            .collect();
+        assert!(s.validate().is_err());
+        // Nothing set: nothing written, the shipped configuration stands.
+        let none = Settings::default();
+        assert!(none.update.is_shipped());
+        assert!(!none.to_toml().unwrap().contains("update"));
+    }
+
     #[test]
     fn login_keys_are_parsed_strictly() {
         let dir = tempfile::tempdir().unwrap();
