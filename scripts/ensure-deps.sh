@@ -33,6 +33,8 @@ needed=(
   "make:make"
   "systemd:systemd-analyze"   # rates the units' exposure (image/unit-security.sh)
   "iproute2:ss"               # receive buffers in the trap benchmark
+  "rsyslog:rsyslogd"          # the syslog server receiving the appliance's log in tests
+  "rsyslog-openssl:-"         # ...over TLS (RFC 5425)
 )
 
 missing=()

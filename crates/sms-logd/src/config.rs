@@ -1,0 +1,205 @@
+//! The forwarder's configuration: `/etc/sms/logd.toml`, with the
+//! administrator's log servers (settings) put over it.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How many servers may be configured.
+pub const MAX_SERVERS: usize = 4;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogdConfig {
+    /// The datagram socket journald forwards to, when the daemon is not
+    /// handed one by systemd (`syslog.socket`).
+    pub listen: PathBuf,
+    /// The host name in the messages (empty: the appliance's).
+    pub hostname: String,
+    /// Where the queues live (data partition).
+    pub state_dir: PathBuf,
+    /// The most a TCP/TLS server's queue holds, octets.
+    pub queue_max_bytes: u64,
+    /// The programs whose lines are forwarded (syslog identifiers).
+    pub identifiers: Vec<String>,
+    /// The least important severity forwarded (0 emergency .. 7 debug).
+    pub max_severity: u8,
+    /// Longest wait between two connection attempts to a server that is
+    /// down, milliseconds (the first retry is after 200 ms, then doubling).
+    #[serde(with = "sms_core::config::millis")]
+    pub retry_max_ms: Duration,
+    /// The servers.
+    pub servers: Vec<ServerConfig>,
+}
+
+impl Default for LogdConfig {
+    fn default() -> Self {
+        LogdConfig {
+            listen: PathBuf::from("/run/systemd/journal/syslog"),
+            hostname: String::new(),
+            state_dir: PathBuf::from("/var/lib/sms/logd"),
+            queue_max_bytes: 16 << 20,
+            identifiers: [
+                "sms-cli",
+                "sms-updated",
+                "sms-distd",
+                "sms-snmpd",
+                "sms-ntpd",
+                "sms-had",
+                "sms-apply-settings",
+                "sms-slot",
+                "sms-logd",
+                "rauc",
+                "sshd",
+            ]
+            .map(String::from)
+            .to_vec(),
+            max_severity: 6,
+            retry_max_ms: Duration::from_secs(30),
+            servers: Vec::new(),
+        }
+    }
+}
+
+/// How messages travel to a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// RFC 5426: one datagram per message, nothing queued.
+    Udp,
+    /// RFC 6587 octet counting over TCP, queued while the server is down.
+    Tcp,
+    /// RFC 5425: TLS, octet counting, the server's certificate checked
+    /// against the configured CA; queued while the server is down.
+    Tls,
+}
+
+impl Protocol {
+    /// The protocol's usual port.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Protocol::Udp | Protocol::Tcp => 514,
+            Protocol::Tls => 6514,
+        }
+    }
+}
+
+/// One log server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Its address or name (a TLS server's certificate must name it).
+    pub host: String,
+    /// Its port (0: the protocol's usual one).
+    #[serde(default)]
+    pub port: u16,
+    /// How to reach it.
+    pub protocol: Protocol,
+    /// For TLS: the CA certificate(s) the server's certificate must chain
+    /// to (PEM file).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl ServerConfig {
+    /// The port to use.
+    pub fn port(&self) -> u16 {
+        if self.port == 0 {
+            self.protocol.default_port()
+        } else {
+            self.port
+        }
+    }
+
+    /// A name for logs, status and the queue: `tls:host:port`.
+    pub fn label(&self) -> String {
+        let p = match self.protocol {
+            Protocol::Udp => "udp",
+            Protocol::Tcp => "tcp",
+            Protocol::Tls => "tls",
+        };
+        format!("{p}:{}:{}", self.host, self.port())
+    }
+}
+
+/// What is wrong with a configuration.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// More servers than allowed.
+    #[error("{0} log servers configured, at most {MAX_SERVERS}")]
+    TooMany(usize),
+    /// A TLS server without a CA.
+    #[error("log server {0}: TLS needs the server's CA (ca_file)")]
+    NoCa(String),
+    /// The same server twice.
+    #[error("log server {0} is configured twice")]
+    Twice(String),
+    /// A host that is empty or holds spaces.
+    #[error("log server host {0:?} is not an address or a name")]
+    BadHost(String),
+}
+
+impl LogdConfig {
+    /// Checks the server list.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.servers.len() > MAX_SERVERS {
+            return Err(ConfigError::TooMany(self.servers.len()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in &self.servers {
+            if s.host.is_empty() || s.host.chars().any(|c| c.is_whitespace() || c == '/') {
+                return Err(ConfigError::BadHost(s.host.clone()));
+            }
+            if s.protocol == Protocol::Tls && s.ca_file.is_none() {
+                return Err(ConfigError::NoCa(s.label()));
+            }
+            if !seen.insert(s.label()) {
+                return Err(ConfigError::Twice(s.label()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl sms_core::daemon::WithSettings for LogdConfig {
+    /// The log servers come from the file only for now.
+    fn apply_settings(&mut self, _settings: &sms_core::settings::Settings) {}
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn servers_are_checked() {
+        let tls = |h: &str| ServerConfig {
+            host: h.into(),
+            port: 0,
+            protocol: Protocol::Tls,
+            ca_file: Some("/ca.pem".into()),
+        };
+        let mut c = LogdConfig {
+            servers: vec![tls("a"), tls("b")],
+            ..LogdConfig::default()
+        };
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.servers[0].label(), "tls:a:6514");
+        c.servers.push(tls("a"));
+        assert_eq!(c.validate(), Err(ConfigError::Twice("tls:a:6514".into())));
+        c.servers.truncate(1);
+        c.servers[0].ca_file = None;
+        assert!(matches!(c.validate(), Err(ConfigError::NoCa(_))));
+        c.servers = vec![tls("a b")];
+        assert!(matches!(c.validate(), Err(ConfigError::BadHost(_))));
+        c.servers = (0..5).map(|i| tls(&format!("h{i}"))).collect();
+        assert_eq!(c.validate(), Err(ConfigError::TooMany(5)));
+        let parsed: LogdConfig = toml::from_str(
+            "retry_max_ms = 1000\n[[servers]]\nhost = \"127.0.0.1\"\nprotocol = \"udp\"\n",
+        )
+        .unwrap();
+        assert_eq!(parsed.servers[0].port(), 514);
+        assert_eq!(parsed.retry_max_ms, Duration::from_secs(1));
+    }
+}

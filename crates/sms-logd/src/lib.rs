@@ -1,0 +1,16 @@
+//! Remote logging for the SMS appliance.
+//!
+//! journald hands every log line to the syslog socket
+//! (`ForwardToSyslog=yes`); this daemon reads those lines ([`line`]), keeps
+//! the appliance's own (the CLI's audit trail, the daemons' events,
+//! received traps), rewrites them as RFC 5424 messages and forwards them to
+//! up to four servers ([`forwarder`]): over UDP as they come, over TCP and
+//! TLS (RFC 5425, octet counting) through a bounded queue on the data
+//! partition ([`queue`]) so that a server that is down for a while gets
+//! what it missed when it is back, and what did not fit is counted.
+
+pub mod config;
+pub mod forwarder;
+pub mod line;
+pub mod queue;
+pub mod transport;

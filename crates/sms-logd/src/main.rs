@@ -1,0 +1,68 @@
+//! `sms-logd`: the remote logging daemon's entry point.
+
+use anyhow::{Context, Result};
+use sms_core::daemon::DaemonArgs;
+use sms_logd::config::LogdConfig;
+use sms_logd::forwarder::Forwarder;
+use std::os::fd::FromRawFd;
+use std::os::unix::net::UnixDatagram;
+
+/// The socket systemd hands over (`syslog.socket`), if it does.
+fn socket_from_systemd() -> Option<UnixDatagram> {
+    let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
+    let fds: u32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
+    if pid != std::process::id() || fds < 1 {
+        return None;
+    }
+    // SAFETY: systemd passes the listening socket as descriptor 3 and no
+    // other part of this process uses it.
+    Some(unsafe { UnixDatagram::from_raw_fd(3) })
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = DaemonArgs::parse_for(
+        "sms-logd",
+        "SMS remote logging: the appliance's audit trail and events to the syslog servers",
+        "/etc/sms/logd.toml",
+    );
+    let config = args.config_or("/etc/sms/logd.toml");
+    let cfg: LogdConfig = sms_core::daemon::start("sms-logd", &config, &args.settings)?;
+    let forwarder = Forwarder::open(&cfg).with_context(|| format!("{}", config.display()))?;
+    let socket = match socket_from_systemd() {
+        Some(s) => s,
+        None => {
+            let _ = std::fs::remove_file(&cfg.listen);
+            UnixDatagram::bind(&cfg.listen)
+                .with_context(|| format!("binding {}", cfg.listen.display()))?
+        }
+    };
+    socket.set_nonblocking(true)?;
+    let socket = tokio::net::UnixDatagram::from_std(socket)?;
+    forwarder.spawn();
+    tracing::info!(
+        "forwarding to {} log servers: {}",
+        cfg.servers.len(),
+        cfg.servers
+            .iter()
+            .map(|s| s.label())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    sms_core::notify::ready();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut buf = vec![0u8; sms_logd::line::MAX_LINE];
+    loop {
+        tokio::select! {
+            r = socket.recv(&mut buf) => match r {
+                Ok(n) => forwarder.submit_datagram(&buf[..n]),
+                Err(e) => tracing::warn!("reading the syslog socket: {e}"),
+            },
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    sms_core::notify::stopping();
+    forwarder.flush();
+    Ok(())
+}
