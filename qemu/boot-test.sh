@@ -14,9 +14,11 @@ failed=0
 qemu_pid=""
 
 world_pid=""
+rsyslog_pid=""
 
 cleanup() {
   [ -n "$qemu_pid" ] && kill "$qemu_pid" 2>/dev/null || true
+  [ -n "$rsyslog_pid" ] && kill "$rsyslog_pid" 2>/dev/null || true
   if [ -n "$world_pid" ]; then
     pkill -P "$world_pid" 2>/dev/null || true
     kill "$world_pid" 2>/dev/null || true
@@ -133,7 +135,7 @@ boot_secs=$(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }")
 check "system state is running (was: $state)" test "$state" = running
 inside=$(as_root systemd-analyze 2>/dev/null | head -n1 || true)
 echo "     boot: ${boot_secs} s from QEMU start to all units active (inside: ${inside#Startup finished in })"
-for u in sms-updated sms-ntpd sms-distd sms-snmpd sms-health; do
+for u in sms-updated sms-ntpd sms-distd sms-snmpd sms-logd sms-health; do
   check "$u is active" as_root systemctl is-active -q "$u"
 done
 # Exposure of every SMS unit as systemd rates it in the running image.
@@ -314,11 +316,39 @@ traps_counted() {
 }
 check "a trap to 8162 is received and counted (count before: ${traps_before:-unreadable})" traps_counted
 
+# The customer's syslog server: rsyslog on the host over TLS (RFC 5425)
+# with a certificate for 10.0.2.2 (the host seen from the guest) from a CA
+# made here; the appliance is given that CA in configuration mode.
+logport=$((base + 6514))
+mkdir -p "$work/rsyslog"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=Customer Log CA" \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+  -keyout "$work/rsyslog/ca.key" -out "$work/rsyslog/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=logs" \
+  -keyout "$work/rsyslog/key.pem" -out "$work/rsyslog/req.pem" 2>/dev/null
+openssl x509 -req -in "$work/rsyslog/req.pem" -CA "$work/rsyslog/ca.pem" -CAkey "$work/rsyslog/ca.key" -days 2 \
+  -extfile <(printf 'subjectAltName=IP:10.0.2.2\nextendedKeyUsage=serverAuth\n') -out "$work/rsyslog/cert.pem" 2>/dev/null
+cat > "$work/rsyslog/rsyslog.conf" <<CONF
+global(workDirectory="$work/rsyslog" DefaultNetstreamDriver="ossl"
+  DefaultNetstreamDriverCAFile="$work/rsyslog/ca.pem"
+  DefaultNetstreamDriverCertFile="$work/rsyslog/cert.pem"
+  DefaultNetstreamDriverKeyFile="$work/rsyslog/key.pem")
+module(load="imtcp" StreamDriver.Name="ossl" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")
+input(type="imtcp" address="127.0.0.1" port="$logport")
+template(name="seen" type="string" string="%hostname% %app-name% %msg%\n")
+action(type="omfile" file="$work/rsyslog/received.log" template="seen")
+CONF
+rsyslogd -n -f "$work/rsyslog/rsyslog.conf" -i "$work/rsyslog/pid" >"$work/rsyslog/out" 2>&1 &
+rsyslog_pid=$!
+log_ca=$(grep -v -- ----- "$work/rsyslog/ca.pem" | tr -d '\n')
+
 # Settings as admin: a command file over SSH stages and commits; the root
 # applier (path unit) sets host name and time zone and restarts the SNMP
-# daemon, which then answers the new community through the firewall.
-out=$(printf 'configure\nset snmp community lab-ops network 10.0.2.0/24\nset snmp user labuser auth sha-256\nlab-secret-auth1\nlab-secret-priv1\nset system hostname sms-lab\nset system time-zone Europe/Berlin\nset update dv auto-activate off\nset update dv check-interval 3600\ncompare\ncommit\nexit\n' | as_admin -T 2>&1 || true)
+# daemon, which then answers the new community through the firewall; the
+# log forwarder takes the syslog server.
+out=$(printf 'configure\nset snmp community lab-ops network 10.0.2.0/24\nset snmp user labuser auth sha-256\nlab-secret-auth1\nlab-secret-priv1\nset system hostname sms-lab\nset system time-zone Europe/Berlin\nset update dv auto-activate off\nset update dv check-interval 3600\nset logging server 10.0.2.2 port %s protocol tls ca-certificate %s\ncompare\ncommit\nexit\n' "$logport" "$log_ca" | as_admin -T 2>&1 || true)
 check "admin commits settings, the applier restarts sms-snmpd (got: $out)" grep -q "sms-snmpd.service restarted" <<<"$out"
+check "the log server's commit restarts sms-logd" grep -q "sms-logd.service restarted" <<<"$out"
 check "the update policy's commit restarts sms-updated, and only it for that part" \
   bash -c 'grep -q "sms-updated.service restarted" <<<"$1" && ! grep -q "sms-distd.service restarted" <<<"$1"' _ "$out"
 lab_answers() {
@@ -336,6 +366,17 @@ labuser_answers() {
 check "the committed SNMPv3 user answers (sms-snmpd read its secrets file)" labuser_answers
 out=$(as_admin 'show version' 2>&1 || true)
 check "the committed host name is set (got: $out)" grep -q "host name: sms-lab" <<<"$out"
+audit_at_syslog() {
+  for _ in $(seq 1 30); do
+    grep -q 'sms-lab sms-audit .*user=admin command="show version"' "$work/rsyslog/received.log" 2>/dev/null && return 0
+    sleep 1
+  done
+  echo "     rsyslog received: $(tail -n 5 "$work/rsyslog/received.log" 2>/dev/null | tr '\n' '|')"
+  echo "     rsyslog said: $(tail -n 5 "$work/rsyslog/out" 2>/dev/null | tr '\n' '|')"
+  as_root 'journalctl -u sms-logd --no-pager | tail -n 5; cat /var/lib/sms/logd/status.json' 2>&1 | sed 's/^/     /'
+  return 1
+}
+check "an audit line reaches the customer's rsyslog over TLS" audit_at_syslog
 updated_policy() {
   as_root 'systemctl is-active sms-updated' 2>/dev/null | grep -qx active &&
     as_admin 'show configuration' 2>/dev/null | grep -q "set update dv auto-activate off"

@@ -35,6 +35,7 @@ needed=(
   "iproute2:ss"               # receive buffers in the trap benchmark
   "rsyslog:rsyslogd"          # the syslog server receiving the appliance's log in tests
   "rsyslog-openssl:-"         # ...over TLS (RFC 5425)
+  "openssl:openssl"           # the boot test's syslog server certificate
 )
 
 missing=()

@@ -75,6 +75,10 @@ pub fn plan(old: Option<&Settings>, new: &Settings) -> Plan {
         {
             p.restart.push("sms-snmpd.service");
         }
+        // The host name is in every message sms-logd sends.
+        if old.log_servers != new.log_servers || old.hostname != new.hostname {
+            p.restart.push("sms-logd.service");
+        }
     }
     p
 }
@@ -395,7 +399,14 @@ mod tests {
         c.dns_servers.push("192.0.2.53".parse().unwrap());
         c.hostname = Some("sms-2".into());
         let p = plan(Some(&b), &c);
-        assert_eq!(p.restart, vec!["sms-updated.service", "sms-snmpd.service"]);
+        assert_eq!(
+            p.restart,
+            vec![
+                "sms-updated.service",
+                "sms-snmpd.service",
+                "sms-logd.service"
+            ]
+        );
         assert_eq!(p.hostname.as_deref(), Some("sms-2"));
         assert!(plan(Some(&c), &c).restart.is_empty());
         // At boot: host, zone and network, no restarts.
@@ -403,6 +414,18 @@ mod tests {
         assert!(p.restart.is_empty());
         assert_eq!(p.time_zone.as_deref(), Some("UTC"));
         assert_eq!(p.network, Some(None));
+    }
+
+    #[test]
+    fn log_servers_and_the_host_name_restart_the_log_forwarder() {
+        let a = Settings::default();
+        let mut b = a.clone();
+        b.log_servers = Settings::example().log_servers;
+        assert_eq!(plan(Some(&a), &b).restart, vec!["sms-logd.service"]);
+        let mut c = b.clone();
+        c.hostname = Some("sms-lab".into());
+        assert_eq!(plan(Some(&b), &c).restart, vec!["sms-logd.service"]);
+        assert!(plan(Some(&c), &c).restart.is_empty());
     }
 
     #[test]

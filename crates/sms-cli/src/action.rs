@@ -182,6 +182,8 @@ pub enum Cfg {
     DeleteUpdate,
     /// `delete hostname` in configuration mode.
     DeleteHostname,
+    /// `delete logging [server HOST]`: no remote log server (or one less).
+    DeleteLogServer,
     /// `delete ntp` in configuration mode.
     DeleteNtp,
     /// `delete proxy` in configuration mode.
@@ -218,6 +220,8 @@ pub enum Cfg {
     SetUpdate,
     /// `set hostname` in configuration mode.
     SetHostname,
+    /// `set logging server HOST [port N] protocol udp|tcp|tls ...`.
+    SetLogServer,
     /// `set ntp` in configuration mode.
     SetNtp,
     /// `set proxy password` in configuration mode.

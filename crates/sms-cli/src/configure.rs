@@ -14,7 +14,8 @@ use crate::action::{Cfg, Op};
 use crate::files;
 use crate::grammar::{ArgKind, Node, Parsed};
 use sms_core::settings::{
-    self, Management, Proxy, Settings, SettingsStore, SnmpCommunity, SnmpUser, TrapDestination,
+    self, LogProtocol, LogServer, Management, Proxy, Settings, SettingsStore, SnmpCommunity,
+    SnmpUser, TrapDestination,
 };
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -42,6 +43,31 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
             .run(Cfg::SetTrap)]),
         ]
     };
+    let log_protocol = || {
+        vec![Node::kw("protocol", "how the messages travel").then(vec![
+            Node::kw(
+                "udp",
+                "RFC 5426 datagrams; nothing kept while the server is away",
+            )
+            .run(Cfg::SetLogServer),
+            Node::kw(
+                "tcp",
+                "RFC 6587; queued on the data partition while the server is down",
+            )
+            .run(Cfg::SetLogServer),
+            Node::kw(
+                "tls",
+                "RFC 5425: TLS, the server's certificate checked; queued while down",
+            )
+            .then(vec![Node::kw(
+                "ca-certificate",
+                "the CA that signed the server's certificate: its PEM body on one line",
+            )
+            .then(vec![
+                Node::arg(CertBlob, "base64 of the CA certificate").run(Cfg::SetLogServer)
+            ])]),
+        ])]
+    };
     let auths = settings::AUTH_PROTOCOLS
         .iter()
         .map(|a| {
@@ -57,119 +83,135 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
                 .then(mode(Cfg::SetUser))
         })
         .collect();
-    let set =
-        Node::kw("set", "change a value in the candidate").then(vec![
-            Node::kw("system", "host name and time zone").then(vec![
-                Node::kw("hostname", "the appliance's host name").then(vec![Node::arg(
-                    Host,
-                    "host name",
-                )
-                .run(Cfg::SetHostname)]),
-                Node::kw("time-zone", "local time zone, e.g. Europe/Berlin or UTC").then(vec![
-                    Node::arg(TimeZone, "tz database name").run(Cfg::SetTimeZone),
-                ]),
-                Node::kw("login", "accounts").then(vec![Node::kw("user", "an account").then(
-                    vec![Node::arg(Account, "account name").then(vec![Node::kw(
-                        "authorized-key",
-                        "an SSH public key that may log in (written with restrict)",
-                    )
-                    .then(key_types(Cfg::SetLoginKey, true))])],
-                )]),
-            ]),
-            Node::kw("interface", "the management interface").then(vec![Node::kw(
-                "management",
-                "the management interface",
+    let set = Node::kw("set", "change a value in the candidate").then(vec![
+        Node::kw("system", "host name and time zone").then(vec![
+            Node::kw("hostname", "the appliance's host name").then(vec![Node::arg(
+                Host,
+                "host name",
             )
-            .then(vec![Node::kw("address", "static address instead of DHCP")
-                .then(vec![Node::arg(Prefix, "address/prefix-length")
-                    .run(Cfg::SetAddress)
-                    .then(vec![Node::kw("gateway", "default gateway")
-                        .then(vec![
-                            Node::arg(Address, "gateway").run(Cfg::SetAddress)
-                        ])])])])]),
-            Node::kw("dns", "name servers of the update daemon").then(vec![Node::kw(
-                "server",
-                "add a DNS server (at most 3)",
-            )
-            .then(vec![Node::arg(Address, "server address").run(Cfg::SetDns)])]),
-            Node::kw("proxy", "HTTP proxy towards the update centre").then(vec![
-                Node::kw("url", "http://host:port")
-                    .then(vec![Node::arg(Url, "proxy URL").run(Cfg::SetProxyUrl)]),
-                Node::kw("username", "basic authentication user").then(vec![Node::arg(
-                    Community,
-                    "user name",
-                )
-                .run(Cfg::SetProxyUser)]),
-                Node::kw(
-                    "password",
-                    "basic authentication password (asked, never shown)",
-                )
-                .run(Cfg::SetProxyPassword),
+            .run(Cfg::SetHostname)]),
+            Node::kw("time-zone", "local time zone, e.g. Europe/Berlin or UTC").then(vec![
+                Node::arg(TimeZone, "tz database name").run(Cfg::SetTimeZone),
             ]),
-            Node::kw("ntp", "upstream time servers").then(vec![Node::kw(
-                "server",
-                "add an upstream server (at most 8)",
+            Node::kw("login", "accounts").then(vec![Node::kw("user", "an account").then(vec![
+                Node::arg(Account, "account name").then(vec![Node::kw(
+                    "authorized-key",
+                    "an SSH public key that may log in (written with restrict)",
+                )
+                .then(key_types(Cfg::SetLoginKey, true))]),
+            ])]),
+        ]),
+        Node::kw("interface", "the management interface").then(vec![Node::kw(
+            "management",
+            "the management interface",
+        )
+        .then(vec![Node::kw("address", "static address instead of DHCP")
+            .then(vec![Node::arg(Prefix, "address/prefix-length")
+                .run(Cfg::SetAddress)
+                .then(vec![Node::kw("gateway", "default gateway")
+                    .then(vec![
+                        Node::arg(Address, "gateway").run(Cfg::SetAddress)
+                    ])])])])]),
+        Node::kw("dns", "name servers of the update daemon").then(vec![Node::kw(
+            "server",
+            "add a DNS server (at most 3)",
+        )
+        .then(vec![Node::arg(Address, "server address").run(Cfg::SetDns)])]),
+        Node::kw("proxy", "HTTP proxy towards the update centre").then(vec![
+            Node::kw("url", "http://host:port")
+                .then(vec![Node::arg(Url, "proxy URL").run(Cfg::SetProxyUrl)]),
+            Node::kw("username", "basic authentication user").then(vec![Node::arg(
+                Community,
+                "user name",
             )
-            .then(vec![Node::arg(Endpoint, "server address").run(Cfg::SetNtp)])]),
-            Node::kw("snmp", "SNMP agent and traps").then(vec![
-                Node::kw("community", "a v1/v2c community").then(vec![Node::arg(
-                    Community,
-                    "community",
-                )
-                .then(vec![Node::kw(
-                    "network",
-                    "a source network allowed to use it",
-                )
-                .then(vec![Node::arg(Prefix, "network")
-                    .run(Cfg::SetCommunity)
-                    .then(mode(Cfg::SetCommunity))])])]),
-                Node::kw("user", "an SNMPv3 user (authPriv; pass phrases asked)").then(vec![
-                    Node::arg(Community, "user name").then(vec![Node::kw(
-                        "auth",
-                        "authentication protocol",
-                    )
-                    .then(auths)]),
-                ]),
-                Node::kw("trap-destination", "a manager that receives traps").then(vec![
-                    Node::arg(Address, "manager address").then({
-                        let mut v = trap_to();
-                        v.push(
-                            Node::kw("port", "UDP port (162 when not given)")
-                                .then(vec![Node::arg(Number, "port").then(trap_to())]),
-                        );
-                        v
-                    }),
-                ]),
-            ]),
-            Node::kw("ha", "high availability").then(vec![Node::kw("peer", "the peer appliance")
-                .then(vec![Node::arg(Address, "peer address").run(Cfg::SetHaPeer)])]),
+            .run(Cfg::SetProxyUser)]),
             Node::kw(
-                "update",
-                "the update policy (DV automation, update centre port)",
+                "password",
+                "basic authentication password (asked, never shown)",
             )
-            .then(vec![
-                Node::kw("dv", "Digital Vaccine automation").then(vec![
-                    Node::kw("auto-check", "check the update centre by itself")
-                        .then(on_off(Cfg::SetUpdate)),
-                    Node::kw("check-interval", "seconds between checks (300 to 604800)")
-                        .then(vec![Node::arg(Number, "seconds").run(Cfg::SetUpdate)]),
-                    Node::kw("auto-activate", "activate a downloaded DV by itself")
-                        .then(on_off(Cfg::SetUpdate)),
-                    Node::kw("auto-distribute", "distribute an activated DV by itself")
-                        .then(on_off(Cfg::SetUpdate)),
-                    Node::kw(
-                        "distribute-group",
-                        "add a device group automatic distribution goes to (none: every device)",
-                    )
-                    .then(vec![Node::arg(Name, "group").run(Cfg::SetUpdate)]),
-                ]),
-                Node::kw(
-                    "centre-port",
-                    "the update centre's HTTPS port: 443, or 4043 (legacy)",
+            .run(Cfg::SetProxyPassword),
+        ]),
+        Node::kw("ntp", "upstream time servers").then(vec![Node::kw(
+            "server",
+            "add an upstream server (at most 8)",
+        )
+        .then(vec![Node::arg(Endpoint, "server address").run(Cfg::SetNtp)])]),
+        Node::kw("snmp", "SNMP agent and traps").then(vec![
+            Node::kw("community", "a v1/v2c community").then(vec![Node::arg(
+                Community,
+                "community",
+            )
+            .then(vec![Node::kw(
+                "network",
+                "a source network allowed to use it",
+            )
+            .then(vec![Node::arg(Prefix, "network")
+                .run(Cfg::SetCommunity)
+                .then(mode(Cfg::SetCommunity))])])]),
+            Node::kw("user", "an SNMPv3 user (authPriv; pass phrases asked)").then(vec![
+                Node::arg(Community, "user name").then(vec![Node::kw(
+                    "auth",
+                    "authentication protocol",
                 )
-                .then(vec![Node::arg(Number, "port").run(Cfg::SetUpdate)]),
+                .then(auths)]),
             ]),
-        ]);
+            Node::kw("trap-destination", "a manager that receives traps").then(vec![Node::arg(
+                Address,
+                "manager address",
+            )
+            .then({
+                let mut v = trap_to();
+                v.push(
+                    Node::kw("port", "UDP port (162 when not given)")
+                        .then(vec![Node::arg(Number, "port").then(trap_to())]),
+                );
+                v
+            })]),
+        ]),
+        Node::kw("ha", "high availability").then(vec![Node::kw("peer", "the peer appliance")
+            .then(vec![Node::arg(Address, "peer address").run(Cfg::SetHaPeer)])]),
+        Node::kw("logging", "remote syslog servers (audit trail and events)").then(vec![Node::kw(
+            "server",
+            "a server that receives them (up to 4)",
+        )
+        .then(vec![Node::arg(Host, "server address or name").then({
+            let mut v = log_protocol();
+            v.push(
+                Node::kw(
+                    "port",
+                    "its port (514 for UDP and TCP, 6514 for TLS when not given)",
+                )
+                .then(vec![Node::arg(Number, "port").then(log_protocol())]),
+            );
+            v
+        })])]),
+        Node::kw(
+            "update",
+            "the update policy (DV automation, update centre port)",
+        )
+        .then(vec![
+            Node::kw("dv", "Digital Vaccine automation").then(vec![
+                Node::kw("auto-check", "check the update centre by itself")
+                    .then(on_off(Cfg::SetUpdate)),
+                Node::kw("check-interval", "seconds between checks (300 to 604800)")
+                    .then(vec![Node::arg(Number, "seconds").run(Cfg::SetUpdate)]),
+                Node::kw("auto-activate", "activate a downloaded DV by itself")
+                    .then(on_off(Cfg::SetUpdate)),
+                Node::kw("auto-distribute", "distribute an activated DV by itself")
+                    .then(on_off(Cfg::SetUpdate)),
+                Node::kw(
+                    "distribute-group",
+                    "add a device group automatic distribution goes to (none: every device)",
+                )
+                .then(vec![Node::arg(Name, "group").run(Cfg::SetUpdate)]),
+            ]),
+            Node::kw(
+                "centre-port",
+                "the update centre's HTTPS port: 443, or 4043 (legacy)",
+            )
+            .then(vec![Node::arg(Number, "port").run(Cfg::SetUpdate)]),
+        ]),
+    ]);
     let delete = Node::kw("delete", "remove a value from the candidate").then(vec![
         Node::kw("system", "host name and time zone").then(vec![
             Node::kw("hostname", "back to the shipped name").run(Cfg::DeleteHostname),
@@ -207,6 +249,11 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
         ]),
         Node::kw("ha", "high availability")
             .then(vec![Node::kw("peer", "no peer").run(Cfg::DeleteHaPeer)]),
+        Node::kw("logging", "every remote log server")
+            .run(Cfg::DeleteLogServer)
+            .then(vec![Node::kw("server", "one server").then(vec![
+                Node::arg(Host, "server address or name").run(Cfg::DeleteLogServer),
+            ])]),
         Node::kw("update", "the whole update policy: back to the shipped one")
             .run(Cfg::DeleteUpdate)
             .then(vec![
@@ -543,6 +590,34 @@ pub fn apply(
             });
         }
         Cfg::SetHaPeer => c.ha_peer = Some(arg(0).parse().map_err(|_| "not an address")?),
+        Cfg::SetLogServer => {
+            let host = arg(0);
+            let port = if has("port") {
+                Some(
+                    arg(1)
+                        .parse::<u16>()
+                        .map_err(|_| "the port is 1 to 65535")?,
+                )
+            } else {
+                None
+            };
+            let protocol = if has("udp") {
+                LogProtocol::Udp
+            } else if has("tcp") {
+                LogProtocol::Tcp
+            } else {
+                LogProtocol::Tls
+            };
+            let ca_certificate =
+                has("tls").then(|| p.args.last().map(|a| a.1.clone()).unwrap_or_default());
+            c.log_servers.retain(|l| l.host != host);
+            c.log_servers.push(LogServer {
+                host,
+                port,
+                protocol,
+                ca_certificate,
+            });
+        }
         Cfg::SetUpdate => {
             let u = &mut c.update;
             let on = has("on");
@@ -593,6 +668,17 @@ pub fn apply(
         Cfg::DeleteAddress => c.management = None,
         Cfg::DeleteProxy => c.proxy = None,
         Cfg::DeleteHaPeer => c.ha_peer = None,
+        Cfg::DeleteLogServer => {
+            if has("server") {
+                let before = c.log_servers.len();
+                c.log_servers.retain(|l| l.host != arg(0));
+                if before == c.log_servers.len() {
+                    return Err(format!("logging server {} is not configured", arg(0)));
+                }
+            } else {
+                c.log_servers.clear();
+            }
+        }
         Cfg::DeleteDns => {
             let before = c.dns_servers.len();
             c.dns_servers.retain(|d| d.to_string() != arg(0));

@@ -41,6 +41,8 @@ pub enum ArgKind {
     Account,
     /// The base64 blob of an SSH public key.
     KeyBlob,
+    /// A certificate as base64 of DER (a PEM body on one line).
+    CertBlob,
 }
 
 impl ArgKind {
@@ -61,6 +63,7 @@ impl ArgKind {
             ArgKind::File => "<file>",
             ArgKind::Account => "<account>",
             ArgKind::KeyBlob => "<base64-key>",
+            ArgKind::CertBlob => "<base64-certificate>",
         }
     }
 
@@ -112,6 +115,11 @@ impl ArgKind {
             ArgKind::Endpoint => sms_core::settings::check_ntp_server(w).is_ok(),
             ArgKind::File => simple(64) && !w.starts_with(['.', '-']),
             ArgKind::Account => sms_core::settings::check_account(w).is_ok(),
+            ArgKind::CertBlob => {
+                w.len() <= 3800
+                    && w.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+            }
             ArgKind::KeyBlob => {
                 w.len() <= 2048
                     && w.bytes()

@@ -83,6 +83,19 @@ pub fn set_lines(s: &Settings) -> Vec<SetLine> {
     if let Some(p) = s.ha_peer {
         plain(format!("set ha peer {p}"));
     }
+    for l in &s.log_servers {
+        let port = l.port.map(|p| format!(" port {p}")).unwrap_or_default();
+        let ca = l
+            .ca_certificate
+            .as_ref()
+            .map(|c| format!(" ca-certificate {c}"))
+            .unwrap_or_default();
+        plain(format!(
+            "set logging server {}{port} protocol {}{ca}",
+            l.host,
+            l.protocol.word()
+        ));
+    }
     let u = &s.update;
     let on_off = |b: bool| if b { "on" } else { "off" };
     if let Some(b) = u.auto_check {

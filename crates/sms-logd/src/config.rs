@@ -41,6 +41,7 @@ impl Default for LogdConfig {
             state_dir: PathBuf::from("/var/lib/sms/logd"),
             queue_max_bytes: 16 << 20,
             identifiers: [
+                "sms-audit",
                 "sms-cli",
                 "sms-updated",
                 "sms-distd",
@@ -100,6 +101,9 @@ pub struct ServerConfig {
     /// to (PEM file).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// For TLS: the same in PEM text (from the administrator's settings).
+    #[serde(default)]
+    pub ca_pem: Option<String>,
 }
 
 impl ServerConfig {
@@ -151,7 +155,7 @@ impl LogdConfig {
             if s.host.is_empty() || s.host.chars().any(|c| c.is_whitespace() || c == '/') {
                 return Err(ConfigError::BadHost(s.host.clone()));
             }
-            if s.protocol == Protocol::Tls && s.ca_file.is_none() {
+            if s.protocol == Protocol::Tls && s.ca_file.is_none() && s.ca_pem.is_none() {
                 return Err(ConfigError::NoCa(s.label()));
             }
             if !seen.insert(s.label()) {
@@ -163,8 +167,29 @@ impl LogdConfig {
 }
 
 impl sms_core::daemon::WithSettings for LogdConfig {
-    /// The log servers come from the file only for now.
-    fn apply_settings(&mut self, _settings: &sms_core::settings::Settings) {}
+    /// The administrator's log servers, when any are set, replace the
+    /// file's.
+    fn apply_settings(&mut self, settings: &sms_core::settings::Settings) {
+        use sms_core::settings::LogProtocol;
+        if settings.log_servers.is_empty() {
+            return;
+        }
+        self.servers = settings
+            .log_servers
+            .iter()
+            .map(|s| ServerConfig {
+                host: s.host.clone(),
+                port: s.port(),
+                protocol: match s.protocol {
+                    LogProtocol::Udp => Protocol::Udp,
+                    LogProtocol::Tcp => Protocol::Tcp,
+                    LogProtocol::Tls => Protocol::Tls,
+                },
+                ca_file: None,
+                ca_pem: s.ca_pem(),
+            })
+            .collect();
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +204,7 @@ mod tests {
             port: 0,
             protocol: Protocol::Tls,
             ca_file: Some("/ca.pem".into()),
+            ca_pem: None,
         };
         let mut c = LogdConfig {
             servers: vec![tls("a"), tls("b")],
@@ -201,5 +227,32 @@ mod tests {
         .unwrap();
         assert_eq!(parsed.servers[0].port(), 514);
         assert_eq!(parsed.retry_max_ms, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_settings_servers_replace_the_files() {
+        use sms_core::daemon::WithSettings;
+        let mut c = LogdConfig {
+            servers: vec![ServerConfig {
+                host: "file.example".into(),
+                port: 0,
+                protocol: Protocol::Udp,
+                ca_file: None,
+                ca_pem: None,
+            }],
+            ..LogdConfig::default()
+        };
+        c.apply_settings(&sms_core::settings::Settings::default());
+        assert_eq!(c.servers[0].host, "file.example");
+        c.apply_settings(&sms_core::settings::Settings::example());
+        assert_eq!(c.servers.len(), 2);
+        assert_eq!(c.servers[0].label(), "tls:192.0.2.14:6514");
+        assert!(c.servers[0]
+            .ca_pem
+            .as_deref()
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----"));
+        assert_eq!(c.servers[1].label(), "udp:logs.example:5514");
+        assert_eq!(c.validate(), Ok(()));
     }
 }

@@ -141,17 +141,19 @@ impl Forwarder {
                     }
                 }
                 Protocol::Tcp | Protocol::Tls => {
-                    let tls = match (&s.protocol, &s.ca_file) {
-                        (Protocol::Tls, Some(ca)) => {
-                            Some(Arc::new(sms_core::tls::client_config(ca).map_err(
-                                |source| ForwarderError::Tls {
-                                    server: label.clone(),
-                                    source,
-                                },
-                            )?))
-                        }
+                    let tls = match (&s.protocol, &s.ca_pem, &s.ca_file) {
+                        (Protocol::Tls, Some(pem), _) => Some(
+                            sms_core::tls::client_config_from_pem(pem.as_bytes(), &label),
+                        ),
+                        (Protocol::Tls, None, Some(ca)) => Some(sms_core::tls::client_config(ca)),
                         _ => None,
-                    };
+                    }
+                    .transpose()
+                    .map_err(|source| ForwarderError::Tls {
+                        server: label.clone(),
+                        source,
+                    })?
+                    .map(Arc::new);
                     let queue = DiskQueue::open(&db, &label, cfg.queue_max_bytes)?;
                     status.queued = queue.len() as u64;
                     status.queued_bytes = queue.bytes();

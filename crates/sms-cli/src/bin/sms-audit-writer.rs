@@ -5,7 +5,9 @@
 //! input and output. The user is who the kernel says is on the other end
 //! (`SO_PEERCRED`), not anything the record says; the record is one line,
 //! "command U+001F result", at most 8 KiB. The log is root's (0640, group
-//! admin), so the account it audits reads it and cannot change it.
+//! admin), so the account it audits reads it and cannot change it. The
+//! line also goes to the journal (standard error), from where the remote
+//! log servers get it.
 
 use sms_cli::audit::{format_line, FIELD_SEPARATOR, MAX_RECORD};
 use std::io::{Read, Write};
@@ -61,6 +63,9 @@ fn run() -> Result<(), String> {
     f.write_all(line.as_bytes())
         .and_then(|_| f.sync_data())
         .map_err(|e| format!("{}: {e}", log.display()))?;
+    // The same line to the journal (standard error, at notice level), so
+    // that the remote log servers get the audit trail too (sms-logd).
+    eprintln!("<5>{}", line.trim_end_matches('\n').replace('\n', " "));
     std::io::stdout()
         .write_all(b"ok\n")
         .map_err(|e| format!("answering: {e}"))?;

@@ -16,10 +16,12 @@
 //! as the commands that set them is the CLI's business (its `setlines`).
 
 mod check;
+mod logging;
 mod store;
 
 use check::check_prefix_chars;
 pub use check::*;
+pub use logging::*;
 pub use store::SettingsStore;
 
 use crate::net::Network;
@@ -77,6 +79,9 @@ pub struct Settings {
     /// themselves, and the update centre's port.
     #[serde(skip_serializing_if = "UpdatePolicy::is_shipped")]
     pub update: UpdatePolicy,
+    /// Remote syslog servers that receive the audit trail and events.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub log_servers: Vec<LogServer>,
 }
 
 /// The update policy the administrator sets in configuration mode. Each
@@ -312,6 +317,11 @@ pub(crate) fn invalid(what: &str, why: impl Into<String>) -> SettingsError {
     }
 }
 
+/// A CA certificate (base64 of DER) for examples and tests: a P-256
+/// self-signed CA, `CN=Example Log CA`.
+#[doc(hidden)]
+pub const EXAMPLE_LOG_CA: &str = "MIIBmjCCAT+gAwIBAgIUBEetA+Qg5IUMmjp0C6ga+2gOuXgwCgYIKoZIzj0EAwIwGTEXMBUGA1UEAwwORXhhbXBsZSBMb2cgQ0EwIBcNMjYxMjA0MDg1NzA2WhgPMjEyNjExMTAwODU3MDZaMBkxFzAVBgNVBAMMDkV4YW1wbGUgTG9nIENBMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEt/7x4exP7S3aV0WtiH6nnOzvfGD66Ndfq49CSmM6l0dUmjrE5ihrjadYj7AkKGWKw+LoAWEDPVBktAM/C56F76NjMGEwHQYDVR0OBBYEFKUUiUldZZDJ8566Stukshe51aqYMB8GA1UdIwQYMBaAFKUUiUldZZDJ8566Stukshe51aqYMA8GA1UdEwEB/wQFMAMBAf8wDgYDVR0PAQH/BAQDAgEGMAoGCCqGSM49BAMCA0kAMEYCIQDA7Hy5p9Hh7W8QivMs6cc64jLRDZ8uUtbMLG4kscQxmgIhAIKcK7gEUGchRqGzSw7QSgyIiibLVR2WuMELH50CGqdh";
+
 /// Authentication protocols a user may have.
 pub const AUTH_PROTOCOLS: &[&str] = &["SHA-1", "SHA-224", "SHA-256", "SHA-384", "SHA-512"];
 
@@ -366,6 +376,20 @@ impl Settings {
                 distribute_groups: vec!["lab".into()],
                 centre_port: Some(4043),
             },
+            log_servers: vec![
+                LogServer {
+                    host: "192.0.2.14".into(),
+                    port: None,
+                    protocol: LogProtocol::Tls,
+                    ca_certificate: Some(EXAMPLE_LOG_CA.into()),
+                },
+                LogServer {
+                    host: "logs.example".into(),
+                    port: Some(5514),
+                    protocol: LogProtocol::Udp,
+                    ca_certificate: None,
+                },
+            ],
         }
     }
 
@@ -470,6 +494,7 @@ impl Settings {
             }
         }
         self.update.validate()?;
+        check_log_servers(&self.log_servers)?;
         for k in &self.login_keys {
             check_account(&k.user)?;
             check_login_key(&k.key)?;

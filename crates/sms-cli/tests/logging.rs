@@ -1,0 +1,99 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a failed unwrap is a failed test
+//! Remote log servers in configuration mode: a TLS server needs the CA of
+//! its certificate, which must be a certificate; UDP and TCP servers take
+//! none; the committed servers are what sms-logd is configured with.
+
+use sms_core::daemon::WithSettings;
+use sms_core::settings::{LogProtocol, Settings, EXAMPLE_LOG_CA};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn cli(dir: &Path, input: &str) -> String {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sms-cli"))
+        .arg("--state-dir")
+        .arg(dir)
+        .args(["--bus", "unix:path=/nonexistent/bus"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let o = c.wait_with_output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn log_servers_are_checked_committed_and_given_to_the_forwarder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli(
+        dir.path(),
+        &format!(
+            "configure\n\
+             set logging server 192.0.2.14 protocol tls ca-certificate aGVsbG8gd29ybGQ=\n\
+             set logging server 192.0.2.14 protocol tls ca-certificate {EXAMPLE_LOG_CA}\n\
+             set logging server logs.example port 5514 protocol udp\n\
+             set logging server 192.0.2.15 protocol tcp\n\
+             set logging server 192.0.2.16 protocol tcp\n\
+             set logging server 192.0.2.17 protocol tcp\n\
+             set logging server bad_host! protocol udp\n\
+             compare\n\
+             commit\n\
+             exit\n"
+        ),
+    );
+    assert!(out.contains("not an X.509"), "{out}");
+    assert!(out.contains("at most 4"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "+ set logging server 192.0.2.14 protocol tls ca-certificate {EXAMPLE_LOG_CA}"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("+ set logging server logs.example port 5514 protocol udp"),
+        "{out}"
+    );
+    let settings = Settings::load(&dir.path().join("config/settings.toml")).unwrap();
+    let hosts: Vec<&str> = settings
+        .log_servers
+        .iter()
+        .map(|s| s.host.as_str())
+        .collect();
+    assert_eq!(
+        hosts,
+        ["192.0.2.14", "logs.example", "192.0.2.15", "192.0.2.16"]
+    );
+    assert_eq!(settings.log_servers[0].protocol, LogProtocol::Tls);
+
+    let mut cfg = sms_logd::config::LogdConfig::default();
+    cfg.apply_settings(&settings);
+    let labels: Vec<String> = cfg.servers.iter().map(|s| s.label()).collect();
+    assert_eq!(
+        labels,
+        [
+            "tls:192.0.2.14:6514",
+            "udp:logs.example:5514",
+            "tcp:192.0.2.15:514",
+            "tcp:192.0.2.16:514"
+        ]
+    );
+    assert!(cfg.validate().is_ok());
+
+    // One server deleted, then all.
+    let out = cli(
+        dir.path(),
+        "configure\ndelete logging server 192.0.2.99\ndelete logging server logs.example\ncommit\nexit\n",
+    );
+    assert!(out.contains("192.0.2.99 is not configured"), "{out}");
+    let settings = Settings::load(&dir.path().join("config/settings.toml")).unwrap();
+    assert_eq!(settings.log_servers.len(), 3);
+    cli(dir.path(), "configure\ndelete logging\ncommit\nexit\n");
+    let settings = Settings::load(&dir.path().join("config/settings.toml")).unwrap();
+    assert!(settings.log_servers.is_empty());
+}
