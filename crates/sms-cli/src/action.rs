@@ -76,6 +76,8 @@ pub enum Op {
     ShowFiles,
     /// `show ha`: HA role and peer.
     ShowHa,
+    /// `show logging`: the remote log servers and what each got.
+    ShowLogging,
     /// `show jobs`: distribution jobs.
     ShowJobs,
     /// `show log`: a daemon's journal.
@@ -145,6 +147,7 @@ impl Op {
             | Op::ShowEvents
             | Op::ShowFiles
             | Op::ShowHa
+            | Op::ShowLogging
             | Op::ShowJobs
             | Op::ShowLog
             | Op::ShowNtp

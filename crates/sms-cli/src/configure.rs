@@ -340,6 +340,8 @@ pub struct SettingsPaths {
     pub apply_wait: Duration,
     /// The one directory `save` and `load` use.
     pub files: PathBuf,
+    /// What the log forwarder reports per server (`show logging`).
+    pub log_status: PathBuf,
 }
 
 impl Default for SettingsPaths {
@@ -349,6 +351,7 @@ impl Default for SettingsPaths {
             applier_status: Some(PathBuf::from("/var/lib/sms/system/status.json")),
             apply_wait: Duration::from_secs(90),
             files: PathBuf::from("/var/lib/sms/cli/files"),
+            log_status: PathBuf::from("/var/lib/sms/logd/status.json"),
         }
     }
 }

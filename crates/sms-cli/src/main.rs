@@ -118,6 +118,7 @@ fn options() -> Options {
                     dir: state.join("config"),
                     applier_status: None,
                     files: state.join("files"),
+                    log_status: state.join("logd/status.json"),
                     ..settings
                 };
             }

@@ -85,6 +85,25 @@ fn log_servers_are_checked_committed_and_given_to_the_forwarder() {
     );
     assert!(cfg.validate().is_ok());
 
+    // show logging: the servers, with what the forwarder reports.
+    let out = cli(dir.path(), "show logging\n");
+    assert!(out.contains("reports nothing yet"), "{out}");
+    std::fs::create_dir_all(dir.path().join("logd")).unwrap();
+    std::fs::write(
+        dir.path().join("logd/status.json"),
+        r#"[{"server":"tls:192.0.2.14:6514","connected":false,"sent":7,"queued":3,"queued_bytes":300,"dropped":2,"last_error":"TLS handshake failed: invalid peer certificate: UnknownIssuer"}]"#,
+    )
+    .unwrap();
+    let out = cli(dir.path(), "show logging\n");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("tls:192.0.2.14:6514"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[1..5], ["no", "7", "3", "2"], "{out}");
+    assert!(row.contains("UnknownIssuer"), "{out}");
+    assert!(out.contains("udp:logs.example:5514"), "{out}");
+
     // One server deleted, then all.
     let out = cli(
         dir.path(),

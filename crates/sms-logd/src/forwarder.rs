@@ -13,7 +13,6 @@ use crate::config::{LogdConfig, Protocol, ServerConfig};
 use crate::line::LogLine;
 use crate::queue::{DiskQueue, QueueError};
 use crate::transport::Connection;
-use serde::{Deserialize, Serialize};
 use sms_core::daemon::lock;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -58,25 +57,9 @@ pub enum ForwarderError {
     },
 }
 
-/// What one server got and what waits for it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServerStatus {
-    /// `protocol:host:port`.
-    pub server: String,
-    /// Whether a TCP/TLS connection is open (UDP: whether the last send
-    /// worked).
-    pub connected: bool,
-    /// Messages written to the server.
-    pub sent: u64,
-    /// Messages waiting in the queue.
-    pub queued: u64,
-    /// Octets waiting.
-    pub queued_bytes: u64,
-    /// Messages dropped because the queue (or UDP backlog) was full.
-    pub dropped: u64,
-    /// Why the server was last unreachable, if it was.
-    pub last_error: Option<String>,
-}
+/// What one server got and what waits for it (the status file's rows,
+/// which `show logging` reads).
+pub use sms_core::settings::LogServerStatus as ServerStatus;
 
 enum Sender {
     Queued {

@@ -451,6 +451,16 @@ impl Cli {
                 ))
             }
             Op::ShowSystem => Ok(system::system_text()),
+            Op::ShowLogging => {
+                let c = self.store().committed().map_err(|e| e.to_string())?;
+                let status = std::fs::read(&self.paths.log_status)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| {
+                        serde_json::from_slice::<Vec<sms_core::settings::LogServerStatus>>(&b)
+                            .map_err(|e| e.to_string())
+                    });
+                Ok(render::logging_text(&c, status, json))
+            }
             Op::ShowDns | Op::ShowProxy | Op::ShowHa | Op::ShowConfiguration => {
                 let c = self.store().committed().map_err(|e| e.to_string())?;
                 Ok(settings_text(op, &c))

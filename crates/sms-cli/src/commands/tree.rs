@@ -29,6 +29,7 @@ pub fn tree() -> Vec<Node> {
             Node::kw("dns", "DNS servers of the update daemon").run(Op::ShowDns),
             Node::kw("proxy", "proxy towards the update centre").run(Op::ShowProxy),
             Node::kw("ha", "high availability role and peer").run(Op::ShowHa),
+            Node::kw("logging", "remote log servers and what each got").run(Op::ShowLogging),
             Node::kw("configuration", "the committed settings as set commands")
                 .run(Op::ShowConfiguration),
             Node::kw("files", "the CLI's saved files (save, load)").run(Op::ShowFiles),

@@ -145,6 +145,27 @@ pub fn check_log_servers(servers: &[LogServer]) -> Result<(), SettingsError> {
     Ok(())
 }
 
+/// What sms-logd reports for one server in its status file
+/// (`/var/lib/sms/logd/status.json`), which `show logging` reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogServerStatus {
+    /// `protocol:host:port`.
+    pub server: String,
+    /// Whether a TCP/TLS connection is open (UDP: whether the last send
+    /// worked).
+    pub connected: bool,
+    /// Messages written to the server.
+    pub sent: u64,
+    /// Messages waiting in the queue.
+    pub queued: u64,
+    /// Octets waiting.
+    pub queued_bytes: u64,
+    /// Messages dropped because the queue (or UDP backlog) was full.
+    pub dropped: u64,
+    /// Why the server was last unreachable, if it was.
+    pub last_error: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
