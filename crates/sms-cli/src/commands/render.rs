@@ -303,6 +303,51 @@ pub fn help_text(nodes: &[Node]) -> String {
     text.trim_end().to_string()
 }
 
+/// `show logging`: the configured log servers with what sms-logd reports
+/// for each (or why it reports nothing).
+pub(super) fn logging_text(
+    c: &settings::Settings,
+    status: Result<Vec<settings::LogServerStatus>, String>,
+    json: bool,
+) -> String {
+    if c.log_servers.is_empty() {
+        return "remote log servers: none (set logging server HOST protocol udp|tcp|tls ...)"
+            .into();
+    }
+    let rows: Vec<settings::LogServerStatus> = c
+        .log_servers
+        .iter()
+        .map(|s| {
+            let label = format!("{}:{}:{}", s.protocol.word(), s.host, s.port());
+            status
+                .as_ref()
+                .ok()
+                .and_then(|st| st.iter().find(|x| x.server == label).cloned())
+                .unwrap_or(settings::LogServerStatus {
+                    server: label,
+                    ..Default::default()
+                })
+        })
+        .collect();
+    record(&rows, json, |rows| {
+        let t = table(
+            rows,
+            &[
+                ("SERVER", &|r: &settings::LogServerStatus| r.server.clone()),
+                ("CONNECTED", &|r| yes_no(r.connected)),
+                ("SENT", &|r| r.sent.to_string()),
+                ("QUEUED", &|r| r.queued.to_string()),
+                ("DROPPED", &|r| r.dropped.to_string()),
+                ("LAST ERROR", &|r| opt(&r.last_error)),
+            ],
+        );
+        match &status {
+            Ok(_) => t,
+            Err(e) => format!("{t}\n(the log forwarder reports nothing yet: {})", clean(e)),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,49 +421,4 @@ mod tests {
             .any(|l| l.starts_with("192.0.2.2:123") && l.contains("falseticker")));
         assert!(text.contains("evil?txt"), "{text}");
     }
-}
-
-/// `show logging`: the configured log servers with what sms-logd reports
-/// for each (or why it reports nothing).
-pub(super) fn logging_text(
-    c: &settings::Settings,
-    status: Result<Vec<settings::LogServerStatus>, String>,
-    json: bool,
-) -> String {
-    if c.log_servers.is_empty() {
-        return "remote log servers: none (set logging server HOST protocol udp|tcp|tls ...)"
-            .into();
-    }
-    let rows: Vec<settings::LogServerStatus> = c
-        .log_servers
-        .iter()
-        .map(|s| {
-            let label = format!("{}:{}:{}", s.protocol.word(), s.host, s.port());
-            status
-                .as_ref()
-                .ok()
-                .and_then(|st| st.iter().find(|x| x.server == label).cloned())
-                .unwrap_or(settings::LogServerStatus {
-                    server: label,
-                    ..Default::default()
-                })
-        })
-        .collect();
-    record(&rows, json, |rows| {
-        let t = table(
-            rows,
-            &[
-                ("SERVER", &|r: &settings::LogServerStatus| r.server.clone()),
-                ("CONNECTED", &|r| yes_no(r.connected)),
-                ("SENT", &|r| r.sent.to_string()),
-                ("QUEUED", &|r| r.queued.to_string()),
-                ("DROPPED", &|r| r.dropped.to_string()),
-                ("LAST ERROR", &|r| opt(&r.last_error)),
-            ],
-        );
-        match &status {
-            Ok(_) => t,
-            Err(e) => format!("{t}\n(the log forwarder reports nothing yet: {})", clean(e)),
-        }
-    })
 }
