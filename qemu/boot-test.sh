@@ -372,6 +372,7 @@ audit_at_syslog() {
     sleep 1
   done
   echo "     rsyslog received: $(tail -n 5 "$work/rsyslog/received.log" 2>/dev/null | tr '\n' '|')"
+  echo "     of which sms-audit: $(grep sms-audit "$work/rsyslog/received.log" 2>/dev/null | tail -n 3 | tr '\n' '|')"
   echo "     rsyslog said: $(tail -n 5 "$work/rsyslog/out" 2>/dev/null | tr '\n' '|')"
   as_root 'journalctl -u sms-logd --no-pager | tail -n 5; cat /var/lib/sms/logd/status.json' 2>&1 | sed 's/^/     /'
   return 1

@@ -102,6 +102,7 @@ impl Forwarder {
         let db = sled::Config::new()
             .path(&qdir)
             .flush_every_ms(Some(200))
+            .cache_capacity(8 << 20)
             .open()
             .map_err(|source| ForwarderError::Db {
                 path: qdir.display().to_string(),
@@ -162,8 +163,13 @@ impl Forwarder {
                 changed: changed.clone(),
             }));
         }
+        // The kernel's answer (uname), not /proc/sys: the unit's ProcSubset=pid
+        // hides the latter.
         let hostname = if cfg.hostname.is_empty() {
-            sms_core::daemon::host_name()
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_default()
         } else {
             cfg.hostname.clone()
         };
