@@ -3,30 +3,11 @@
 //! its certificate, which must be a certificate; UDP and TCP servers take
 //! none; the committed servers are what sms-logd is configured with.
 
+mod common;
 use sms_core::daemon::WithSettings;
 use sms_core::settings::{LogProtocol, Settings, EXAMPLE_LOG_CA};
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Stdio};
 
-fn cli(dir: &Path, input: &str) -> String {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sms-cli"))
-        .arg("--state-dir")
-        .arg(dir)
-        .args(["--bus", "unix:path=/nonexistent/bus"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let o = c.wait_with_output().unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::command_file as cli;
 
 #[test]
 fn log_servers_are_checked_committed_and_given_to_the_forwarder() {

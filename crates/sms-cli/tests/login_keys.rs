@@ -4,8 +4,8 @@
 //! another type than it says or is a weak RSA key is refused by the
 //! grammar or the key check, and the commit holds only the good key.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod common;
+use std::process::Command;
 
 fn keygen(dir: &std::path::Path, args: &[&str]) -> String {
     let f = dir.join(args.join("_"));
@@ -24,24 +24,7 @@ fn keygen(dir: &std::path::Path, args: &[&str]) -> String {
         .to_string()
 }
 
-fn cli(dir: &std::path::Path, input: &str) -> String {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sms-cli"))
-        .arg("--state-dir")
-        .arg(dir)
-        .args(["--bus", "unix:path=/nonexistent/bus"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let o = c.wait_with_output().unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::command_file as cli;
 
 #[test]
 fn keys_are_staged_checked_and_committed() {

@@ -6,36 +6,18 @@
 //! downloaded but not activated; with the policy deleted the next one is.
 //! The distributor takes the groups an automatic distribution goes to.
 
+mod common;
 use sms_core::bus::Target;
 use sms_core::daemon::WithSettings;
 use sms_core::package::Channel;
 use sms_core::settings::Settings;
 use sms_sim::{TmcSim, TmcSimConfig};
 use sms_updated::updater::Updater;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 const MB: usize = 1 << 20;
 
-fn cli(dir: &Path, input: &str) -> String {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sms-cli"))
-        .arg("--state-dir")
-        .arg(dir)
-        .args(["--bus", "unix:path=/nonexistent/bus"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let o = c.wait_with_output().unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::command_file as cli;
 
 fn committed(dir: &Path) -> Settings {
     Settings::load(&dir.join("config/settings.toml")).unwrap()
