@@ -368,7 +368,7 @@ out=$(as_admin 'show version' 2>&1 || true)
 check "the committed host name is set (got: $out)" grep -q "host name: sms-lab" <<<"$out"
 audit_at_syslog() {
   for _ in $(seq 1 30); do
-    grep -q 'sms-lab sms-audit .*user=admin command="show version"' "$work/rsyslog/received.log" 2>/dev/null && return 0
+    grep -q 'sms-lab sms-audit .*user=admin command="commit: ' "$work/rsyslog/received.log" 2>/dev/null && return 0
     sleep 1
   done
   echo "     rsyslog received: $(tail -n 5 "$work/rsyslog/received.log" 2>/dev/null | tr '\n' '|')"
