@@ -63,28 +63,8 @@ impl Default for LogdConfig {
     }
 }
 
-/// How messages travel to a server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    /// RFC 5426: one datagram per message, nothing queued.
-    Udp,
-    /// RFC 6587 octet counting over TCP, queued while the server is down.
-    Tcp,
-    /// RFC 5425: TLS, octet counting, the server's certificate checked
-    /// against the configured CA; queued while the server is down.
-    Tls,
-}
-
-impl Protocol {
-    /// The protocol's usual port.
-    pub fn default_port(self) -> u16 {
-        match self {
-            Protocol::Udp | Protocol::Tcp => 514,
-            Protocol::Tls => 6514,
-        }
-    }
-}
+/// How messages travel to a server (the settings' protocol).
+pub use sms_core::settings::LogProtocol as Protocol;
 
 /// One log server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,12 +98,7 @@ impl ServerConfig {
 
     /// A name for logs, status and the queue: `tls:host:port`.
     pub fn label(&self) -> String {
-        let p = match self.protocol {
-            Protocol::Udp => "udp",
-            Protocol::Tcp => "tcp",
-            Protocol::Tls => "tls",
-        };
-        format!("{p}:{}:{}", self.host, self.port())
+        self.protocol.label(&self.host, self.port())
     }
 }
 
@@ -170,7 +145,6 @@ impl sms_core::daemon::WithSettings for LogdConfig {
     /// The administrator's log servers, when any are set, replace the
     /// file's.
     fn apply_settings(&mut self, settings: &sms_core::settings::Settings) {
-        use sms_core::settings::LogProtocol;
         if settings.log_servers.is_empty() {
             return;
         }
@@ -180,11 +154,7 @@ impl sms_core::daemon::WithSettings for LogdConfig {
             .map(|s| ServerConfig {
                 host: s.host.clone(),
                 port: s.port(),
-                protocol: match s.protocol {
-                    LogProtocol::Udp => Protocol::Udp,
-                    LogProtocol::Tcp => Protocol::Tcp,
-                    LogProtocol::Tls => Protocol::Tls,
-                },
+                protocol: s.protocol,
                 ca_file: None,
                 ca_pem: s.ca_pem(),
             })

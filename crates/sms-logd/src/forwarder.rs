@@ -16,6 +16,7 @@ use crate::transport::Connection;
 use sms_core::daemon::lock;
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
@@ -79,6 +80,9 @@ struct Server {
     sender: Sender,
     status: Mutex<ServerStatus>,
     changed: Arc<Notify>,
+    /// The queue is dropping messages (said once, until it empties: this
+    /// daemon's own warnings are forwarded too).
+    dropping: AtomicBool,
 }
 
 /// The forwarder of one appliance.
@@ -161,6 +165,7 @@ impl Forwarder {
                 sender,
                 status: Mutex::new(status),
                 changed: changed.clone(),
+                dropping: AtomicBool::new(false),
             }));
         }
         // The kernel's answer (uname), not /proc/sys: the unit's ProcSubset=pid
@@ -284,9 +289,9 @@ impl Server {
                 }
                 let (len, bytes, dropped) = (q.len(), q.bytes(), q.dropped());
                 drop(q);
-                if dropped > before && before == lock(&self.status).dropped {
+                if dropped > before && !self.dropping.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
-                        "log server {}: queue full, the oldest messages are dropped",
+                        "log server {}: queue full, the oldest messages are dropped (counted in show logging)",
                         self.label
                     );
                 }
@@ -310,9 +315,14 @@ impl Server {
     }
 
     fn went_down(&self, why: String) {
-        let was_up = lock(&self.status).connected;
-        let queued = lock(&self.status).queued;
-        let first = lock(&self.status).last_error.as_deref() != Some(why.as_str());
+        let (was_up, queued, first) = {
+            let s = lock(&self.status);
+            (
+                s.connected,
+                s.queued,
+                s.last_error.as_deref() != Some(why.as_str()),
+            )
+        };
         if was_up || first {
             tracing::warn!(
                 "log server {} unreachable: {why}; {queued} messages wait",
@@ -382,6 +392,9 @@ impl Server {
                     }
                     let (len, bytes) = (q.len(), q.bytes());
                     drop(q);
+                    if len == 0 {
+                        self.dropping.store(false, Ordering::Relaxed);
+                    }
                     self.update(|s| {
                         s.sent += msgs.len() as u64;
                         s.queued = len as u64;

@@ -318,7 +318,7 @@ pub(super) fn logging_text(
         .log_servers
         .iter()
         .map(|s| {
-            let label = format!("{}:{}:{}", s.protocol.word(), s.host, s.port());
+            let label = s.label();
             status
                 .as_ref()
                 .ok()

@@ -39,6 +39,12 @@ impl LogProtocol {
             LogProtocol::Tls => 6514,
         }
     }
+
+    /// How a server is named in logs, the queue and the status file:
+    /// `tls:host:port`.
+    pub fn label(self, host: &str, port: u16) -> String {
+        format!("{}:{host}:{port}", self.word())
+    }
 }
 
 /// One remote log server.
@@ -62,6 +68,11 @@ impl LogServer {
     /// The port used.
     pub fn port(&self) -> u16 {
         self.port.unwrap_or(self.protocol.default_port())
+    }
+
+    /// Its name in the status file ([`LogProtocol::label`]).
+    pub fn label(&self) -> String {
+        self.protocol.label(&self.host, self.port())
     }
 
     /// The CA certificate as PEM, for a TLS client configuration.

@@ -689,8 +689,6 @@ fn read_secrets<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>
 #[cfg(test)]
 mod tests {
 
-    /// Keys from a real ssh-keygen of every accepted type pass; what could
-    /// add an option, a second key or a weak key is refused with the reason.
     #[test]
     fn update_policy_ranges_and_names_are_checked() {
         let mut s = Settings::example();
@@ -727,6 +725,8 @@ mod tests {
         assert!(!none.to_toml().unwrap().contains("update"));
     }
 
+    /// Keys from a real ssh-keygen of every accepted type pass; what could
+    /// add an option, a second key or a weak key is refused with the reason.
     #[test]
     fn login_keys_are_parsed_strictly() {
         let dir = tempfile::tempdir().unwrap();
