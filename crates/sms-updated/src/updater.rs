@@ -221,10 +221,35 @@ impl Updater {
                 self.blobs.remove(&d)?;
             }
         }
-        let keep: Vec<Digest> = wanted.into_iter().collect();
+        self.clean_stale_partials()?;
+        Ok(())
+    }
+
+    /// Removes partial downloads that will never be resumed: the automatic
+    /// DV cycle only fetches the newest DV, so a partial of an older one
+    /// (left by a restart while it was downloading) would otherwise stay
+    /// on the data partition forever. Partial TOS images in the catalog
+    /// are kept: the admin may ask for them again.
+    fn clean_stale_partials(&self) -> Result<(), UpdateError> {
+        let mut keep: Vec<Digest> = Vec::new();
+        for ch in Channel::ALL {
+            let Some(cat) = self.store.get_json::<Catalog>(CATALOG, ch.as_str())? else {
+                continue;
+            };
+            if ch == Channel::Dv {
+                keep.extend(
+                    cat.packages
+                        .iter()
+                        .max_by(|a, b| a.version.cmp(&b.version))
+                        .map(|p| p.sha256),
+                );
+            } else {
+                keep.extend(cat.packages.iter().map(|p| p.sha256));
+            }
+        }
         let removed = self.blobs.clean_partials(&keep)?;
         if removed > 0 {
-            tracing::info!("removed {removed} stale temporary file(s)");
+            tracing::info!("removed {removed} stale partial download(s)");
         }
         Ok(())
     }
@@ -403,6 +428,9 @@ impl Updater {
             return Ok(format!("DV {} is current", newest.version));
         }
         self.fetch_entry(newest).await?;
+        if let Err(e) = self.clean_stale_partials() {
+            tracing::warn!("could not remove stale partial downloads: {e}");
+        }
         self.confirm_pending().await;
         let msg = if self.cfg.dv.auto_activate {
             self.activate_locked(Channel::Dv, &newest.version).await?;

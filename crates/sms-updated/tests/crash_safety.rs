@@ -120,3 +120,34 @@ async fn sigkill_at_random_points_never_corrupts_and_work_completes() {
     assert!(confirmed.contains(&newest), "{confirmed:?}");
     assert!(h.temp_files().is_empty(), "{:?}", h.temp_files());
 }
+
+/// A restart in the middle of a DV download, then a newer DV published:
+/// the automatic cycle fetches only the newest, so the older partial file
+/// is removed rather than left on the data partition for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_of_a_superseded_dv_is_removed() {
+    let mut h = Harness::new().await;
+    h.sim.publish_dv(8 * MB);
+    h.sim.set_faults(Faults {
+        rate_bps: Some(MB as u64),
+        ..Default::default()
+    });
+    let cfg = h.config();
+    h.start(&cfg).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while h.temp_files().is_empty() {
+        assert!(Instant::now() < deadline, "no download started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.kill();
+    h.sim.set_faults(Faults::default());
+    let newest = h.sim.publish_dv(MB).version.to_string();
+    h.start(&cfg).await;
+    h.wait_status("newest DV active", 60, |s| {
+        s.active_dv.as_deref() == Some(newest.as_str())
+    })
+    .await;
+    h.stop();
+    assert!(h.temp_files().is_empty(), "{:?}", h.temp_files());
+    assert_consistent(&h, "after the newer DV");
+}
