@@ -36,6 +36,7 @@ needed=(
   "rsyslog:rsyslogd"          # the syslog server receiving the appliance's log in tests
   "rsyslog-openssl:-"         # ...over TLS (RFC 5425)
   "openssl:openssl"           # the boot test's syslog server certificate
+  "python3-aiosmtpd:-"        # the SMTP submission server receiving notification mails in tests
 )
 
 missing=()

@@ -31,6 +31,8 @@ pub struct LogdConfig {
     pub retry_max_ms: Duration,
     /// The servers.
     pub servers: Vec<ServerConfig>,
+    /// E-mail notifications, if configured.
+    pub mail: Option<crate::mail::MailConfig>,
 }
 
 impl Default for LogdConfig {
@@ -59,6 +61,7 @@ impl Default for LogdConfig {
             max_severity: 6,
             retry_max_ms: Duration::from_secs(30),
             servers: Vec::new(),
+            mail: None,
         }
     }
 }

@@ -218,6 +218,11 @@ impl Forwarder {
         });
     }
 
+    /// The host name the messages carry.
+    pub fn hostname(&self) -> String {
+        self.hostname.clone()
+    }
+
     /// Whether `line` is one of the appliance's own that is forwarded.
     pub fn wanted(&self, line: &LogLine) -> bool {
         line.severity <= self.max_severity

@@ -8,9 +8,13 @@
 //! TLS (RFC 5425, octet counting) through a bounded queue on the data
 //! partition ([`queue`]) so that a server that is down for a while gets
 //! what it missed when it is back, and what did not fit is counted.
+//! Warnings, failures and audit records also go to the administrators by
+//! e-mail as rate-limited digests ([`mail`], over [`smtp`]).
 
 pub mod config;
 pub mod forwarder;
 pub mod line;
+pub mod mail;
 pub mod queue;
+pub mod smtp;
 pub mod transport;

@@ -4,8 +4,12 @@ use anyhow::{Context, Result};
 use sms_core::daemon::DaemonArgs;
 use sms_logd::config::LogdConfig;
 use sms_logd::forwarder::Forwarder;
+use sms_logd::line::LogLine;
+use sms_logd::mail::Notifier;
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The socket systemd hands over (`syslog.socket`), if it does.
 fn socket_from_systemd() -> Option<UnixDatagram> {
@@ -17,6 +21,26 @@ fn socket_from_systemd() -> Option<UnixDatagram> {
     // SAFETY: systemd passes the listening socket as descriptor 3 and no
     // other part of this process uses it.
     Some(unsafe { UnixDatagram::from_raw_fd(3) })
+}
+
+/// Keeps the mail status file (`show logging`) current.
+async fn write_mail_status(n: Arc<Notifier>, path: PathBuf) {
+    let mut last = None;
+    loop {
+        let st = n.status();
+        if last.as_ref() != Some(&st) {
+            match serde_json::to_vec_pretty(&st) {
+                Ok(json) => {
+                    if let Err(e) = sms_core::files::write_atomic(&path, &json, 0o644) {
+                        tracing::warn!("writing {}: {e}", path.display());
+                    }
+                }
+                Err(e) => tracing::warn!("mail status: {e}"),
+            }
+            last = Some(st);
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 #[tokio::main]
@@ -40,6 +64,29 @@ async fn main() -> Result<()> {
     socket.set_nonblocking(true)?;
     let socket = tokio::net::UnixDatagram::from_std(socket)?;
     forwarder.spawn();
+    let notifier = match &cfg.mail {
+        Some(m) => {
+            let n = Notifier::start(m, &forwarder.hostname())
+                .with_context(|| format!("{}: [mail]", config.display()))?;
+            tracing::info!(
+                "mailing {} to {} via {}",
+                m.classes
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                m.recipients.join(", "),
+                n.status().server
+            );
+            let n = Arc::new(n);
+            tokio::spawn(write_mail_status(
+                n.clone(),
+                cfg.state_dir.join("mail-status.json"),
+            ));
+            Some(n)
+        }
+        None => None,
+    };
     tracing::info!(
         "forwarding to {} log servers: {}",
         cfg.servers.len(),
@@ -55,7 +102,17 @@ async fn main() -> Result<()> {
     loop {
         tokio::select! {
             r = socket.recv(&mut buf) => match r {
-                Ok(n) => forwarder.submit_datagram(&buf[..n]),
+                Ok(n) => match LogLine::parse(&buf[..n]) {
+                    Ok(line) => {
+                        if forwarder.wanted(&line) {
+                            forwarder.submit(&line);
+                        }
+                        if let Some(m) = &notifier {
+                            m.submit(&line);
+                        }
+                    }
+                    Err(e) => tracing::debug!("ignored a datagram on the syslog socket: {e}"),
+                },
                 Err(e) => tracing::warn!("reading the syslog socket: {e}"),
             },
             _ = term.recv() => break,

@@ -6,23 +6,17 @@
 //! oldest and counts them; a server presenting a certificate of another
 //! CA gets nothing and the reason is reported.
 
+mod common;
+
+use common::{free_port, Logd};
 use sms_sim::pki::TestCa;
 use sms_testkit::DaemonProcess;
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
-use std::os::unix::net::UnixDatagram;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One rsyslogd in the foreground with its own configuration, writing
 /// what it receives to `out.log`.
@@ -115,78 +109,6 @@ impl Rsyslog {
             assert!(
                 Instant::now() < deadline,
                 "{what}: rsyslog received:\n{got}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-struct Logd {
-    dir: PathBuf,
-    socket: PathBuf,
-    process: DaemonProcess,
-}
-
-impl Logd {
-    fn start(dir: &Path, servers: &str, extra: &str) -> Logd {
-        let socket = dir.join("syslog.sock");
-        let config = format!(
-            "listen = \"{}\"\nstate_dir = \"{}\"\nhostname = \"sms-lab\"\nretry_max_ms = 300\n{extra}\n{servers}",
-            socket.display(),
-            dir.join("state").display()
-        );
-        std::fs::write(dir.join("logd.toml"), config).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sms-logd"));
-        cmd.arg("--config")
-            .arg(dir.join("logd.toml"))
-            .arg("--settings")
-            .arg(dir.join("no-settings.toml"))
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1");
-        let mut process = DaemonProcess::spawn(cmd, &dir.join("logd.log")).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !socket.exists() {
-            assert!(process.is_running(), "sms-logd exited:\n{}", process.log());
-            assert!(Instant::now() < deadline, "no syslog socket");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Logd {
-            dir: dir.to_path_buf(),
-            socket,
-            process,
-        }
-    }
-
-    /// Hands a line to the socket the way journald forwards it.
-    fn log(&self, pri: u8, ident: &str, pid: u32, msg: &str) {
-        let c = UnixDatagram::unbound().unwrap();
-        c.send_to(
-            format!("<{pri}>Dec  4 08:40:00 {ident}[{pid}]: {msg}").as_bytes(),
-            &self.socket,
-        )
-        .unwrap();
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.dir.join("state/status.json")).unwrap_or_default();
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
-    }
-
-    fn wait_status(
-        &self,
-        what: &str,
-        pred: impl Fn(&serde_json::Value) -> bool,
-    ) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let s = self.status();
-            if pred(&s) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: status {s}\nlog:\n{}",
-                self.process.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
