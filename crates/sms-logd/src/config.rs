@@ -228,4 +228,28 @@ mod tests {
         assert_eq!(c.servers[1].label(), "udp:logs.example:5514");
         assert_eq!(c.validate(), Ok(()));
     }
+
+    #[test]
+    fn shipped_file_holds_the_defaults_and_its_mail_example_is_valid() {
+        let text = include_str!("../../../rootfs-overlay/etc/sms/logd.toml");
+        let parsed: LogdConfig =
+            sms_core::config::parse(std::path::Path::new("logd.toml"), text).unwrap();
+        assert_eq!(
+            toml::to_string(&parsed).unwrap(),
+            toml::to_string(&LogdConfig::default()).unwrap()
+        );
+        // The commented [mail] example, switched on, is a valid table.
+        let start = text.find("# [mail]").unwrap();
+        let example: String = text[start..]
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let with_mail: LogdConfig =
+            sms_core::config::parse(std::path::Path::new("logd.toml"), &example).unwrap();
+        let mail = with_mail.mail.unwrap();
+        assert_eq!(mail.validate(), Ok(()));
+        assert_eq!(mail.port(), 587);
+        assert_eq!(mail.classes.len(), 6);
+    }
 }
