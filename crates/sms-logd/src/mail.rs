@@ -427,10 +427,18 @@ pub enum NotifierError {
     },
 }
 
+/// What the mail task is handed, in order.
+enum Msg {
+    /// An event for the next mail.
+    Event(Event),
+    /// Send what is pending now (shutdown), then answer.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 /// The mail task's handle: events go in, mails come out.
 pub struct Notifier {
     classes: Vec<EventClass>,
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<Msg>,
     lost: Arc<Mutex<BTreeMap<EventClass, u64>>>,
     status: Arc<Mutex<MailStatus>>,
 }
@@ -519,8 +527,18 @@ impl Notifier {
             severity: line.severity,
             message: line.message.clone(),
         };
-        if self.tx.try_send(e).is_err() {
+        if self.tx.try_send(Msg::Event(e)).is_err() {
             *lock(&self.lost).entry(class).or_default() += 1;
+        }
+    }
+
+    /// Sends what is pending now, whatever the pace (at shutdown: a
+    /// digest waiting for its interval would otherwise be lost). Returns
+    /// when the attempt is over.
+    pub async fn flush(&self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.tx.send(Msg::Flush(done)).await.is_ok() {
+            let _ = wait.await;
         }
     }
 
@@ -534,6 +552,44 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+impl MailTask {
+    /// Sends the digest; on success it starts afresh, on failure it stays
+    /// pending for the retry.
+    async fn send(&mut self, digest: &mut Digest) {
+        for (class, n) in std::mem::take(&mut *lock(&self.lost)) {
+            digest.add_lost(n, class);
+        }
+        let text = digest.compose(
+            &self.hostname,
+            &self.from,
+            &self.to,
+            OffsetDateTime::now_utc(),
+        );
+        match smtp::send_mail(&self.sub, &self.from, &self.to, text.as_bytes()).await {
+            Ok(()) => {
+                tracing::info!(
+                    "mailed {} event(s) to {}",
+                    digest.total(),
+                    self.to.join(", ")
+                );
+                self.pace.sent(Instant::now());
+                let mut st = lock(&self.status);
+                st.sent += 1;
+                st.last_error = None;
+                st.last_sent = OffsetDateTime::now_utc()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .ok();
+                *digest = Digest::default();
+            }
+            Err(e) => {
+                tracing::warn!("mail to {} not sent: {e}", self.sub.host);
+                self.pace.failed(Instant::now());
+                lock(&self.status).last_error = Some(e.to_string());
+            }
+        }
+    }
+}
+
 struct MailTask {
     sub: Submission,
     from: String,
@@ -545,7 +601,7 @@ struct MailTask {
 }
 
 impl MailTask {
-    async fn run(mut self, mut rx: mpsc::Receiver<Event>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut digest = Digest::default();
         loop {
             let due = self.pace.due();
@@ -556,41 +612,20 @@ impl MailTask {
                 }
             };
             tokio::select! {
-                e = rx.recv() => match e {
-                    Some(e) => {
+                m = rx.recv() => match m {
+                    Some(Msg::Event(e)) => {
                         digest.add(e);
                         self.pace.event(Instant::now());
                     }
+                    Some(Msg::Flush(done)) => {
+                        if digest.total() > 0 {
+                            self.send(&mut digest).await;
+                        }
+                        let _ = done.send(());
+                    }
                     None => return,
                 },
-                _ = wait => {
-                    for (class, n) in std::mem::take(&mut *lock(&self.lost)) {
-                        digest.add_lost(n, class);
-                    }
-                    let text = digest.compose(&self.hostname, &self.from, &self.to, OffsetDateTime::now_utc());
-                    match smtp::send_mail(&self.sub, &self.from, &self.to, text.as_bytes()).await {
-                        Ok(()) => {
-                            tracing::info!(
-                                "mailed {} event(s) to {}",
-                                digest.total(),
-                                self.to.join(", ")
-                            );
-                            self.pace.sent(Instant::now());
-                            let mut st = lock(&self.status);
-                            st.sent += 1;
-                            st.last_error = None;
-                            st.last_sent = OffsetDateTime::now_utc()
-                                .format(&time::format_description::well_known::Rfc3339)
-                                .ok();
-                            digest = Digest::default();
-                        }
-                        Err(e) => {
-                            tracing::warn!("mail to {} not sent: {e}", self.sub.host);
-                            self.pace.failed(Instant::now());
-                            lock(&self.status).last_error = Some(e.to_string());
-                        }
-                    }
-                }
+                _ = wait => self.send(&mut digest).await,
             }
             lock(&self.status).pending = digest.total();
         }

@@ -121,5 +121,15 @@ async fn main() -> Result<()> {
     }
     sms_core::notify::stopping();
     forwarder.flush();
+    if let Some(n) = &notifier {
+        // A digest waiting for its interval goes now; a mail server that
+        // does not answer gets 20 s, not the client's per-step timeouts.
+        if tokio::time::timeout(std::time::Duration::from_secs(20), n.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("pending mail given up at shutdown: the mail server did not answer");
+        }
+    }
     Ok(())
 }

@@ -100,11 +100,21 @@ fn received_at(mail: &str) -> f64 {
 }
 
 fn mail_config(port: u16, ca: &Path, password_file: &Path, min_interval: u64) -> String {
+    mail_config_held(port, ca, password_file, 1, min_interval)
+}
+
+fn mail_config_held(
+    port: u16,
+    ca: &Path,
+    password_file: &Path,
+    hold: u64,
+    min_interval: u64,
+) -> String {
     format!(
         "[mail]\nserver = \"127.0.0.1\"\nport = {port}\nsecurity = \"starttls\"\n\
          ca_file = \"{}\"\nusername = \"sms\"\npassword_file = \"{}\"\n\
          from = \"sms@lab.example\"\nrecipients = [\"ops@lab.example\", \"noc@lab.example\"]\n\
-         hold_secs = 1\nmin_interval_secs = {min_interval}\n",
+         hold_secs = {hold}\nmin_interval_secs = {min_interval}\n",
         ca.display(),
         password_file.display()
     )
@@ -253,4 +263,44 @@ fn a_server_that_cannot_be_trusted_or_refuses_the_password_gets_no_mail() {
             logd.process.log()
         );
     }
+}
+
+#[test]
+fn a_digest_waiting_for_its_time_is_sent_when_the_daemon_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::generate("Customer Mail CA").unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.cert_pem()).unwrap();
+    let cert = ca.issue(&["mail.lab.example"], &[LOCAL]).unwrap();
+    let port = free_port();
+    let smtp = SmtpServer::start(
+        &dir.path().join("smtp"),
+        port,
+        Some((&cert.chain_pem, &cert.key_pem)),
+        "pw",
+    );
+    let pw = dir.path().join("mail-password");
+    std::fs::write(&pw, "pw").unwrap();
+    let mut logd = Logd::start(
+        dir.path(),
+        &mail_config_held(port, &ca_file, &pw, 3600, 3600),
+        "",
+    );
+    logd.log(
+        26,
+        "rauc",
+        45,
+        "installing bundle failed: signature invalid",
+    );
+    wait_mail_status(&logd, "the event pending", |s| s["pending"] == 1);
+    assert!(smtp.mails().is_empty());
+    logd.process.stop();
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1, "log:\n{}", logd.process.log());
+    assert!(
+        mails[0].contains("Subject: [SMS sms-lab] 1 event: 1 firmware"),
+        "{}",
+        mails[0]
+    );
+    assert!(mails[0].contains("firmware crit rauc: installing bundle failed"));
 }
