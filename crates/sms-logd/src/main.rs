@@ -65,26 +65,45 @@ async fn main() -> Result<()> {
     let socket = tokio::net::UnixDatagram::from_std(socket)?;
     forwarder.spawn();
     let notifier = match &cfg.mail {
-        Some(m) => {
-            let n = Notifier::start(m, &forwarder.hostname())
-                .with_context(|| format!("{}: [mail]", config.display()))?;
-            tracing::info!(
-                "mailing {} to {} via {}",
-                m.classes
-                    .iter()
-                    .map(|c| c.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                m.recipients.join(", "),
-                n.status().server
-            );
-            let n = Arc::new(n);
-            tokio::spawn(write_mail_status(
-                n.clone(),
-                cfg.state_dir.join("mail-status.json"),
-            ));
-            Some(n)
-        }
+        Some(m) => match Notifier::start(m, &forwarder.hostname()) {
+            Err(e) => {
+                // A mistake in the mail settings must not stop the audit
+                // trail from reaching the syslog servers.
+                let why = format!("{}: [mail]: {e}", config.display());
+                tracing::error!("{why}; mail notifications are off, log forwarding goes on");
+                let st = sms_logd::mail::MailStatus {
+                    server: format!("{}:{}", m.server, m.port()),
+                    last_error: Some(why),
+                    ..Default::default()
+                };
+                let path = cfg.state_dir.join("mail-status.json");
+                if let Err(e) = serde_json::to_vec_pretty(&st)
+                    .map_err(std::io::Error::other)
+                    .and_then(|j| sms_core::files::write_atomic(&path, &j, 0o644))
+                {
+                    tracing::warn!("writing {}: {e}", path.display());
+                }
+                None
+            }
+            Ok(n) => {
+                tracing::info!(
+                    "mailing {} to {} via {}",
+                    m.classes
+                        .iter()
+                        .map(|c| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    m.recipients.join(", "),
+                    n.status().server
+                );
+                let n = Arc::new(n);
+                tokio::spawn(write_mail_status(
+                    n.clone(),
+                    cfg.state_dir.join("mail-status.json"),
+                ));
+                Some(n)
+            }
+        },
         None => None,
     };
     tracing::info!(

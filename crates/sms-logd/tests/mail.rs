@@ -304,3 +304,25 @@ fn a_digest_waiting_for_its_time_is_sent_when_the_daemon_stops() {
     );
     assert!(mails[0].contains("firmware crit rauc: installing bundle failed"));
 }
+
+#[test]
+fn wrong_mail_settings_turn_mail_off_and_forwarding_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let logd = Logd::start(
+        dir.path(),
+        "[mail]\nserver = \"127.0.0.1\"\nfrom = \"sms@lab.example\"\nrecipients = [\"ops@lab.example\", \"not an address\"]\n",
+        "",
+    );
+    let st = wait_mail_status(&logd, "the settings error", |s| !s["last_error"].is_null());
+    assert!(
+        st["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("\"not an address\" is not a mail address"),
+        "{st}"
+    );
+    let mut logd = logd;
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(logd.process.is_running(), "{}", logd.process.log());
+    assert!(logd.process.log().contains("mail notifications are off"));
+}
