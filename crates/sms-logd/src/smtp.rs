@@ -331,7 +331,14 @@ async fn transaction(
             .encode(format!("\0{user}\0{password}").as_bytes());
         s.command(&format!("AUTH PLAIN {token}"), "AUTH", 2).await?;
     }
-    s.command(&format!("MAIL FROM:<{from}>"), "MAIL FROM", 2)
+    // The digest carries UTF-8 text (host names, messages): say so where
+    // the server understands it (RFC 6152).
+    let body = if extensions(&ehlo).iter().any(|e| e == "8BITMIME") {
+        " BODY=8BITMIME"
+    } else {
+        ""
+    };
+    s.command(&format!("MAIL FROM:<{from}>{body}"), "MAIL FROM", 2)
         .await?;
     for r in recipients {
         s.command(&format!("RCPT TO:<{r}>"), "RCPT TO", 2).await?;

@@ -181,6 +181,7 @@ fn a_burst_of_failures_is_one_digest_and_the_next_mail_waits_its_interval() {
         "{m}"
     );
     assert!(m.contains("X-Envelope-From: sms@lab.example"), "{m}");
+    assert!(m.contains("X-Mail-Options: BODY=8BITMIME"), "{m}");
     assert!(m.contains("X-Envelope-To: ops@lab.example"), "{m}");
     assert!(m.contains("X-Envelope-To: noc@lab.example"), "{m}");
     assert!(
