@@ -386,10 +386,14 @@ impl Pace {
         self.due = None;
     }
 
-    /// The mail could not go: try again later (a minute, or the interval
-    /// if shorter).
+    /// The mail could not go: try again later (the interval, between 5 s
+    /// and a minute: a server that is down is not hammered even with no
+    /// interval set).
     pub fn failed(&mut self, now: Instant) {
-        self.due = Some(now + self.min_interval.min(Duration::from_secs(60)));
+        let retry = self
+            .min_interval
+            .clamp(Duration::from_secs(5), Duration::from_secs(60));
+        self.due = Some(now + retry);
     }
 }
 
@@ -718,6 +722,11 @@ mod tests {
         assert_eq!(p.due(), Some(t0 + s(930)));
         p.failed(t0 + s(930));
         assert_eq!(p.due(), Some(t0 + s(990)));
+        let mut eager = Pace::new(s(0), s(0));
+        eager.event(t0);
+        assert_eq!(eager.due(), Some(t0));
+        eager.failed(t0);
+        assert_eq!(eager.due(), Some(t0 + s(5)));
     }
 
     #[test]
