@@ -346,7 +346,7 @@ log_ca=$(grep -v -- ----- "$work/rsyslog/ca.pem" | tr -d '\n')
 # applier (path unit) sets host name and time zone and restarts the SNMP
 # daemon, which then answers the new community through the firewall; the
 # log forwarder takes the syslog server.
-out=$(printf 'configure\nset snmp community lab-ops network 10.0.2.0/24\nset snmp user labuser auth sha-256\nlab-secret-auth1\nlab-secret-priv1\nset system hostname sms-lab\nset system time-zone Europe/Berlin\nset update dv auto-activate off\nset update dv check-interval 3600\nset logging server 10.0.2.2 port %s protocol tls ca-certificate %s\ncompare\ncommit\nexit\n' "$logport" "$log_ca" | as_admin -T 2>&1 || true)
+out=$(printf 'configure\nset snmp community lab-ops network 10.0.2.0/24\nset snmp user labuser auth sha-256\nlab-secret-auth1\nlab-secret-priv1\nset system hostname sms-lab\nset system time-zone Europe/Berlin\nset update dv auto-activate off\nset update dv check-interval 3600\nset logging server 10.0.2.2 port %s protocol tls ca-certificate %s\nset notification mail server 10.0.2.2 port 2525 security starttls\nset notification mail ca-certificate %s\nset notification mail from sms@lab.example\nset notification mail recipient noc@lab.example\nset notification mail user sms-lab\nlab-secret-mail1\ncompare\ncommit\nexit\n' "$logport" "$log_ca" "$log_ca" | as_admin -T 2>&1 || true)
 check "admin commits settings, the applier restarts sms-snmpd (got: $out)" grep -q "sms-snmpd.service restarted" <<<"$out"
 check "the log server's commit restarts sms-logd" grep -q "sms-logd.service restarted" <<<"$out"
 check "the update policy's commit restarts sms-updated, and only it for that part" \
@@ -403,6 +403,17 @@ secrets_apart() {
     ! grep -q lab-secret /var/lib/sms/config/settings.toml' 2>/dev/null
 }
 check "the SNMP secrets file is readable by sms-snmpd only, not in the shared settings" secrets_apart
+# The mail password likewise: sms-logd's file, and sms-logd read it (a
+# user without a readable password turns mail off with an error).
+mail_secret_apart() {
+  as_root 'f=/var/lib/sms/config/logd/secrets.toml
+    test "$(stat -c "%U:%G %a" $f)" = "admin:sms-logd 640" &&
+    runuser -u sms-logd -- cat $f >/dev/null &&
+    ! runuser -u sms-snmpd -- cat $f >/dev/null 2>&1 &&
+    ! grep -q lab-secret-mail /var/lib/sms/config/settings.toml &&
+    journalctl -u sms-logd --no-pager | grep -q "mailing update, distribution, device, ha, firmware, system to noc@lab.example via 10.0.2.2:2525"' 2>/dev/null
+}
+check "the mail password is readable by sms-logd only, and sms-logd mails with it" mail_secret_apart
 # An SSH key set in configuration mode logs in (written with restrict).
 ssh-keygen -q -t ed25519 -N "" -C "noc@lab" -f "$work/key2"
 out=$(printf 'configure\nset system login user admin authorized-key %s\ncommit\nexit\n' "$(cat "$work/key2.pub")" | as_admin -T 2>&1 || true)

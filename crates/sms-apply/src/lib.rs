@@ -75,8 +75,11 @@ pub fn plan(old: Option<&Settings>, new: &Settings) -> Plan {
         {
             p.restart.push("sms-snmpd.service");
         }
-        // The host name is in every message sms-logd sends.
-        if old.log_servers != new.log_servers || old.hostname != new.hostname {
+        // The host name is in every message sms-logd sends (and mail).
+        if old.log_servers != new.log_servers
+            || old.mail != new.mail
+            || old.hostname != new.hostname
+        {
             p.restart.push("sms-logd.service");
         }
     }
@@ -426,6 +429,12 @@ mod tests {
         c.hostname = Some("sms-lab".into());
         assert_eq!(plan(Some(&b), &c).restart, vec!["sms-logd.service"]);
         assert!(plan(Some(&c), &c).restart.is_empty());
+        let mut d = c.clone();
+        d.mail = Settings::example().mail;
+        assert_eq!(plan(Some(&c), &d).restart, vec!["sms-logd.service"]);
+        let mut e = d.clone();
+        e.mail.as_mut().unwrap().password = "another-pass".into();
+        assert_eq!(plan(Some(&d), &e).restart, vec!["sms-logd.service"]);
     }
 
     #[test]

@@ -187,6 +187,8 @@ pub enum Cfg {
     DeleteHostname,
     /// `delete logging [server HOST]`: no remote log server (or one less).
     DeleteLogServer,
+    /// `delete notification mail [recipient A | class C | user | ...]`.
+    DeleteMail,
     /// `delete ntp` in configuration mode.
     DeleteNtp,
     /// `delete proxy` in configuration mode.
@@ -225,6 +227,10 @@ pub enum Cfg {
     SetHostname,
     /// `set logging server HOST [port N] protocol udp|tcp|tls ...`.
     SetLogServer,
+    /// `set notification mail server|from|recipient|class|...`.
+    SetMail,
+    /// `set notification mail user NAME` (the password is asked).
+    SetMailUser,
     /// `set ntp` in configuration mode.
     SetNtp,
     /// `set proxy password` in configuration mode.

@@ -68,6 +68,40 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
             ])]),
         ])]
     };
+    let mail_security = || {
+        vec![
+            Node::kw("security", "how the connection is protected").then(vec![
+                Node::kw(
+                    "starttls",
+                    "STARTTLS, which the server must offer (port 587)",
+                )
+                .run(Cfg::SetMail),
+                Node::kw("tls", "TLS from the first octet (port 465)").run(Cfg::SetMail),
+                Node::kw(
+                    "none",
+                    "no encryption: a trusted relay on port 25, no password",
+                )
+                .run(Cfg::SetMail),
+            ]),
+        ]
+    };
+    let mail_classes = |action: Cfg| {
+        settings::MAIL_CLASSES
+            .iter()
+            .map(|c| {
+                let help = match *c {
+                    "update" => "DV checks, downloads, activations (sms-updated)",
+                    "distribution" => "distribution to the devices (sms-distd)",
+                    "device" => "unreachable devices, traps (sms-snmpd)",
+                    "ha" => "the HA pair",
+                    "firmware" => "the appliance's firmware updates",
+                    "system" => "anything else that warns or fails",
+                    _ => "every CLI audit record",
+                };
+                Node::kw(c, help).run(action)
+            })
+            .collect::<Vec<_>>()
+    };
     let auths = settings::AUTH_PROTOCOLS
         .iter()
         .map(|a| {
@@ -186,6 +220,51 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
             v
         })])]),
         Node::kw(
+            "notification",
+            "e-mail notifications of warnings and failures",
+        )
+        .then(vec![Node::kw("mail", "digests mailed by the appliance")
+            .then(vec![
+            Node::kw("server", "the mail server").then(vec![Node::arg(
+                Host,
+                "server address or name",
+            )
+            .then({
+                let mut v = mail_security();
+                v.push(
+                    Node::kw(
+                        "port",
+                        "its port (587 starttls, 465 tls, 25 none when not given)",
+                    )
+                    .then(vec![Node::arg(Number, "port").then(mail_security())]),
+                );
+                v
+            })]),
+            Node::kw(
+                "ca-certificate",
+                "the CA of the server's certificate, PEM body on one line (default: the system's)",
+            )
+            .then(vec![
+                Node::arg(CertBlob, "base64 of the CA certificate").run(Cfg::SetMail)
+            ]),
+            Node::kw("from", "the sender address")
+                .then(vec![Node::arg(MailAddress, "address").run(Cfg::SetMail)]),
+            Node::kw("recipient", "add a recipient (up to 8)")
+                .then(vec![Node::arg(MailAddress, "address").run(Cfg::SetMail)]),
+            Node::kw("user", "the AUTH user (its password is asked, never shown)")
+                .then(vec![Node::arg(Text, "user name").run(Cfg::SetMailUser)]),
+            Node::kw(
+                "class",
+                "add a class mailed (none set: every class but audit)",
+            )
+            .then(mail_classes(Cfg::SetMail)),
+            Node::kw(
+                "min-interval",
+                "least seconds between two mails (60 to 86400; 900 when not set)",
+            )
+            .then(vec![Node::arg(Number, "seconds").run(Cfg::SetMail)]),
+        ])]),
+        Node::kw(
             "update",
             "the update policy (DV automation, update centre port)",
         )
@@ -254,6 +333,19 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
             .then(vec![Node::kw("server", "one server").then(vec![
                 Node::arg(Host, "server address or name").run(Cfg::DeleteLogServer),
             ])]),
+        Node::kw("notification", "e-mail notifications").then(vec![Node::kw(
+            "mail",
+            "no mails at all",
+        )
+        .run(Cfg::DeleteMail)
+        .then(vec![
+            Node::kw("recipient", "one recipient")
+                .then(vec![Node::arg(MailAddress, "address").run(Cfg::DeleteMail)]),
+            Node::kw("class", "one class").then(mail_classes(Cfg::DeleteMail)),
+            Node::kw("user", "no AUTH").run(Cfg::DeleteMail),
+            Node::kw("ca-certificate", "the system's CAs").run(Cfg::DeleteMail),
+            Node::kw("min-interval", "900 s").run(Cfg::DeleteMail),
+        ])]),
         Node::kw("update", "the whole update policy: back to the shipped one")
             .run(Cfg::DeleteUpdate)
             .then(vec![
@@ -324,6 +416,7 @@ fn on_off(action: Cfg) -> Vec<Node> {
 pub fn secrets_needed(action: Cfg) -> &'static [&'static str] {
     match action {
         Cfg::SetProxyPassword => &["Proxy password: "],
+        Cfg::SetMailUser => &["Mail server password: "],
         Cfg::SetUser => &["Authentication pass phrase: ", "Privacy pass phrase: "],
         _ => &[],
     }
@@ -448,7 +541,7 @@ pub fn apply(
         Cfg::Save => {
             // Secrets stay on the appliance: the file holds a marker in
             // their place, and `load` takes them from the candidate.
-            let (kept, _, _) = s.candidate.split_secrets();
+            let (kept, _, _, _) = s.candidate.split_secrets();
             let text = kept.to_toml().map_err(|e| e.to_string())?;
             files::write(&paths.files, &arg(0), text.as_bytes())?;
             let apart = kept.unresolved_secrets();
@@ -464,8 +557,8 @@ pub fn apply(
             let text = String::from_utf8(bytes).map_err(|_| format!("{}: not text", arg(0)))?;
             let mut loaded = Settings::from_toml(std::path::Path::new(&arg(0)), &text)
                 .map_err(|e| format!("not loaded: {e}"))?;
-            let (_, updater, snmp) = s.candidate.split_secrets();
-            loaded.merge_secrets(&updater, &snmp);
+            let (_, updater, snmp, logd) = s.candidate.split_secrets();
+            loaded.merge_secrets(&updater, &snmp, &logd);
             let missing = loaded.unresolved_secrets();
             if !missing.is_empty() {
                 return Err(format!(
@@ -621,6 +714,89 @@ pub fn apply(
                 ca_certificate,
             });
         }
+        Cfg::SetMail if has("server") => {
+            let port = if has("port") {
+                Some(
+                    arg(1)
+                        .parse::<u16>()
+                        .map_err(|_| "the port is 1 to 65535")?,
+                )
+            } else {
+                None
+            };
+            let security = if has("starttls") {
+                settings::MailSecurity::Starttls
+            } else if has("tls") {
+                settings::MailSecurity::Tls
+            } else {
+                settings::MailSecurity::None
+            };
+            let m = c
+                .mail
+                .get_or_insert_with(|| settings::MailNotification::new(arg(0), security));
+            m.server = arg(0);
+            m.port = port;
+            m.security = security;
+        }
+        Cfg::SetMail | Cfg::SetMailUser => {
+            let m = c.mail.as_mut().ok_or(
+                "no mail server yet: set notification mail server HOST security starttls|tls|none",
+            )?;
+            if action == Cfg::SetMailUser {
+                let pw = secrets.first().cloned().unwrap_or_default();
+                settings::check_secret("notification mail password", &pw, 1)
+                    .map_err(|e| format!("{e}; nothing changed"))?;
+                m.username = arg(0);
+                m.password = pw;
+            } else if has("ca-certificate") {
+                m.ca_certificate = Some(arg(0));
+            } else if has("from") {
+                m.from = arg(0);
+            } else if has("recipient") {
+                if !m.recipients.contains(&arg(0)) {
+                    m.recipients.push(arg(0));
+                }
+            } else if has("class") {
+                let class = p.keywords.last().copied().unwrap_or_default().to_string();
+                if !m.classes.contains(&class) {
+                    m.classes.push(class);
+                }
+            } else if has("min-interval") {
+                m.min_interval = Some(
+                    arg(0)
+                        .parse()
+                        .map_err(|_| "the interval is a number of seconds")?,
+                );
+            }
+        }
+        Cfg::DeleteMail => {
+            let Some(m) = c.mail.as_mut() else {
+                return Err("no mail notification is configured".into());
+            };
+            if has("recipient") {
+                let before = m.recipients.len();
+                m.recipients.retain(|r| *r != arg(0));
+                if before == m.recipients.len() {
+                    return Err(format!("mail recipient {} is not configured", arg(0)));
+                }
+            } else if has("class") {
+                let class = p.keywords.last().copied().unwrap_or_default();
+                let before = m.classes.len();
+                m.classes.retain(|r| r != class);
+                if before == m.classes.len() {
+                    return Err(format!("mail class {class} is not configured"));
+                }
+            } else if has("user") {
+                m.username.clear();
+                m.password.clear();
+            } else if has("ca-certificate") {
+                m.ca_certificate = None;
+            } else if has("min-interval") {
+                m.min_interval = None;
+            } else {
+                c.mail = None;
+            }
+        }
         Cfg::SetUpdate => {
             let u = &mut c.update;
             let on = has("on");
@@ -738,12 +914,25 @@ pub fn apply(
     if proxy_pending {
         check.proxy = None;
     }
+    // A mail server may be staged before its sender and recipients.
+    let mail_pending = match check.mail.take() {
+        Some(m) if m.from.is_empty() || m.recipients.is_empty() => {
+            settings::check_mail(&m, false).map_err(|e| format!("{e}; nothing changed"))?;
+            true
+        }
+        other => {
+            check.mail = other;
+            false
+        }
+    };
     check
         .validate()
         .map_err(|e| format!("{e}; nothing changed"))?;
     s.candidate = c;
     Ok(if proxy_pending {
         "staged; the proxy needs a url before commit".into()
+    } else if mail_pending {
+        "staged; the mail notification needs a sender (from) and a recipient before commit".into()
     } else {
         String::new()
     })

@@ -43,6 +43,8 @@ pub enum ArgKind {
     KeyBlob,
     /// A certificate as base64 of DER (a PEM body on one line).
     CertBlob,
+    /// A mail address, `local@domain`.
+    MailAddress,
 }
 
 impl ArgKind {
@@ -64,6 +66,7 @@ impl ArgKind {
             ArgKind::Account => "<account>",
             ArgKind::KeyBlob => "<base64-key>",
             ArgKind::CertBlob => "<base64-certificate>",
+            ArgKind::MailAddress => "<mail-address>",
         }
     }
 
@@ -120,6 +123,7 @@ impl ArgKind {
                     && w.bytes()
                         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
             }
+            ArgKind::MailAddress => sms_core::settings::valid_mail_address(w),
             ArgKind::KeyBlob => {
                 w.len() <= 2048
                     && w.bytes()

@@ -96,6 +96,29 @@ pub fn set_lines(s: &Settings) -> Vec<SetLine> {
             l.protocol.word()
         ));
     }
+    if let Some(m) = &s.mail {
+        let port = m.port.map(|p| format!(" port {p}")).unwrap_or_default();
+        plain(format!(
+            "set notification mail server {}{port} security {}",
+            m.server,
+            m.security.word()
+        ));
+        if let Some(ca) = &m.ca_certificate {
+            plain(format!("set notification mail ca-certificate {ca}"));
+        }
+        if !m.from.is_empty() {
+            plain(format!("set notification mail from {}", m.from));
+        }
+        for r in &m.recipients {
+            plain(format!("set notification mail recipient {r}"));
+        }
+        for c in &m.classes {
+            plain(format!("set notification mail class {c}"));
+        }
+        if let Some(i) = m.min_interval {
+            plain(format!("set notification mail min-interval {i}"));
+        }
+    }
     let u = &s.update;
     let on_off = |b: bool| if b { "on" } else { "off" };
     if let Some(b) = u.auto_check {
@@ -123,6 +146,19 @@ pub fn set_lines(s: &Settings) -> Vec<SetLine> {
                 key: format!("set proxy password {}", masked(&p.password)),
             });
         }
+    }
+    if let Some(m) = s.mail.as_ref().filter(|m| !m.username.is_empty()) {
+        out.push(SetLine {
+            shown: format!(
+                "set notification mail user {} (password ********)",
+                m.username
+            ),
+            key: format!(
+                "set notification mail user {} {}",
+                m.username,
+                masked(&m.password)
+            ),
+        });
     }
     for u in &s.snmp_users {
         let mode = if u.write { "read-write" } else { "read-only" };

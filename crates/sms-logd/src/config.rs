@@ -148,6 +148,9 @@ impl sms_core::daemon::WithSettings for LogdConfig {
     /// The administrator's log servers, when any are set, replace the
     /// file's.
     fn apply_settings(&mut self, settings: &sms_core::settings::Settings) {
+        if let Some(m) = &settings.mail {
+            self.mail = Some(mail_config(m));
+        }
         if settings.log_servers.is_empty() {
             return;
         }
@@ -162,6 +165,33 @@ impl sms_core::daemon::WithSettings for LogdConfig {
                 ca_pem: s.ca_pem(),
             })
             .collect();
+    }
+}
+
+/// The administrator's mail settings as the notifier's configuration; the
+/// hold time stays the default.
+fn mail_config(m: &sms_core::settings::MailNotification) -> crate::mail::MailConfig {
+    use crate::mail::EventClass;
+    let password = (!m.password.is_empty() && m.password != sms_core::settings::KEPT_APART)
+        .then(|| m.password.clone());
+    crate::mail::MailConfig {
+        server: m.server.clone(),
+        port: m.port(),
+        security: m.security,
+        ca_file: None,
+        ca_pem: m.ca_pem(),
+        username: (!m.username.is_empty()).then(|| m.username.clone()),
+        password_file: None,
+        password,
+        from: m.from.clone(),
+        recipients: m.recipients.clone(),
+        classes: m
+            .classes()
+            .iter()
+            .filter_map(|c| EventClass::from_name(c))
+            .collect(),
+        hold_secs: 30,
+        min_interval_secs: m.min_interval.unwrap_or(900),
     }
 }
 
@@ -227,6 +257,25 @@ mod tests {
             .starts_with("-----BEGIN CERTIFICATE-----"));
         assert_eq!(c.servers[1].label(), "udp:logs.example:5514");
         assert_eq!(c.validate(), Ok(()));
+        let mail = c.mail.as_ref().unwrap();
+        assert_eq!(mail.validate(), Ok(()));
+        assert_eq!((mail.server.as_str(), mail.port), ("smtp.example.com", 587));
+        assert_eq!(mail.password.as_deref(), Some("mail-pass-1"));
+        assert_eq!(mail.min_interval_secs, 600);
+        use crate::mail::EventClass;
+        assert_eq!(
+            mail.classes,
+            [
+                EventClass::Distribution,
+                EventClass::Device,
+                EventClass::Audit
+            ]
+        );
+        // A password this process may not read is no password.
+        let mut kept = sms_core::settings::Settings::example();
+        kept.mail.as_mut().unwrap().password = sms_core::settings::KEPT_APART.into();
+        c.apply_settings(&kept);
+        assert_eq!(c.mail.as_ref().unwrap().password, None);
     }
 
     #[test]

@@ -72,6 +72,11 @@ impl EventClass {
         }
     }
 
+    /// The class named `name` (as in the settings).
+    pub fn from_name(name: &str) -> Option<EventClass> {
+        EventClass::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
     /// The class of a log line, if it is an event worth a mail: audit
     /// records always, other lines when they are warnings or worse (the
     /// program that logged decides the class, not the wording).
@@ -116,9 +121,13 @@ pub struct MailConfig {
     /// User name for AUTH PLAIN, if the server wants one.
     #[serde(default)]
     pub username: Option<String>,
-    /// The file holding its password (root-only; never in the settings).
+    /// The file holding its password (root-only).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// The password itself, from the administrator's settings (kept apart
+    /// in sms-logd's secrets file there; never in this file).
+    #[serde(skip)]
+    pub password: Option<String>,
     /// The sender address.
     pub from: String,
     /// Who gets the mails.
@@ -165,24 +174,12 @@ pub enum MailConfigError {
     /// A password without TLS.
     #[error("a mail password is only sent over TLS: use security starttls or tls")]
     PasswordInClear,
-    /// A user name without a password file.
-    #[error("mail user {0:?} has no password_file")]
+    /// A user name without a password.
+    #[error("mail user {0:?} has no password (password_file, or the settings' password)")]
     NoPassword(String),
 }
 
-/// Whether `a` is a plain `local@domain` address (no spaces, brackets or
-/// line breaks that could smuggle SMTP commands or headers).
-pub fn valid_address(a: &str) -> bool {
-    let Some((local, domain)) = a.rsplit_once('@') else {
-        return false;
-    };
-    a.len() <= 254
-        && !local.is_empty()
-        && !domain.is_empty()
-        && a.chars().all(|c| {
-            c.is_ascii_graphic() && !matches!(c, '<' | '>' | '(' | ')' | ',' | ';' | '"' | '\\')
-        })
-}
+use sms_core::settings::valid_mail_address as valid_address;
 
 impl MailConfig {
     /// Checks the settings.
@@ -202,7 +199,7 @@ impl MailConfig {
             if self.security == Security::None {
                 return Err(MailConfigError::PasswordInClear);
             }
-            if self.password_file.is_none() {
+            if self.password_file.is_none() && self.password.is_none() {
                 return Err(MailConfigError::NoPassword(user.clone()));
             }
         }
@@ -466,6 +463,9 @@ impl Notifier {
             }))
         };
         let auth = match (&cfg.username, &cfg.password_file) {
+            (Some(user), _) if cfg.password.is_some() => {
+                Some((user.clone(), cfg.password.clone().unwrap_or_default()))
+            }
             (Some(user), Some(f)) => {
                 let pw = std::fs::read_to_string(f).map_err(|source| NotifierError::Password {
                     path: f.display().to_string(),
@@ -649,6 +649,23 @@ mod tests {
             pid: Some(1),
             message: "m".into(),
         }
+    }
+
+    #[test]
+    fn the_class_names_are_the_settings() {
+        let names: Vec<&str> = EventClass::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names, sms_core::settings::MAIL_CLASSES);
+        for c in EventClass::ALL {
+            assert_eq!(EventClass::from_name(c.as_str()), Some(c));
+        }
+        assert_eq!(EventClass::from_name("everything"), None);
+        assert_eq!(
+            default_classes()
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>(),
+            sms_core::settings::DEFAULT_MAIL_CLASSES
+        );
     }
 
     #[test]

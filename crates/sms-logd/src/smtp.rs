@@ -24,28 +24,9 @@ const MAX_REPLY_LINE: usize = 4096;
 /// The most lines one reply may have.
 const MAX_REPLY_LINES: usize = 64;
 
-/// How the connection to the mail server is protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Security {
-    /// Plain TCP, then STARTTLS, which the server must offer (port 587).
-    Starttls,
-    /// TLS from the first octet (port 465).
-    Tls,
-    /// No encryption (port 25 on a trusted relay); no password allowed.
-    None,
-}
-
-impl Security {
-    /// The usual port.
-    pub fn default_port(self) -> u16 {
-        match self {
-            Security::Starttls => 587,
-            Security::Tls => 465,
-            Security::None => 25,
-        }
-    }
-}
+/// How the connection to the mail server is protected (the settings'
+/// `security`).
+pub use sms_core::settings::MailSecurity as Security;
 
 /// Why a mail was not handed over.
 #[derive(Debug, thiserror::Error)]

@@ -77,21 +77,29 @@ impl LogServer {
 
     /// The CA certificate as PEM, for a TLS client configuration.
     pub fn ca_pem(&self) -> Option<String> {
-        let b64 = self.ca_certificate.as_ref()?;
-        let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-        for chunk in b64.as_bytes().chunks(64) {
-            pem.push_str(&String::from_utf8_lossy(chunk));
-            pem.push('\n');
-        }
-        pem.push_str("-----END CERTIFICATE-----\n");
-        Some(pem)
+        self.ca_certificate.as_deref().map(pem_of_base64)
     }
+}
+
+/// A certificate given as base64 of DER, as PEM.
+pub fn pem_of_base64(b64: &str) -> String {
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(chunk));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
 }
 
 /// Checks a CA certificate given as base64 of DER: it must decode and be
 /// an X.509 certificate usable as a trust anchor.
 pub fn check_ca_certificate(b64: &str) -> Result<(), SettingsError> {
-    let what = "logging server ca-certificate";
+    check_ca_certificate_as("logging server ca-certificate", b64)
+}
+
+/// [`check_ca_certificate`] for the setting named `what`.
+pub fn check_ca_certificate_as(what: &str, b64: &str) -> Result<(), SettingsError> {
     if b64.len() > 8192 {
         return Err(invalid(what, "longer than 8192 characters"));
     }

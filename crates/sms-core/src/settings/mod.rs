@@ -17,11 +17,13 @@
 
 mod check;
 mod logging;
+mod mail;
 mod store;
 
 use check::check_prefix_chars;
 pub use check::*;
 pub use logging::*;
+pub use mail::*;
 pub use store::SettingsStore;
 
 use crate::net::Network;
@@ -82,6 +84,9 @@ pub struct Settings {
     /// Remote syslog servers that receive the audit trail and events.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub log_servers: Vec<LogServer>,
+    /// E-mail notifications of warnings and failures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mail: Option<MailNotification>,
 }
 
 /// The update policy the administrator sets in configuration mode. Each
@@ -390,6 +395,15 @@ impl Settings {
                     ca_certificate: None,
                 },
             ],
+            mail: Some(MailNotification {
+                username: "sms-lab".into(),
+                password: "mail-pass-1".into(),
+                from: "sms@example.com".into(),
+                recipients: vec!["noc@example.com".into(), "secops@example.com".into()],
+                classes: vec!["distribution".into(), "device".into(), "audit".into()],
+                min_interval: Some(600),
+                ..MailNotification::new("smtp.example.com".into(), MailSecurity::Starttls)
+            }),
         }
     }
 
@@ -495,6 +509,9 @@ impl Settings {
         }
         self.update.validate()?;
         check_log_servers(&self.log_servers)?;
+        if let Some(m) = &self.mail {
+            check_mail(m, true)?;
+        }
         for k in &self.login_keys {
             check_account(&k.user)?;
             check_login_key(&k.key)?;
@@ -532,15 +549,17 @@ impl Settings {
             path,
             &dir.join(UPDATER_SECRETS).join(SECRETS_FILE),
             &dir.join(SNMP_SECRETS).join(SECRETS_FILE),
+            &dir.join(LOGD_SECRETS).join(SECRETS_FILE),
         )
     }
 
     /// Reads the shared file `path` and puts back the secrets of the files
-    /// `updater` and `snmp` where this process may read them.
+    /// `updater`, `snmp` and `logd` where this process may read them.
     pub fn load_with_secrets(
         path: &Path,
         updater: &Path,
         snmp: &Path,
+        logd: &Path,
     ) -> Result<Settings, SettingsError> {
         let mut s = match std::fs::read_to_string(path) {
             Ok(t) => Settings::from_toml(path, &t)?,
@@ -554,14 +573,15 @@ impl Settings {
         };
         let u: UpdaterSecrets = read_secrets(updater)?.unwrap_or_default();
         let n: SnmpSecrets = read_secrets(snmp)?.unwrap_or_default();
-        s.merge_secrets(&u, &n);
+        let l: LogdSecrets = read_secrets(logd)?.unwrap_or_default();
+        s.merge_secrets(&u, &n, &l);
         s.validate()?;
         Ok(s)
     }
 
     /// The settings with every secret replaced by [`KEPT_APART`], and the
     /// secrets of each daemon that needs some.
-    pub fn split_secrets(&self) -> (Settings, UpdaterSecrets, SnmpSecrets) {
+    pub fn split_secrets(&self) -> (Settings, UpdaterSecrets, SnmpSecrets, LogdSecrets) {
         let mut public = self.clone();
         let mut u = UpdaterSecrets::default();
         if let Some(p) = public.proxy.as_mut() {
@@ -577,11 +597,22 @@ impl Settings {
                 privacy_password: std::mem::replace(&mut user.privacy_password, KEPT_APART.into()),
             });
         }
-        (public, u, n)
+        let mut l = LogdSecrets::default();
+        if let Some(m) = public.mail.as_mut() {
+            if !m.password.is_empty() {
+                l.mail_password = std::mem::replace(&mut m.password, KEPT_APART.into());
+            }
+        }
+        (public, u, n, l)
     }
 
     /// Puts the secrets back where the shared file says [`KEPT_APART`].
-    pub fn merge_secrets(&mut self, u: &UpdaterSecrets, n: &SnmpSecrets) {
+    pub fn merge_secrets(&mut self, u: &UpdaterSecrets, n: &SnmpSecrets, l: &LogdSecrets) {
+        if let Some(m) = self.mail.as_mut() {
+            if m.password == KEPT_APART && !l.mail_password.is_empty() {
+                m.password = l.mail_password.clone();
+            }
+        }
         if let Some(p) = self.proxy.as_mut() {
             if p.password == KEPT_APART && !u.proxy_password.is_empty() {
                 p.password = u.proxy_password.clone();
@@ -615,6 +646,9 @@ impl Settings {
                 v.push(format!("snmp user {} pass phrases", u.name));
             }
         }
+        if self.mail.as_ref().is_some_and(|m| m.password == KEPT_APART) {
+            v.push("notification mail password".to_string());
+        }
         v
     }
 }
@@ -638,6 +672,18 @@ pub struct UpdaterSecrets {
     /// The proxy's Basic authentication password.
     #[serde(default)]
     pub proxy_password: String,
+}
+
+/// The directory (beside the shared file) of the log daemon's secrets.
+pub const LOGD_SECRETS: &str = "logd";
+
+/// The log daemon's secrets: only it (and the administrator) reads them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogdSecrets {
+    /// The mail server's AUTH password.
+    #[serde(default)]
+    pub mail_password: String,
 }
 
 /// The SNMP daemon's secrets: only it (and the administrator) reads them.
@@ -840,12 +886,16 @@ mod tests {
         let shared = std::fs::read_to_string(store.path()).unwrap();
         let updater = std::fs::read_to_string(store.secrets_path(UPDATER_SECRETS)).unwrap();
         let snmp = std::fs::read_to_string(store.secrets_path(SNMP_SECRETS)).unwrap();
+        let logd = std::fs::read_to_string(store.secrets_path(LOGD_SECRETS)).unwrap();
         let proxy_pw = &first.proxy.as_ref().unwrap().password;
         let auth_pw = &first.snmp_users[0].auth_password;
         let priv_pw = &first.snmp_users[0].privacy_password;
-        for secret in [proxy_pw, auth_pw, priv_pw] {
+        let mail_pw = &first.mail.as_ref().unwrap().password;
+        for secret in [proxy_pw, auth_pw, priv_pw, mail_pw] {
             assert!(!shared.contains(secret.as_str()), "{shared}");
         }
+        assert!(logd.contains(mail_pw.as_str()) && !logd.contains(proxy_pw.as_str()));
+        assert!(!snmp.contains(mail_pw.as_str()) && !updater.contains(mail_pw.as_str()));
         assert!(shared.contains(KEPT_APART), "{shared}");
         assert!(updater.contains(proxy_pw.as_str()) && !updater.contains(auth_pw.as_str()));
         assert!(snmp.contains(auth_pw.as_str()) && snmp.contains(priv_pw.as_str()));
@@ -862,15 +912,17 @@ mod tests {
         // A daemon that may not read the SNMP secrets sees them kept apart
         // (here: the file is gone), and nothing else changes.
         std::fs::remove_file(store.secrets_path(SNMP_SECRETS)).unwrap();
+        std::fs::remove_file(store.secrets_path(LOGD_SECRETS)).unwrap();
         let seen = Settings::load(&store.path()).unwrap();
         assert_eq!(seen.proxy, second.proxy);
         assert_eq!(seen.snmp_users[0].auth_password, KEPT_APART);
+        assert_eq!(seen.mail.as_ref().unwrap().password, KEPT_APART);
         assert_eq!(
             seen.unresolved_secrets(),
-            vec![format!(
-                "snmp user {} pass phrases",
-                second.snmp_users[0].name
-            )]
+            vec![
+                format!("snmp user {} pass phrases", second.snmp_users[0].name),
+                "notification mail password".to_string()
+            ]
         );
     }
 

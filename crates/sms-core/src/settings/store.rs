@@ -8,7 +8,8 @@ use crate::files::write_atomic;
 /// `settings.toml` and `rollback/1.toml` (the previous) to
 /// `rollback/5.toml`. The secrets are not in those files (they say
 /// [`KEPT_APART`]) but in `updated/secrets.toml` (the proxy password) and
-/// `snmpd/secrets.toml` (the SNMPv3 pass phrases), each with its own
+/// `snmpd/secrets.toml` (the SNMPv3 pass phrases) and `logd/secrets.toml`
+/// (the mail server's password), each with its own
 /// `rollback/N.toml`; on the appliance those directories belong to the
 /// administrator with the daemon's group (setgid), so each daemon reads
 /// only its own secrets and the others none. Every write goes to a
@@ -52,6 +53,7 @@ impl SettingsStore {
             &p,
             &self.secrets_rollback_path(UPDATER_SECRETS, n),
             &self.secrets_rollback_path(SNMP_SECRETS, n),
+            &self.secrets_rollback_path(LOGD_SECRETS, n),
         )
     }
 
@@ -97,7 +99,7 @@ impl SettingsStore {
     /// Returns the bytes written (what the applier digests).
     pub fn commit(&self, new: &Settings) -> Result<Vec<u8>, SettingsError> {
         new.validate()?;
-        let (public, updater, snmp) = new.split_secrets();
+        let (public, updater, snmp, logd) = new.split_secrets();
         let text = format!(
             "# SMS OS settings, written by the CLI's commit; change them with `configure`.\n# Secrets are kept apart, each in the file of the daemon that needs it.\n{}",
             public.to_toml()?
@@ -110,6 +112,7 @@ impl SettingsStore {
         let secrets = [
             (UPDATER_SECRETS, encode(&updater)?),
             (SNMP_SECRETS, encode(&snmp)?),
+            (LOGD_SECRETS, encode(&logd)?),
         ];
         // Secrets first, so that the shared file never names secrets that
         // are not there yet. The previous commit becomes rollback 1 (before
