@@ -404,6 +404,13 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
     ]
 }
 
+/// The port after a `port` keyword (the second argument), if given.
+fn optional_port(given: bool, word: &str) -> Result<Option<u16>, &'static str> {
+    given
+        .then(|| word.parse::<u16>().map_err(|_| "the port is 1 to 65535"))
+        .transpose()
+}
+
 /// `on` and `off`, each running `action`.
 fn on_off(action: Cfg) -> Vec<Node> {
     vec![
@@ -688,15 +695,7 @@ pub fn apply(
         Cfg::SetHaPeer => c.ha_peer = Some(arg(0).parse().map_err(|_| "not an address")?),
         Cfg::SetLogServer => {
             let host = arg(0);
-            let port = if has("port") {
-                Some(
-                    arg(1)
-                        .parse::<u16>()
-                        .map_err(|_| "the port is 1 to 65535")?,
-                )
-            } else {
-                None
-            };
+            let port = optional_port(has("port"), &arg(1))?;
             let protocol = if has("udp") {
                 LogProtocol::Udp
             } else if has("tcp") {
@@ -715,15 +714,7 @@ pub fn apply(
             });
         }
         Cfg::SetMail if has("server") => {
-            let port = if has("port") {
-                Some(
-                    arg(1)
-                        .parse::<u16>()
-                        .map_err(|_| "the port is 1 to 65535")?,
-                )
-            } else {
-                None
-            };
+            let port = optional_port(has("port"), &arg(1))?;
             let security = if has("starttls") {
                 settings::MailSecurity::Starttls
             } else if has("tls") {

@@ -146,8 +146,12 @@ fn wait_mail_status(
     }
 }
 
-#[test]
-fn a_burst_of_failures_is_one_digest_and_the_next_mail_waits_its_interval() {
+/// A directory, an SMTP server with STARTTLS and AUTH (its certificate
+/// from a CA made here) and its port, that CA's file, and a file with the
+/// password the server wants.
+fn tls_server_and_password(
+    password: &str,
+) -> (tempfile::TempDir, SmtpServer, u16, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::generate("Customer Mail CA").unwrap();
     let ca_file = dir.path().join("ca.pem");
@@ -158,10 +162,16 @@ fn a_burst_of_failures_is_one_digest_and_the_next_mail_waits_its_interval() {
         &dir.path().join("smtp"),
         port,
         Some((&cert.chain_pem, &cert.key_pem)),
-        "s3cret pass",
+        password,
     );
     let pw = dir.path().join("mail-password");
-    std::fs::write(&pw, "s3cret pass\n").unwrap();
+    std::fs::write(&pw, format!("{password}\n")).unwrap();
+    (dir, smtp, port, ca_file, pw)
+}
+
+#[test]
+fn a_burst_of_failures_is_one_digest_and_the_next_mail_waits_its_interval() {
+    let (dir, smtp, port, ca_file, pw) = tls_server_and_password("s3cret pass");
     let logd = Logd::start(dir.path(), &mail_config(port, &ca_file, &pw, 4), "");
 
     logd.log(30, "sms-distd", 43, "distribution job 7 started");
@@ -268,20 +278,7 @@ fn a_server_that_cannot_be_trusted_or_refuses_the_password_gets_no_mail() {
 
 #[test]
 fn a_digest_waiting_for_its_time_is_sent_when_the_daemon_stops() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = TestCa::generate("Customer Mail CA").unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.cert_pem()).unwrap();
-    let cert = ca.issue(&["mail.lab.example"], &[LOCAL]).unwrap();
-    let port = free_port();
-    let smtp = SmtpServer::start(
-        &dir.path().join("smtp"),
-        port,
-        Some((&cert.chain_pem, &cert.key_pem)),
-        "pw",
-    );
-    let pw = dir.path().join("mail-password");
-    std::fs::write(&pw, "pw").unwrap();
+    let (dir, smtp, port, ca_file, pw) = tls_server_and_password("pw");
     let mut logd = Logd::start(
         dir.path(),
         &mail_config_held(port, &ca_file, &pw, 3600, 3600),

@@ -19,15 +19,9 @@ pub const MAIL_CLASSES: [&str; 7] = [
     "audit",
 ];
 
-/// The classes mailed when none are chosen: every failure, no audit.
-pub const DEFAULT_MAIL_CLASSES: [&str; 6] = [
-    "update",
-    "distribution",
-    "device",
-    "ha",
-    "firmware",
-    "system",
-];
+/// The classes mailed when none are chosen: every failure, no audit (the
+/// last of [`MAIL_CLASSES`]).
+pub const DEFAULT_MAIL_CLASSES: &[&str] = MAIL_CLASSES.split_at(MAIL_CLASSES.len() - 1).0;
 
 /// Least and most seconds between two mails.
 pub const MAIL_INTERVAL_SECS: (u64, u64) = (60, 86_400);
@@ -124,7 +118,7 @@ impl MailNotification {
     /// The classes mailed.
     pub fn classes(&self) -> Vec<String> {
         if self.classes.is_empty() {
-            DEFAULT_MAIL_CLASSES.map(String::from).to_vec()
+            DEFAULT_MAIL_CLASSES.iter().map(|c| c.to_string()).collect()
         } else {
             self.classes.clone()
         }
