@@ -11,7 +11,9 @@
 use serde::{de::DeserializeOwned, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 /// A key and its value, as returned by [`Store::scan`].
 pub type KeyValue = (Vec<u8>, Vec<u8>);
@@ -44,6 +46,14 @@ pub enum StoreError {
     /// A caller tried to write to one of the store's own trees.
     #[error("tree name `{0}` is reserved for the store layer")]
     ReservedTree(String),
+    /// A snapshot could not be written or read back.
+    #[error("store snapshot for {path}: {reason}")]
+    Snapshot {
+        /// Database directory.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// One operation of a [`Batch`].
@@ -221,6 +231,9 @@ pub struct Store {
     db: sled::Db,
     outbox: sled::Tree,
     meta: sled::Tree,
+    /// Writers share it, [`Store::export`] takes it alone: a snapshot never
+    /// sees half of a batch.
+    gate: Arc<RwLock<()>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -267,6 +280,7 @@ impl Store {
             db,
             outbox,
             meta,
+            gate: Arc::new(RwLock::new(())),
         })
     }
 
@@ -375,6 +389,7 @@ impl Store {
         trees.push(self.meta.clone());
         let n = names.len();
 
+        let _writer = self.gate.read().unwrap_or_else(|e| e.into_inner());
         let result = trees.as_slice().transaction(|views| {
             let outbox = &views[n];
             let meta = &views[n + 1];
@@ -496,6 +511,233 @@ impl Store {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Writes a consistent copy of every data tree to `out` (for backups):
+    /// writers wait while it runs, so the copy holds whole batches only.
+    /// The outbox is not copied (a restored store starts a new history; its
+    /// sequence counter goes on from the copied value).
+    ///
+    /// Format: `SMS-STORE-1\n | seq u64 | trees u32 | per tree: name_len u16 |
+    /// name | entries u64 | per entry: key_len u32 | key | val_len u32 | val`,
+    /// big-endian.
+    pub fn export(&self, out: &mut dyn Write) -> Result<SnapshotSummary, StoreError> {
+        let _alone = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        let io = |e: std::io::Error| StoreError::Snapshot {
+            path: self.path.clone(),
+            reason: format!("writing: {e}"),
+        };
+        let mut names: Vec<Vec<u8>> = self
+            .db
+            .tree_names()
+            .into_iter()
+            .map(|n| n.to_vec())
+            .filter(|n| !n.starts_with(b"__"))
+            .collect();
+        names.sort();
+        let seq = self.last_seq()?;
+        out.write_all(SNAPSHOT_MAGIC).map_err(io)?;
+        out.write_all(&seq.to_be_bytes()).map_err(io)?;
+        out.write_all(&(names.len() as u32).to_be_bytes())
+            .map_err(io)?;
+        let mut summary = SnapshotSummary {
+            seq,
+            ..Default::default()
+        };
+        for name in &names {
+            let tree = self.db.open_tree(name).map_err(|e| self.sled_err(e))?;
+            out.write_all(&(name.len() as u16).to_be_bytes())
+                .map_err(io)?;
+            out.write_all(name).map_err(io)?;
+            out.write_all(&(tree.len() as u64).to_be_bytes())
+                .map_err(io)?;
+            let mut n = 0u64;
+            for item in tree.iter() {
+                let (k, v) = item.map_err(|e| self.sled_err(e))?;
+                out.write_all(&(k.len() as u32).to_be_bytes()).map_err(io)?;
+                out.write_all(&k).map_err(io)?;
+                out.write_all(&(v.len() as u32).to_be_bytes()).map_err(io)?;
+                out.write_all(&v).map_err(io)?;
+                n += 1;
+            }
+            if n != tree.len() as u64 {
+                return Err(StoreError::Snapshot {
+                    path: self.path.clone(),
+                    reason: format!(
+                        "tree `{}` changed while copied",
+                        String::from_utf8_lossy(name)
+                    ),
+                });
+            }
+            summary.trees += 1;
+            summary.records += n;
+        }
+        out.flush().map_err(io)?;
+        Ok(summary)
+    }
+
+    /// Makes a new store in `path` (absent or an empty directory) from what
+    /// [`Store::export`] wrote, flushed before it returns. A snapshot that
+    /// is truncated, malformed or has bytes after its end is refused; the
+    /// half-made directory is then the caller's to remove.
+    pub fn import(
+        path: &Path,
+        input: &mut dyn Read,
+    ) -> Result<(Store, SnapshotSummary), StoreError> {
+        let bad = |reason: String| StoreError::Snapshot {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if std::fs::read_dir(path)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+        {
+            return Err(bad("the directory is not empty".into()));
+        }
+        let mut rd = SnapshotReader { input, at: 0 };
+        let magic = rd.bytes(SNAPSHOT_MAGIC.len()).map_err(&bad)?;
+        if magic != SNAPSHOT_MAGIC {
+            return Err(bad("not a store snapshot (wrong magic)".into()));
+        }
+        let seq = u64::from_be_bytes(rd.array().map_err(&bad)?);
+        let trees = u32::from_be_bytes(rd.array().map_err(&bad)?);
+        let store = Store::open(path)?;
+        let mut summary = SnapshotSummary {
+            seq,
+            ..Default::default()
+        };
+        for _ in 0..trees {
+            let len = u16::from_be_bytes(rd.array().map_err(&bad)?) as usize;
+            let name = String::from_utf8(rd.bytes(len).map_err(&bad)?)
+                .map_err(|_| bad("tree name is not UTF-8".into()))?;
+            let tree = store.tree(&name)?;
+            let entries = u64::from_be_bytes(rd.array().map_err(&bad)?);
+            for _ in 0..entries {
+                let klen = u32::from_be_bytes(rd.array().map_err(&bad)?) as usize;
+                let key = rd.bytes(klen).map_err(&bad)?;
+                let vlen = u32::from_be_bytes(rd.array().map_err(&bad)?) as usize;
+                let value = rd.bytes(vlen).map_err(&bad)?;
+                tree.insert(key, value).map_err(|e| store.sled_err(e))?;
+            }
+            summary.trees += 1;
+            summary.records += entries;
+        }
+        let mut rest = [0u8; 1];
+        match rd.input.read(&mut rest) {
+            Ok(0) => {}
+            Ok(_) => return Err(bad(format!("bytes after the end at offset {}", rd.at))),
+            Err(e) => return Err(bad(format!("reading: {e}"))),
+        }
+        store
+            .meta
+            .insert(SEQ_KEY, &seq.to_be_bytes())
+            .map_err(|e| store.sled_err(e))?;
+        store.db.flush().map_err(|e| store.sled_err(e))?;
+        Ok((store, summary))
+    }
+}
+
+/// Replaces the store in directory `path` (its owner stopped) by the one
+/// `input` holds, keeping the other files of that directory. The snapshot
+/// is imported beside it first, so a damaged one changes nothing; the
+/// replaced database files are kept in `.<name>.before-restore` next to
+/// `path` until the next restore.
+pub fn restore_store(path: &Path, input: &mut dyn Read) -> Result<SnapshotSummary, StoreError> {
+    let fail = |reason: String| StoreError::Snapshot {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let (parent, name) = match (path.parent(), path.file_name()) {
+        (Some(p), Some(n)) => (p, n.to_string_lossy().to_string()),
+        _ => return Err(fail("not a directory path".into())),
+    };
+    let staged = parent.join(format!(".{name}.restoring"));
+    let kept = parent.join(format!(".{name}.before-restore"));
+    for d in [&staged, &kept] {
+        if d.exists() {
+            std::fs::remove_dir_all(d).map_err(|e| fail(format!("{}: {e}", d.display())))?;
+        }
+    }
+    let summary = match Store::import(&staged, input) {
+        Ok((store, summary)) => {
+            drop(store);
+            summary
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staged);
+            return Err(e);
+        }
+    };
+    std::fs::create_dir_all(path).map_err(|e| fail(format!("{e}")))?;
+    std::fs::create_dir(&kept).map_err(|e| fail(format!("{}: {e}", kept.display())))?;
+    // sled 0.34's own files: `conf`, `db`, `blobs/`, `snap.*`.
+    let ours = |n: &str| matches!(n, "conf" | "db" | "blobs") || n.starts_with("snap.");
+    let entries = std::fs::read_dir(path).map_err(|e| fail(format!("{e}")))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| fail(format!("{e}")))?;
+        let n = entry.file_name().to_string_lossy().to_string();
+        if ours(&n) {
+            std::fs::rename(entry.path(), kept.join(&n))
+                .map_err(|e| fail(format!("moving {n} aside: {e}")))?;
+        }
+    }
+    let entries = std::fs::read_dir(&staged).map_err(|e| fail(format!("{e}")))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| fail(format!("{e}")))?;
+        std::fs::rename(entry.path(), path.join(entry.file_name())).map_err(|e| {
+            fail(format!(
+                "moving the restored {} in (the replaced files are in {}): {e}",
+                entry.file_name().to_string_lossy(),
+                kept.display()
+            ))
+        })?;
+    }
+    std::fs::remove_dir(&staged).map_err(|e| fail(format!("{e}")))?;
+    crate::files::sync_dir(path).map_err(|e| fail(format!("{e}")))?;
+    Ok(summary)
+}
+
+const SNAPSHOT_MAGIC: &[u8] = b"SMS-STORE-1\n";
+
+/// What a snapshot held: shown by backups and restores.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SnapshotSummary {
+    /// The store's sequence counter when it was copied.
+    pub seq: u64,
+    /// Data trees copied.
+    pub trees: u32,
+    /// Records copied, all trees together.
+    pub records: u64,
+}
+
+struct SnapshotReader<'a> {
+    input: &'a mut dyn Read,
+    at: u64,
+}
+
+impl SnapshotReader<'_> {
+    /// Reads exactly `n` bytes without trusting `n` for an allocation.
+    fn bytes(&mut self, n: usize) -> Result<Vec<u8>, String> {
+        let mut buf = Vec::new();
+        let got = (&mut self.input)
+            .take(n as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| format!("reading at offset {}: {e}", self.at))?;
+        if got != n {
+            return Err(format!(
+                "truncated at offset {}: need {n} bytes, have {got}",
+                self.at
+            ));
+        }
+        self.at += n as u64;
+        Ok(buf)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let v = self.bytes(N)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(&v);
+        Ok(a)
+    }
 }
 
 #[cfg(test)]
@@ -533,6 +775,134 @@ mod tests {
         assert!(matches!(store.apply(&b), Err(StoreError::ReservedTree(_))));
         assert_eq!(store.last_seq().unwrap(), 0);
         assert_eq!(store.get("ok", "k").unwrap(), None);
+    }
+
+    #[test]
+    fn a_snapshot_makes_an_equal_store_and_damage_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("a")).unwrap();
+        for i in 0..20u32 {
+            let mut b = Batch::new();
+            b.put("devices", i.to_be_bytes(), vec![i as u8; i as usize])
+                .put("jobs", format!("j{i}"), b"done".to_vec());
+            store.apply(&b).unwrap();
+        }
+        let mut b = Batch::new();
+        b.delete("jobs", "j3");
+        store.apply(&b).unwrap();
+        let mut snap = Vec::new();
+        let sum = store.export(&mut snap).unwrap();
+        assert_eq!((sum.seq, sum.trees, sum.records), (41, 2, 39));
+
+        let (copy, got) = Store::import(&dir.path().join("b"), &mut snap.as_slice()).unwrap();
+        assert_eq!(got, sum);
+        assert_eq!(
+            copy.scan("devices", "").unwrap(),
+            store.scan("devices", "").unwrap()
+        );
+        assert_eq!(
+            copy.scan("jobs", "").unwrap(),
+            store.scan("jobs", "").unwrap()
+        );
+        assert_eq!(copy.get("jobs", "j3").unwrap(), None);
+        assert!(copy.outbox_after(0, 10).unwrap().is_empty());
+        let mut b = Batch::new();
+        b.put("jobs", "next", b"x".to_vec());
+        assert_eq!(copy.apply(&b).unwrap(), 42, "the counter goes on");
+
+        for cut in [0, 5, 20, snap.len() / 2, snap.len() - 1] {
+            let err = Store::import(&dir.path().join(format!("cut{cut}")), &mut &snap[..cut])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("truncated") || err.contains("magic"), "{err}");
+        }
+        let mut longer = snap.clone();
+        longer.push(0);
+        let err = Store::import(&dir.path().join("long"), &mut longer.as_slice()).unwrap_err();
+        assert!(err.to_string().contains("after the end"), "{err}");
+        let err = Store::import(&dir.path().join("b"), &mut snap.as_slice()).unwrap_err();
+        assert!(err.to_string().contains("not empty"), "{err}");
+    }
+
+    #[test]
+    fn a_snapshot_taken_during_writes_holds_whole_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("a")).unwrap();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let snaps = std::thread::scope(|s| {
+            let writer = store.clone();
+            let done = &done;
+            s.spawn(move || {
+                for i in 0..200u32 {
+                    let mut b = Batch::new();
+                    b.put("a", i.to_be_bytes(), vec![1; 64])
+                        .put("b", i.to_be_bytes(), vec![2; 64]);
+                    writer.apply(&b).unwrap();
+                }
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+            let mut snaps = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let mut v = Vec::new();
+                store.export(&mut v).unwrap();
+                snaps.push(v);
+            }
+            snaps
+        });
+        assert!(snaps.len() > 10, "only {} snapshots taken", snaps.len());
+        for (i, snap) in snaps.iter().enumerate() {
+            let (copy, sum) =
+                Store::import(&dir.path().join(format!("s{i}")), &mut snap.as_slice()).unwrap();
+            let a = copy.scan("a", "").unwrap().len();
+            let b = copy.scan("b", "").unwrap().len();
+            assert_eq!(a, b, "snapshot {i} split a batch");
+            assert_eq!(sum.seq, 2 * a as u64);
+        }
+    }
+
+    #[test]
+    fn a_restore_replaces_the_database_and_keeps_other_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("updated");
+        let snap = {
+            let src = Store::open(&dir.path().join("src")).unwrap();
+            let mut b = Batch::new();
+            b.put("packages", "dv/2", b"from backup".to_vec());
+            src.apply(&b).unwrap();
+            let mut v = Vec::new();
+            src.export(&mut v).unwrap();
+            v
+        };
+        {
+            let store = Store::open(&live).unwrap();
+            let mut b = Batch::new();
+            b.put("packages", "dv/9", b"current".to_vec());
+            store.apply(&b).unwrap();
+        }
+        std::fs::write(live.join("time-floor"), b"1700000000").unwrap();
+
+        let err = restore_store(&live, &mut &snap[..snap.len() - 3]).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+        let store = Store::open(&live).unwrap();
+        assert!(
+            store.get("packages", "dv/9").unwrap().is_some(),
+            "a damaged snapshot changed the store"
+        );
+        drop(store);
+
+        let sum = restore_store(&live, &mut snap.as_slice()).unwrap();
+        assert_eq!(sum.records, 1);
+        let store = Store::open(&live).unwrap();
+        assert_eq!(
+            store.get("packages", "dv/2").unwrap(),
+            Some(b"from backup".to_vec())
+        );
+        assert_eq!(store.get("packages", "dv/9").unwrap(), None);
+        assert_eq!(
+            std::fs::read(live.join("time-floor")).unwrap(),
+            b"1700000000"
+        );
+        assert!(dir.path().join(".updated.before-restore/db").exists());
     }
 
     #[test]

@@ -148,6 +148,10 @@ pub async fn serve_with(
     let conn = builder
         .name(DISTRIBUTOR_NAME)?
         .serve_at(
+            sms_core::bus::STORE_PATH,
+            sms_core::bus::StoreIface::new(dist.store().clone()),
+        )?
+        .serve_at(
             DISTRIBUTOR_PATH,
             DistributorIface {
                 dist: dist.clone(),

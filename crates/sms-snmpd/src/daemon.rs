@@ -58,6 +58,12 @@ impl std::fmt::Debug for Daemon {
 use sms_core::daemon::host_name as hostname;
 
 impl Daemon {
+    /// The daemon's store, served on the bus for backups
+    /// (`sms_core::bus::StoreIface`).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Opens the state, builds every part and starts the serving threads.
     pub fn start(cfg: SnmpConfig) -> Result<Arc<Daemon>> {
         std::fs::create_dir_all(&cfg.state_dir)

@@ -111,6 +111,10 @@ pub async fn serve_with(
 ) -> zbus::Result<zbus::Connection> {
     builder
         .name(sms_core::bus::SNMP_NAME)?
+        .serve_at(
+            sms_core::bus::STORE_PATH,
+            sms_core::bus::StoreIface::new(d.store().clone()),
+        )?
         .serve_at(sms_core::bus::SNMP_PATH, Snmp1 { d })?
         .build()
         .await

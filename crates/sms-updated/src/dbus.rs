@@ -138,6 +138,10 @@ pub async fn serve_with(
     let conn = builder
         .name(UPDATER_NAME)?
         .serve_at(UPDATER_PATH, UpdaterIface { up: up.clone() })?
+        .serve_at(
+            sms_core::bus::STORE_PATH,
+            sms_core::bus::StoreIface::new(up.store().clone()),
+        )?
         .build()
         .await?;
     sms_core::bus::forward_signals(

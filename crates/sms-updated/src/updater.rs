@@ -97,6 +97,12 @@ use sms_core::daemon::lock;
 pub use sms_core::daemon::unix_now as now_unix;
 
 impl Updater {
+    /// The daemon's store, served on the bus for backups
+    /// (`sms_core::bus::StoreIface`).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Opens stores, loads the trust root and TLS anchors, and repairs what
     /// a crash may have left behind.
     pub fn open(cfg: UpdaterConfig) -> Result<Arc<Updater>, UpdateError> {

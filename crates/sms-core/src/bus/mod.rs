@@ -11,11 +11,13 @@
 pub mod distributor;
 pub mod ntp;
 pub mod snmp;
+pub mod store;
 pub mod updater;
 
 pub use distributor::*;
 pub use ntp::*;
 pub use snmp::*;
+pub use store::*;
 pub use updater::*;
 
 use serde::de::DeserializeOwned;
