@@ -27,8 +27,10 @@ pub struct StoreExport {
     pub bytes: u64,
 }
 
+/// A daemon's store, typed (`zbus` generates `Store1Proxy`; the daemon's
+/// own bus name is the destination).
 #[zbus::proxy(interface = "org.smsos.Store1", default_path = "/org/smsos/Store")]
-trait Store1 {
+pub trait Store1 {
     /// Writes a consistent snapshot of the store into `fd`.
     fn export(&self, fd: zbus::zvariant::Fd<'_>) -> zbus::Result<super::Json<StoreExport>>;
 }

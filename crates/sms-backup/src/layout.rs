@@ -1,0 +1,88 @@
+//! What a backup holds, as paths below the data partition (`/var/lib/sms`).
+
+use std::path::{Path, PathBuf};
+
+/// A daemon's store: where it lives and who serves it while running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreSpec {
+    /// Short name (`updated`).
+    pub name: &'static str,
+    /// The daemon's bus name, serving `org.smsos.Store1`.
+    pub bus_name: &'static str,
+    /// Its directory below the data partition.
+    pub dir: &'static str,
+    /// Its systemd unit, stopped while the store is replaced.
+    pub unit: &'static str,
+}
+
+/// Directories copied whole: settings with rollbacks, secrets and password
+/// hashes; the TLS identity devices pin; the SSH host key admins pin.
+pub const TREES: &[&str] = &["config", "distd/tls", "ssh"];
+
+/// Single files: the CLI's audit trail.
+pub const FILES: &[&str] = &["cli/audit.log"];
+
+/// The stores: packages metadata, inventory and jobs, events.
+pub const STORES: &[StoreSpec] = &[
+    StoreSpec {
+        name: "updated",
+        bus_name: "org.smsos.Updater1",
+        dir: "updated",
+        unit: "sms-updated.service",
+    },
+    StoreSpec {
+        name: "distd",
+        bus_name: "org.smsos.Distributor1",
+        dir: "distd/state",
+        unit: "sms-distd.service",
+    },
+    StoreSpec {
+        name: "snmpd",
+        bus_name: "org.smsos.Snmp1",
+        dir: "snmpd/store",
+        unit: "sms-snmpd.service",
+    },
+];
+
+/// The package files (content-addressed), in a backup on request.
+pub const BLOBS: &str = "blobs/sha256";
+
+/// Units restarted after a restore, beside the stores' owners: the ones
+/// reading restored settings, secrets or keys.
+pub const OTHER_UNITS: &[&str] = &["sms-logd.service", "sms-ntpd.service", "ssh.service"];
+
+/// The data partition a backup is taken from or restored to.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Its mount point: `/var/lib/sms` on the appliance.
+    pub root: PathBuf,
+}
+
+impl Layout {
+    /// The appliance's data partition.
+    pub fn appliance() -> Layout {
+        Layout {
+            root: PathBuf::from("/var/lib/sms"),
+        }
+    }
+
+    /// `name` below the root.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// Where the previous content goes during a restore.
+    pub fn before_restore(&self) -> PathBuf {
+        self.root.join(".before-restore")
+    }
+
+    /// Where restored trees are assembled before they replace the live ones.
+    pub fn staging(&self) -> PathBuf {
+        self.root.join(".restore-staging")
+    }
+
+    /// Whether `p` is below the root.
+    pub fn contains(&self, p: &Path) -> bool {
+        p.starts_with(&self.root)
+    }
+}
