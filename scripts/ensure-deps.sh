@@ -37,6 +37,7 @@ needed=(
   "rsyslog-openssl:-"         # ...over TLS (RFC 5425)
   "openssl:openssl"           # the boot test's syslog server certificate
   "python3-aiosmtpd:-"        # the SMTP submission server receiving notification mails in tests
+  "openssh-server:-"          # the SFTP server receiving backups in tests (started by the test on loopback)
 )
 
 missing=()
@@ -44,7 +45,9 @@ for item in "${needed[@]}"; do
   pkg=${item%%:*}
   cmd=${item#*:}
   if [ "$cmd" = - ]; then
-    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    # Installed, not merely known (a removed package keeps its status).
+    [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" = "install ok installed" ] ||
+      missing+=("$pkg")
   elif ! command -v "$cmd" >/dev/null 2>&1 && ! dpkg -s "$pkg" >/dev/null 2>&1; then
     missing+=("$pkg")
   fi
@@ -57,6 +60,13 @@ if ((${#missing[@]})); then
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
+  # Servers among them (sshd, snmpd, nginx, rsyslog) are started by the
+  # tests that need them, on loopback: the packages must not start them.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi

@@ -90,7 +90,7 @@ impl Remote {
         let scratch = tempfile::tempdir().context("a scratch directory for sftp")?;
         let known = self.known_hosts(scratch.path())?;
         let mut child = Command::new("sftp")
-            .arg("-q")
+            .args(["-o", "LogLevel=ERROR"])
             .args(["-b", "-"])
             .args(["-P", &self.port.to_string()])
             .args(["-i".as_ref(), self.key.as_os_str()])
