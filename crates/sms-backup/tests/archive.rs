@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a failed unwrap is a failed test
 //! Backups taken from a populated data partition and restored onto fresh
 //! and changed ones; damaged, foreign and newer archives refused with
 //! nothing changed.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a failed unwrap is a failed test
 //! A store copied through its running daemon on a real dbus-daemon with
 //! the appliance's bus policy, while the daemon keeps writing to it.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a failed unwrap is a failed test
 //! Backups sent to, listed on, pruned on and fetched from a real OpenSSH
 //! SFTP server on loopback, with its host key pinned; then restored by the
 //! `sms-backup` binary onto a fresh data partition.

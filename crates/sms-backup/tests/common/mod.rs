@@ -1,6 +1,6 @@
 //! A data partition like the appliance's, filled with settings, secrets,
 //! keys, an audit trail and three real stores.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use sms_core::store::{Batch, Store};
 use std::collections::BTreeMap;
@@ -127,7 +127,7 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (Vec<u8>, u32)>) {
 }
 
 /// All records of the three stores.
-pub fn records(root: &Path) -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> {
+pub fn records(root: &Path) -> Vec<(String, Vec<sms_core::store::KeyValue>)> {
     [
         ("updated", "packages"),
         ("distd/state", "devices"),
