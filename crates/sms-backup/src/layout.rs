@@ -19,8 +19,13 @@ pub struct StoreSpec {
 /// hashes; the TLS identity devices pin; the SSH host key admins pin.
 pub const TREES: &[&str] = &["config", "distd/tls", "ssh"];
 
-/// Single files: the CLI's audit trail.
-pub const FILES: &[&str] = &["cli/audit.log"];
+/// Single files: the CLI's audit trail; the appliance's key for the backup
+/// server (so that a restored appliance reaches the same server).
+pub const FILES: &[&str] = &[
+    "cli/audit.log",
+    "backup/id_ed25519",
+    "backup/id_ed25519.pub",
+];
 
 /// The stores: packages metadata, inventory and jobs, events.
 pub const STORES: &[StoreSpec] = &[

@@ -14,6 +14,7 @@ pub mod archive;
 pub mod capture;
 pub mod layout;
 pub mod restore;
+pub mod service;
 pub mod sftp;
 
 /// The firmware version this build is, recorded in every backup and

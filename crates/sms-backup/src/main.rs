@@ -116,6 +116,22 @@ enum Cmd {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// Serves one connection of the CLI on standard input and output
+    /// (started by systemd per connection of the backup socket).
+    Serve {
+        /// The committed settings.
+        #[arg(long, default_value = "/var/lib/sms/config/settings.toml")]
+        settings: PathBuf,
+        /// Open the stores here instead of asking the daemons.
+        #[arg(long)]
+        offline: bool,
+        /// Do not stop and start the daemons on restore.
+        #[arg(long)]
+        no_services: bool,
+        /// PBKDF2 rounds (lower only to test).
+        #[arg(long, default_value_t = PBKDF2_ROUNDS, hide = true)]
+        rounds: u32,
+    },
     /// Fetches one backup from the SFTP server.
     Fetch {
         /// Its name on the server.
@@ -235,6 +251,42 @@ fn run(cli: Cli) -> Result<()> {
             for old in r.prune(keep)? {
                 println!("removed old backup {old}");
             }
+        }
+        Cmd::Serve {
+            settings,
+            offline,
+            no_services,
+            rounds,
+        } => {
+            let peer = nix::sys::socket::getsockopt(
+                &std::io::stdin(),
+                nix::sys::socket::sockopt::PeerCredentials,
+            );
+            if let Ok(cred) = &peer {
+                let admin = nix::unistd::User::from_name("admin")
+                    .ok()
+                    .flatten()
+                    .map(|u| u.uid.as_raw());
+                if cred.uid() != 0 && Some(cred.uid()) != admin {
+                    anyhow::bail!("uid {} may not take or restore backups", cred.uid());
+                }
+            }
+            let service = sms_backup::service::Service {
+                layout,
+                settings,
+                access: if offline {
+                    StoreAccess::Direct
+                } else {
+                    StoreAccess::Bus
+                },
+                services: !no_services,
+                rounds,
+                hostname: hostname(),
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(service.handle(std::io::stdin().lock(), std::io::stdout().lock()));
         }
         Cmd::List { remote } => {
             for n in remote.remote().list()? {

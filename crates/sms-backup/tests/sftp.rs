@@ -7,101 +7,17 @@ mod common;
 
 use common::{files, populate, records, PASS};
 use std::io::Write;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
-struct Sshd {
-    child: Child,
-    port: u16,
-    host_key: String,
-    client_key: PathBuf,
-    store: PathBuf,
-    user: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use sms_testkit::sftp_server::{keygen as make_key, SftpServer as Sshd};
 
 fn keygen(path: &Path) {
-    let st = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    make_key(path).unwrap();
 }
 
 fn start_sshd() -> Sshd {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    keygen(&d.join("host"));
-    keygen(&d.join("client"));
-    std::fs::copy(d.join("client.pub"), d.join("authorized_keys")).unwrap();
-    let store = d.join("backups");
-    std::fs::create_dir(&store).unwrap();
-    if nix::unistd::geteuid().is_root() {
-        // Privilege separation directory of a root sshd.
-        std::fs::create_dir_all("/run/sshd").unwrap();
-    }
-    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
-        .unwrap()
-        .unwrap()
-        .name;
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    std::fs::write(
-        d.join("sshd_config"),
-        format!(
-            "ListenAddress 127.0.0.1\nPort {port}\nHostKey {host}\nAuthorizedKeysFile {auth}\n\
-             PidFile {pid}\nUsePAM no\nStrictModes no\nPasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
-             AllowUsers {user}\nSubsystem sftp internal-sftp\n",
-            host = d.join("host").display(),
-            auth = d.join("authorized_keys").display(),
-            pid = d.join("sshd.pid").display(),
-        ),
-    )
-    .unwrap();
-    let child = Command::new("/usr/sbin/sshd")
-        .args(["-D", "-e", "-f"])
-        .arg(d.join("sshd_config"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
-        .spawn()
-        .expect("starting /usr/sbin/sshd (openssh-server)");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "sshd did not listen: {}",
-            std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let host_key = std::fs::read_to_string(d.join("host.pub")).unwrap();
-    Sshd {
-        child,
-        port,
-        host_key: host_key
-            .split_whitespace()
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" "),
-        client_key: d.join("client"),
-        store,
-        user,
-        _dir: dir,
-    }
+    Sshd::start().unwrap()
 }
 
 fn tool(root: &Path, args: &[&str], stdin: &str) -> Output {

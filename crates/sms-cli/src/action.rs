@@ -98,6 +98,16 @@ pub enum Op {
     ShowUpdate,
     /// `show version`: firmware and host name.
     ShowVersion,
+    /// `system backup [packages]`: take a backup and send it to the backup
+    /// server (the pass phrase is asked twice).
+    SystemBackup,
+    /// `system backup list`: the backups on the backup server.
+    SystemBackupList,
+    /// `system restore NAME [confirm]`: fetch, check, show and restore a
+    /// backup (the pass phrase is asked).
+    SystemRestore,
+    /// `show backup`: the backup server and the appliance's key for it.
+    ShowBackup,
     /// `system reboot`: reboot the appliance.
     SystemReboot,
     /// `system shutdown`: power the appliance off.
@@ -128,6 +138,8 @@ impl Op {
             | Op::JobCancel
             | Op::Password
             | Op::ServicesRestart
+            | Op::SystemBackup
+            | Op::SystemRestore
             | Op::SystemReboot
             | Op::SystemShutdown
             | Op::UpdateDvCheck
@@ -139,6 +151,8 @@ impl Op {
             | Op::Help
             | Op::JobStatus
             | Op::ShowAudit
+            | Op::ShowBackup
+            | Op::SystemBackupList
             | Op::ShowConfiguration
             | Op::ShowDevice
             | Op::ShowDevices
@@ -173,6 +187,9 @@ pub enum Cfg {
     Compare,
     /// `delete address` in configuration mode.
     DeleteAddress,
+    /// `delete system backup [directory | keep]`: no backup server (or a
+    /// value back to its default).
+    DeleteBackup,
     /// `delete community` in configuration mode.
     DeleteCommunity,
     /// `delete dns` in configuration mode.
@@ -213,6 +230,8 @@ pub enum Cfg {
     Save,
     /// `set address` in configuration mode.
     SetAddress,
+    /// `set system backup server|host-key|directory|keep ...`.
+    SetBackup,
     /// `set community` in configuration mode.
     SetCommunity,
     /// `set dns` in configuration mode.

@@ -117,114 +117,138 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
                 .then(mode(Cfg::SetUser))
         })
         .collect();
-    let set = Node::kw("set", "change a value in the candidate").then(vec![
-        Node::kw("system", "host name and time zone").then(vec![
-            Node::kw("hostname", "the appliance's host name").then(vec![Node::arg(
-                Host,
-                "host name",
-            )
-            .run(Cfg::SetHostname)]),
-            Node::kw("time-zone", "local time zone, e.g. Europe/Berlin or UTC").then(vec![
-                Node::arg(TimeZone, "tz database name").run(Cfg::SetTimeZone),
-            ]),
-            Node::kw("login", "accounts").then(vec![Node::kw("user", "an account").then(vec![
-                Node::arg(Account, "account name").then(vec![Node::kw(
-                    "authorized-key",
-                    "an SSH public key that may log in (written with restrict)",
+    let set =
+        Node::kw("set", "change a value in the candidate").then(vec![
+            Node::kw("system", "host name and time zone").then(vec![
+                Node::kw("hostname", "the appliance's host name").then(vec![Node::arg(
+                    Host,
+                    "host name",
                 )
-                .then(key_types(Cfg::SetLoginKey, true))]),
-            ])]),
-        ]),
-        Node::kw("interface", "the management interface").then(vec![Node::kw(
-            "management",
-            "the management interface",
-        )
-        .then(vec![Node::kw("address", "static address instead of DHCP")
-            .then(vec![Node::arg(Prefix, "address/prefix-length")
-                .run(Cfg::SetAddress)
-                .then(vec![Node::kw("gateway", "default gateway")
-                    .then(vec![
-                        Node::arg(Address, "gateway").run(Cfg::SetAddress)
-                    ])])])])]),
-        Node::kw("dns", "name servers of the update daemon").then(vec![Node::kw(
-            "server",
-            "add a DNS server (at most 3)",
-        )
-        .then(vec![Node::arg(Address, "server address").run(Cfg::SetDns)])]),
-        Node::kw("proxy", "HTTP proxy towards the update centre").then(vec![
-            Node::kw("url", "http://host:port")
-                .then(vec![Node::arg(Url, "proxy URL").run(Cfg::SetProxyUrl)]),
-            Node::kw("username", "basic authentication user").then(vec![Node::arg(
-                Community,
-                "user name",
-            )
-            .run(Cfg::SetProxyUser)]),
-            Node::kw(
-                "password",
-                "basic authentication password (asked, never shown)",
-            )
-            .run(Cfg::SetProxyPassword),
-        ]),
-        Node::kw("ntp", "upstream time servers").then(vec![Node::kw(
-            "server",
-            "add an upstream server (at most 8)",
-        )
-        .then(vec![Node::arg(Endpoint, "server address").run(Cfg::SetNtp)])]),
-        Node::kw("snmp", "SNMP agent and traps").then(vec![
-            Node::kw("community", "a v1/v2c community").then(vec![Node::arg(
-                Community,
-                "community",
-            )
-            .then(vec![Node::kw(
-                "network",
-                "a source network allowed to use it",
-            )
-            .then(vec![Node::arg(Prefix, "network")
-                .run(Cfg::SetCommunity)
-                .then(mode(Cfg::SetCommunity))])])]),
-            Node::kw("user", "an SNMPv3 user (authPriv; pass phrases asked)").then(vec![
-                Node::arg(Community, "user name").then(vec![Node::kw(
-                    "auth",
-                    "authentication protocol",
+                .run(Cfg::SetHostname)]),
+                Node::kw("time-zone", "local time zone, e.g. Europe/Berlin or UTC").then(vec![
+                    Node::arg(TimeZone, "tz database name").run(Cfg::SetTimeZone),
+                ]),
+                Node::kw("login", "accounts").then(vec![Node::kw("user", "an account").then(
+                    vec![Node::arg(Account, "account name").then(vec![Node::kw(
+                        "authorized-key",
+                        "an SSH public key that may log in (written with restrict)",
+                    )
+                    .then(key_types(Cfg::SetLoginKey, true))])],
+                )]),
+                Node::kw("backup", "the SFTP server `system backup` sends backups to").then(vec![
+                Node::kw("server", "the server and the account there").then(vec![Node::arg(
+                    Host,
+                    "server address or name",
                 )
-                .then(auths)]),
-            ]),
-            Node::kw("trap-destination", "a manager that receives traps").then(vec![Node::arg(
-                Address,
-                "manager address",
-            )
-            .then({
-                let mut v = trap_to();
-                v.push(
-                    Node::kw("port", "UDP port (162 when not given)")
-                        .then(vec![Node::arg(Number, "port").then(trap_to())]),
-                );
-                v
-            })]),
-        ]),
-        Node::kw("ha", "high availability").then(vec![Node::kw("peer", "the peer appliance")
-            .then(vec![Node::arg(Address, "peer address").run(Cfg::SetHaPeer)])]),
-        Node::kw("logging", "remote syslog servers (audit trail and events)").then(vec![Node::kw(
-            "server",
-            "a server that receives them (up to 4)",
-        )
-        .then(vec![Node::arg(Host, "server address or name").then({
-            let mut v = log_protocol();
-            v.push(
+                .then(vec![
+                    backup_user(),
+                    Node::kw("port", "its SSH port (22 when not given)")
+                        .then(vec![Node::arg(Number, "port").then(vec![backup_user()])]),
+                ])]),
                 Node::kw(
-                    "port",
-                    "its port (514 for UDP and TCP, 6514 for TLS when not given)",
+                    "host-key",
+                    "the server's SSH host key, pinned (ssh-keyscan on a trusted host shows it)",
                 )
-                .then(vec![Node::arg(Number, "port").then(log_protocol())]),
-            );
-            v
-        })])]),
-        Node::kw(
-            "notification",
-            "e-mail notifications of warnings and failures",
-        )
-        .then(vec![Node::kw("mail", "digests mailed by the appliance")
-            .then(vec![
+                .then(key_types(Cfg::SetBackup, false)),
+                Node::kw("directory", "the directory there (the account's home when not set)")
+                    .then(vec![Node::arg(Text, "path").run(Cfg::SetBackup)]),
+                Node::kw(
+                    "keep",
+                    "backups kept there, older ones removed (10 when not set)",
+                )
+                .then(vec![Node::arg(Number, "count").run(Cfg::SetBackup)]),
+            ]),
+            ]),
+            Node::kw("interface", "the management interface").then(vec![Node::kw(
+                "management",
+                "the management interface",
+            )
+            .then(vec![Node::kw("address", "static address instead of DHCP")
+                .then(vec![Node::arg(Prefix, "address/prefix-length")
+                    .run(Cfg::SetAddress)
+                    .then(vec![Node::kw("gateway", "default gateway")
+                        .then(vec![
+                            Node::arg(Address, "gateway").run(Cfg::SetAddress)
+                        ])])])])]),
+            Node::kw("dns", "name servers of the update daemon").then(vec![Node::kw(
+                "server",
+                "add a DNS server (at most 3)",
+            )
+            .then(vec![Node::arg(Address, "server address").run(Cfg::SetDns)])]),
+            Node::kw("proxy", "HTTP proxy towards the update centre").then(vec![
+                Node::kw("url", "http://host:port")
+                    .then(vec![Node::arg(Url, "proxy URL").run(Cfg::SetProxyUrl)]),
+                Node::kw("username", "basic authentication user").then(vec![Node::arg(
+                    Community,
+                    "user name",
+                )
+                .run(Cfg::SetProxyUser)]),
+                Node::kw(
+                    "password",
+                    "basic authentication password (asked, never shown)",
+                )
+                .run(Cfg::SetProxyPassword),
+            ]),
+            Node::kw("ntp", "upstream time servers").then(vec![Node::kw(
+                "server",
+                "add an upstream server (at most 8)",
+            )
+            .then(vec![Node::arg(Endpoint, "server address").run(Cfg::SetNtp)])]),
+            Node::kw("snmp", "SNMP agent and traps").then(vec![
+                Node::kw("community", "a v1/v2c community").then(vec![Node::arg(
+                    Community,
+                    "community",
+                )
+                .then(vec![Node::kw(
+                    "network",
+                    "a source network allowed to use it",
+                )
+                .then(vec![Node::arg(Prefix, "network")
+                    .run(Cfg::SetCommunity)
+                    .then(mode(Cfg::SetCommunity))])])]),
+                Node::kw("user", "an SNMPv3 user (authPriv; pass phrases asked)").then(vec![
+                    Node::arg(Community, "user name").then(vec![Node::kw(
+                        "auth",
+                        "authentication protocol",
+                    )
+                    .then(auths)]),
+                ]),
+                Node::kw("trap-destination", "a manager that receives traps").then(vec![
+                    Node::arg(Address, "manager address").then({
+                        let mut v = trap_to();
+                        v.push(
+                            Node::kw("port", "UDP port (162 when not given)")
+                                .then(vec![Node::arg(Number, "port").then(trap_to())]),
+                        );
+                        v
+                    }),
+                ]),
+            ]),
+            Node::kw("ha", "high availability").then(vec![Node::kw("peer", "the peer appliance")
+                .then(vec![Node::arg(Address, "peer address").run(Cfg::SetHaPeer)])]),
+            Node::kw("logging", "remote syslog servers (audit trail and events)").then(vec![
+                Node::kw("server", "a server that receives them (up to 4)").then(vec![Node::arg(
+                    Host,
+                    "server address or name",
+                )
+                .then({
+                    let mut v = log_protocol();
+                    v.push(
+                        Node::kw(
+                            "port",
+                            "its port (514 for UDP and TCP, 6514 for TLS when not given)",
+                        )
+                        .then(vec![Node::arg(Number, "port").then(log_protocol())]),
+                    );
+                    v
+                })]),
+            ]),
+            Node::kw(
+                "notification",
+                "e-mail notifications of warnings and failures",
+            )
+            .then(vec![Node::kw("mail", "digests mailed by the appliance")
+                .then(vec![
             Node::kw("server", "the mail server").then(vec![Node::arg(
                 Host,
                 "server address or name",
@@ -264,37 +288,43 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
             )
             .then(vec![Node::arg(Number, "seconds").run(Cfg::SetMail)]),
         ])]),
-        Node::kw(
-            "update",
-            "the update policy (DV automation, update centre port)",
-        )
-        .then(vec![
-            Node::kw("dv", "Digital Vaccine automation").then(vec![
-                Node::kw("auto-check", "check the update centre by itself")
-                    .then(on_off(Cfg::SetUpdate)),
-                Node::kw("check-interval", "seconds between checks (300 to 604800)")
-                    .then(vec![Node::arg(Number, "seconds").run(Cfg::SetUpdate)]),
-                Node::kw("auto-activate", "activate a downloaded DV by itself")
-                    .then(on_off(Cfg::SetUpdate)),
-                Node::kw("auto-distribute", "distribute an activated DV by itself")
-                    .then(on_off(Cfg::SetUpdate)),
-                Node::kw(
-                    "distribute-group",
-                    "add a device group automatic distribution goes to (none: every device)",
-                )
-                .then(vec![Node::arg(Name, "group").run(Cfg::SetUpdate)]),
-            ]),
             Node::kw(
-                "centre-port",
-                "the update centre's HTTPS port: 443, or 4043 (legacy)",
+                "update",
+                "the update policy (DV automation, update centre port)",
             )
-            .then(vec![Node::arg(Number, "port").run(Cfg::SetUpdate)]),
-        ]),
-    ]);
+            .then(vec![
+                Node::kw("dv", "Digital Vaccine automation").then(vec![
+                    Node::kw("auto-check", "check the update centre by itself")
+                        .then(on_off(Cfg::SetUpdate)),
+                    Node::kw("check-interval", "seconds between checks (300 to 604800)")
+                        .then(vec![Node::arg(Number, "seconds").run(Cfg::SetUpdate)]),
+                    Node::kw("auto-activate", "activate a downloaded DV by itself")
+                        .then(on_off(Cfg::SetUpdate)),
+                    Node::kw("auto-distribute", "distribute an activated DV by itself")
+                        .then(on_off(Cfg::SetUpdate)),
+                    Node::kw(
+                        "distribute-group",
+                        "add a device group automatic distribution goes to (none: every device)",
+                    )
+                    .then(vec![Node::arg(Name, "group").run(Cfg::SetUpdate)]),
+                ]),
+                Node::kw(
+                    "centre-port",
+                    "the update centre's HTTPS port: 443, or 4043 (legacy)",
+                )
+                .then(vec![Node::arg(Number, "port").run(Cfg::SetUpdate)]),
+            ]),
+        ]);
     let delete = Node::kw("delete", "remove a value from the candidate").then(vec![
         Node::kw("system", "host name and time zone").then(vec![
             Node::kw("hostname", "back to the shipped name").run(Cfg::DeleteHostname),
             Node::kw("time-zone", "back to UTC").run(Cfg::DeleteTimeZone),
+            Node::kw("backup", "no backup server")
+                .run(Cfg::DeleteBackup)
+                .then(vec![
+                    Node::kw("directory", "the account's home").run(Cfg::DeleteBackup),
+                    Node::kw("keep", "10 backups").run(Cfg::DeleteBackup),
+                ]),
             Node::kw("login", "accounts").then(vec![Node::kw("user", "an account").then(vec![
                 Node::arg(Account, "account name (every key of it)")
                     .run(Cfg::DeleteLoginKey)
@@ -405,6 +435,17 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
 }
 
 /// The port after a `port` keyword (the second argument), if given.
+/// `user NAME` after the backup server.
+fn backup_user() -> Node {
+    Node::kw(
+        "user",
+        "the account on the server (the appliance logs in with its own key)",
+    )
+    .then(vec![
+        Node::arg(ArgKind::Text, "user name").run(Cfg::SetBackup)
+    ])
+}
+
 fn optional_port(given: bool, word: &str) -> Result<Option<u16>, &'static str> {
     given
         .then(|| word.parse::<u16>().map_err(|_| "the port is 1 to 65535"))
@@ -442,6 +483,8 @@ pub struct SettingsPaths {
     pub files: PathBuf,
     /// What the log forwarder reports per server (`show logging`).
     pub log_status: PathBuf,
+    /// The backup service's socket.
+    pub backup_socket: PathBuf,
 }
 
 impl Default for SettingsPaths {
@@ -452,6 +495,7 @@ impl Default for SettingsPaths {
             apply_wait: Duration::from_secs(90),
             files: PathBuf::from("/var/lib/sms/cli/files"),
             log_status: PathBuf::from("/var/lib/sms/logd/status.json"),
+            backup_socket: PathBuf::from(sms_core::backup::BACKUP_SOCKET),
         }
     }
 }
@@ -760,6 +804,52 @@ pub fn apply(
                 );
             }
         }
+        Cfg::SetBackup if has("server") => {
+            let port = optional_port(has("port"), &arg(1))?;
+            let user = p.args.last().map(|a| a.1.clone()).unwrap_or_default();
+            let b = c.backup.get_or_insert_with(|| settings::BackupServer {
+                server: arg(0),
+                port: None,
+                user: String::new(),
+                host_key: String::new(),
+                directory: None,
+                keep: None,
+            });
+            b.server = arg(0);
+            b.port = port;
+            b.user = user;
+        }
+        Cfg::SetBackup => {
+            let b = c
+                .backup
+                .as_mut()
+                .ok_or("no backup server yet: set system backup server HOST user NAME")?;
+            if has("host-key") {
+                let kind = p
+                    .keywords
+                    .iter()
+                    .find(|k| settings::LOGIN_KEY_TYPES.contains(k))
+                    .copied()
+                    .unwrap_or_default();
+                b.host_key = format!("{kind} {}", arg(0));
+            } else if has("directory") {
+                b.directory = Some(arg(0));
+            } else if has("keep") {
+                b.keep = Some(arg(0).parse().map_err(|_| "keep is a number of backups")?);
+            }
+        }
+        Cfg::DeleteBackup => {
+            let Some(b) = c.backup.as_mut() else {
+                return Err("no backup server is configured".into());
+            };
+            if has("directory") {
+                b.directory = None;
+            } else if has("keep") {
+                b.keep = None;
+            } else {
+                c.backup = None;
+            }
+        }
         Cfg::DeleteMail => {
             let Some(m) = c.mail.as_mut() else {
                 return Err("no mail notification is configured".into());
@@ -916,11 +1006,24 @@ pub fn apply(
             false
         }
     };
+    // A backup server may be staged before its host key.
+    let backup_pending = match check.backup.take() {
+        Some(b) if b.host_key.is_empty() => {
+            settings::check_backup(&b, false).map_err(|e| format!("{e}; nothing changed"))?;
+            true
+        }
+        other => {
+            check.backup = other;
+            false
+        }
+    };
     check
         .validate()
         .map_err(|e| format!("{e}; nothing changed"))?;
     s.candidate = c;
-    Ok(if proxy_pending {
+    Ok(if backup_pending {
+        "staged; the backup server needs its host key before commit: set system backup host-key TYPE BASE64".into()
+    } else if proxy_pending {
         "staged; the proxy needs a url before commit".into()
     } else if mail_pending {
         "staged; the mail notification needs a sender (from) and a recipient before commit".into()

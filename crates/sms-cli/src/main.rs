@@ -119,6 +119,7 @@ fn options() -> Options {
                     applier_status: None,
                     files: state.join("files"),
                     log_status: state.join("logd/status.json"),
+                    backup_socket: state.join("backup.sock"),
                     ..settings
                 };
             }

@@ -96,6 +96,22 @@ pub fn set_lines(s: &Settings) -> Vec<SetLine> {
             l.protocol.word()
         ));
     }
+    if let Some(b) = &s.backup {
+        let port = b.port.map(|p| format!(" port {p}")).unwrap_or_default();
+        plain(format!(
+            "set system backup server {}{port} user {}",
+            b.server, b.user
+        ));
+        if !b.host_key.is_empty() {
+            plain(format!("set system backup host-key {}", b.host_key));
+        }
+        if let Some(d) = &b.directory {
+            plain(format!("set system backup directory {d}"));
+        }
+        if let Some(k) = b.keep {
+            plain(format!("set system backup keep {k}"));
+        }
+    }
     if let Some(m) = &s.mail {
         let port = m.port.map(|p| format!(" port {p}")).unwrap_or_default();
         plain(format!(

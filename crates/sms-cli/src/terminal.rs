@@ -64,7 +64,13 @@ impl ConditionalEventHandler for QuestionMark {
 /// Prints an outcome; `false` when the session ends.
 pub fn show(out: &mut impl Write, o: &Outcome) -> bool {
     match o {
-        Outcome::Confirm { .. } => {
+        Outcome::Confirm { question, .. } => {
+            // What the question is about (a restore's plan), without the
+            // question itself.
+            let lines: Vec<&str> = question.lines().collect();
+            for l in &lines[..lines.len().saturating_sub(1)] {
+                let _ = writeln!(out, "{l}");
+            }
             let _ = writeln!(
                 out,
                 "% this needs confirmation: add `confirm` to the command"

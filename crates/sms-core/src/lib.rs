@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod blob;
 pub mod bus;
 pub mod config;

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod sftp_server;
 pub mod world;
 
 use anyhow::{bail, Context, Result};

@@ -16,6 +16,7 @@ use sms_core::package::Family;
 use sms_core::settings::SettingsStore;
 use std::time::Duration;
 
+mod backup;
 mod render;
 mod system;
 mod tree;
@@ -65,6 +66,9 @@ pub struct Cli {
     paths: SettingsPaths,
     session: Option<Session>,
     secrets: Vec<String>,
+    /// The pass phrase of the backup a `system restore` just showed, kept
+    /// for its `confirm` (the next line) only.
+    restore_pass: Option<(String, String)>,
 }
 
 /// Whether this process may write in `dir` (or, before the first commit
@@ -115,6 +119,7 @@ impl Cli {
             paths: SettingsPaths::default(),
             session: None,
             secrets: Vec::new(),
+            restore_pass: None,
         })
     }
 
@@ -289,6 +294,94 @@ impl Cli {
             return Outcome::Confirm {
                 question: format!("Really {what} the appliance? Every service stops. [yes/NO] "),
                 line: format!("{} confirm", parsed.keywords.join(" ")),
+            };
+        }
+        // A restore's pass phrase lives for the confirmation line only.
+        let restore_pass = self.restore_pass.take();
+        if matches!(op, Op::SystemBackup | Op::SystemRestore) {
+            let name = parsed.args.first().map(|a| a.1.clone()).unwrap_or_default();
+            let confirm = parsed.keywords.last() == Some(&"confirm");
+            // Nothing is asked when there is nowhere to send or fetch from.
+            if let Ok(c) = self.store().committed() {
+                if c.backup.is_none() {
+                    self.secrets.clear();
+                    return Outcome::Failed(
+                        "% no backup server is configured: in configuration mode, set system backup server HOST user NAME and set system backup host-key TYPE BASE64".into(),
+                    );
+                }
+            }
+            let mut secrets = std::mem::take(&mut self.secrets);
+            if op == Op::SystemRestore && confirm && secrets.is_empty() {
+                if let Some((_, pass)) = restore_pass.filter(|(n, _)| *n == name) {
+                    secrets = vec![pass];
+                }
+            }
+            let prompts: &[&str] = if op == Op::SystemBackup {
+                &[
+                    "Pass phrase for this backup (12 characters or more, never stored): ",
+                    "Pass phrase again: ",
+                ]
+            } else {
+                &["Pass phrase of the backup: "]
+            };
+            if secrets.len() < prompts.len() {
+                return Outcome::Secret {
+                    prompts: prompts.iter().map(|p| p.to_string()).collect(),
+                    line: line.to_string(),
+                };
+            }
+            let result = if op == Op::SystemBackup {
+                if secrets[0] != secrets[1] {
+                    Err("the two pass phrases differ; no backup taken".to_string())
+                } else {
+                    backup::call(
+                        &self.paths.backup_socket,
+                        &sms_core::backup::BackupRequest::Backup {
+                            passphrase: secrets[0].clone(),
+                            packages: parsed.keywords.contains(&"packages"),
+                        },
+                    )
+                    .map(|a| a.text)
+                }
+            } else {
+                let answer = backup::call(
+                    &self.paths.backup_socket,
+                    &sms_core::backup::BackupRequest::Restore {
+                        name: name.clone(),
+                        passphrase: secrets[0].clone(),
+                        confirm,
+                    },
+                );
+                match answer {
+                    Ok(a) if !confirm => {
+                        self.restore_pass = Some((name.clone(), secrets[0].clone()));
+                        return Outcome::Confirm {
+                            question: format!(
+                                "{}\n{}\nRestore it? The settings, stores and keys above are replaced and the daemons restart. [yes/NO] ",
+                                a.plan.join("\n"),
+                                a.text
+                            ),
+                            line: format!("system restore {name} confirm"),
+                        };
+                    }
+                    other => other.map(|a| a.text),
+                }
+            };
+            if confirm || op == Op::SystemBackup {
+                let what = parsed.words.join(" ");
+                let res = match &result {
+                    Ok(_) => "ok".to_string(),
+                    Err(e) => format!("failed: {e}"),
+                };
+                if let Err(e) = self.audit.record(&self.user, &what, &res) {
+                    return Outcome::Failed(format!(
+                        "% the audit log cannot be written ({e}); nothing else was done after the command"
+                    ));
+                }
+            }
+            return match result {
+                Ok(text) => Outcome::Ok(text),
+                Err(e) => Outcome::Failed(format!("% {}", clean_multiline(&e))),
             };
         }
         let result = if op == Op::Password {
@@ -735,6 +828,41 @@ impl Cli {
             }
             Op::ServicesRestart => self.restart(&arg(0)),
             Op::ShowLog => system::journal(&arg(0)),
+            Op::SystemBackupList => backup::call(
+                &self.paths.backup_socket,
+                &sms_core::backup::BackupRequest::List,
+            )
+            .map(|a| a.text),
+            Op::ShowBackup => {
+                let c = self.store().committed().map_err(|e| e.to_string())?;
+                let server = match &c.backup {
+                    Some(b) => format!(
+                        "server     {}@{}:{}\ndirectory  {}\nkeep       {}\nhost key   {}",
+                        b.user,
+                        b.server,
+                        b.port_or_default(),
+                        b.directory.as_deref().unwrap_or("(the account's home)"),
+                        b.keep_or_default(),
+                        if b.host_key.is_empty() {
+                            "-"
+                        } else {
+                            &b.host_key
+                        }
+                    ),
+                    None => "server     (none: set system backup server ... in configuration mode)"
+                        .into(),
+                };
+                let key = backup::call(
+                    &self.paths.backup_socket,
+                    &sms_core::backup::BackupRequest::PublicKey,
+                )
+                .map(|a| a.text)
+                .unwrap_or_else(|e| format!("({e})"));
+                Ok(format!(
+                    "{server}\nappliance key (authorise it for the account on the server):\n{key}"
+                ))
+            }
+            Op::SystemBackup | Op::SystemRestore => Err("handled before".into()),
             Op::SystemReboot => self.power(true),
             Op::SystemShutdown => self.power(false),
             Op::Configure => Err("configure: handled before".into()),

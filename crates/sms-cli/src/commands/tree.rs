@@ -30,6 +30,8 @@ pub fn tree() -> Vec<Node> {
             Node::kw("proxy", "proxy towards the update centre").run(Op::ShowProxy),
             Node::kw("ha", "high availability role and peer").run(Op::ShowHa),
             Node::kw("logging", "remote log servers and what each got").run(Op::ShowLogging),
+            Node::kw("backup", "the backup server and the appliance's key for it")
+                .run(Op::ShowBackup),
             Node::kw("configuration", "the committed settings as set commands")
                 .run(Op::ShowConfiguration),
             Node::kw("files", "the CLI's saved files (save, load)").run(Op::ShowFiles),
@@ -41,6 +43,24 @@ pub fn tree() -> Vec<Node> {
             .run(Op::ShowLog)]),
         ]),
         Node::kw("system", "the appliance itself").then(vec![
+            Node::kw(
+                "backup",
+                "take a backup and send it to the backup server (pass phrase asked)",
+            )
+            .run(Op::SystemBackup)
+            .then(vec![
+                Node::kw("packages", "with the package files too").run(Op::SystemBackup),
+                Node::kw("list", "the backups on the backup server").run(Op::SystemBackupList),
+            ]),
+            Node::kw(
+                "restore",
+                "restore a backup from the backup server (checked and shown first)",
+            )
+            .then(vec![Node::arg(Text, "backup name (system backup list)")
+                .run(Op::SystemRestore)
+                .then(vec![
+                    Node::kw("confirm", "without asking").run(Op::SystemRestore)
+                ])]),
             Node::kw("reboot", "restart the appliance (asks first)")
                 .run(Op::SystemReboot)
                 .then(vec![

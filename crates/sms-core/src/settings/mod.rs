@@ -15,11 +15,13 @@
 //! `rollback`; the value checks are in [`check`]. How settings are shown
 //! as the commands that set them is the CLI's business (its `setlines`).
 
+mod backup;
 mod check;
 mod logging;
 mod mail;
 mod store;
 
+pub use backup::*;
 use check::check_prefix_chars;
 pub use check::*;
 pub use logging::*;
@@ -87,6 +89,9 @@ pub struct Settings {
     /// E-mail notifications of warnings and failures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mail: Option<MailNotification>,
+    /// The SFTP server backups are sent to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupServer>,
 }
 
 /// The update policy the administrator sets in configuration mode. Each
@@ -322,6 +327,11 @@ pub(crate) fn invalid(what: &str, why: impl Into<String>) -> SettingsError {
     }
 }
 
+/// An SSH host key for examples and tests.
+#[doc(hidden)]
+pub const EXAMPLE_HOST_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA9EECP9FozJCsB8UGMb8fkvVeJTUy/wy9KIDRMk/AVs";
+
 /// A CA certificate (base64 of DER) for examples and tests: a P-256
 /// self-signed CA, `CN=Example Log CA`.
 #[doc(hidden)]
@@ -403,6 +413,14 @@ impl Settings {
                 classes: vec!["distribution".into(), "device".into(), "audit".into()],
                 min_interval: Some(600),
                 ..MailNotification::new("smtp.example.com".into(), MailSecurity::Starttls)
+            }),
+            backup: Some(BackupServer {
+                server: "backup.example.com".into(),
+                port: Some(2222),
+                user: "sms-lab".into(),
+                host_key: EXAMPLE_HOST_KEY.into(),
+                directory: Some("/srv/backups/sms-lab".into()),
+                keep: Some(14),
             }),
         }
     }
@@ -511,6 +529,9 @@ impl Settings {
         check_log_servers(&self.log_servers)?;
         if let Some(m) = &self.mail {
             check_mail(m, true)?;
+        }
+        if let Some(b) = &self.backup {
+            check_backup(b, true)?;
         }
         for k in &self.login_keys {
             check_account(&k.user)?;

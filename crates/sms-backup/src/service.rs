@@ -1,0 +1,270 @@
+//! The backup service: what `sms-backup serve` does for one connection of
+//! the CLI (systemd starts it per connection, the socket on standard input
+//! and output). One backup or restore at a time; the backup server comes
+//! from the committed settings; the appliance's own SSH key for it is made
+//! on first use.
+
+use crate::capture::{capture, CaptureOptions, StoreAccess};
+use crate::layout::Layout;
+use crate::restore;
+use crate::sftp::{backup_name, Remote};
+use anyhow::{bail, Context, Result};
+use sms_core::backup::{BackupReply, BackupRequest};
+use sms_core::settings::{BackupServer, Settings};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+/// Where the service keeps its key and its files in flight.
+pub const WORK_DIR: &str = "backup";
+
+/// Longest request line read (a pass phrase and a name).
+const MAX_REQUEST: u64 = 64 * 1024;
+
+/// The service's surroundings.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// The data partition.
+    pub layout: Layout,
+    /// The committed settings file.
+    pub settings: PathBuf,
+    /// How stores are reached.
+    pub access: StoreAccess,
+    /// Whether a restore stops and starts the daemons.
+    pub services: bool,
+    /// PBKDF2 rounds of new archives.
+    pub rounds: u32,
+    /// Host name recorded in backups.
+    pub hostname: String,
+}
+
+struct Replies<W: Write> {
+    out: W,
+}
+
+impl<W: Write> Replies<W> {
+    fn send(&mut self, r: &BackupReply) {
+        if let Ok(line) = serde_json::to_string(r) {
+            // The CLI may have gone: the work goes on, its result is logged.
+            let _ = writeln!(self.out, "{line}").and_then(|_| self.out.flush());
+        }
+    }
+}
+
+impl Service {
+    fn work(&self) -> PathBuf {
+        self.layout.path(WORK_DIR)
+    }
+
+    fn key(&self) -> PathBuf {
+        self.work().join("id_ed25519")
+    }
+
+    /// The appliance's key for the backup server, made when missing.
+    fn ensure_key(&self) -> Result<String> {
+        let key = self.key();
+        if !key.exists() {
+            std::fs::create_dir_all(self.work())?;
+            let st = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C"])
+                .arg(format!("sms-backup@{}", self.hostname))
+                .arg("-f")
+                .arg(&key)
+                .status()
+                .context("running ssh-keygen")?;
+            if !st.success() {
+                bail!("ssh-keygen could not make the appliance's backup key");
+            }
+            tracing::info!("made the appliance's SSH key for the backup server");
+        }
+        let public = std::fs::read_to_string(key.with_extension("pub"))
+            .with_context(|| format!("{}.pub", key.display()))?;
+        Ok(public.trim().to_string())
+    }
+
+    fn target(&self) -> Result<BackupServer> {
+        let text = std::fs::read_to_string(&self.settings).unwrap_or_default();
+        let settings = Settings::from_toml(&self.settings, &text)?;
+        settings.backup.context(
+            "no backup server is configured: in configuration mode, set system backup server HOST user NAME and set system backup host-key TYPE BASE64",
+        )
+    }
+
+    fn remote(&self, t: &BackupServer) -> Remote {
+        Remote {
+            host: t.server.clone(),
+            port: t.port_or_default(),
+            user: t.user.clone(),
+            dir: t.directory.clone().unwrap_or_else(|| ".".into()),
+            key: self.key(),
+            host_key: t.host_key.clone(),
+        }
+    }
+
+    /// Answers one connection: a request line on `input`, replies on
+    /// `output`.
+    pub async fn handle(&self, input: impl BufRead, output: impl Write) {
+        let mut out = Replies { out: output };
+        let mut line = String::new();
+        let read = std::io::Read::take(input, MAX_REQUEST).read_line(&mut line);
+        let req = match read
+            .map_err(anyhow::Error::from)
+            .and_then(|_| serde_json::from_str::<BackupRequest>(&line).map_err(Into::into))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                out.send(&BackupReply::Error(format!("unreadable request: {e}")));
+                return;
+            }
+        };
+        let what = match &req {
+            BackupRequest::Backup { .. } => "backup",
+            BackupRequest::List => "list",
+            BackupRequest::PublicKey => "public-key",
+            BackupRequest::Restore { confirm: true, .. } => "restore",
+            BackupRequest::Restore { .. } => "restore check",
+        };
+        match self.run(req, &mut out).await {
+            Ok(text) => {
+                tracing::info!("{what}: {}", text.lines().next().unwrap_or(""));
+                out.send(&BackupReply::Done(text));
+            }
+            Err(e) => {
+                let text = format!("{e:#}");
+                tracing::warn!("{what} failed: {text}");
+                out.send(&BackupReply::Error(text));
+            }
+        }
+    }
+
+    async fn run<W: Write>(&self, req: BackupRequest, out: &mut Replies<W>) -> Result<String> {
+        std::fs::create_dir_all(self.work())?;
+        let lock_path = self.work().join(".lock");
+        let lock_file = std::fs::File::create(&lock_path)?;
+        let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "another backup or restore is running; try again when it has finished"
+                )
+            })?;
+        match req {
+            BackupRequest::PublicKey => self.ensure_key(),
+            BackupRequest::List => {
+                let t = self.target()?;
+                self.ensure_key()?;
+                let names = self.remote(&t).list()?;
+                Ok(if names.is_empty() {
+                    format!("no backups on {}", t.server)
+                } else {
+                    names.join("\n")
+                })
+            }
+            BackupRequest::Backup {
+                passphrase,
+                packages,
+            } => {
+                let t = self.target()?;
+                self.ensure_key()?;
+                let file = self.work().join("outgoing.smsbak");
+                let opts = CaptureOptions {
+                    packages,
+                    firmware: crate::FIRMWARE_VERSION.into(),
+                    hostname: self.hostname.clone(),
+                    rounds: self.rounds,
+                };
+                let mut steps = Vec::new();
+                let result = capture(
+                    &self.layout,
+                    &passphrase,
+                    &opts,
+                    self.access,
+                    &file,
+                    &mut |s| steps.push(s.to_string()),
+                )
+                .await;
+                for s in steps {
+                    out.send(&BackupReply::Progress(s));
+                }
+                let (manifest, size) = match result {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&file);
+                        return Err(e);
+                    }
+                };
+                let stamp = time::OffsetDateTime::now_utc()
+                    .format(time::macros::format_description!(
+                        "[year][month][day]T[hour][minute][second]Z"
+                    ))
+                    .unwrap_or_default();
+                let name = backup_name(&self.hostname, &stamp);
+                out.send(&BackupReply::Progress(format!(
+                    "sending {name} ({} KiB) to {}",
+                    size.div_ceil(1024),
+                    t.server
+                )));
+                let remote = self.remote(&t);
+                let sent = remote.send(&file, &name);
+                let _ = std::fs::remove_file(&file);
+                sent?;
+                let removed = remote.prune(t.keep_or_default() as usize)?;
+                let mut text = format!(
+                    "backup {name} sent to {} ({} entries, {} KiB)",
+                    t.server,
+                    manifest.entries.len(),
+                    size.div_ceil(1024)
+                );
+                if !removed.is_empty() {
+                    text.push_str(&format!("\nremoved old backups: {}", removed.join(", ")));
+                }
+                Ok(text)
+            }
+            BackupRequest::Restore {
+                name,
+                passphrase,
+                confirm,
+            } => {
+                let t = self.target()?;
+                self.ensure_key()?;
+                let file = self.work().join("incoming.smsbak");
+                out.send(&BackupReply::Progress(format!(
+                    "fetching {name} from {}",
+                    t.server
+                )));
+                let fetched = self.remote(&t).fetch(&name, &file);
+                let result =
+                    fetched.and_then(|_| self.restore_file(&file, &passphrase, confirm, out));
+                let _ = std::fs::remove_file(&file);
+                result
+            }
+        }
+    }
+
+    fn restore_file<W: Write>(
+        &self,
+        file: &Path,
+        passphrase: &str,
+        confirm: bool,
+        out: &mut Replies<W>,
+    ) -> Result<String> {
+        out.send(&BackupReply::Progress(
+            "checking the signature and every entry".into(),
+        ));
+        let v = restore::verify(file, passphrase, crate::FIRMWARE_VERSION)?;
+        out.send(&BackupReply::Plan(v.plan(&self.layout)));
+        if !confirm {
+            return Ok("the backup is good; nothing was changed".into());
+        }
+        let mut steps = Vec::new();
+        v.apply(&self.layout, self.services, &mut |s| {
+            steps.push(s.to_string())
+        })?;
+        for s in steps {
+            out.send(&BackupReply::Progress(s));
+        }
+        Ok(format!(
+            "restored the backup of {} made {}; the settings are applied now",
+            v.manifest().hostname,
+            v.manifest().created
+        ))
+    }
+}

@@ -1,0 +1,50 @@
+//! What the CLI and the backup service (`sms-backup serve`, root, started
+//! by systemd per connection on [`BACKUP_SOCKET`]) say to each other: one
+//! request line, then reply lines until [`BackupReply::Done`] or
+//! [`BackupReply::Error`], all JSON. Pass phrases cross this socket only
+//! (mode 0660, group admin), never a command line or a file.
+
+use serde::{Deserialize, Serialize};
+
+/// The backup service's socket.
+pub const BACKUP_SOCKET: &str = "/run/sms-backup.sock";
+
+/// What the administrator asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum BackupRequest {
+    /// Take a backup and send it to the configured server.
+    Backup {
+        /// Seals the secrets and keys and signs the archive.
+        passphrase: String,
+        /// Also the package files.
+        packages: bool,
+    },
+    /// The backups on the server.
+    List,
+    /// The appliance's SSH public key, to authorise on the server.
+    PublicKey,
+    /// Fetch and check a backup; with `confirm`, restore it.
+    Restore {
+        /// Its name on the server.
+        name: String,
+        /// Its pass phrase.
+        passphrase: String,
+        /// Restore (otherwise only check and show what would change).
+        confirm: bool,
+    },
+}
+
+/// One line of the service's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackupReply {
+    /// A step of a long operation.
+    Progress(String),
+    /// What a restore would change, one line per item.
+    Plan(Vec<String>),
+    /// Finished; the text for the administrator.
+    Done(String),
+    /// Failed; nothing was changed unless the text says so.
+    Error(String),
+}
