@@ -19,12 +19,15 @@ pub struct StoreSpec {
 /// hashes; the TLS identity devices pin; the SSH host key admins pin.
 pub const TREES: &[&str] = &["config", "distd/tls", "ssh"];
 
+/// The CLI's audit trail (restored only where there is none).
+pub const AUDIT_LOG: &str = "cli/audit.log";
+
 /// Single files: the CLI's audit trail; the appliance's key for the backup
 /// server (so that a restored appliance reaches the same server).
 pub const FILES: &[&str] = &[
-    "cli/audit.log",
-    "backup/id_ed25519",
-    "backup/id_ed25519.pub",
+    AUDIT_LOG,
+    "backup/transfer/id_ed25519",
+    "backup/transfer/id_ed25519.pub",
 ];
 
 /// The stores: packages metadata, inventory and jobs, events.
@@ -52,8 +55,9 @@ pub const STORES: &[StoreSpec] = &[
 /// The package files (content-addressed), in a backup on request.
 pub const BLOBS: &str = "blobs/sha256";
 
-/// Units restarted after a restore, beside the stores' owners: the ones
-/// reading restored settings, secrets or keys.
+/// Units restarted (when running) after a restore, beside the stores'
+/// owners: the ones reading restored secrets or keys. SSH sessions survive
+/// sshd's restart.
 pub const OTHER_UNITS: &[&str] = &["sms-logd.service", "sms-ntpd.service", "ssh.service"];
 
 /// The data partition a backup is taken from or restored to.

@@ -16,6 +16,7 @@ pub mod layout;
 pub mod restore;
 pub mod service;
 pub mod sftp;
+pub mod transfer;
 
 /// The firmware version this build is, recorded in every backup and
 /// compared on restore.

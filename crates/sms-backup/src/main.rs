@@ -132,6 +132,12 @@ enum Cmd {
         #[arg(long, default_value_t = PBKDF2_ROUNDS, hide = true)]
         rounds: u32,
     },
+    /// The networked step of the backup service (sms-backup-transfer@OP,
+    /// account sms-backup): does the request in the transfer directory.
+    Transfer {
+        /// `send`, `list` or `fetch`.
+        op: String,
+    },
     /// Fetches one backup from the SFTP server.
     Fetch {
         /// Its name on the server.
@@ -268,6 +274,11 @@ fn run(cli: Cli) -> Result<()> {
                     .flatten()
                     .map(|u| u.uid.as_raw());
                 if cred.uid() != 0 && Some(cred.uid()) != admin {
+                    let refusal = sms_core::backup::BackupReply::Error(
+                        "not allowed for your account's role: backups are the administrator's"
+                            .into(),
+                    );
+                    println!("{}", serde_json::to_string(&refusal)?);
                     anyhow::bail!("uid {} may not take or restore backups", cred.uid());
                 }
             }
@@ -280,6 +291,11 @@ fn run(cli: Cli) -> Result<()> {
                     StoreAccess::Bus
                 },
                 services: !no_services,
+                transfer: if no_services {
+                    sms_backup::transfer::Transfer::Direct
+                } else {
+                    sms_backup::transfer::Transfer::Unit
+                },
                 rounds,
                 hostname: hostname(),
             };
@@ -287,6 +303,9 @@ fn run(cli: Cli) -> Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(service.handle(std::io::stdin().lock(), std::io::stdout().lock()));
+        }
+        Cmd::Transfer { op } => {
+            sms_backup::transfer::serve_unit(&sms_backup::transfer::dir_of(&layout.root), &op)?;
         }
         Cmd::List { remote } => {
             for n in remote.remote().list()? {

@@ -3,7 +3,7 @@
 
 use crate::archive::{Archive, ArchiveError, EntryKind, Keys};
 use crate::capture::ownership;
-use crate::layout::{Layout, OTHER_UNITS, STORES, TREES};
+use crate::layout::{Layout, AUDIT_LOG, OTHER_UNITS, STORES, TREES};
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
@@ -59,6 +59,10 @@ impl Verified {
                     });
                     match same {
                         Some(true) => {}
+                        Some(false) if kept_here(layout, &e.name) => lines.push(format!(
+                            "keep     {} (this appliance's own audit trail is kept)",
+                            e.name
+                        )),
                         Some(false) => lines.push(format!("replace  {}", e.name)),
                         None => lines.push(format!("add      {}", e.name)),
                     }
@@ -102,23 +106,27 @@ impl Verified {
         services: bool,
         progress: &mut dyn FnMut(&str),
     ) -> Result<()> {
-        let units: Vec<&str> = STORES
-            .iter()
-            .map(|s| s.unit)
-            .chain(OTHER_UNITS.iter().copied())
-            .collect();
+        let owners: Vec<&str> = STORES.iter().map(|s| s.unit).collect();
         if services {
-            progress("stopping the daemons");
-            systemctl("stop", &units)?;
+            progress("stopping the daemons whose stores are replaced");
+            systemctl("stop", &owners)?;
         }
         let result = self.apply_files(layout, progress);
         if services {
             progress("starting the daemons");
             // Started even when the restore failed: the previous content
             // is back in place or kept aside, and the appliance must serve.
-            let started = systemctl("start", &units);
+            let started = systemctl("start", &owners);
+            // The restored settings applied now (host name, network,
+            // accounts), not only when the path unit notices the new file.
+            let applied = systemctl("start", &["sms-settings-apply.service"]);
+            // The others read restored secrets or keys; the settings
+            // applier follows the restored settings file by itself.
+            let others = systemctl("try-restart", OTHER_UNITS);
             result?;
-            return started;
+            started?;
+            applied?;
+            return others;
         }
         result
     }
@@ -150,6 +158,9 @@ impl Verified {
                     set_owner_mode(&dest, &e.owner, &e.group, e.mode)?;
                 }
                 EntryKind::File => {
+                    if kept_here(layout, &e.name) {
+                        continue;
+                    }
                     let content = self.archive.open_entry(&self.keys, i)?;
                     if let Some(p) = dest.parent() {
                         std::fs::create_dir_all(p)?;
@@ -218,6 +229,16 @@ impl Verified {
         std::fs::remove_dir_all(&staging).ok();
         Ok(())
     }
+}
+
+/// The audit trail is append-only evidence: a restore never puts an older
+/// one over it. Only an appliance without one (a replacement) gets the
+/// backup's.
+fn kept_here(layout: &Layout, name: &str) -> bool {
+    name == AUDIT_LOG
+        && std::fs::metadata(layout.path(name))
+            .map(|m| m.len() > 0)
+            .unwrap_or(false)
 }
 
 fn files_below(dir: &Path, name: &str) -> Vec<String> {

@@ -2,19 +2,21 @@
 //! the CLI (systemd starts it per connection, the socket on standard input
 //! and output). One backup or restore at a time; the backup server comes
 //! from the committed settings; the appliance's own SSH key for it is made
-//! on first use.
+//! on first use. The service has no network: archives travel through the
+//! transfer step ([`crate::transfer`]).
 
 use crate::capture::{capture, CaptureOptions, StoreAccess};
 use crate::layout::Layout;
 use crate::restore;
-use crate::sftp::{backup_name, Remote};
+use crate::sftp::backup_name;
+use crate::transfer::{self, Transfer, TransferOp, TransferRequest, INCOMING, KEY, OUTGOING};
 use anyhow::{bail, Context, Result};
 use sms_core::backup::{BackupReply, BackupRequest};
 use sms_core::settings::{BackupServer, Settings};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
-/// Where the service keeps its key and its files in flight.
+/// Where the service keeps its lock.
 pub const WORK_DIR: &str = "backup";
 
 /// Longest request line read (a pass phrase and a name).
@@ -31,6 +33,8 @@ pub struct Service {
     pub access: StoreAccess,
     /// Whether a restore stops and starts the daemons.
     pub services: bool,
+    /// How archives reach the backup server.
+    pub transfer: Transfer,
     /// PBKDF2 rounds of new archives.
     pub rounds: u32,
     /// Host name recorded in backups.
@@ -55,15 +59,17 @@ impl Service {
         self.layout.path(WORK_DIR)
     }
 
-    fn key(&self) -> PathBuf {
-        self.work().join("id_ed25519")
+    fn transfer_dir(&self) -> PathBuf {
+        transfer::dir_of(&self.layout.root)
     }
 
-    /// The appliance's key for the backup server, made when missing.
+    /// The appliance's key for the backup server, made when missing (the
+    /// transfer account's own: the service never sends with it).
     fn ensure_key(&self) -> Result<String> {
-        let key = self.key();
+        let dir = self.transfer_dir();
+        let key = dir.join(KEY);
         if !key.exists() {
-            std::fs::create_dir_all(self.work())?;
+            std::fs::create_dir_all(&dir)?;
             let st = std::process::Command::new("ssh-keygen")
                 .args(["-q", "-t", "ed25519", "-N", "", "-C"])
                 .arg(format!("sms-backup@{}", self.hostname))
@@ -74,6 +80,8 @@ impl Service {
             if !st.success() {
                 bail!("ssh-keygen could not make the appliance's backup key");
             }
+            transfer::own_by_transfer(&key)?;
+            transfer::own_by_transfer(&key.with_extension("pub"))?;
             tracing::info!("made the appliance's SSH key for the backup server");
         }
         let public = std::fs::read_to_string(key.with_extension("pub"))
@@ -89,15 +97,12 @@ impl Service {
         )
     }
 
-    fn remote(&self, t: &BackupServer) -> Remote {
-        Remote {
-            host: t.server.clone(),
-            port: t.port_or_default(),
-            user: t.user.clone(),
-            dir: t.directory.clone().unwrap_or_else(|| ".".into()),
-            key: self.key(),
-            host_key: t.host_key.clone(),
-        }
+    fn move_archive(&self, server: &BackupServer, op: TransferOp) -> Result<Vec<String>> {
+        let req = TransferRequest {
+            server: server.clone(),
+            op,
+        };
+        Ok(transfer::run(self.transfer, &self.transfer_dir(), &req)?.names)
     }
 
     /// Answers one connection: a request line on `input`, replies on
@@ -151,7 +156,7 @@ impl Service {
             BackupRequest::List => {
                 let t = self.target()?;
                 self.ensure_key()?;
-                let names = self.remote(&t).list()?;
+                let names = self.move_archive(&t, TransferOp::List)?;
                 Ok(if names.is_empty() {
                     format!("no backups on {}", t.server)
                 } else {
@@ -164,7 +169,7 @@ impl Service {
             } => {
                 let t = self.target()?;
                 self.ensure_key()?;
-                let file = self.work().join("outgoing.smsbak");
+                let file = self.transfer_dir().join(OUTGOING);
                 let opts = CaptureOptions {
                     packages,
                     firmware: crate::FIRMWARE_VERSION.into(),
@@ -202,11 +207,17 @@ impl Service {
                     size.div_ceil(1024),
                     t.server
                 )));
-                let remote = self.remote(&t);
-                let sent = remote.send(&file, &name);
+                let sent = transfer::give_to_transfer(&file).and_then(|_| {
+                    self.move_archive(
+                        &t,
+                        TransferOp::Send {
+                            name: name.clone(),
+                            keep: t.keep_or_default() as usize,
+                        },
+                    )
+                });
                 let _ = std::fs::remove_file(&file);
-                sent?;
-                let removed = remote.prune(t.keep_or_default() as usize)?;
+                let removed = sent?;
                 let mut text = format!(
                     "backup {name} sent to {} ({} entries, {} KiB)",
                     t.server,
@@ -225,12 +236,12 @@ impl Service {
             } => {
                 let t = self.target()?;
                 self.ensure_key()?;
-                let file = self.work().join("incoming.smsbak");
+                let file = self.transfer_dir().join(INCOMING);
                 out.send(&BackupReply::Progress(format!(
                     "fetching {name} from {}",
                     t.server
                 )));
-                let fetched = self.remote(&t).fetch(&name, &file);
+                let fetched = self.move_archive(&t, TransferOp::Fetch { name: name.clone() });
                 let result =
                     fetched.and_then(|_| self.restore_file(&file, &passphrase, confirm, out));
                 let _ = std::fs::remove_file(&file);

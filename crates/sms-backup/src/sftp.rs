@@ -90,6 +90,8 @@ impl Remote {
         let scratch = tempfile::tempdir().context("a scratch directory for sftp")?;
         let known = self.known_hosts(scratch.path())?;
         let mut child = Command::new("sftp")
+            // Nothing from the account's or the system's ssh configuration.
+            .args(["-F", "/dev/null"])
             .args(["-o", "LogLevel=ERROR"])
             .args(["-b", "-"])
             .args(["-P", &self.port.to_string()])

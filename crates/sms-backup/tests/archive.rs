@@ -105,6 +105,10 @@ fn a_restore_over_changed_settings_says_what_it_replaces_and_keeps_the_old_aside
     )
     .unwrap();
     std::fs::write(a.path().join("config/rollback/2.toml"), "later").unwrap();
+    let audit = a.path().join("cli/audit.log");
+    let mut trail = std::fs::read_to_string(&audit).unwrap();
+    trail.push_str("admin: set system hostname x\n");
+    std::fs::write(&audit, &trail).unwrap();
     {
         let s = sms_core::store::Store::open(&a.path().join("distd/state")).unwrap();
         let mut bt = sms_core::store::Batch::new();
@@ -128,9 +132,21 @@ fn a_restore_over_changed_settings_says_what_it_replaces_and_keeps_the_old_aside
         !plan.iter().any(|l| l.contains("config/rollback/1.toml")),
         "{plan:?}"
     );
+    assert!(
+        plan.contains(
+            &"keep     cli/audit.log (this appliance's own audit trail is kept)".to_string()
+        ),
+        "{plan:?}"
+    );
     v.apply(&layout, false, &mut |_| {}).unwrap();
 
-    assert_eq!(files(a.path()), before);
+    // The audit trail is never rolled back; everything else is as it was.
+    assert_eq!(std::fs::read_to_string(&audit).unwrap(), trail);
+    let mut now = files(a.path());
+    let mut was = before.clone();
+    now.remove("cli/audit.log");
+    was.remove("cli/audit.log");
+    assert_eq!(now, was);
     assert_eq!(records(a.path()), stores);
     assert_eq!(
         std::fs::read_to_string(a.path().join(".before-restore/config/rollback/2.toml")).unwrap(),

@@ -27,6 +27,7 @@ fn serve(state: &Path) {
         settings: state.join("config/settings.toml"),
         access: StoreAccess::Direct,
         services: false,
+        transfer: sms_backup::transfer::Transfer::Direct,
         rounds: 1_000,
         hostname: "sms-lab".into(),
     };

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The backup service's socket.
-pub const BACKUP_SOCKET: &str = "/run/sms-backup.sock";
+pub const BACKUP_SOCKET: &str = "/run/sms/backup.sock";
 
 /// What the administrator asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
