@@ -15,10 +15,12 @@ qemu_pid=""
 
 world_pid=""
 rsyslog_pid=""
+sshd_pid=""
 
 cleanup() {
   [ -n "$qemu_pid" ] && kill "$qemu_pid" 2>/dev/null || true
   [ -n "$rsyslog_pid" ] && kill "$rsyslog_pid" 2>/dev/null || true
+  [ -n "$sshd_pid" ] && kill "$sshd_pid" 2>/dev/null || true
   if [ -n "$world_pid" ]; then
     pkill -P "$world_pid" 2>/dev/null || true
     kill "$world_pid" 2>/dev/null || true
@@ -465,6 +467,72 @@ sysrq=$(as_root cat /proc/sys/kernel/sysrq 2>/dev/null || true)
 check "magic SysRq is off: a serial BREAK cannot reboot (got: ${sysrq:-unreadable})" test "$sysrq" = 0
 readenv=$(as_root "grep -l 'user_readenv=1' /etc/pam.d/* 2>/dev/null | wc -l" || true)
 check "PAM reads no user environment file (files with user_readenv=1: ${readenv:-unreadable})" test "$readenv" = 0
+# Backups: the customer's SFTP server is OpenSSH on the host (10.0.2.2 from
+# the guest), its host key pinned in configuration mode; the appliance's own
+# key (show backup) is authorised there. A backup copies every store through
+# its running daemon over the system bus and is sealed without network; the
+# transfer account sends it. After a change, the backup is restored.
+bport=$((base + 2222))
+mkdir -p "$work/sftp/backups" /run/sshd
+ssh-keygen -q -t ed25519 -N "" -f "$work/sftp/host"
+: >"$work/sftp/authorized_keys"
+cat >"$work/sftp/sshd_config" <<CONF
+ListenAddress 127.0.0.1
+Port $bport
+HostKey $work/sftp/host
+AuthorizedKeysFile $work/sftp/authorized_keys
+PidFile $work/sftp/pid
+UsePAM no
+StrictModes no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+AllowUsers $(id -un)
+Subsystem sftp internal-sftp
+CONF
+/usr/sbin/sshd -D -e -f "$work/sftp/sshd_config" 2>"$work/sftp/log" &
+sshd_pid=$!
+bkey=$(cut -d' ' -f1,2 "$work/sftp/host.pub")
+out=$(printf 'configure\nset system backup server 10.0.2.2 port %s user %s\nset system backup host-key %s\nset system backup directory %s\nset system backup keep 3\ncommit\nexit\nshow backup\n' \
+  "$bport" "$(id -un)" "$bkey" "$work/sftp/backups" | as_admin -T 2>&1 || true)
+appliance_key=$(grep -E '^ssh-ed25519 [A-Za-z0-9+/=]+ sms-backup@' <<<"$out" | head -n 1 || true)
+check "show backup gives the appliance's own key for the backup server (got: $(tail -n 2 <<<"$out" | tr '\n' ' '))" \
+  test -n "$appliance_key"
+printf '%s\n' "$appliance_key" >>"$work/sftp/authorized_keys"
+out=$(printf 'system backup\nlab backup pass phrase\nlab backup pass phrase\n' | as_admin -T 2>&1 || true)
+bname=$(sed -n 's/^backup \(sms-backup-[^ ]*\) sent .*/\1/p' <<<"$out")
+backup_sent() {
+  [ -n "$bname" ] && [ -s "$work/sftp/backups/$bname" ] &&
+    grep -q "store snmpd: " <<<"$out" &&
+    [ "$(as_root 'journalctl -u sms-updated -u sms-distd -u sms-snmpd --no-pager | grep -c "store copied for a backup"' 2>/dev/null)" = 3 ]
+}
+check "system backup copies every store through its daemon and sends the archive (got: $(tr '\n' ' ' <<<"$out"); sshd: $(tail -n 2 "$work/sftp/log" | tr '\n' ' '))" backup_sent
+units_apart() {
+  as_root 'systemctl show -p User --value sms-backup-transfer@send.service; systemctl show -p PrivateNetwork --value sms-backup@x.service; stat -c "%U %a" /var/lib/sms/backup/transfer/id_ed25519' 2>/dev/null |
+    tr '\n' ' ' | grep -qx "sms-backup yes sms-backup 600 "
+}
+check "the sealing service has no network; the sending account owns the key alone" units_apart
+out=$(as_role sms-operator 'system backup list' 2>&1 || true)
+check "the operator may not take or list backups (got: $out)" grep -q "not allowed for your account's role" <<<"$out"
+out=$(printf 'configure\nset system hostname sms-changed\ncommit\nexit\nsystem restore %s\nnot the pass phrase\nsystem restore %s\nlab backup pass phrase\nsystem restore %s confirm\n' \
+  "$bname" "$bname" "$bname" | as_admin -T 2>&1 || true)
+check "a wrong pass phrase is refused, nothing restored (got: $(grep -m1 'pass phrase' <<<"$out"))" grep -q "wrong pass phrase for this backup" <<<"$out"
+check "the restore shows what it replaces first (got: $(grep -m1 'replace' <<<"$out"))" grep -q "replace  config/settings.toml" <<<"$out"
+restored() {
+  grep -q "restored the backup of sms-lab" <<<"$out" || return 1
+  for _ in $(seq 1 30); do
+    as_admin 'show version' 2>/dev/null | grep -q "host name: sms-lab" &&
+      [ "$(as_root 'systemctl is-active sms-updated sms-distd sms-snmpd' 2>/dev/null | tr '\n' ' ')" = "active active active " ] &&
+      return 0
+    sleep 1
+  done
+  return 1
+}
+check "the backup is restored: its host name again, the daemons running on their restored stores (got: $(tail -n 3 <<<"$out" | tr '\n' ' '))" restored
+out=$(as_admin 'show audit' 2>&1 || true)
+check "backup and restore are in the audit log, which the restore kept" \
+  bash -c 'grep -q "command=.system backup" <<<"$1" && grep -q "command=.system restore .* confirm" <<<"$1" && grep -q "sms-changed" <<<"$1"' _ "$out"
+
 # The management address the slirp network gives by DHCP, set statically:
 # networkd takes the applier's file and the appliance stays reachable.
 out=$(printf 'configure\nset interface management address 10.0.2.15/24 gateway 10.0.2.2\ncommit\nexit\n' | as_admin -T 2>&1 || true)

@@ -27,6 +27,8 @@ pub const MAGIC: &[u8; 8] = b"SMSBKUP\n";
 pub const FORMAT: u32 = 1;
 /// PBKDF2 rounds for new archives (OWASP's 2023 figure for HMAC-SHA256).
 pub const PBKDF2_ROUNDS: u32 = 600_000;
+/// Most PBKDF2 rounds an archive may ask for.
+pub const MAX_PBKDF2_ROUNDS: u32 = 10_000_000;
 /// Shortest pass phrase accepted for a new archive.
 pub const MIN_PASSPHRASE_CHARS: usize = 12;
 /// Largest manifest read (bounds what a damaged length field can cost).
@@ -177,9 +179,12 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Bytes of all bodies together.
+    /// Bytes of all bodies together (saturating: a damaged manifest cannot
+    /// overflow it).
     pub fn body_bytes(&self) -> u64 {
-        self.entries.iter().map(|e| e.size).sum()
+        self.entries
+            .iter()
+            .fold(0u64, |n, e| n.saturating_add(e.size))
     }
 }
 
@@ -557,6 +562,13 @@ impl Archive {
                 kdf.algorithm
             )));
         }
+        // An archive cannot make the appliance derive for hours.
+        if !(1_000..=MAX_PBKDF2_ROUNDS).contains(&kdf.rounds) {
+            return Err(ArchiveError::Manifest(format!(
+                "{} key derivation rounds (1000 to {MAX_PBKDF2_ROUNDS} are read)",
+                kdf.rounds
+            )));
+        }
         let salt =
             hex::decode(&kdf.salt).map_err(|_| ArchiveError::Manifest("salt is not hex".into()))?;
         let keys = Keys::derive(passphrase, &salt, kdf.rounds);
@@ -570,7 +582,10 @@ impl Archive {
     /// Checks the file's length and signature: after this, every byte is
     /// the one the appliance wrote.
     pub fn verify(&self, keys: &Keys) -> Result<(), ArchiveError> {
-        let expected = self.body_start + self.manifest.body_bytes() + MAC_LEN as u64;
+        let expected = self
+            .body_start
+            .saturating_add(self.manifest.body_bytes())
+            .saturating_add(MAC_LEN as u64);
         if self.file_len < expected {
             return Err(ArchiveError::Truncated {
                 expected,
@@ -608,11 +623,9 @@ impl Archive {
     }
 
     fn offset_of(&self, index: usize) -> u64 {
-        self.body_start
-            + self.manifest.entries[..index]
-                .iter()
-                .map(|e| e.size)
-                .sum::<u64>()
+        self.manifest.entries[..index]
+            .iter()
+            .fold(self.body_start, |n, e| n.saturating_add(e.size))
     }
 
     /// The content of sealed entry `index`, opened and its digest checked.

@@ -274,3 +274,31 @@ fn a_short_pass_phrase_is_refused_when_taking_a_backup() {
         "the pass phrase must have at least 12 characters"
     );
 }
+
+mod mutations {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Any byte of an archive changed: it is refused (never restored
+        /// with other content).
+        #[test]
+        fn any_changed_byte_is_refused(at in 0.0f64..1.0, flip in 1u8..=255) {
+            let dir = tempfile::tempdir().unwrap();
+            let good = dir.path().join("good.smsbak");
+            let mut w = ArchiveWriter::with_rounds(PASS, "0.1.0", "sms-lab", ROUNDS).unwrap();
+            let own = Ownership { mode: 0o640, owner: "root".into(), group: "root".into() };
+            w.add_dir("config", own.clone());
+            w.add_sealed("config/settings.toml", EntryKind::File, b"[system]\nhostname = \"a\"\n", own.clone(), None).unwrap();
+            w.add_sealed("store/snmpd", EntryKind::Store, &[7u8; 300], own, Some(3)).unwrap();
+            w.write(&good, "2026-12-04T00:00:00Z", &mut |_, _| {}).unwrap();
+            let mut bytes = std::fs::read(&good).unwrap();
+            let i = ((bytes.len() as f64) * at) as usize % bytes.len();
+            bytes[i] ^= flip;
+            let bad = dir.path().join("bad.smsbak");
+            std::fs::write(&bad, &bytes).unwrap();
+            prop_assert!(verify(&bad, PASS, "0.1.0").is_err(), "byte {} changed and accepted", i);
+        }
+    }
+}
