@@ -142,7 +142,7 @@ pub async fn capture(
     opts: &CaptureOptions,
     access: StoreAccess,
     out: &Path,
-    progress: &mut (dyn FnMut(&str) + Send),
+    progress: &mut dyn FnMut(&str),
 ) -> Result<(Manifest, u64)> {
     let mut w =
         ArchiveWriter::with_rounds(passphrase, &opts.firmware, &opts.hostname, opts.rounds)?;
@@ -206,8 +206,9 @@ pub async fn capture(
         .unwrap_or_default();
     let mut last = 0u64;
     let mut report = |done: u64, total: u64| {
-        // A line per 10 % on large archives.
-        if total > 0 && (done - last) * 10 >= total {
+        // A line per 10 % on large archives (package files); small ones
+        // are written in a moment.
+        if total >= 16 << 20 && (done - last) * 10 >= total {
             last = done;
             progress(&format!("written {} of {} MiB", done >> 20, total >> 20));
         }

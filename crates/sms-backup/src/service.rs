@@ -176,19 +176,15 @@ impl Service {
                     hostname: self.hostname.clone(),
                     rounds: self.rounds,
                 };
-                let mut steps = Vec::new();
                 let result = capture(
                     &self.layout,
                     &passphrase,
                     &opts,
                     self.access,
                     &file,
-                    &mut |s| steps.push(s.to_string()),
+                    &mut |s| out.send(&BackupReply::Progress(s.to_string())),
                 )
                 .await;
-                for s in steps {
-                    out.send(&BackupReply::Progress(s));
-                }
                 let (manifest, size) = match result {
                     Ok(r) => r,
                     Err(e) => {
@@ -265,13 +261,9 @@ impl Service {
         if !confirm {
             return Ok("the backup is good; nothing was changed".into());
         }
-        let mut steps = Vec::new();
         v.apply(&self.layout, self.services, &mut |s| {
-            steps.push(s.to_string())
+            out.send(&BackupReply::Progress(s.to_string()))
         })?;
-        for s in steps {
-            out.send(&BackupReply::Progress(s));
-        }
         Ok(format!(
             "restored the backup of {} made {}; the settings are applied now",
             v.manifest().hostname,
