@@ -261,6 +261,9 @@ mod tests {
         assert_eq!(mail.validate(), Ok(()));
         assert_eq!((mail.server.as_str(), mail.port), ("smtp.example.com", 587));
         assert_eq!(mail.password.as_deref(), Some("mail-pass-1"));
+        // Logged configurations never carry it.
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("mail-pass-1") && shown.contains("********"), "{shown}");
         assert_eq!(mail.min_interval_secs, 600);
         use crate::mail::EventClass;
         assert_eq!(

@@ -99,8 +99,9 @@ impl EventClass {
     }
 }
 
-/// The mail settings (`[mail]` in logd.toml).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The mail settings (`[mail]` in logd.toml). Its `Debug` form masks the
+/// password, so that a logged configuration never carries it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MailConfig {
     /// The mail server (relay or submission server).
@@ -141,6 +142,26 @@ pub struct MailConfig {
     /// The least time between two mails, s.
     #[serde(default = "default_min_interval")]
     pub min_interval_secs: u64,
+}
+
+impl std::fmt::Debug for MailConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailConfig")
+            .field("server", &self.server)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("ca_file", &self.ca_file)
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<pem>"))
+            .field("username", &self.username)
+            .field("password_file", &self.password_file)
+            .field("password", &self.password.as_ref().map(|_| "********"))
+            .field("from", &self.from)
+            .field("recipients", &self.recipients)
+            .field("classes", &self.classes)
+            .field("hold_secs", &self.hold_secs)
+            .field("min_interval_secs", &self.min_interval_secs)
+            .finish()
+    }
 }
 
 fn default_security() -> Security {
