@@ -146,4 +146,19 @@ fn mail_set_in_configuration_mode_reaches_the_mail_server() {
     assert!(m.contains("1 event: 1 distribution"), "{m}");
     assert!(!m.contains("ips-2"), "a class not chosen was mailed:\n{m}");
     smtp.stop();
+
+    // `show logging` tells what sms-logd reported (its status file).
+    std::fs::create_dir_all(dir.path().join("logd")).unwrap();
+    std::fs::write(
+        dir.path().join("logd/mail-status.json"),
+        serde_json::to_vec(&status).unwrap(),
+    )
+    .unwrap();
+    let out = cli(dir.path(), "show logging\n");
+    assert!(
+        out.contains(&format!(
+            "mail notification: 127.0.0.1:{port} to ops@lab.example; 1 sent, 0 event(s) pending, last sent 20"
+        )),
+        "{out}"
+    );
 }

@@ -263,7 +263,10 @@ mod tests {
         assert_eq!(mail.password.as_deref(), Some("mail-pass-1"));
         // Logged configurations never carry it.
         let shown = format!("{c:?}");
-        assert!(!shown.contains("mail-pass-1") && shown.contains("********"), "{shown}");
+        assert!(
+            !shown.contains("mail-pass-1") && shown.contains("********"),
+            "{shown}"
+        );
         assert_eq!(mail.min_interval_secs, 600);
         use crate::mail::EventClass;
         assert_eq!(

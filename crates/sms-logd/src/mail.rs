@@ -415,20 +415,9 @@ impl Pace {
     }
 }
 
-/// What `show logging` tells about mail.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct MailStatus {
-    /// The server, `host:port`.
-    pub server: String,
-    /// Mails handed over since the start.
-    pub sent: u64,
-    /// Events waiting for the next mail.
-    pub pending: u64,
-    /// When the last mail went (RFC 3339).
-    pub last_sent: Option<String>,
-    /// Why the last attempt failed, if it did.
-    pub last_error: Option<String>,
-}
+/// What `show logging` tells about mail (the record is sms-core's, which
+/// the CLI reads).
+pub use sms_core::settings::MailStatus;
 
 /// Why the notifier could not start.
 #[derive(Debug, thiserror::Error)]
@@ -646,6 +635,8 @@ impl MailTask {
                         if digest.total() > 0 {
                             self.send(&mut digest).await;
                         }
+                        // The status is current before the flush is answered.
+                        lock(&self.status).pending = digest.total();
                         let _ = done.send(());
                     }
                     None => return,

@@ -552,7 +552,12 @@ impl Cli {
                         serde_json::from_slice::<Vec<sms_core::settings::LogServerStatus>>(&b)
                             .map_err(|e| e.to_string())
                     });
-                Ok(render::logging_text(&c, status, json))
+                let mail = std::fs::read(self.paths.log_status.with_file_name("mail-status.json"))
+                    .ok()
+                    .and_then(|b| {
+                        serde_json::from_slice::<sms_core::settings::MailStatus>(&b).ok()
+                    });
+                Ok(render::logging_text(&c, status, mail, json))
             }
             Op::ShowDns | Op::ShowProxy | Op::ShowHa | Op::ShowConfiguration => {
                 let c = self.store().committed().map_err(|e| e.to_string())?;

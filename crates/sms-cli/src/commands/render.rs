@@ -308,6 +308,42 @@ pub fn help_text(nodes: &[Node]) -> String {
 pub(super) fn logging_text(
     c: &settings::Settings,
     status: Result<Vec<settings::LogServerStatus>, String>,
+    mail: Option<settings::MailStatus>,
+    json: bool,
+) -> String {
+    let servers = servers_text(c, status, json);
+    if json {
+        return servers;
+    }
+    format!("{servers}\n{}", mail_text(c, mail))
+}
+
+/// The mail notification's line of `show logging`.
+fn mail_text(c: &settings::Settings, mail: Option<settings::MailStatus>) -> String {
+    let Some(m) = &c.mail else {
+        return "mail notification: none (set notification mail server ...)".into();
+    };
+    match mail {
+        Some(st) => format!(
+            "mail notification: {} to {}; {} sent, {} event(s) pending, last sent {}, last error {}",
+            st.server,
+            m.recipients.join(", "),
+            st.sent,
+            st.pending,
+            st.last_sent.as_deref().unwrap_or("-"),
+            st.last_error.as_deref().map(clean).unwrap_or_else(|| "-".into())
+        ),
+        None => format!(
+            "mail notification: {} to {}; sms-logd reports nothing yet",
+            m.server,
+            m.recipients.join(", ")
+        ),
+    }
+}
+
+fn servers_text(
+    c: &settings::Settings,
+    status: Result<Vec<settings::LogServerStatus>, String>,
     json: bool,
 ) -> String {
     if c.log_servers.is_empty() {

@@ -308,3 +308,19 @@ mod tests {
         assert!(err(&tls).contains("notification mail ca-certificate"));
     }
 }
+
+/// What sms-logd reports about mail in its status file
+/// (`/var/lib/sms/logd/mail-status.json`), which `show logging` reads.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MailStatus {
+    /// The server, `host:port`.
+    pub server: String,
+    /// Mails handed over since the start.
+    pub sent: u64,
+    /// Events waiting for the next mail.
+    pub pending: u64,
+    /// When the last mail went (RFC 3339).
+    pub last_sent: Option<String>,
+    /// Why the last attempt failed, if it did.
+    pub last_error: Option<String>,
+}
