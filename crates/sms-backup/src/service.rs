@@ -141,6 +141,25 @@ impl Service {
         }
     }
 
+    /// Notes the outcome of a backup for `show backup`.
+    fn note(&self, name: Option<String>, bytes: u64, error: Option<String>) {
+        let status = sms_core::backup::BackupStatus {
+            attempted: time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            name,
+            bytes,
+            error,
+        };
+        let path = self.layout.path(sms_core::backup::BACKUP_STATUS);
+        let written = serde_json::to_vec(&status)
+            .map_err(std::io::Error::other)
+            .and_then(|b| sms_core::files::write_atomic(&path, &b, 0o644));
+        if let Err(e) = written {
+            tracing::warn!("{}: {e}", path.display());
+        }
+    }
+
     async fn run<W: Write>(&self, req: BackupRequest, out: &mut Replies<W>) -> Result<String> {
         std::fs::create_dir_all(self.work())?;
         let lock_path = self.work().join(".lock");
@@ -167,83 +186,111 @@ impl Service {
                 passphrase,
                 packages,
             } => {
-                let t = self.target()?;
-                self.ensure_key()?;
-                let file = self.transfer_dir().join(OUTGOING);
-                let opts = CaptureOptions {
-                    packages,
-                    firmware: crate::FIRMWARE_VERSION.into(),
-                    hostname: self.hostname.clone(),
-                    rounds: self.rounds,
-                };
-                let result = capture(
-                    &self.layout,
-                    &passphrase,
-                    &opts,
-                    self.access,
-                    &file,
-                    &mut |s| out.send(&BackupReply::Progress(s.to_string())),
-                )
-                .await;
-                let (manifest, size) = match result {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let _ = std::fs::remove_file(&file);
-                        return Err(e);
-                    }
-                };
-                let stamp = time::OffsetDateTime::now_utc()
-                    .format(time::macros::format_description!(
-                        "[year][month][day]T[hour][minute][second]Z"
-                    ))
-                    .unwrap_or_default();
-                let name = backup_name(&self.hostname, &stamp);
-                out.send(&BackupReply::Progress(format!(
-                    "sending {name} ({} KiB) to {}",
-                    size.div_ceil(1024),
-                    t.server
-                )));
-                let sent = transfer::give_to_transfer(&file).and_then(|_| {
-                    self.move_archive(
-                        &t,
-                        TransferOp::Send {
-                            name: name.clone(),
-                            keep: t.keep_or_default() as usize,
-                        },
-                    )
-                });
-                let _ = std::fs::remove_file(&file);
-                let removed = sent?;
-                let mut text = format!(
-                    "backup {name} sent to {} ({} entries, {} KiB)",
-                    t.server,
-                    manifest.entries.len(),
-                    size.div_ceil(1024)
-                );
-                if !removed.is_empty() {
-                    text.push_str(&format!("\nremoved old backups: {}", removed.join(", ")));
+                let done = self.backup(&passphrase, packages, out).await;
+                match &done {
+                    Ok((_, name, bytes)) => self.note(Some(name.clone()), *bytes, None),
+                    Err(e) => self.note(None, 0, Some(format!("{e:#}"))),
                 }
-                Ok(text)
+                done.map(|(text, _, _)| text)
             }
             BackupRequest::Restore {
                 name,
                 passphrase,
                 confirm,
-            } => {
-                let t = self.target()?;
-                self.ensure_key()?;
-                let file = self.transfer_dir().join(INCOMING);
-                out.send(&BackupReply::Progress(format!(
-                    "fetching {name} from {}",
-                    t.server
-                )));
-                let fetched = self.move_archive(&t, TransferOp::Fetch { name: name.clone() });
-                let result =
-                    fetched.and_then(|_| self.restore_file(&file, &passphrase, confirm, out));
-                let _ = std::fs::remove_file(&file);
-                result
-            }
+            } => self.restore(&name, &passphrase, confirm, out),
         }
+    }
+
+    /// Takes and sends a backup; returns the text, its name and size.
+    async fn backup<W: Write>(
+        &self,
+        passphrase: &str,
+        packages: bool,
+        out: &mut Replies<W>,
+    ) -> Result<(String, String, u64)> {
+        let t = self.target()?;
+        self.ensure_key()?;
+        let file = self.transfer_dir().join(OUTGOING);
+        let opts = CaptureOptions {
+            packages,
+            firmware: crate::FIRMWARE_VERSION.into(),
+            hostname: self.hostname.clone(),
+            rounds: self.rounds,
+        };
+        let result = capture(
+            &self.layout,
+            passphrase,
+            &opts,
+            self.access,
+            &file,
+            &mut |s| out.send(&BackupReply::Progress(s.to_string())),
+        )
+        .await;
+        let (manifest, size) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = std::fs::remove_file(&file);
+                return Err(e);
+            }
+        };
+        let stamp = time::OffsetDateTime::now_utc()
+            .format(time::macros::format_description!(
+                "[year][month][day]T[hour][minute][second]Z"
+            ))
+            .unwrap_or_default();
+        let name = backup_name(&self.hostname, &stamp);
+        out.send(&BackupReply::Progress(format!(
+            "sending {name} ({} KiB) to {}",
+            size.div_ceil(1024),
+            t.server
+        )));
+        let sent = transfer::give_to_transfer(&file).and_then(|_| {
+            self.move_archive(
+                &t,
+                TransferOp::Send {
+                    name: name.clone(),
+                    keep: t.keep_or_default() as usize,
+                },
+            )
+        });
+        let _ = std::fs::remove_file(&file);
+        let removed = sent?;
+        let mut text = format!(
+            "backup {name} sent to {} ({} entries, {} KiB)",
+            t.server,
+            manifest.entries.len(),
+            size.div_ceil(1024)
+        );
+        if !removed.is_empty() {
+            text.push_str(&format!("\nremoved old backups: {}", removed.join(", ")));
+        }
+        Ok((text, name, size))
+    }
+
+    /// Fetches a backup, checks it and, confirmed, restores it.
+    fn restore<W: Write>(
+        &self,
+        name: &str,
+        passphrase: &str,
+        confirm: bool,
+        out: &mut Replies<W>,
+    ) -> Result<String> {
+        let t = self.target()?;
+        self.ensure_key()?;
+        let file = self.transfer_dir().join(INCOMING);
+        out.send(&BackupReply::Progress(format!(
+            "fetching {name} from {}",
+            t.server
+        )));
+        let fetched = self.move_archive(
+            &t,
+            TransferOp::Fetch {
+                name: name.to_string(),
+            },
+        );
+        let result = fetched.and_then(|_| self.restore_file(&file, passphrase, confirm, out));
+        let _ = std::fs::remove_file(&file);
+        result
     }
 
     fn restore_file<W: Write>(

@@ -485,6 +485,8 @@ pub struct SettingsPaths {
     pub log_status: PathBuf,
     /// The backup service's socket.
     pub backup_socket: PathBuf,
+    /// The backup service's note of the last backup.
+    pub backup_status: PathBuf,
 }
 
 impl Default for SettingsPaths {
@@ -496,6 +498,7 @@ impl Default for SettingsPaths {
             files: PathBuf::from("/var/lib/sms/cli/files"),
             log_status: PathBuf::from("/var/lib/sms/logd/status.json"),
             backup_socket: PathBuf::from(sms_core::backup::BACKUP_SOCKET),
+            backup_status: PathBuf::from("/var/lib/sms").join(sms_core::backup::BACKUP_STATUS),
         }
     }
 }

@@ -120,6 +120,7 @@ fn options() -> Options {
                     files: state.join("files"),
                     log_status: state.join("logd/status.json"),
                     backup_socket: state.join("backup.sock"),
+                    backup_status: state.join(sms_core::backup::BACKUP_STATUS),
                     ..settings
                 };
             }

@@ -89,6 +89,7 @@ fn a_backup_taken_in_the_cli_restores_the_settings_it_had() {
         out.contains(&format!("set system backup host-key {}", sftp.host_key)),
         "{out}"
     );
+    assert!(out.contains("last backup none taken yet"), "{out}");
     let public = out
         .lines()
         .find(|l| l.starts_with("ssh-ed25519 ") && l.contains("sms-backup@"))
@@ -105,6 +106,11 @@ fn a_backup_taken_in_the_cli_restores_the_settings_it_had() {
     );
     assert!(out.contains("the two pass phrases differ"), "{out}");
     assert!(out.contains("at least 12 characters"), "{out}");
+    let noted = std::fs::read_to_string(state.join("backup/status.json")).unwrap();
+    assert!(
+        noted.contains("\"name\":\""),
+        "the good backup is not noted: {noted}"
+    );
     assert!(out.contains("store snmpd: 1 records"), "{out}");
     let name = out
         .lines()
@@ -112,6 +118,8 @@ fn a_backup_taken_in_the_cli_restores_the_settings_it_had() {
         .unwrap_or_else(|| panic!("no backup sent: {out}; sshd: {}", sftp.log()))
         .to_string();
     assert!(out.lines().any(|l| l == name), "not listed: {out}");
+    let out = cli(state, "show backup\n");
+    assert!(out.contains(&format!("last backup {name} (")), "{out}");
     assert_eq!(std::fs::read_dir(&sftp.store).unwrap().count(), 1);
 
     // The settings change after the backup.

@@ -48,3 +48,20 @@ pub enum BackupReply {
     /// Failed; nothing was changed unless the text says so.
     Error(String),
 }
+
+/// Where the backup service notes its last backup, below the data
+/// partition (readable by all: it holds no secret).
+pub const BACKUP_STATUS: &str = "backup/status.json";
+
+/// The last backup, as `show backup` tells it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupStatus {
+    /// When it was attempted (RFC 3339, UTC).
+    pub attempted: String,
+    /// Its name on the server, when it was sent.
+    pub name: Option<String>,
+    /// Its size.
+    pub bytes: u64,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}

@@ -863,8 +863,24 @@ impl Cli {
                 )
                 .map(|a| a.text)
                 .unwrap_or_else(|e| format!("({e})"));
+                let last = std::fs::read(&self.paths.backup_status).ok().and_then(|b| {
+                    serde_json::from_slice::<sms_core::backup::BackupStatus>(&b).ok()
+                });
+                let last = match last {
+                    None => "none taken yet".to_string(),
+                    Some(st) => match (&st.name, &st.error) {
+                        (Some(name), _) => {
+                            format!("{name} ({} KiB), {}", st.bytes.div_ceil(1024), st.attempted)
+                        }
+                        (None, e) => format!(
+                            "FAILED {}: {}",
+                            st.attempted,
+                            clean(e.as_deref().unwrap_or("unknown reason"))
+                        ),
+                    },
+                };
                 Ok(format!(
-                    "{server}\nappliance key (authorise it for the account on the server):\n{key}"
+                    "{server}\nlast backup {last}\nappliance key (authorise it for the account on the server):\n{key}"
                 ))
             }
             Op::SystemBackup | Op::SystemRestore => Err("handled before".into()),
