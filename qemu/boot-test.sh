@@ -16,11 +16,13 @@ qemu_pid=""
 world_pid=""
 rsyslog_pid=""
 sshd_pid=""
+smtp_pid=""
 
 cleanup() {
   [ -n "$qemu_pid" ] && kill "$qemu_pid" 2>/dev/null || true
   [ -n "$rsyslog_pid" ] && kill "$rsyslog_pid" 2>/dev/null || true
   [ -n "$sshd_pid" ] && kill "$sshd_pid" 2>/dev/null || true
+  [ -n "$smtp_pid" ] && kill "$smtp_pid" 2>/dev/null || true
   if [ -n "$world_pid" ]; then
     pkill -P "$world_pid" 2>/dev/null || true
     kill "$world_pid" 2>/dev/null || true
@@ -343,12 +345,20 @@ CONF
 rsyslogd -n -f "$work/rsyslog/rsyslog.conf" -i "$work/rsyslog/pid" >"$work/rsyslog/out" 2>&1 &
 rsyslog_pid=$!
 log_ca=$(grep -v -- ----- "$work/rsyslog/ca.pem" | tr -d '\n')
+# The customer's mail server: an SMTP submission server (aiosmtpd, Debian's
+# python3-aiosmtpd) with STARTTLS and AUTH required, its certificate for
+# 10.0.2.2 from the same CA.
+mailport=$((base + 2525))
+/usr/bin/python3 "$top/crates/sms-logd/tests/fixtures/smtp_server.py" --port "$mailport" --dir "$work/mails" \
+  --cert "$work/rsyslog/cert.pem" --key "$work/rsyslog/key.pem" --user sms-lab --password lab-secret-mail1 \
+  >"$work/smtp.log" 2>&1 &
+smtp_pid=$!
 
 # Settings as admin: a command file over SSH stages and commits; the root
 # applier (path unit) sets host name and time zone and restarts the SNMP
 # daemon, which then answers the new community through the firewall; the
 # log forwarder takes the syslog server.
-out=$(printf 'configure\nset snmp community lab-ops network 10.0.2.0/24\nset snmp user labuser auth sha-256\nlab-secret-auth1\nlab-secret-priv1\nset system hostname sms-lab\nset system time-zone Europe/Berlin\nset update dv auto-activate off\nset update dv check-interval 3600\nset logging server 10.0.2.2 port %s protocol tls ca-certificate %s\nset notification mail server 10.0.2.2 port 2525 security starttls\nset notification mail ca-certificate %s\nset notification mail from sms@lab.example\nset notification mail recipient noc@lab.example\nset notification mail user sms-lab\nlab-secret-mail1\ncompare\ncommit\nexit\n' "$logport" "$log_ca" "$log_ca" | as_admin -T 2>&1 || true)
+out=$(printf 'configure\nset snmp community lab-ops network 10.0.2.0/24\nset snmp user labuser auth sha-256\nlab-secret-auth1\nlab-secret-priv1\nset system hostname sms-lab\nset system time-zone Europe/Berlin\nset update dv auto-activate off\nset update dv check-interval 3600\nset logging server 10.0.2.2 port %s protocol tls ca-certificate %s\nset notification mail server 10.0.2.2 port %s security starttls\nset notification mail ca-certificate %s\nset notification mail from sms@lab.example\nset notification mail recipient noc@lab.example\nset notification mail user sms-lab\nlab-secret-mail1\nset notification mail min-interval 60\ncompare\ncommit\nexit\n' "$logport" "$log_ca" "$mailport" "$log_ca" | as_admin -T 2>&1 || true)
 check "admin commits settings, the applier restarts sms-snmpd (got: $out)" grep -q "sms-snmpd.service restarted" <<<"$out"
 check "the log server's commit restarts sms-logd" grep -q "sms-logd.service restarted" <<<"$out"
 check "the update policy's commit restarts sms-updated, and only it for that part" \
@@ -413,9 +423,13 @@ mail_secret_apart() {
     runuser -u sms-logd -- cat $f >/dev/null &&
     ! runuser -u sms-snmpd -- cat $f >/dev/null 2>&1 &&
     ! grep -q lab-secret-mail /var/lib/sms/config/settings.toml &&
-    journalctl -u sms-logd --no-pager | grep -q "mailing update, distribution, device, ha, firmware, system to noc@lab.example via 10.0.2.2:2525"' 2>/dev/null
+    journalctl -u sms-logd --no-pager | grep -q "mailing update, distribution, device, ha, firmware, system to noc@lab.example via 10.0.2.2:'"$mailport"'"' 2>/dev/null
 }
 check "the mail password is readable by sms-logd only, and sms-logd mails with it" mail_secret_apart
+# A failure the distribution daemon reports goes out as a mail (checked
+# later, after the 30 s the first event waits for others).
+as_root 'logger -p daemon.err -t sms-distd "distribution of DV 9.9.9.9 to lab-ips-9 failed: boot-test marker"' 2>/dev/null || true
+mail_sent_at=$(date +%s)
 # An SSH key set in configuration mode logs in (written with restrict).
 ssh-keygen -q -t ed25519 -N "" -C "noc@lab" -f "$work/key2"
 out=$(printf 'configure\nset system login user admin authorized-key %s\ncommit\nexit\n' "$(cat "$work/key2.pub")" | as_admin -T 2>&1 || true)
@@ -552,6 +566,22 @@ static_address() {
 check "the interface has the static address, no DHCP lease" static_address
 out=$(as_admin 'services restart sms-ntpd' 2>&1 || true)
 check "admin restarts a daemon through systemd and polkit (got: $out)" grep -q "sms-ntpd restarted" <<<"$out"
+
+mail_delivered() {
+  while [ $(( $(date +%s) - mail_sent_at )) -lt 180 ]; do
+    grep -l "boot-test marker" "$work/mails"/*.eml 2>/dev/null | head -n 1 | grep -q . && return 0
+    sleep 2
+  done
+  echo "     smtp server: $(tail -n 3 "$work/smtp.log" | tr '\n' ' ')"
+  as_root 'journalctl -u sms-logd --no-pager | tail -n 5; cat /var/lib/sms/logd/mail-status.json' 2>&1 | sed 's/^/     /'
+  return 1
+}
+check "a distribution failure reaches the customer's mail server as a mail (STARTTLS, AUTH)" mail_delivered
+m=$(grep -l "boot-test marker" "$work/mails"/*.eml 2>/dev/null | head -n 1 || true)
+check "the mail goes to the configured recipient and names the class in its subject" \
+  bash -c 'grep -q "^X-Envelope-To: noc@lab.example" "$1" && grep -qE "^Subject: \[SMS sms-lab\] .*distribution" "$1"' _ "${m:-/nonexistent}"
+out=$(as_admin 'show logging' 2>&1 || true)
+check "show logging tells the mail sent (got: $(grep 'mail notification' <<<"$out"))" grep -qE "mail notification: 10.0.2.2:$mailport to noc@lab.example; [1-9][0-9]* sent" <<<"$out"
 
 echo "== reboot (by admin, through the CLI and logind)"
 boot_id=$(as_root cat /proc/sys/kernel/random/boot_id 2>/dev/null || true)
