@@ -560,6 +560,19 @@ impl Notifier {
     pub fn status(&self) -> MailStatus {
         lock(&self.status).clone()
     }
+
+    /// Continues the count of an earlier run (its status file) when it
+    /// mailed the same server: a restart does not make `show logging`
+    /// forget what was mailed.
+    pub fn carry_over(&self, earlier: &MailStatus) {
+        let mut st = lock(&self.status);
+        if earlier.server == st.server {
+            st.sent += earlier.sent;
+            if st.last_sent.is_none() {
+                st.last_sent = earlier.last_sent.clone();
+            }
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -29,17 +29,21 @@ async fn write_mail_status(n: Arc<Notifier>, path: PathBuf) {
     loop {
         let st = n.status();
         if last.as_ref() != Some(&st) {
-            match serde_json::to_vec_pretty(&st) {
-                Ok(json) => {
-                    if let Err(e) = sms_core::files::write_atomic(&path, &json, 0o644) {
-                        tracing::warn!("writing {}: {e}", path.display());
-                    }
-                }
-                Err(e) => tracing::warn!("mail status: {e}"),
-            }
+            save_mail_status(&st, &path);
             last = Some(st);
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+fn save_mail_status(st: &sms_logd::mail::MailStatus, path: &std::path::Path) {
+    match serde_json::to_vec_pretty(st) {
+        Ok(json) => {
+            if let Err(e) = sms_core::files::write_atomic(path, &json, 0o644) {
+                tracing::warn!("writing {}: {e}", path.display());
+            }
+        }
+        Err(e) => tracing::warn!("mail status: {e}"),
     }
 }
 
@@ -96,6 +100,14 @@ async fn main() -> Result<()> {
                     m.recipients.join(", "),
                     n.status().server
                 );
+                // What an earlier run mailed still counts (show logging).
+                let path = cfg.state_dir.join("mail-status.json");
+                if let Some(earlier) = std::fs::read(&path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                {
+                    n.carry_over(&earlier);
+                }
                 let n = Arc::new(n);
                 tokio::spawn(write_mail_status(
                     n.clone(),
@@ -149,6 +161,8 @@ async fn main() -> Result<()> {
         {
             tracing::warn!("pending mail given up at shutdown: the mail server did not answer");
         }
+        // The mail sent at shutdown is counted for the next run.
+        save_mail_status(&n.status(), &cfg.state_dir.join("mail-status.json"));
     }
     Ok(())
 }

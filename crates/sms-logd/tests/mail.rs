@@ -301,6 +301,18 @@ fn a_digest_waiting_for_its_time_is_sent_when_the_daemon_stops() {
         mails[0]
     );
     assert!(mails[0].contains("firmware crit rauc: installing bundle failed"));
+
+    // Started again, it still counts the mail it sent at the stop.
+    let again = Logd::start(
+        dir.path(),
+        &mail_config_held(port, &ca_file, &pw, 3600, 3600),
+        "",
+    );
+    again.log(26, "rauc", 45, "installing bundle failed again");
+    // Only the new process can report this event pending.
+    let st = wait_mail_status(&again, "the new event pending", |s| s["pending"] == 1);
+    assert_eq!(st["sent"], 1, "{st}");
+    assert!(st["last_sent"].is_string(), "{st}");
 }
 
 #[test]

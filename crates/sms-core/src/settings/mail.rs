@@ -315,7 +315,7 @@ mod tests {
 pub struct MailStatus {
     /// The server, `host:port`.
     pub server: String,
-    /// Mails handed over since the start.
+    /// Mails handed over to this server (counted across restarts).
     pub sent: u64,
     /// Events waiting for the next mail.
     pub pending: u64,

@@ -40,6 +40,8 @@ impl Logd {
             dir.join("state").display()
         );
         std::fs::write(dir.join("logd.toml"), config).unwrap();
+        // A socket left by an earlier run is not this one's.
+        let _ = std::fs::remove_file(&socket);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sms-logd"));
         cmd.arg("--config")
             .arg(dir.join("logd.toml"))
