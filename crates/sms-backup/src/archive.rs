@@ -16,7 +16,7 @@
 
 use ring::{aead, hmac, pbkdf2, rand::SecureRandom};
 use serde::{Deserialize, Serialize};
-use sha2_shim::Sha256;
+use sha2::{Digest as _, Sha256};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -657,7 +657,7 @@ impl Archive {
                 &mut body,
             )
             .map_err(|_| damaged("it does not decrypt"))?;
-        if hex::encode(Sha256::digest(plain)) != e.sha256 {
+        if hex::encode(Sha256::digest(&*plain)) != e.sha256 {
             return Err(damaged("its digest differs"));
         }
         Ok(plain.to_vec())
@@ -705,28 +705,5 @@ fn check_name(name: &str) -> Result<(), ArchiveError> {
         Err(ArchiveError::Manifest(format!(
             "entry name {name:?} is not a relative path"
         )))
-    }
-}
-
-/// SHA-256 through ring, with the small API the archive needs.
-mod sha2_shim {
-    /// Incremental SHA-256.
-    pub(crate) struct Sha256(ring::digest::Context);
-
-    impl Sha256 {
-        pub(crate) fn new() -> Self {
-            Sha256(ring::digest::Context::new(&ring::digest::SHA256))
-        }
-        pub(crate) fn update(&mut self, b: &[u8]) {
-            self.0.update(b)
-        }
-        pub(crate) fn finalize(self) -> Vec<u8> {
-            self.0.finish().as_ref().to_vec()
-        }
-        pub(crate) fn digest(b: &[u8]) -> Vec<u8> {
-            ring::digest::digest(&ring::digest::SHA256, b)
-                .as_ref()
-                .to_vec()
-        }
     }
 }

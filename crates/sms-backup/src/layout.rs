@@ -1,6 +1,6 @@
 //! What a backup holds, as paths below the data partition (`/var/lib/sms`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// A daemon's store: where it lives and who serves it while running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,13 +68,6 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// The appliance's data partition.
-    pub fn appliance() -> Layout {
-        Layout {
-            root: PathBuf::from("/var/lib/sms"),
-        }
-    }
-
     /// `name` below the root.
     pub fn path(&self, name: &str) -> PathBuf {
         self.root.join(name)
@@ -88,10 +81,5 @@ impl Layout {
     /// Where restored trees are assembled before they replace the live ones.
     pub fn staging(&self) -> PathBuf {
         self.root.join(".restore-staging")
-    }
-
-    /// Whether `p` is below the root.
-    pub fn contains(&self, p: &Path) -> bool {
-        p.starts_with(&self.root)
     }
 }

@@ -2,7 +2,6 @@
 //! plan, then applied with the affected daemons stopped.
 
 use crate::archive::{Archive, ArchiveError, EntryKind, Keys};
-use crate::capture::ownership;
 use crate::layout::{Layout, AUDIT_LOG, OTHER_UNITS, STORES, TREES};
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
@@ -53,10 +52,9 @@ impl Verified {
                 EntryKind::File => {
                     let path = layout.path(&e.name);
                     let now = std::fs::read(&path).ok();
-                    let same = now.as_deref().map(|b| {
-                        hex::encode(ring::digest::digest(&ring::digest::SHA256, b).as_ref())
-                            == e.sha256
-                    });
+                    let same = now
+                        .as_deref()
+                        .map(|b| sms_core::blob::Digest::of(b).to_hex() == e.sha256);
                     match same {
                         Some(true) => {}
                         Some(false) if kept_here(layout, &e.name) => lines.push(format!(
@@ -120,8 +118,7 @@ impl Verified {
             // The restored settings applied now (host name, network,
             // accounts), not only when the path unit notices the new file.
             let applied = systemctl("start", &["sms-settings-apply.service"]);
-            // The others read restored secrets or keys; the settings
-            // applier follows the restored settings file by itself.
+            // The others read restored secrets or keys.
             let others = systemctl("try-restart", OTHER_UNITS);
             result?;
             started?;
@@ -314,11 +311,4 @@ fn systemctl(verb: &str, units: &[&str]) -> Result<()> {
         anyhow::bail!("systemctl {verb} {} failed ({status})", units.join(" "));
     }
     Ok(())
-}
-
-/// Owner and mode of a path, for tests comparing a restore with the
-/// original.
-pub fn describe(path: &Path) -> Result<String> {
-    let o = ownership(path)?;
-    Ok(format!("{:o} {}:{}", o.mode, o.owner, o.group))
 }

@@ -10,15 +10,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use sms_testkit::sftp_server::{keygen as make_key, SftpServer as Sshd};
-
-fn keygen(path: &Path) {
-    make_key(path).unwrap();
-}
-
-fn start_sshd() -> Sshd {
-    Sshd::start().unwrap()
-}
+use sms_testkit::sftp_server::{keygen, SftpServer as Sshd};
 
 fn tool(root: &Path, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sms-backup"))
@@ -66,7 +58,7 @@ fn text(o: &Output) -> String {
 
 #[test]
 fn backups_travel_through_a_real_sftp_server_with_its_host_key_pinned() {
-    let sshd = start_sshd();
+    let sshd = Sshd::start().unwrap();
     let a = tempfile::tempdir().unwrap();
     populate(a.path());
     let archive = a.path().join("out.smsbak");
@@ -124,7 +116,7 @@ fn backups_travel_through_a_real_sftp_server_with_its_host_key_pinned() {
 
     // Another server key than the pinned one: refused, nothing sent.
     let other = tempfile::tempdir().unwrap();
-    keygen(&other.path().join("k"));
+    keygen(&other.path().join("k")).unwrap();
     let wrong = std::fs::read_to_string(other.path().join("k.pub")).unwrap();
     let wrong_args = remote_args(&sshd, wrong.trim());
     let mut args = vec![

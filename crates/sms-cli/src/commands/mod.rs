@@ -368,15 +368,8 @@ impl Cli {
                 }
             };
             if confirm || op == Op::SystemBackup {
-                let what = parsed.words.join(" ");
-                let res = match &result {
-                    Ok(_) => "ok".to_string(),
-                    Err(e) => format!("failed: {e}"),
-                };
-                if let Err(e) = self.audit.record(&self.user, &what, &res) {
-                    return Outcome::Failed(format!(
-                        "% the audit log cannot be written ({e}); nothing else was done after the command"
-                    ));
+                if let Some(refused) = self.record(&parsed, &result) {
+                    return refused;
                 }
             }
             return match result {
@@ -416,13 +409,8 @@ impl Cli {
             self.run(op, &parsed, json)
         };
         if op.changes_state() {
-            let what = parsed.words.join(" ");
-            let res = match &result {
-                Ok(_) => "ok".to_string(),
-                Err(e) => format!("failed: {e}"),
-            };
-            if let Err(e) = self.audit.record(&self.user, &what, &res) {
-                return Outcome::Failed(format!("% the audit log cannot be written ({e}); nothing else was done after the command"));
+            if let Some(refused) = self.record(&parsed, &result) {
+                return refused;
             }
         }
         match result {
@@ -430,6 +418,21 @@ impl Cli {
             Ok(text) => Outcome::Ok(text),
             Err(e) => Outcome::Failed(format!("% {}", clean(&e))),
         }
+    }
+
+    /// Writes a state-changing command and its result to the audit log;
+    /// the outcome to show instead when the log cannot be written.
+    fn record(&self, parsed: &Parsed, result: &Result<String, String>) -> Option<Outcome> {
+        let what = parsed.words.join(" ");
+        let res = match result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("failed: {e}"),
+        };
+        self.audit.record(&self.user, &what, &res).err().map(|e| {
+            Outcome::Failed(format!(
+                "% the audit log cannot be written ({e}); nothing else was done after the command"
+            ))
+        })
     }
 
     fn configure(&mut self, p: &Parsed, line: &str, secrets: Vec<String>) -> Outcome {
