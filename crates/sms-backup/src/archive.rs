@@ -13,8 +13,21 @@
 //! nothing with the original but the pass phrase, so the pass phrase is what
 //! signs (ADR 17). The manifest carries a key check, so a wrong pass phrase
 //! is told apart from an altered archive.
+//!
+//! Format 2 is what scheduled backups write, with nobody there to type the
+//! pass phrase: the administrator enrolled it once ([`Enrolment`]), which
+//! left on the appliance an X25519 public key derived from the pass phrase
+//! and an Ed25519 signing key of the appliance's own, approved by a MAC
+//! under the pass phrase. Entries are sealed with a key agreed between a
+//! fresh ephemeral X25519 key and the enrolled public key (HKDF-SHA256);
+//! the file is signed with the appliance's key (Ed25519 over its SHA-256,
+//! 64 bytes at the end). A restore derives the X25519 secret and the MAC
+//! key from the pass phrase: a wrong pass phrase gives another public key,
+//! a signing key the pass phrase never approved fails the MAC (ADR 18).
 
-use ring::{aead, hmac, pbkdf2, rand::SecureRandom};
+use curve25519_dalek::montgomery::MontgomeryPoint;
+use ring::signature::{self, KeyPair as _};
+use ring::{aead, hkdf, hmac, pbkdf2, rand::SecureRandom};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
@@ -23,8 +36,13 @@ use std::path::{Path, PathBuf};
 
 /// First bytes of every archive.
 pub const MAGIC: &[u8; 8] = b"SMSBKUP\n";
-/// Archive format this firmware writes and the newest it reads.
-pub const FORMAT: u32 = 1;
+/// Newest archive format this firmware reads.
+pub const FORMAT: u32 = 2;
+/// Format of backups sealed and signed by a pass phrase typed for them.
+pub const FORMAT_PASSPHRASE: u32 = 1;
+/// Format of backups sealed to an enrolled public key and signed by the
+/// appliance's approved key (scheduled backups).
+pub const FORMAT_ENROLLED: u32 = 2;
 /// PBKDF2 rounds for new archives (OWASP's 2023 figure for HMAC-SHA256).
 pub const PBKDF2_ROUNDS: u32 = 600_000;
 /// Most PBKDF2 rounds an archive may ask for.
@@ -33,8 +51,19 @@ pub const MAX_PBKDF2_ROUNDS: u32 = 10_000_000;
 pub const MIN_PASSPHRASE_CHARS: usize = 12;
 /// Largest manifest read (bounds what a damaged length field can cost).
 const MAX_MANIFEST: u32 = 16 << 20;
-const MAC_LEN: usize = 32;
 const KEY_CHECK_LABEL: &[u8] = b"sms-backup key check v1";
+const BINDING_LABEL: &[u8] = b"sms-backup signer approval v2\0";
+const SIGNATURE_LABEL: &[u8] = b"sms-backup format 2 signature\0";
+const SEAL_INFO: &[u8] = b"sms-backup format 2 seal";
+
+/// Bytes after the bodies: the HMAC (format 1) or the Ed25519 signature.
+fn trailer_len(format: u32) -> usize {
+    if format >= FORMAT_ENROLLED {
+        64
+    } else {
+        32
+    }
+}
 
 /// Why an archive could not be written, read or trusted.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +113,13 @@ pub enum ArchiveError {
         /// What is wrong.
         reason: String,
     },
+    /// Format 2: the archive is signed by a key the pass phrase never
+    /// approved.
+    #[error("the backup is signed by a key this pass phrase never approved: it was not made by an appliance enrolled with it")]
+    UnapprovedSigner,
+    /// The enrolment for scheduled backups is missing or damaged.
+    #[error("scheduled backups: {0}")]
+    Enrolment(String),
     /// The pass phrase given for a new backup is too weak.
     #[error("the pass phrase must have at least {MIN_PASSPHRASE_CHARS} characters")]
     WeakPassphrase,
@@ -176,6 +212,23 @@ pub struct Manifest {
     pub key_check: String,
     /// The entries, in body order.
     pub entries: Vec<Entry>,
+    /// Format 2: the public keys the archive is sealed to and signed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<Recipient>,
+}
+
+/// Format 2: how an archive written without the pass phrase is sealed and
+/// who signed it (all hex).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recipient {
+    /// The enrolled X25519 public key (derived from the pass phrase).
+    pub public: String,
+    /// The archive's ephemeral X25519 public key.
+    pub ephemeral: String,
+    /// The appliance's Ed25519 public key that signed the archive.
+    pub signer: String,
+    /// HMAC under the pass phrase approving `signer` for `public`.
+    pub binding: String,
 }
 
 impl Manifest {
@@ -188,39 +241,163 @@ impl Manifest {
     }
 }
 
-/// The two keys derived from a pass phrase and salt.
+/// How the file's last bytes are checked.
+enum Check {
+    /// Format 1: HMAC-SHA256 under a key from the pass phrase.
+    Mac(hmac::Key),
+    /// Format 2: Ed25519 by this (approved) public key.
+    Signature(Vec<u8>),
+}
+
+/// The keys that open an archive: unlocked by the pass phrase.
 pub struct Keys {
     seal: aead::LessSafeKey,
-    sign: hmac::Key,
+    check: Check,
+}
+
+/// 64 bytes from the pass phrase (slow on purpose: [`PBKDF2_ROUNDS`]).
+fn stretch(passphrase: &str, salt: &[u8], rounds: u32) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    let rounds = NonZeroU32::new(rounds.max(1)).unwrap_or(NonZeroU32::MIN);
+    pbkdf2::derive(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        rounds,
+        salt,
+        passphrase.as_bytes(),
+        &mut out,
+    );
+    out
+}
+
+fn chacha(key: &[u8]) -> aead::LessSafeKey {
+    aead::UnboundKey::new(&aead::CHACHA20_POLY1305, key)
+        .map(aead::LessSafeKey::new)
+        .unwrap_or_else(|_| unreachable_key())
 }
 
 impl Keys {
-    /// Derives the keys (slow on purpose: [`PBKDF2_ROUNDS`]).
+    /// Derives the format 1 keys: sealing and signing.
     pub fn derive(passphrase: &str, salt: &[u8], rounds: u32) -> Keys {
-        let mut out = [0u8; 64];
-        let rounds = NonZeroU32::new(rounds.max(1)).unwrap_or(NonZeroU32::MIN);
-        pbkdf2::derive(
-            pbkdf2::PBKDF2_HMAC_SHA256,
-            rounds,
-            salt,
-            passphrase.as_bytes(),
-            &mut out,
-        );
+        let out = stretch(passphrase, salt, rounds);
         let (a, b) = out.split_at(32);
-        let seal = aead::UnboundKey::new(&aead::CHACHA20_POLY1305, a)
-            .map(aead::LessSafeKey::new)
-            .unwrap_or_else(|_| unreachable_key());
         Keys {
-            seal,
-            sign: hmac::Key::new(hmac::HMAC_SHA256, b),
+            seal: chacha(a),
+            check: Check::Mac(hmac::Key::new(hmac::HMAC_SHA256, b)),
         }
     }
 
-    fn key_check(&self) -> String {
-        hex::encode(hmac::sign(&self.sign, KEY_CHECK_LABEL).as_ref())
+    fn mac(&self) -> Option<&hmac::Key> {
+        match &self.check {
+            Check::Mac(k) => Some(k),
+            Check::Signature(_) => None,
+        }
     }
 }
 
+fn key_check(sign: &hmac::Key) -> String {
+    hex::encode(hmac::sign(sign, KEY_CHECK_LABEL).as_ref())
+}
+
+/// Format 2: the X25519 secret and the approval key a pass phrase gives.
+fn enrolment_secrets(passphrase: &str, salt: &[u8], rounds: u32) -> ([u8; 32], hmac::Key) {
+    let out = stretch(passphrase, salt, rounds);
+    let mut secret = [0u8; 32];
+    secret.copy_from_slice(&out[..32]);
+    (secret, hmac::Key::new(hmac::HMAC_SHA256, &out[32..]))
+}
+
+fn binding_message(public: &[u8], signer: &[u8]) -> Vec<u8> {
+    [BINDING_LABEL, public, signer].concat()
+}
+
+/// The sealing key agreed for format 2 (the same on both sides).
+fn agreed_key(
+    shared: &MontgomeryPoint,
+    ephemeral: &[u8; 32],
+    public: &[u8; 32],
+) -> Result<aead::LessSafeKey, ArchiveError> {
+    // A low-order point agrees on zero: never a key.
+    if shared.to_bytes() == [0u8; 32] {
+        return Err(ArchiveError::Manifest(
+            "the ephemeral key is not a usable X25519 key".into(),
+        ));
+    }
+    let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, &[&ephemeral[..], &public[..]].concat());
+    let prk = salt.extract(&shared.to_bytes());
+    let okm = prk
+        .expand(&[SEAL_INFO], &aead::CHACHA20_POLY1305)
+        .map_err(|_| ArchiveError::Manifest("key agreement failed".into()))?;
+    Ok(aead::LessSafeKey::new(aead::UnboundKey::from(okm)))
+}
+
+fn hex32(field: &str, value: &str) -> Result<[u8; 32], ArchiveError> {
+    hex::decode(value)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| ArchiveError::Manifest(format!("{field} is not a 32-byte hex key")))
+}
+
+/// What scheduled backups are sealed to and signed with, left on the
+/// appliance when the administrator enrols a pass phrase: nothing in it
+/// reveals the pass phrase (beyond guessing it offline, as with any
+/// archive) and sealing to it needs no secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enrolment {
+    /// How the pass phrase was stretched.
+    pub kdf: Kdf,
+    /// X25519 public key of the pass phrase, hex.
+    pub public: String,
+    /// The appliance's Ed25519 signing key (public half), hex.
+    pub signer: String,
+    /// HMAC under the pass phrase approving `signer` for `public`, hex.
+    pub binding: String,
+    /// When it was made (RFC 3339, UTC).
+    pub created: String,
+}
+
+impl Enrolment {
+    /// Enrols `passphrase`: returns the enrolment and the appliance's new
+    /// signing key (PKCS#8, to be kept by root alone).
+    pub fn create(
+        passphrase: &str,
+        rounds: u32,
+        created: &str,
+    ) -> Result<(Enrolment, Vec<u8>), ArchiveError> {
+        if passphrase.chars().count() < MIN_PASSPHRASE_CHARS {
+            return Err(ArchiveError::WeakPassphrase);
+        }
+        let salt = random::<16>()?;
+        let rounds = rounds.max(1_000);
+        let (secret, approve) = enrolment_secrets(passphrase, &salt, rounds);
+        let public = MontgomeryPoint::mul_base_clamped(secret).to_bytes();
+        let pkcs8 = signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
+            .map_err(|_| ArchiveError::Random)?;
+        let pair = signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+            .map_err(|_| ArchiveError::Enrolment("a new signing key did not parse".into()))?;
+        let signer = pair.public_key().as_ref().to_vec();
+        let binding = hmac::sign(&approve, &binding_message(&public, &signer));
+        Ok((
+            Enrolment {
+                kdf: Kdf {
+                    algorithm: "pbkdf2-hmac-sha256".into(),
+                    rounds,
+                    salt: hex::encode(salt),
+                },
+                public: hex::encode(public),
+                signer: hex::encode(signer),
+                binding: hex::encode(binding.as_ref()),
+                created: created.to_string(),
+            },
+            pkcs8.as_ref().to_vec(),
+        ))
+    }
+
+    /// A short name of the enrolled keys, shown to the administrator.
+    pub fn fingerprint(&self) -> String {
+        sms_core::backup::fingerprint(&self.public)
+    }
+}
 /// A 32-byte key is always valid for ChaCha20-Poly1305.
 fn unreachable_key() -> aead::LessSafeKey {
     unreachable!("ChaCha20-Poly1305 takes any 32-byte key")
@@ -254,12 +431,21 @@ enum Body {
 /// Builds an archive: entries are added, then [`ArchiveWriter::write`]
 /// writes the file.
 pub struct ArchiveWriter {
-    keys: Keys,
-    salt: [u8; 16],
-    rounds: u32,
+    format: u32,
+    seal: aead::LessSafeKey,
+    signer: Signer,
+    kdf: Kdf,
+    key_check: String,
+    recipient: Option<Recipient>,
     firmware: String,
     hostname: String,
     entries: Vec<(Entry, Body)>,
+}
+
+/// What signs the file being written.
+enum Signer {
+    Mac(hmac::Key),
+    Key(signature::Ed25519KeyPair),
 }
 
 impl ArchiveWriter {
@@ -281,10 +467,64 @@ impl ArchiveWriter {
         }
         let salt = random::<16>()?;
         let rounds = rounds.max(1_000);
+        let keys = Keys::derive(passphrase, &salt, rounds);
+        let Check::Mac(sign) = keys.check else {
+            unreachable!("format 1 keys sign with a MAC")
+        };
         Ok(ArchiveWriter {
-            keys: Keys::derive(passphrase, &salt, rounds),
-            salt,
-            rounds,
+            format: FORMAT_PASSPHRASE,
+            seal: keys.seal,
+            key_check: key_check(&sign),
+            signer: Signer::Mac(sign),
+            kdf: Kdf {
+                algorithm: "pbkdf2-hmac-sha256".into(),
+                rounds,
+                salt: hex::encode(salt),
+            },
+            recipient: None,
+            firmware: firmware.to_string(),
+            hostname: hostname.to_string(),
+            entries: Vec::new(),
+        })
+    }
+
+    /// A new format 2 archive, written without the pass phrase: sealed to
+    /// the enrolled public key, signed with the appliance's key
+    /// (`signing_key`, PKCS#8) the enrolment approved.
+    pub fn enrolled(
+        enrolment: &Enrolment,
+        signing_key: &[u8],
+        firmware: &str,
+        hostname: &str,
+    ) -> Result<Self, ArchiveError> {
+        let pair = signature::Ed25519KeyPair::from_pkcs8(signing_key).map_err(|_| {
+            ArchiveError::Enrolment("the appliance's signing key is damaged".into())
+        })?;
+        if hex::encode(pair.public_key().as_ref()) != enrolment.signer {
+            return Err(ArchiveError::Enrolment(
+                "the appliance's signing key is not the enrolled one: enrol the pass phrase again"
+                    .into(),
+            ));
+        }
+        let public = hex32("enrolled public key", &enrolment.public)
+            .map_err(|e| ArchiveError::Enrolment(e.to_string()))?;
+        let ephemeral_secret = random::<32>()?;
+        let ephemeral = MontgomeryPoint::mul_base_clamped(ephemeral_secret).to_bytes();
+        let shared = MontgomeryPoint(public).mul_clamped(ephemeral_secret);
+        let seal = agreed_key(&shared, &ephemeral, &public)
+            .map_err(|e| ArchiveError::Enrolment(e.to_string()))?;
+        Ok(ArchiveWriter {
+            format: FORMAT_ENROLLED,
+            seal,
+            signer: Signer::Key(pair),
+            kdf: enrolment.kdf.clone(),
+            key_check: String::new(),
+            recipient: Some(Recipient {
+                public: enrolment.public.clone(),
+                ephemeral: hex::encode(ephemeral),
+                signer: enrolment.signer.clone(),
+                binding: enrolment.binding.clone(),
+            }),
             firmware: firmware.to_string(),
             hostname: hostname.to_string(),
             entries: Vec::new(),
@@ -309,8 +549,7 @@ impl ArchiveWriter {
         let digest = Sha256::digest(content);
         let nonce = random::<12>()?;
         let mut sealed = content.to_vec();
-        self.keys
-            .seal
+        self.seal
             .seal_in_place_append_tag(
                 aead::Nonce::assume_unique_for_key(nonce),
                 aead::Aad::from(name.as_bytes()),
@@ -351,27 +590,31 @@ impl ArchiveWriter {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<(Manifest, u64), ArchiveError> {
         let manifest = Manifest {
-            format: FORMAT,
+            format: self.format,
             firmware: self.firmware.clone(),
             created: created.to_string(),
             hostname: self.hostname.clone(),
-            kdf: Kdf {
-                algorithm: "pbkdf2-hmac-sha256".into(),
-                rounds: self.rounds,
-                salt: hex::encode(self.salt),
-            },
-            key_check: self.keys.key_check(),
+            kdf: self.kdf.clone(),
+            key_check: self.key_check.clone(),
             entries: self.entries.iter().map(|(e, _)| e.clone()).collect(),
+            recipient: self.recipient.clone(),
         };
         let json = serde_json::to_vec(&manifest)
             .map_err(|e| ArchiveError::Manifest(format!("encoding: {e}")))?;
         let file = std::fs::File::create(out_path).map_err(io(out_path))?;
         let mut out = Signing {
             inner: std::io::BufWriter::new(file),
-            mac: hmac::Context::with_key(&self.keys.sign),
+            digest: match &self.signer {
+                Signer::Mac(k) => Digesting::Mac(hmac::Context::with_key(k)),
+                Signer::Key(_) => Digesting::Hash(Sha256::new()),
+            },
             bytes: 0,
         };
-        let total = MAGIC.len() as u64 + 4 + json.len() as u64 + manifest.body_bytes() + 32;
+        let total = MAGIC.len() as u64
+            + 4
+            + json.len() as u64
+            + manifest.body_bytes()
+            + trailer_len(self.format) as u64;
         out.put(MAGIC).map_err(io(out_path))?;
         out.put(&(json.len() as u32).to_be_bytes())
             .map_err(io(out_path))?;
@@ -407,9 +650,16 @@ impl ArchiveWriter {
             }
             progress(out.bytes, total);
         }
-        let tag = out.mac.clone().sign();
+        let tag = match (out.digest, &self.signer) {
+            (Digesting::Mac(m), _) => m.sign().as_ref().to_vec(),
+            (Digesting::Hash(h), Signer::Key(pair)) => pair
+                .sign(&[SIGNATURE_LABEL, &h.finalize()[..]].concat())
+                .as_ref()
+                .to_vec(),
+            (Digesting::Hash(_), Signer::Mac(_)) => unreachable!("a MAC signer digests with a MAC"),
+        };
         let mut inner = out.inner;
-        inner.write_all(tag.as_ref()).map_err(io(out_path))?;
+        inner.write_all(&tag).map_err(io(out_path))?;
         let file = inner.into_inner().map_err(|e| ArchiveError::Io {
             path: out_path.to_path_buf(),
             source: e.into_error(),
@@ -441,15 +691,30 @@ fn entry(
     }
 }
 
+/// What the file's bytes are fed to while written or checked.
+enum Digesting {
+    Mac(hmac::Context),
+    Hash(Sha256),
+}
+
+impl Digesting {
+    fn update(&mut self, b: &[u8]) {
+        match self {
+            Digesting::Mac(m) => m.update(b),
+            Digesting::Hash(h) => h.update(b),
+        }
+    }
+}
+
 struct Signing<W: Write> {
     inner: W,
-    mac: hmac::Context,
+    digest: Digesting,
     bytes: u64,
 }
 
 impl<W: Write> Signing<W> {
     fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
-        self.mac.update(b);
+        self.digest.update(b);
         self.inner.write_all(b)?;
         self.bytes += b.len() as u64;
         Ok(())
@@ -525,6 +790,19 @@ impl Archive {
         }
         let manifest: Manifest =
             serde_json::from_slice(&json).map_err(|e| ArchiveError::Manifest(e.to_string()))?;
+        match (manifest.format, &manifest.recipient) {
+            (FORMAT_PASSPHRASE, None) | (FORMAT_ENROLLED, Some(_)) => {}
+            (f, _) => {
+                return Err(ArchiveError::Manifest(format!(
+                    "format {f} with{} recipient keys",
+                    if manifest.recipient.is_some() {
+                        ""
+                    } else {
+                        "out"
+                    }
+                )))
+            }
+        }
         for e in &manifest.entries {
             check_name(&e.name)?;
         }
@@ -571,21 +849,41 @@ impl Archive {
         }
         let salt =
             hex::decode(&kdf.salt).map_err(|_| ArchiveError::Manifest("salt is not hex".into()))?;
-        let keys = Keys::derive(passphrase, &salt, kdf.rounds);
-        let check = hex::decode(&self.manifest.key_check)
-            .map_err(|_| ArchiveError::Manifest("key check is not hex".into()))?;
-        hmac::verify(&keys.sign, KEY_CHECK_LABEL, &check)
-            .map_err(|_| ArchiveError::WrongPassphrase)?;
-        Ok(keys)
+        let Some(r) = &self.manifest.recipient else {
+            let keys = Keys::derive(passphrase, &salt, kdf.rounds);
+            let check = hex::decode(&self.manifest.key_check)
+                .map_err(|_| ArchiveError::Manifest("key check is not hex".into()))?;
+            let mac = keys.mac().ok_or(ArchiveError::WrongPassphrase)?;
+            hmac::verify(mac, KEY_CHECK_LABEL, &check)
+                .map_err(|_| ArchiveError::WrongPassphrase)?;
+            return Ok(keys);
+        };
+        let public = hex32("recipient public key", &r.public)?;
+        let ephemeral = hex32("ephemeral key", &r.ephemeral)?;
+        let signer = hex32("signer key", &r.signer)?;
+        let binding = hex::decode(&r.binding)
+            .map_err(|_| ArchiveError::Manifest("signer approval is not hex".into()))?;
+        let (secret, approve) = enrolment_secrets(passphrase, &salt, kdf.rounds);
+        if MontgomeryPoint::mul_base_clamped(secret).to_bytes() != public {
+            return Err(ArchiveError::WrongPassphrase);
+        }
+        hmac::verify(&approve, &binding_message(&public, &signer), &binding)
+            .map_err(|_| ArchiveError::UnapprovedSigner)?;
+        let shared = MontgomeryPoint(ephemeral).mul_clamped(secret);
+        Ok(Keys {
+            seal: agreed_key(&shared, &ephemeral, &public)?,
+            check: Check::Signature(signer.to_vec()),
+        })
     }
 
     /// Checks the file's length and signature: after this, every byte is
     /// the one the appliance wrote.
     pub fn verify(&self, keys: &Keys) -> Result<(), ArchiveError> {
+        let trailer = trailer_len(self.manifest.format);
         let expected = self
             .body_start
             .saturating_add(self.manifest.body_bytes())
-            .saturating_add(MAC_LEN as u64);
+            .saturating_add(trailer as u64);
         if self.file_len < expected {
             return Err(ArchiveError::Truncated {
                 expected,
@@ -599,24 +897,38 @@ impl Archive {
         }
         let f = std::fs::File::open(&self.path).map_err(io(&self.path))?;
         let mut rd = BufReader::with_capacity(1 << 16, f);
-        let mut mac = hmac::Context::with_key(&keys.sign);
-        let mut left = expected - MAC_LEN as u64;
+        let mut digest = match &keys.check {
+            Check::Mac(k) if trailer == 32 => Digesting::Mac(hmac::Context::with_key(k)),
+            Check::Signature(_) if trailer == 64 => Digesting::Hash(Sha256::new()),
+            _ => return Err(ArchiveError::Altered),
+        };
+        let mut left = expected - trailer as u64;
         let mut buf = vec![0u8; 1 << 16];
         while left > 0 {
             let want = left.min(buf.len() as u64) as usize;
             rd.read_exact(&mut buf[..want]).map_err(io(&self.path))?;
-            mac.update(&buf[..want]);
+            digest.update(&buf[..want]);
             left -= want as u64;
         }
-        let mut tag = [0u8; MAC_LEN];
+        let mut tag = vec![0u8; trailer];
         rd.read_exact(&mut tag).map_err(io(&self.path))?;
-        let ours = mac.sign();
-        let diff = ours
-            .as_ref()
-            .iter()
-            .zip(tag.iter())
-            .fold(0u8, |d, (a, b)| d | (a ^ b));
-        if diff != 0 {
+        let good = match (digest, &keys.check) {
+            (Digesting::Mac(m), _) => {
+                let ours = m.sign();
+                ours.as_ref()
+                    .iter()
+                    .zip(tag.iter())
+                    .fold(0u8, |d, (a, b)| d | (a ^ b))
+                    == 0
+            }
+            (Digesting::Hash(h), Check::Signature(public)) => {
+                signature::UnparsedPublicKey::new(&signature::ED25519, public)
+                    .verify(&[SIGNATURE_LABEL, &h.finalize()[..]].concat(), &tag)
+                    .is_ok()
+            }
+            (Digesting::Hash(_), Check::Mac(_)) => false,
+        };
+        if !good {
             return Err(ArchiveError::Altered);
         }
         Ok(())

@@ -2,7 +2,7 @@
 //! partition, each store copied by its running daemon over the bus (or
 //! opened here when its daemon is stopped), package files on request.
 
-use crate::archive::{ArchiveWriter, EntryKind, Manifest, Ownership};
+use crate::archive::{ArchiveWriter, Enrolment, EntryKind, Manifest, Ownership};
 use crate::layout::{Layout, StoreSpec, BLOBS, FILES, STORES, TREES};
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Seek, SeekFrom};
@@ -135,17 +135,51 @@ async fn export_store(
     Ok(records)
 }
 
+/// How a backup is sealed and signed.
+#[derive(Clone, Copy)]
+pub enum Sealing<'a> {
+    /// By the pass phrase the administrator typed for it (format 1).
+    Passphrase(&'a str),
+    /// To the enrolled pass phrase's public key, signed by the appliance's
+    /// approved key (format 2: scheduled backups).
+    Enrolled {
+        /// The enrolment.
+        enrolment: &'a Enrolment,
+        /// The appliance's signing key, PKCS#8.
+        signing_key: &'a [u8],
+    },
+}
+
+impl<'a> From<&'a str> for Sealing<'a> {
+    fn from(passphrase: &'a str) -> Self {
+        Sealing::Passphrase(passphrase)
+    }
+}
+
+impl<'a> From<&'a String> for Sealing<'a> {
+    fn from(passphrase: &'a String) -> Self {
+        Sealing::Passphrase(passphrase)
+    }
+}
+
 /// Takes a backup of `layout` into `out`. `progress` gets a line per step.
-pub async fn capture(
+pub async fn capture<'a>(
     layout: &Layout,
-    passphrase: &str,
+    sealing: impl Into<Sealing<'a>>,
     opts: &CaptureOptions,
     access: StoreAccess,
     out: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(Manifest, u64)> {
-    let mut w =
-        ArchiveWriter::with_rounds(passphrase, &opts.firmware, &opts.hostname, opts.rounds)?;
+    let mut w = match sealing.into() {
+        Sealing::Passphrase(p) => {
+            ArchiveWriter::with_rounds(p, &opts.firmware, &opts.hostname, opts.rounds)?
+        }
+        Sealing::Enrolled {
+            enrolment,
+            signing_key,
+        } => ArchiveWriter::enrolled(enrolment, signing_key, &opts.firmware, &opts.hostname)?,
+    };
     progress("settings, secrets and identity");
     for t in TREES {
         add_tree(&mut w, layout, t)?;

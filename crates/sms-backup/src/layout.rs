@@ -23,11 +23,15 @@ pub const TREES: &[&str] = &["config", "distd/tls", "ssh"];
 pub const AUDIT_LOG: &str = "cli/audit.log";
 
 /// Single files: the CLI's audit trail; the appliance's key for the backup
-/// server (so that a restored appliance reaches the same server).
+/// server (so that a restored appliance reaches the same server); the
+/// enrolment of scheduled backups and the key that signs them (so that a
+/// replacement goes on taking them, sealed to the same pass phrase).
 pub const FILES: &[&str] = &[
     AUDIT_LOG,
     "backup/transfer/id_ed25519",
     "backup/transfer/id_ed25519.pub",
+    sms_core::backup::BACKUP_ENROLMENT,
+    crate::service::SIGNING_KEY,
 ];
 
 /// The stores: packages metadata, inventory and jobs, events.

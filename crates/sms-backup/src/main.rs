@@ -132,6 +132,19 @@ enum Cmd {
         #[arg(long, default_value_t = PBKDF2_ROUNDS, hide = true)]
         rounds: u32,
     },
+    /// One tick of the backup schedule (sms-backup-scheduled.timer, every
+    /// 15 minutes): takes and sends a backup when one is due.
+    Scheduled {
+        /// The committed settings.
+        #[arg(long, default_value = "/var/lib/sms/config/settings.toml")]
+        settings: PathBuf,
+        /// Open the stores here instead of asking the daemons.
+        #[arg(long)]
+        offline: bool,
+        /// Send without the transfer unit (tests).
+        #[arg(long)]
+        direct: bool,
+    },
     /// The networked step of the backup service (sms-backup-transfer@OP,
     /// account sms-backup): does the request in the transfer directory.
     Transfer {
@@ -303,6 +316,52 @@ fn run(cli: Cli) -> Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(service.handle(std::io::stdin().lock(), std::io::stdout().lock()));
+        }
+        Cmd::Scheduled {
+            settings,
+            offline,
+            direct,
+        } => {
+            let service = sms_backup::service::Service {
+                layout,
+                settings,
+                access: if offline {
+                    StoreAccess::Direct
+                } else {
+                    StoreAccess::Bus
+                },
+                services: false,
+                transfer: if direct {
+                    sms_backup::transfer::Transfer::Direct
+                } else {
+                    sms_backup::transfer::Transfer::Unit
+                },
+                rounds: PBKDF2_ROUNDS,
+                hostname: hostname(),
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let tick = match rt.block_on(service.tick(now)) {
+                Ok(t) => t,
+                Err(e) => {
+                    // Logged as an error (the journal, remote syslog and the
+                    // mail notifier see it), the unit fails.
+                    tracing::error!("{e:#}");
+                    std::process::exit(1);
+                }
+            };
+            match tick {
+                sms_backup::service::Tick::Sent(text) => {
+                    tracing::info!("scheduled backup: {}", text.replace('\n', "; "));
+                    println!("{text}");
+                }
+                sms_backup::service::Tick::Busy => {
+                    tracing::info!("scheduled backup due, but another backup or restore is running: tried again at the next tick");
+                }
+                sms_backup::service::Tick::NotDue | sms_backup::service::Tick::Unscheduled => {}
+            }
         }
         Cmd::Transfer { op } => {
             sms_backup::transfer::serve_unit(&sms_backup::transfer::dir_of(&layout.root), &op)?;

@@ -5,13 +5,15 @@
 //! on first use. The service has no network: archives travel through the
 //! transfer step ([`crate::transfer`]).
 
-use crate::capture::{capture, CaptureOptions, StoreAccess};
+use crate::archive::Enrolment;
+use crate::capture::{capture, CaptureOptions, Sealing, StoreAccess};
 use crate::layout::Layout;
 use crate::restore;
 use crate::sftp::backup_name;
 use crate::transfer::{self, Transfer, TransferOp, TransferRequest, INCOMING, KEY, OUTGOING};
 use anyhow::{bail, Context, Result};
-use sms_core::backup::{BackupReply, BackupRequest};
+use serde::{Deserialize, Serialize};
+use sms_core::backup::{BackupReply, BackupRequest, BACKUP_ENROLMENT};
 use sms_core::settings::{BackupServer, Settings};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -21,6 +23,40 @@ pub const WORK_DIR: &str = "backup";
 
 /// Longest request line read (a pass phrase and a name).
 const MAX_REQUEST: u64 = 64 * 1024;
+
+/// The appliance's signing key of scheduled backups (root only).
+pub const SIGNING_KEY: &str = "backup/schedule/signing-key.pk8";
+
+/// What the schedule did for its latest due time.
+const SCHEDULE_STATE: &str = "backup/schedule/state.json";
+
+/// Attempts of one due backup before the schedule waits for the next one
+/// (one per tick of the timer, every 15 minutes).
+pub const SCHEDULED_ATTEMPTS: u32 = 3;
+
+/// The schedule's memory: which due time was served and how.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct ScheduleState {
+    /// The due time (Unix seconds) these attempts were for.
+    due: i64,
+    /// Attempts made for it.
+    attempts: u32,
+    /// Whether one succeeded.
+    done: bool,
+}
+
+/// What a tick of the schedule did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tick {
+    /// No schedule is configured.
+    Unscheduled,
+    /// Nothing due (done, or given up until the next due time).
+    NotDue,
+    /// Another backup or restore holds the lock: the next tick tries again.
+    Busy,
+    /// A backup was taken and sent: the text for the log.
+    Sent(String),
+}
 
 /// The service's surroundings.
 #[derive(Debug, Clone)]
@@ -125,6 +161,7 @@ impl Service {
             BackupRequest::Backup { .. } => "backup",
             BackupRequest::List => "list",
             BackupRequest::PublicKey => "public-key",
+            BackupRequest::Enrol { .. } => "enrol",
             BackupRequest::Restore { confirm: true, .. } => "restore",
             BackupRequest::Restore { .. } => "restore check",
         };
@@ -142,7 +179,7 @@ impl Service {
     }
 
     /// Notes the outcome of a backup for `show backup`.
-    fn note(&self, name: Option<String>, bytes: u64, error: Option<String>) {
+    fn note(&self, name: Option<String>, bytes: u64, error: Option<String>, scheduled: bool) {
         let status = sms_core::backup::BackupStatus {
             attempted: time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)
@@ -150,6 +187,7 @@ impl Service {
             name,
             bytes,
             error,
+            scheduled,
         };
         let path = self.layout.path(sms_core::backup::BACKUP_STATUS);
         let written = serde_json::to_vec(&status)
@@ -160,18 +198,20 @@ impl Service {
         }
     }
 
-    async fn run<W: Write>(&self, req: BackupRequest, out: &mut Replies<W>) -> Result<String> {
+    fn lock(&self) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
         std::fs::create_dir_all(self.work())?;
         let lock_path = self.work().join(".lock");
         let lock_file = std::fs::File::create(&lock_path)?;
-        let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "another backup or restore is running; try again when it has finished"
-                )
-            })?;
+        Ok(nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock).ok())
+    }
+
+    async fn run<W: Write>(&self, req: BackupRequest, out: &mut Replies<W>) -> Result<String> {
+        let _lock = self.lock()?.ok_or_else(|| {
+            anyhow::anyhow!("another backup or restore is running; try again when it has finished")
+        })?;
         match req {
             BackupRequest::PublicKey => self.ensure_key(),
+            BackupRequest::Enrol { passphrase } => self.enrol(&passphrase),
             BackupRequest::List => {
                 let t = self.target()?;
                 self.ensure_key()?;
@@ -186,10 +226,12 @@ impl Service {
                 passphrase,
                 packages,
             } => {
-                let done = self.backup(&passphrase, packages, out).await;
+                let done = self
+                    .backup(Sealing::Passphrase(&passphrase), packages, out)
+                    .await;
                 match &done {
-                    Ok((_, name, bytes)) => self.note(Some(name.clone()), *bytes, None),
-                    Err(e) => self.note(None, 0, Some(format!("{e:#}"))),
+                    Ok((_, name, bytes)) => self.note(Some(name.clone()), *bytes, None, false),
+                    Err(e) => self.note(None, 0, Some(format!("{e:#}")), false),
                 }
                 done.map(|(text, _, _)| text)
             }
@@ -201,10 +243,141 @@ impl Service {
         }
     }
 
+    /// Enrols the pass phrase of scheduled backups: keeps its public key
+    /// and a new signing key of the appliance it approves.
+    fn enrol(&self, passphrase: &str) -> Result<String> {
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let (enrolment, key) = Enrolment::create(passphrase, self.rounds, &now)?;
+        let key_path = self.layout.path(SIGNING_KEY);
+        let enrolment_path = self.layout.path(BACKUP_ENROLMENT);
+        if let Some(dir) = key_path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+            std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        }
+        // The key first: an enrolment never names a key that is not there.
+        sms_core::files::write_atomic(&key_path, &key, 0o600)
+            .with_context(|| key_path.display().to_string())?;
+        let json = serde_json::to_vec_pretty(&enrolment)?;
+        sms_core::files::write_atomic(&enrolment_path, &json, 0o644)
+            .with_context(|| enrolment_path.display().to_string())?;
+        Ok(format!(
+            "scheduled backups are sealed to this pass phrase from now on (key {}); restoring one asks for it",
+            enrolment.fingerprint()
+        ))
+    }
+
+    fn enrolled(&self) -> Result<(Enrolment, Vec<u8>)> {
+        let path = self.layout.path(BACKUP_ENROLMENT);
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "no pass phrase is enrolled for scheduled backups: run system backup pass-phrase"
+            ),
+            Err(e) => return Err(e).context(path.display().to_string()),
+        };
+        let enrolment: Enrolment = serde_json::from_slice(&text)
+            .with_context(|| format!("{} is damaged", path.display()))?;
+        let key_path = self.layout.path(SIGNING_KEY);
+        let key = std::fs::read(&key_path).with_context(|| {
+            format!(
+                "{}: enrol the pass phrase again (system backup pass-phrase)",
+                key_path.display()
+            )
+        })?;
+        Ok((enrolment, key))
+    }
+
+    fn schedule_state(&self) -> ScheduleState {
+        std::fs::read(self.layout.path(SCHEDULE_STATE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn save_schedule_state(&self, st: &ScheduleState) {
+        let path = self.layout.path(SCHEDULE_STATE);
+        let written = serde_json::to_vec(st)
+            .map_err(std::io::Error::other)
+            .and_then(|b| sms_core::files::write_atomic(&path, &b, 0o644));
+        if let Err(e) = written {
+            tracing::warn!("{}: {e}", path.display());
+        }
+    }
+
+    /// One tick of the schedule at `now` (Unix seconds): takes and sends a
+    /// backup when one is due and not yet taken (a failed one is tried
+    /// again at the next ticks, [`SCHEDULED_ATTEMPTS`] times in all).
+    pub async fn tick(&self, now: i64) -> Result<Tick> {
+        let text = std::fs::read_to_string(&self.settings).unwrap_or_default();
+        let settings = Settings::from_toml(&self.settings, &text)?;
+        let Some(schedule) = settings.backup.as_ref().and_then(|b| b.schedule.clone()) else {
+            return Ok(Tick::Unscheduled);
+        };
+        let due = schedule
+            .last_due(now)
+            .context("the backup schedule is invalid")?;
+        let mut st = self.schedule_state();
+        if st.due == due && (st.done || st.attempts >= SCHEDULED_ATTEMPTS) {
+            return Ok(Tick::NotDue);
+        }
+        if st.due != due {
+            st = ScheduleState {
+                due,
+                attempts: 0,
+                done: false,
+            };
+        }
+        let Some(_lock) = self.lock()? else {
+            return Ok(Tick::Busy);
+        };
+        st.attempts += 1;
+        self.save_schedule_state(&st);
+        let mut sink = Replies {
+            out: std::io::sink(),
+        };
+        let result = match self.enrolled() {
+            Ok((enrolment, key)) => {
+                self.backup(
+                    Sealing::Enrolled {
+                        enrolment: &enrolment,
+                        signing_key: &key,
+                    },
+                    schedule.packages,
+                    &mut sink,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok((text, name, bytes)) => {
+                st.done = true;
+                self.save_schedule_state(&st);
+                self.note(Some(name), bytes, None, true);
+                Ok(Tick::Sent(text))
+            }
+            Err(e) => {
+                let tries = if st.attempts < SCHEDULED_ATTEMPTS {
+                    format!(
+                        "attempt {} of {SCHEDULED_ATTEMPTS}, tried again in 15 minutes",
+                        st.attempts
+                    )
+                } else {
+                    "no more attempts until the next scheduled time".to_string()
+                };
+                let e = e.context(format!("scheduled backup ({tries})"));
+                self.note(None, 0, Some(format!("{e:#}")), true);
+                Err(e)
+            }
+        }
+    }
+
     /// Takes and sends a backup; returns the text, its name and size.
     async fn backup<W: Write>(
         &self,
-        passphrase: &str,
+        sealing: Sealing<'_>,
         packages: bool,
         out: &mut Replies<W>,
     ) -> Result<(String, String, u64)> {
@@ -217,14 +390,9 @@ impl Service {
             hostname: self.hostname.clone(),
             rounds: self.rounds,
         };
-        let result = capture(
-            &self.layout,
-            passphrase,
-            &opts,
-            self.access,
-            &file,
-            &mut |s| out.send(&BackupReply::Progress(s.to_string())),
-        )
+        let result = capture(&self.layout, sealing, &opts, self.access, &file, &mut |s| {
+            out.send(&BackupReply::Progress(s.to_string()))
+        })
         .await;
         let (manifest, size) = match result {
             Ok(r) => r,

@@ -103,6 +103,9 @@ pub enum Op {
     SystemBackup,
     /// `system backup list`: the backups on the backup server.
     SystemBackupList,
+    /// `system backup pass-phrase`: enrol the pass phrase scheduled backups
+    /// are sealed to (asked twice; only its public key is kept).
+    SystemBackupPassPhrase,
     /// `system restore NAME [confirm]`: fetch, check, show and restore a
     /// backup (the pass phrase is asked).
     SystemRestore,
@@ -139,6 +142,7 @@ impl Op {
             | Op::Password
             | Op::ServicesRestart
             | Op::SystemBackup
+            | Op::SystemBackupPassPhrase
             | Op::SystemRestore
             | Op::SystemReboot
             | Op::SystemShutdown

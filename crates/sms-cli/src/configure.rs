@@ -157,6 +157,19 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
                     "backups kept there, older ones removed (10 when not set)",
                 )
                 .then(vec![Node::arg(Number, "count").run(Cfg::SetBackup)]),
+                Node::kw(
+                    "schedule",
+                    "also take backups by themselves (system backup pass-phrase enrols their pass phrase)",
+                )
+                .then(vec![
+                    Node::kw("daily", "every day").then(vec![backup_at()]),
+                    Node::kw("weekly", "one day a week").then(
+                        settings::WEEKDAYS
+                            .iter()
+                            .map(|d| Node::kw(d, "that day").then(vec![backup_at()]))
+                            .collect(),
+                    ),
+                ]),
             ]),
             ]),
             Node::kw("interface", "the management interface").then(vec![Node::kw(
@@ -324,6 +337,7 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
                 .then(vec![
                     Node::kw("directory", "the account's home").run(Cfg::DeleteBackup),
                     Node::kw("keep", "10 backups").run(Cfg::DeleteBackup),
+                    Node::kw("schedule", "on demand only").run(Cfg::DeleteBackup),
                 ]),
             Node::kw("login", "accounts").then(vec![Node::kw("user", "an account").then(vec![
                 Node::arg(Account, "account name (every key of it)")
@@ -435,6 +449,15 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
 }
 
 /// The port after a `port` keyword (the second argument), if given.
+/// `at HH:MM [packages]` of a backup schedule.
+fn backup_at() -> Node {
+    Node::kw("at", "the time of day").then(vec![Node::arg(ArgKind::Text, "HH:MM, UTC")
+        .run(Cfg::SetBackup)
+        .then(vec![
+            Node::kw("packages", "with the package files too").run(Cfg::SetBackup)
+        ])])
+}
+
 /// `user NAME` after the backup server.
 fn backup_user() -> Node {
     Node::kw(
@@ -817,6 +840,7 @@ pub fn apply(
                 host_key: String::new(),
                 directory: None,
                 keep: None,
+                schedule: None,
             });
             b.server = arg(0);
             b.port = port;
@@ -839,6 +863,16 @@ pub fn apply(
                 b.directory = Some(arg(0));
             } else if has("keep") {
                 b.keep = Some(arg(0).parse().map_err(|_| "keep is a number of backups")?);
+            } else if has("schedule") {
+                b.schedule = Some(settings::BackupSchedule {
+                    day: p
+                        .keywords
+                        .iter()
+                        .find(|k| settings::WEEKDAYS.contains(k))
+                        .map(|d| d.to_string()),
+                    at: arg(0),
+                    packages: has("packages"),
+                });
             }
         }
         Cfg::DeleteBackup => {
@@ -849,6 +883,8 @@ pub fn apply(
                 b.directory = None;
             } else if has("keep") {
                 b.keep = None;
+            } else if has("schedule") {
+                b.schedule = None;
             } else {
                 c.backup = None;
             }

@@ -111,6 +111,17 @@ pub fn set_lines(s: &Settings) -> Vec<SetLine> {
         if let Some(k) = b.keep {
             plain(format!("set system backup keep {k}"));
         }
+        if let Some(sc) = &b.schedule {
+            let when = match &sc.day {
+                None => "daily".to_string(),
+                Some(d) => format!("weekly {d}"),
+            };
+            let pk = if sc.packages { " packages" } else { "" };
+            plain(format!(
+                "set system backup schedule {when} at {}{pk}",
+                sc.at
+            ));
+        }
     }
     if let Some(m) = &s.mail {
         let port = m.port.map(|p| format!(" port {p}")).unwrap_or_default();

@@ -155,3 +155,143 @@ fn a_backup_taken_in_the_cli_restores_the_settings_it_had() {
     );
     assert!(audit.contains("system backup"), "{audit}");
 }
+
+#[test]
+fn scheduled_backups_are_sealed_to_the_enrolled_pass_phrase_and_restore_with_it() {
+    let sftp = SftpServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    for d in ["updated", "distd/state", "snmpd/store"] {
+        let s = sms_core::store::Store::open(&state.join(d)).unwrap();
+        let mut b = sms_core::store::Batch::new();
+        b.put("records", "k", d.as_bytes().to_vec());
+        s.apply(&b).unwrap();
+    }
+    serve(state);
+    let service = Service {
+        layout: Layout {
+            root: state.to_path_buf(),
+        },
+        settings: state.join("config/settings.toml"),
+        access: StoreAccess::Direct,
+        services: false,
+        transfer: sms_backup::transfer::Transfer::Direct,
+        rounds: 1_000,
+        hostname: "sms-lab".into(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // 2026-12-04 (a Friday) 20:00 UTC.
+    let now = 1_796_414_400;
+    use sms_backup::service::Tick;
+    assert_eq!(rt.block_on(service.tick(now)).unwrap(), Tick::Unscheduled);
+
+    let out = cli(
+        state,
+        &format!(
+            "configure\n\
+             set system hostname sms-before\n\
+             set system backup server 127.0.0.1 port {port} user {user}\n\
+             set system backup host-key {key}\n\
+             set system backup directory {store}\n\
+             set system backup schedule daily at 25:00\n\
+             set system backup schedule weekly friday at 19:45\n\
+             commit\n\
+             set system backup schedule daily at 7:00\n\
+             commit\n\
+             exit\n\
+             show configuration\n\
+             show backup\n",
+            port = sftp.port,
+            user = sftp.user,
+            key = sftp.host_key,
+            store = sftp.store.display(),
+        ),
+    );
+    assert!(out.contains("the time is HH:MM"), "{out}");
+    assert!(
+        out.contains("set system backup schedule weekly friday at 19:45"),
+        "{out}"
+    );
+    assert!(
+        out.contains("weekly on friday at 19:45 UTC: NOT TAKEN until a pass phrase is enrolled"),
+        "{out}"
+    );
+    let public = out
+        .lines()
+        .find(|l| l.starts_with("ssh-ed25519 ") && l.contains("sms-backup@"))
+        .unwrap_or_else(|| panic!("no appliance key shown: {out}"))
+        .to_string();
+    sftp.authorize(&public).unwrap();
+
+    // Due (Friday 19:45 has passed) but nothing to seal to: it fails and
+    // says why, and is tried again at the next tick.
+    let e = rt.block_on(service.tick(now)).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("no pass phrase is enrolled"),
+        "{e:#}"
+    );
+    let out = cli(state, "show backup\n");
+    assert!(
+        out.contains("FAILED") && out.contains("(scheduled): scheduled backup (attempt 1 of 3"),
+        "{out}"
+    );
+
+    let out = cli(
+        state,
+        "system backup pass-phrase\nthe scheduled pass phrase\nanother one entirely\n\
+         system backup pass-phrase\nthe scheduled pass phrase\nthe scheduled pass phrase\n\
+         show backup\n",
+    );
+    assert!(out.contains("the two pass phrases differ"), "{out}");
+    assert!(
+        out.contains("scheduled backups are sealed to this pass phrase from now on"),
+        "{out}"
+    );
+    assert!(out.contains("sealed to  the pass phrase enrolled"), "{out}");
+    // Nothing of the pass phrase on the appliance.
+    for f in ["backup/schedule/enrolment.json", "config/settings.toml"] {
+        let text = std::fs::read_to_string(state.join(f)).unwrap();
+        assert!(!text.contains("scheduled pass"), "{f}: {text}");
+    }
+
+    let Tick::Sent(text) = rt.block_on(service.tick(now)).unwrap() else {
+        panic!("no scheduled backup taken")
+    };
+    let name = text
+        .strip_prefix("backup ")
+        .and_then(|r| r.split(' ').next())
+        .unwrap()
+        .to_string();
+    // Taken for this due time: the next ticks do nothing until next Friday.
+    assert_eq!(rt.block_on(service.tick(now + 900)).unwrap(), Tick::NotDue);
+    assert!(matches!(
+        rt.block_on(service.tick(now + 7 * 86_400)),
+        Ok(Tick::Sent(_))
+    ));
+    let out = cli(state, "show backup\n");
+    assert!(
+        out.contains("(scheduled)") && out.contains("last backup sms-backup-sms-lab-"),
+        "{out}"
+    );
+
+    let out = cli(
+        state,
+        "configure\nset system hostname sms-after\ncommit\nexit\n",
+    );
+    assert!(!out.contains('%'), "{out}");
+    let out = cli(
+        state,
+        &format!(
+            "system restore {name}\nthe first pass phrase\n\
+             system restore {name}\nthe scheduled pass phrase\n\
+             system restore {name} confirm\n\
+             show configuration\n"
+        ),
+    );
+    assert!(out.contains("wrong pass phrase for this backup"), "{out}");
+    assert!(out.contains("restored the backup of sms-lab"), "{out}");
+    assert!(out.contains("set system hostname sms-before"), "{out}");
+}

@@ -24,6 +24,12 @@ pub enum BackupRequest {
     List,
     /// The appliance's SSH public key, to authorise on the server.
     PublicKey,
+    /// Enrol the pass phrase scheduled backups are sealed to (only its
+    /// public key is kept).
+    Enrol {
+        /// The pass phrase.
+        passphrase: String,
+    },
     /// Fetch and check a backup; with `confirm`, restore it.
     Restore {
         /// Its name on the server.
@@ -64,4 +70,34 @@ pub struct BackupStatus {
     pub bytes: u64,
     /// Why it failed, if it did.
     pub error: Option<String>,
+    /// Whether the schedule took it (nobody asked).
+    #[serde(default)]
+    pub scheduled: bool,
+}
+
+/// The enrolment of scheduled backups (public keys only, readable by all),
+/// below the data partition.
+pub const BACKUP_ENROLMENT: &str = "backup/schedule/enrolment.json";
+
+/// A short form of an enrolled public key (hex) the administrator can
+/// compare: its first 16 hex digits in groups of four.
+pub fn fingerprint(public: &str) -> String {
+    public
+        .chars()
+        .take(16)
+        .collect::<Vec<_>>()
+        .chunks(4)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// What the enrolment file tells the CLI (the rest of it is the backup
+/// service's).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolmentSummary {
+    /// When the pass phrase was enrolled (RFC 3339, UTC).
+    pub created: String,
+    /// The enrolled X25519 public key, hex.
+    pub public: String,
 }

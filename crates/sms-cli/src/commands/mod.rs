@@ -298,6 +298,37 @@ impl Cli {
         }
         // A restore's pass phrase lives for the confirmation line only.
         let restore_pass = self.restore_pass.take();
+        if op == Op::SystemBackupPassPhrase {
+            let secrets = std::mem::take(&mut self.secrets);
+            let prompts = [
+                "Pass phrase for scheduled backups (12 characters or more, never stored): ",
+                "Pass phrase again: ",
+            ];
+            if secrets.len() < prompts.len() {
+                return Outcome::Secret {
+                    prompts: prompts.iter().map(|p| p.to_string()).collect(),
+                    line: line.to_string(),
+                };
+            }
+            let result = if secrets[0] != secrets[1] {
+                Err("the two pass phrases differ; nothing changed".to_string())
+            } else {
+                backup::call(
+                    &self.paths.backup_socket,
+                    &sms_core::backup::BackupRequest::Enrol {
+                        passphrase: secrets[0].clone(),
+                    },
+                )
+                .map(|a| a.text)
+            };
+            if let Some(refused) = self.record(&parsed, &result) {
+                return refused;
+            }
+            return match result {
+                Ok(text) => Outcome::Ok(text),
+                Err(e) => Outcome::Failed(format!("% {}", clean_multiline(&e))),
+            };
+        }
         if matches!(op, Op::SystemBackup | Op::SystemRestore) {
             let name = parsed.args.first().map(|a| a.1.clone()).unwrap_or_default();
             let confirm = parsed.keywords.last() == Some(&"confirm");
@@ -871,22 +902,63 @@ impl Cli {
                 });
                 let last = match last {
                     None => "none taken yet".to_string(),
-                    Some(st) => match (&st.name, &st.error) {
-                        (Some(name), _) => {
-                            format!("{name} ({} KiB), {}", st.bytes.div_ceil(1024), st.attempted)
+                    Some(st) => {
+                        let by = if st.scheduled { " (scheduled)" } else { "" };
+                        match (&st.name, &st.error) {
+                            (Some(name), _) => format!(
+                                "{name} ({} KiB), {}{by}",
+                                st.bytes.div_ceil(1024),
+                                st.attempted
+                            ),
+                            (None, e) => format!(
+                                "FAILED {}{by}: {}",
+                                st.attempted,
+                                clean(e.as_deref().unwrap_or("unknown reason"))
+                            ),
                         }
-                        (None, e) => format!(
-                            "FAILED {}: {}",
-                            st.attempted,
-                            clean(e.as_deref().unwrap_or("unknown reason"))
-                        ),
-                    },
+                    }
+                };
+                let enrolment = std::fs::read(
+                    self.paths
+                        .backup_status
+                        .parent()
+                        .and_then(|p| p.parent())
+                        .unwrap_or(std::path::Path::new("/"))
+                        .join(sms_core::backup::BACKUP_ENROLMENT),
+                )
+                .ok()
+                .and_then(|b| {
+                    serde_json::from_slice::<sms_core::backup::EnrolmentSummary>(&b).ok()
+                });
+                let schedule = match (
+                    c.backup.as_ref().and_then(|b| b.schedule.as_ref()),
+                    &enrolment,
+                ) {
+                    (None, _) => {
+                        "on demand only (set system backup schedule ... in configuration mode)"
+                            .to_string()
+                    }
+                    (Some(s), Some(e)) => format!(
+                        "{}, next {}\nsealed to  the pass phrase enrolled {} (key {})",
+                        s.describe(),
+                        s.next_due(time::OffsetDateTime::now_utc().unix_timestamp())
+                            .map(rfc3339)
+                            .unwrap_or_default(),
+                        e.created,
+                        sms_core::backup::fingerprint(&e.public)
+                    ),
+                    (Some(s), None) => format!(
+                        "{}: NOT TAKEN until a pass phrase is enrolled: system backup pass-phrase",
+                        s.describe()
+                    ),
                 };
                 Ok(format!(
-                    "{server}\nlast backup {last}\nappliance key (authorise it for the account on the server):\n{key}"
+                    "{server}\nschedule   {schedule}\nlast backup {last}\nappliance key (authorise it for the account on the server):\n{key}"
                 ))
             }
-            Op::SystemBackup | Op::SystemRestore => Err("handled before".into()),
+            Op::SystemBackup | Op::SystemRestore | Op::SystemBackupPassPhrase => {
+                Err("handled before".into())
+            }
             Op::SystemReboot => self.power(true),
             Op::SystemShutdown => self.power(false),
             Op::Configure => Err("configure: handled before".into()),

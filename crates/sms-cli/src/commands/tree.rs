@@ -51,6 +51,11 @@ pub fn tree() -> Vec<Node> {
             .then(vec![
                 Node::kw("packages", "with the package files too").run(Op::SystemBackup),
                 Node::kw("list", "the backups on the backup server").run(Op::SystemBackupList),
+                Node::kw(
+                    "pass-phrase",
+                    "the pass phrase scheduled backups are sealed to (asked twice, never stored)",
+                )
+                .run(Op::SystemBackupPassPhrase),
             ]),
             Node::kw(
                 "restore",

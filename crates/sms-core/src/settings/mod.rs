@@ -421,6 +421,11 @@ impl Settings {
                 host_key: EXAMPLE_HOST_KEY.into(),
                 directory: Some("/srv/backups/sms-lab".into()),
                 keep: Some(14),
+                schedule: Some(BackupSchedule {
+                    day: Some("sunday".into()),
+                    at: "02:30".into(),
+                    packages: true,
+                }),
             }),
         }
     }
