@@ -551,6 +551,20 @@ out=$(as_admin 'show audit' 2>&1 || true)
 check "backup and restore are in the audit log, which the restore kept" \
   bash -c 'grep -q "command=.system backup" <<<"$1" && grep -q "command=.system restore .* confirm" <<<"$1" && grep -q "sms-changed" <<<"$1"' _ "$out"
 
+# Scheduled backups: the pass phrase enrolled once (only its public key
+# stays), the schedule committed; a tick of the timer takes a backup with
+# nobody typing, sealed to that pass phrase, which then opens it.
+out=$(printf 'system backup pass-phrase\nlab scheduled pass phrase\nlab scheduled pass phrase\nconfigure\nset system backup schedule daily at 00:00\ncommit\nexit\n' | as_admin -T 2>&1 || true)
+check "the pass phrase of scheduled backups is enrolled and a schedule committed (got: $(tr '\n' ' ' <<<"$out"))" \
+  grep -q "scheduled backups are sealed to this pass phrase from now on" <<<"$out"
+out=$(as_root 'systemctl is-active sms-backup-scheduled.timer; systemctl start sms-backup-scheduled.service; systemctl show -p Result --value sms-backup-scheduled.service' 2>&1 || true)
+sname=$(ls -t "$work/sftp/backups" | grep -vx "$bname" | grep -m1 '^sms-backup-.*\.smsbak$' || true)
+check "the timer runs and its tick takes and sends a scheduled backup (got: $(tr '\n' ' ' <<<"$out") $sname)" \
+  bash -c '[ "$(tr "\n" " " <<<"$1")" = "active success " ] && [ -n "$2" ] && [ -s "$3/$2" ]' _ "$out" "$sname" "$work/sftp/backups"
+out=$(printf 'show backup\nsystem restore %s\nlab scheduled pass phrase\n' "$sname" | as_admin -T 2>&1 || true)
+check "show backup says the last one was scheduled; the enrolled pass phrase opens it (got: $(grep -E 'last backup|good|%' <<<"$out" | tr '\n' ' '))" \
+  bash -c 'grep -q "^last backup $2 .*(scheduled)" <<<"$1" && grep -q "the backup is good; nothing was changed" <<<"$1"' _ "$out" "$sname"
+
 # The management address the slirp network gives by DHCP, set statically:
 # networkd takes the applier's file and the appliance stays reachable.
 out=$(printf 'configure\nset interface management address 10.0.2.15/24 gateway 10.0.2.2\ncommit\nexit\n' | as_admin -T 2>&1 || true)

@@ -63,7 +63,8 @@ systemctl --root="$root" enable \
   systemd-networkd.service nftables.service ssh.service serial-getty@ttyS0.service \
   sms-data-setup.service sms-ssh-keys.service \
   sms-updated.service sms-ntpd.service sms-distd.service sms-snmpd.service sms-logd.service sms-health.service \
-  sms-settings.path sms-settings-boot.service sms-audit.socket sms-backup.socket >/dev/null 2>&1
+  sms-settings.path sms-settings-boot.service sms-audit.socket sms-backup.socket \
+  sms-backup-scheduled.timer >/dev/null 2>&1
 systemctl --root="$root" mask systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer \
   e2scrub_all.timer e2scrub_reap.service fstrim.timer >/dev/null 2>&1 || true
 systemctl --root="$root" set-default multi-user.target >/dev/null

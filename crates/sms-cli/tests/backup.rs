@@ -294,4 +294,15 @@ fn scheduled_backups_are_sealed_to_the_enrolled_pass_phrase_and_restore_with_it(
     assert!(out.contains("wrong pass phrase for this backup"), "{out}");
     assert!(out.contains("restored the backup of sms-lab"), "{out}");
     assert!(out.contains("set system hostname sms-before"), "{out}");
+
+    // Unscheduled again: the ticks do nothing.
+    let out = cli(
+        state,
+        "configure\ndelete system backup schedule\ncommit\nexit\nshow backup\n",
+    );
+    assert!(out.contains("schedule   on demand only"), "{out}");
+    assert_eq!(
+        rt.block_on(service.tick(now + 14 * 86_400)).unwrap(),
+        Tick::Unscheduled
+    );
 }
