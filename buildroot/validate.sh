@@ -90,12 +90,14 @@ else
   echo "   GRUB FINDS THE ROOT BY LABEL: $grubcfg must use root=PARTUUID= from probe --part-uuid"
   fail=1
 fi
-# The hash the post-image script makes must be in GRUB's format.
-hash=$(sed -n '/^hash=\$(python3 - <<.PY.$/,/^PY$/p' "$repo/board/sms-x86_64/buildroot-post-image.sh" | sed '1d;$d' | python3 -)
-if [[ "$hash" =~ ^grub\.pbkdf2\.sha512\.10000\.[0-9A-F]{128}\.[0-9A-F]{128}$ ]]; then
+# The hash both post-image scripts put in GRUB's configuration (from
+# grub-password-hash.sh) must be in GRUB's format.
+hash=$("$repo/board/sms-x86_64/grub-password-hash.sh")
+if [[ "$hash" =~ ^grub\.pbkdf2\.sha512\.10000\.[0-9A-F]{128}\.[0-9A-F]{128}$ ]] &&
+  grep -q '^hash=\$("\$board/grub-password-hash.sh")$' "$repo/board/sms-x86_64/buildroot-post-image.sh"; then
   echo "   the image's GRUB password hash has GRUB's PBKDF2 format"
 else
-  echo "   BAD GRUB HASH from buildroot-post-image.sh: $hash"
+  echo "   BAD GRUB HASH from grub-password-hash.sh (or buildroot-post-image.sh does not use it): $hash"
   fail=1
 fi
 

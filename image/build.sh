@@ -3,8 +3,10 @@
 # with the same rootfs-overlay and board files as the Buildroot build.
 #
 # Output in $SMS_OUT (default out/):
-#   disk.img        raw GPT disk: sms-boot | sms-root-a | sms-root-b | sms-data
+#   disk.img        raw GPT disk: sms-efi | sms-boot | sms-root-a | sms-root-b | sms-data
 #   disk.img.zst    the same, compressed: what is flashed
+#   disk.img.bmap   its block map (bmaptool copy writes only the used blocks)
+#   SHA256SUMS      SHA-256 of disk.img.zst and disk.img.bmap
 #   vmlinuz, initrd.img   for direct QEMU boots (also on sms-boot)
 #   rootfs/         the root file system tree (input of slot images)
 #
@@ -98,6 +100,21 @@ fi
 step "kernel and initramfs"
 kver=$(basename "$(ls -d "$root"/lib/modules/*)")
 cp "$root/boot/vmlinuz-$kver" "$out/vmlinuz"
+# Debian's generic kernel has the drivers of x86 server hardware; what an
+# appliance in a rack never has goes (sound, graphics, cameras and TV,
+# wireless, Bluetooth, InfiniBand, industrial I/O, staging drivers, file
+# systems it never mounts): about 390 MiB of modules become about 190.
+moddir=$root/lib/modules/$kver
+for d in sound drivers/gpu drivers/media drivers/net/wireless drivers/infiniband drivers/iio \
+  drivers/staging drivers/comedi drivers/isdn drivers/bluetooth drivers/mtd drivers/target \
+  net/wireless net/mac80211 net/bluetooth \
+  fs/9p fs/adfs fs/affs fs/afs fs/befs fs/bfs fs/btrfs fs/ceph fs/coda fs/dlm fs/ecryptfs fs/efs \
+  fs/f2fs fs/freevxfs fs/gfs2 fs/hfs fs/hfsplus fs/hpfs fs/jffs2 fs/jfs fs/minix fs/nfs fs/nfsd \
+  fs/nilfs2 fs/ocfs2 fs/omfs fs/orangefs fs/qnx4 fs/qnx6 fs/reiserfs fs/romfs fs/smb fs/cifs \
+  fs/sysv fs/ubifs fs/ufs fs/vboxsf fs/xfs fs/zonefs; do
+  rm -rf "${moddir:?}/kernel/$d"
+done
+chroot "$root" depmod "$kver"
 ird=$out/initramfs.d
 rm -rf "$ird"
 mkdir -p "$ird/bin" "$ird/lib/modules" "$ird/proc" "$ird/sys" "$ird/dev" "$ird/newroot" "$ird/boot-state"
@@ -107,8 +124,10 @@ if ldd /bin/busybox >/dev/null 2>&1; then
 fi
 cp /bin/busybox "$ird/bin/busybox"
 for app in $("$ird/bin/busybox" --list); do [ "$app" = busybox ] || ln -sf busybox "$ird/bin/$app"; done
-# Disk drivers and everything they depend on, in load order (modules.dep).
-moddir=$root/lib/modules/$kver
+# The drivers of the disks and NICs of x86 servers and VMs, and of a USB
+# stick (an installer), with everything they depend on, in load order
+# (modules.dep); one that is not in the kernel as a module (built in) is
+# skipped.
 declare -A seen=()
 order=()
 add_module() {
@@ -118,8 +137,12 @@ add_module() {
   for d in $(grep "^$m:" "$moddir/modules.dep" | cut -d: -f2); do add_module "$d"; done
   order+=("$m")
 }
-for name in virtio_pci virtio_blk virtio_scsi ahci sd_mod nvme; do
-  path=$(grep -E "/$name\.ko:" "$moddir/modules.dep" | cut -d: -f1 || true)
+# ext4 first (a module in the generic kernel), with the CRC32C its metadata
+# checksums need (a soft dependency: not in modules.dep).
+for name in crc32c_intel crc32c_generic ext4 \
+  virtio_pci virtio_blk virtio_scsi ahci sd_mod nvme megaraid_sas mpt3sas hpsa smartpqi \
+  aacraid usb_storage uas xhci_pci ehci_pci e1000e igb ixgbe i40e virtio_net; do
+  path=$(grep -E "/${name//_/[-_]}\.ko:" "$moddir/modules.dep" | cut -d: -f1 || true)
   [ -n "$path" ] && add_module "$path"
 done
 for m in "${order[@]}"; do
@@ -137,5 +160,8 @@ step "disk image"
 size_root=$(du -sm "$root" | cut -f1)
 step "compressing"
 zstd -q -f -T0 -3 "$out/disk.img" -o "$out/disk.img.zst"
+step "block map and checksums (what is flashed: README, Flashing)"
+bmaptool -q create -o "$out/disk.img.bmap" "$out/disk.img"
+(cd "$out" && sha256sum disk.img.zst disk.img.bmap >SHA256SUMS)
 printf '\nimage: %s (%s MiB root file system, %s MiB compressed)\nbuild time: %s s\n' \
   "$out/disk.img" "$size_root" "$(( $(stat -c %s "$out/disk.img.zst") / 1048576 ))" "$(( $(date +%s) - started ))"

@@ -80,6 +80,18 @@ echo "== building the image"
 SMS_LAYER=development SMS_DEV_KEY=$work/key.pub SMS_OUT=$top/out "$top/image/build.sh" | tail -n 3
 image_mib=$(( $(stat -c %s "$top/out/disk.img.zst") / 1048576 ))
 cp --sparse=always "$top/out/disk.img" "$work/disk.img"
+# The appliance's disk is larger than the image, as a real one is: the
+# data partition must grow to its end at first boot.
+truncate -s +1G "$work/disk.img"
+check "the build's SHA256SUMS match the compressed image and its block map" \
+  bash -c 'cd "$1" && sha256sum --quiet -c SHA256SUMS' _ "$top/out"
+grub_locked() {
+  local cfg
+  cfg=$(mtype -i "$top/out/disk.img@@1M" ::/EFI/BOOT/grub.cfg 2>/dev/null) || return 1
+  grep -q '^set superusers="sms"' <<<"$cfg" && grep -q '^password_pbkdf2 sms grub\.pbkdf2\.sha512\.10000\.[0-9A-F]*\.[0-9A-F]*$' <<<"$cfg" &&
+    grep -q 'menuentry "SMS OS" --unrestricted' <<<"$cfg" && mdir -i "$top/out/disk.img@@1M" ::/EFI/BOOT/BOOTX64.EFI >/dev/null 2>&1
+}
+check "the EFI partition holds GRUB and its locked configuration (superuser, PBKDF2 hash)" grub_locked
 # A USB stick left in the appliance, seen first (vda, the appliance's disk
 # is vdb): partitions named and labelled like the appliance's, its root
 # without an init, its data partition with a marker. The appliance must
@@ -107,12 +119,14 @@ mke2fs -q -F -t ext4 -L sms-data -d "$work/stick-data" -E offset=$((57 * 1048576
 SMS_WORLD_LOG=$work/world.log SMS_DV_SIZE=1M SMS_PUBLISH_EVERY=100000 "$top/qemu/world.sh" &
 world_pid=$!
 
-# The console shows systemd's unit status and the kernel's errors (a hung
-# task, an I/O error), so a boot that stops can be read in the serial log;
-# the QEMU monitor tells where the CPUs are when the guest stops answering.
+# The appliance boots as hardware does: UEFI firmware, GRUB from its own
+# disk (its command line is locked, so the serial log has what a customer's
+# console shows); the QEMU monitor tells where the CPUs are when the guest
+# stops answering.
+# Arguments: the disk's bus and the NIC (qemu/boot.sh), virtio by default.
 boot() {
-  SMS_DISK=$work/disk.img SMS_SERIAL=$serial SMS_SERIAL_SOCKET=$work/console.sock SMS_PORT_BASE=$base \
-    SMS_EXTRA_DISK=$stick SMS_MONITOR=$work/monitor.sock SMS_APPEND="systemd.show_status=1 loglevel=4" \
+  SMS_DISK_BUS=${1:-virtio} SMS_NIC=${2:-virtio} SMS_DISK=$work/disk.img SMS_SERIAL=$serial SMS_SERIAL_SOCKET=$work/console.sock SMS_PORT_BASE=$base \
+    SMS_EXTRA_DISK=$stick SMS_MONITOR=$work/monitor.sock \
     SMS_EXTRA_FWD="hostfwd=tcp:127.0.0.1:$((base + 7777))-:7777" \
     "$top/qemu/boot.sh" >>"$work/qemu.out" 2>&1 &
   qemu_pid=$!
@@ -155,6 +169,14 @@ own_disk() {
   grep -q '^/dev/vdb2 /dev/vdb4 ' <<<"$got" && ! grep -q STICK-DATA <<<"$got" && grep -q 'SMS_DISK=/dev/vdb SMS_SLOT=A' <<<"$got"
 }
 check "with a stick carrying the appliance's partition names first, root and data are on the appliance's own disk" own_disk
+uefi_boot() {
+  local got
+  got=$(as_root 'test -d /sys/firmware/efi && echo EFI; grep -o "BOOT_IMAGE=[^ ]*" /proc/cmdline; lsblk -bndo SIZE /dev/vdb4' 2>&1 | tr '\n' ' ')
+  echo "     firmware, kernel loaded by, data partition bytes: $got"
+  # 512 MiB in the image, 1 GiB more on this disk.
+  grep -Eq '^EFI BOOT_IMAGE=\(hd[0-9]+,gpt1\)/vmlinuz [0-9]+ $' <<<"$got" && [ "$(awk '{print $3}' <<<"$got")" -gt $((1400 * 1048576)) ]
+}
+check "booted by UEFI firmware and GRUB from the disk's own boot partition; the data partition grew to the end of the disk" uefi_boot
 
 # First boot: the factory credential works on the console only, where the
 # CLI makes the administrator replace it (the setup dialog); until then SSH
@@ -558,7 +580,11 @@ out=$(printf 'system backup pass-phrase\nlab scheduled pass phrase\nlab schedule
 check "the pass phrase of scheduled backups is enrolled and a schedule committed (got: $(tr '\n' ' ' <<<"$out"))" \
   grep -q "scheduled backups are sealed to this pass phrase from now on" <<<"$out"
 out=$(as_root 'systemctl is-active sms-backup-scheduled.timer; systemctl start sms-backup-scheduled.service; systemctl show -p Result --value sms-backup-scheduled.service' 2>&1 || true)
-sname=$(ls -t "$work/sftp/backups" | grep -vx "$bname" | grep -m1 '^sms-backup-.*\.smsbak$' || true)
+# The newest other than the first (names sort by their time).
+sname=""
+for f in "$work"/sftp/backups/sms-backup-*.smsbak; do
+  [ "${f##*/}" = "$bname" ] || sname=${f##*/}
+done
 check "the timer runs and its tick takes and sends a scheduled backup (got: $(tr '\n' ' ' <<<"$out") $sname)" \
   bash -c '[ "$(tr "\n" " " <<<"$1")" = "active success " ] && [ -n "$2" ] && [ -s "$3/$2" ]' _ "$out" "$sname" "$work/sftp/backups"
 out=$(printf 'show backup\nsystem restore %s\nlab scheduled pass phrase\n' "$sname" | as_admin -T 2>&1 || true)
@@ -687,11 +713,20 @@ echo "== a replacement appliance: the factory image on a new disk, the backup re
 # The first appliance is off; its replacement starts from the factory image
 # (development layer: root's key, so the restore runs by hand as root with
 # a key of its own for the backup server, as an engineer would before the
-# administrator's settings are back).
-cp --sparse=always "$top/out/disk.img" "$work/disk.img"
-boot
+# administrator's settings are back), flashed as the README says, onto a
+# machine whose firmware has never seen it.
+rm -f "$work/disk.img" "$work/disk.img.efivars"
+check "the factory image is flashed with bmaptool and its block map" \
+  bmaptool -q copy --bmap "$top/out/disk.img.bmap" "$top/out/disk.img.zst" "$work/disk.img"
+# This one is server hardware: the disk on the board's SATA (AHCI)
+# controller, an Intel NIC (e1000e); the drivers come from the initramfs
+# and the generic kernel.
+boot ahci e1000e
 state=$(wait_up 300) || { bad "the replacement appliance came up"; exit 1; }
 fresh_before=$(as_root 'sha256sum /var/lib/sms/distd/tls/client.pem | cut -c1-64' 2>/dev/null || true)
+hardware=$(as_root 'findmnt -no SOURCE /; findmnt -no SOURCE /var/lib/sms; for n in /sys/class/net/*/device/driver; do basename "$(readlink "$n")"; done' 2>/dev/null | tr '\n' ' ' || true)
+check "the replacement runs from its AHCI disk, reached through its e1000e NIC (got: $hardware)" \
+  grep -Eq '^/dev/sda2 /dev/sda4 (.* )?e1000e ' <<<"$hardware"
 check "the replacement has an identity of its own before the restore" test -n "$fresh_before" -a "$fresh_before" != "${identity_before%% *}"
 as_root 'ssh-keygen -q -t ed25519 -N "" -C restore@replacement -f /run/restore-key' 2>/dev/null || true
 as_root 'cat /run/restore-key.pub' >>"$work/sftp/authorized_keys" 2>/dev/null || true

@@ -18,6 +18,12 @@ needed=(
   "zstd:zstd"                 # compressed image
   "e2fsprogs:mke2fs"          # slot and boot file systems
   "fdisk:sfdisk"              # GPT layout
+  "ovmf:-"                    # UEFI firmware: QEMU boots the image as hardware does
+  "grub-efi-amd64-bin:-"      # GRUB for the image's EFI partition (grub-mkimage)
+  "grub-common:grub-mkimage"
+  "dosfstools:mkfs.vfat"      # the EFI partition's FAT file system
+  "mtools:mcopy"              # ...filled without mounting it
+  "bmap-tools:bmaptool"       # the image's block map; flashing (and the boot test's replacement disk)
   "openssh-client:ssh"        # boot test logs in over SSH
   "gawk:awk"
   "nginx-light:nginx"         # peer of the pull server in benchmarks

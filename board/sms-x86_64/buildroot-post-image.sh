@@ -8,13 +8,7 @@ mkdir -p "$images/efi-part/EFI/BOOT"
 cp "$images/efi-part/EFI/BOOT/bootx64.efi" "$images/efi-part/EFI/BOOT/" 2>/dev/null || true
 # GRUB's superuser password: random, never stored; only its PBKDF2-SHA512
 # hash (GRUB's format) goes into the configuration.
-hash=$(python3 - <<'PY'
-import hashlib, secrets
-salt = secrets.token_bytes(64)
-key = hashlib.pbkdf2_hmac("sha512", secrets.token_urlsafe(32).encode(), salt, 10000, 64)
-print(f"grub.pbkdf2.sha512.10000.{salt.hex().upper()}.{key.hex().upper()}")
-PY
-)
+hash=$("$board/grub-password-hash.sh")
 sed "s/@SMS_GRUB_PASSWORD_PBKDF2@/$hash/" "$board/grub.cfg" >"$images/efi-part/EFI/BOOT/grub.cfg"
 if grep -q '@SMS_GRUB_PASSWORD_PBKDF2@' "$images/efi-part/EFI/BOOT/grub.cfg"; then
   echo "buildroot-post-image: the GRUB password hash was not filled in" >&2
