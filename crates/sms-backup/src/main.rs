@@ -178,6 +178,35 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "sms".into())
 }
 
+/// The backup service as `serve` and `scheduled` run it: stores through
+/// their daemons unless `offline`, archives through the transfer unit
+/// unless `direct`; it never stops daemons unless told to.
+fn service(
+    layout: Layout,
+    settings: PathBuf,
+    offline: bool,
+    direct: bool,
+    rounds: u32,
+) -> sms_backup::service::Service {
+    sms_backup::service::Service {
+        layout,
+        settings,
+        access: if offline {
+            StoreAccess::Direct
+        } else {
+            StoreAccess::Bus
+        },
+        services: false,
+        transfer: if direct {
+            sms_backup::transfer::Transfer::Direct
+        } else {
+            sms_backup::transfer::Transfer::Unit
+        },
+        rounds,
+        hostname: hostname(),
+    }
+}
+
 fn main() {
     sms_core::logging::init("sms-backup");
     if let Err(e) = run(Cli::parse()) {
@@ -295,23 +324,8 @@ fn run(cli: Cli) -> Result<()> {
                     anyhow::bail!("uid {} may not take or restore backups", cred.uid());
                 }
             }
-            let service = sms_backup::service::Service {
-                layout,
-                settings,
-                access: if offline {
-                    StoreAccess::Direct
-                } else {
-                    StoreAccess::Bus
-                },
-                services: !no_services,
-                transfer: if no_services {
-                    sms_backup::transfer::Transfer::Direct
-                } else {
-                    sms_backup::transfer::Transfer::Unit
-                },
-                rounds,
-                hostname: hostname(),
-            };
+            let mut service = service(layout, settings, offline, no_services, rounds);
+            service.services = !no_services;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
@@ -322,23 +336,7 @@ fn run(cli: Cli) -> Result<()> {
             offline,
             direct,
         } => {
-            let service = sms_backup::service::Service {
-                layout,
-                settings,
-                access: if offline {
-                    StoreAccess::Direct
-                } else {
-                    StoreAccess::Bus
-                },
-                services: false,
-                transfer: if direct {
-                    sms_backup::transfer::Transfer::Direct
-                } else {
-                    sms_backup::transfer::Transfer::Unit
-                },
-                rounds: PBKDF2_ROUNDS,
-                hostname: hostname(),
-            };
+            let service = service(layout, settings, offline, direct, PBKDF2_ROUNDS);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;

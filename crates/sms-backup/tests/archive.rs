@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{files, populate, records, PASS, ROUNDS};
+use common::{files, populate, records, refused, PASS, ROUNDS};
 use sms_backup::archive::{ArchiveError, ArchiveWriter, EntryKind, Ownership};
 use sms_backup::capture::{capture, CaptureOptions, StoreAccess};
 use sms_backup::layout::Layout;
@@ -156,13 +156,6 @@ fn a_restore_over_changed_settings_says_what_it_replaces_and_keeps_the_old_aside
         std::fs::read_to_string(a.path().join("updated/time-floor")).unwrap(),
         "1700000000"
     );
-}
-
-fn refused(archive: &Path, pass: &str) -> ArchiveError {
-    match verify(archive, pass, sms_backup::FIRMWARE_VERSION) {
-        Ok(_) => panic!("{} was accepted", archive.display()),
-        Err(e) => e,
-    }
 }
 
 #[test]

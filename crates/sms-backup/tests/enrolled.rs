@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{files, populate, records, PASS, ROUNDS};
+use common::{files, populate, records, refused, PASS, ROUNDS};
 use sms_backup::archive::{
     ArchiveError, ArchiveWriter, Enrolment, EntryKind, Ownership, FORMAT_ENROLLED,
 };
@@ -41,13 +41,6 @@ fn take(root: &Path, out: &Path, enrolment: &Enrolment, key: &[u8]) {
         &mut |_| {},
     ))
     .unwrap();
-}
-
-fn refused(archive: &Path, pass: &str) -> ArchiveError {
-    match verify(archive, pass, sms_backup::FIRMWARE_VERSION) {
-        Ok(_) => panic!("{} was accepted", archive.display()),
-        Err(e) => e,
-    }
 }
 
 #[test]

@@ -16,11 +16,17 @@ use std::io::BufReader;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 
-/// The backup service on `<state>/backup.sock`, the data partition being
-/// the CLI's state directory (its settings are `<state>/config`).
-fn serve(state: &Path) {
-    let listener = UnixListener::bind(state.join("backup.sock")).unwrap();
-    let service = Service {
+/// The backup service of a data partition that is the CLI's state
+/// directory (its settings are `<state>/config`), with the stores a running
+/// appliance has.
+fn service(state: &Path) -> Service {
+    for d in ["updated", "distd/state", "snmpd/store"] {
+        let s = sms_core::store::Store::open(&state.join(d)).unwrap();
+        let mut b = sms_core::store::Batch::new();
+        b.put("records", "k", d.as_bytes().to_vec());
+        s.apply(&b).unwrap();
+    }
+    Service {
         layout: Layout {
             root: state.to_path_buf(),
         },
@@ -30,7 +36,12 @@ fn serve(state: &Path) {
         transfer: sms_backup::transfer::Transfer::Direct,
         rounds: 1_000,
         hostname: "sms-lab".into(),
-    };
+    }
+}
+
+/// `service` on `<state>/backup.sock`, one connection at a time.
+fn serve(service: Service, state: &Path) {
+    let listener = UnixListener::bind(state.join("backup.sock")).unwrap();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -49,14 +60,7 @@ fn a_backup_taken_in_the_cli_restores_the_settings_it_had() {
     let sftp = SftpServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path();
-    // The stores a running appliance has.
-    for d in ["updated", "distd/state", "snmpd/store"] {
-        let s = sms_core::store::Store::open(&state.join(d)).unwrap();
-        let mut b = sms_core::store::Batch::new();
-        b.put("records", "k", d.as_bytes().to_vec());
-        s.apply(&b).unwrap();
-    }
-    serve(state);
+    serve(service(state), state);
 
     let out = cli(
         state,
@@ -161,24 +165,8 @@ fn scheduled_backups_are_sealed_to_the_enrolled_pass_phrase_and_restore_with_it(
     let sftp = SftpServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path();
-    for d in ["updated", "distd/state", "snmpd/store"] {
-        let s = sms_core::store::Store::open(&state.join(d)).unwrap();
-        let mut b = sms_core::store::Batch::new();
-        b.put("records", "k", d.as_bytes().to_vec());
-        s.apply(&b).unwrap();
-    }
-    serve(state);
-    let service = Service {
-        layout: Layout {
-            root: state.to_path_buf(),
-        },
-        settings: state.join("config/settings.toml"),
-        access: StoreAccess::Direct,
-        services: false,
-        transfer: sms_backup::transfer::Transfer::Direct,
-        rounds: 1_000,
-        hostname: "sms-lab".into(),
-    };
+    let service = service(state);
+    serve(service.clone(), state);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

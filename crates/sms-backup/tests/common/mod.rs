@@ -140,3 +140,11 @@ pub fn records(root: &Path) -> Vec<(String, Vec<sms_core::store::KeyValue>)> {
     })
     .collect()
 }
+
+/// The error a restore check of `archive` with `pass` gives (it must fail).
+pub fn refused(archive: &Path, pass: &str) -> sms_backup::archive::ArchiveError {
+    match sms_backup::restore::verify(archive, pass, sms_backup::FIRMWARE_VERSION) {
+        Ok(_) => panic!("{} was accepted", archive.display()),
+        Err(e) => e,
+    }
+}
