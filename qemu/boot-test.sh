@@ -608,7 +608,7 @@ out=$(as_admin 'services restart sms-ntpd' 2>&1 || true)
 check "admin restarts a daemon through systemd and polkit (got: $out)" grep -q "sms-ntpd restarted" <<<"$out"
 
 mail_delivered() {
-  while [ $(( $(date +%s) - mail_sent_at )) -lt 180 ]; do
+  while [ $(( $(date +%s) - mail_sent_at )) -lt 420 ]; do
     grep -l "boot-test marker" "$work/mails"/*.eml 2>/dev/null | head -n 1 | grep -q . && return 0
     sleep 2
   done

@@ -46,6 +46,17 @@ pub enum StoreError {
     /// A caller tried to write to one of the store's own trees.
     #[error("tree name `{0}` is reserved for the store layer")]
     ReservedTree(String),
+    /// Replicated changes did not follow the replica's last one (the
+    /// sender's position was wrong): nothing of them was applied.
+    #[error("store {path}: replicated change {got} does not follow {last} (gap or replay)")]
+    OutOfOrder {
+        /// Database directory.
+        path: PathBuf,
+        /// The replica's last sequence number.
+        last: u64,
+        /// The first sequence number offered.
+        got: u64,
+    },
     /// A snapshot could not be written or read back.
     #[error("store snapshot for {path}: {reason}")]
     Snapshot {
@@ -234,6 +245,31 @@ pub struct Store {
     /// Writers share it, [`Store::export`] takes it alone: a snapshot never
     /// sees half of a batch.
     gate: Arc<RwLock<()>>,
+    /// The HA replication client, when the appliance is paired: each
+    /// commit waits for it (see [`Store::commit`]).
+    replication: Arc<std::sync::OnceLock<crate::replication::ReplicationClient>>,
+}
+
+/// What became of a commit beyond the local disk, as [`Store::commit`]
+/// reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replication {
+    /// The appliance is not paired: the local flush is the whole commit.
+    Standalone,
+    /// The HA peer durably applied the commit before it was acknowledged.
+    Sync,
+    /// Written here only: the peer or the HA daemon did not confirm within
+    /// the sync timeout (the reason says which); it is shipped later.
+    Degraded(String),
+}
+
+/// A commit's sequence number and how far it was replicated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    /// Sequence number of the commit's last change.
+    pub seq: u64,
+    /// Whether the HA peer holds it too.
+    pub replication: Replication,
 }
 
 impl std::fmt::Debug for Store {
@@ -281,6 +317,7 @@ impl Store {
             outbox,
             meta,
             gate: Arc::new(RwLock::new(())),
+            replication: Arc::new(std::sync::OnceLock::new()),
         })
     }
 
@@ -357,10 +394,37 @@ impl Store {
     }
 
     /// Applies `batch` atomically with its outbox records, then flushes so
-    /// that the write survives a crash once this returns. Returns the
-    /// sequence number of the last change (the previous last one for an
-    /// empty batch).
+    /// that the write survives a crash once this returns; when the store
+    /// replicates, it also waits for the HA peer (see [`Store::commit`]).
+    /// Returns the sequence number of the last change (the previous last
+    /// one for an empty batch).
     pub fn apply(&self, batch: &Batch) -> Result<u64, StoreError> {
+        self.commit(batch).map(|c| c.seq)
+    }
+
+    /// Sends every commit from now on to the HA daemon through `client`
+    /// before it is acknowledged. Set once, at start; a second call is
+    /// refused (returns false).
+    pub fn replicate_through(&self, client: crate::replication::ReplicationClient) -> bool {
+        self.replication.set(client).is_ok()
+    }
+
+    /// Like [`Store::apply`], saying whether the HA peer holds the commit:
+    /// with replication on, it returns once the peer durably applied it
+    /// ([`Replication::Sync`]) or, when the peer or the HA daemon did not
+    /// confirm within the sync timeout, as [`Replication::Degraded`] (the
+    /// commit is local and shipped when the peer is back; never reported
+    /// as Sync).
+    pub fn commit(&self, batch: &Batch) -> Result<Commit, StoreError> {
+        let seq = self.apply_local(batch)?;
+        let replication = match self.replication.get() {
+            None => Replication::Standalone,
+            Some(client) => client.replicate(self, seq),
+        };
+        Ok(Commit { seq, replication })
+    }
+
+    fn apply_local(&self, batch: &Batch) -> Result<u64, StoreError> {
         if batch.is_empty() {
             return self.last_seq();
         }
@@ -446,6 +510,104 @@ impl Store {
         };
         self.db.flush().map_err(|e| self.sled_err(e))?;
         Ok(seq)
+    }
+
+    /// Applies changes shipped by the HA primary, in one transaction with
+    /// their outbox records (so this replica can serve them on after a
+    /// promotion), then flushes. They must follow the last change here
+    /// without a gap; otherwise nothing is applied. Returns the new last
+    /// sequence number.
+    pub fn apply_replicated(&self, changes: &[Change]) -> Result<u64, StoreError> {
+        let last = self.last_seq()?;
+        let Some(first) = changes.first() else {
+            return Ok(last);
+        };
+        if changes
+            .iter()
+            .enumerate()
+            .any(|(i, c)| c.seq != last + 1 + i as u64)
+        {
+            return Err(StoreError::OutOfOrder {
+                path: self.path.clone(),
+                last,
+                got: first.seq,
+            });
+        }
+        for c in changes {
+            if c.tree.starts_with("__") {
+                return Err(StoreError::ReservedTree(c.tree.clone()));
+            }
+        }
+        let mut names: Vec<&str> = Vec::new();
+        for c in changes {
+            if !names.contains(&c.tree.as_str()) {
+                names.push(&c.tree);
+            }
+        }
+        let mut trees = Vec::with_capacity(names.len() + 2);
+        for name in &names {
+            trees.push(self.tree(name)?);
+        }
+        trees.push(self.outbox.clone());
+        trees.push(self.meta.clone());
+        let n = names.len();
+        let _writer = self.gate.read().unwrap_or_else(|e| e.into_inner());
+        let result = trees.as_slice().transaction(|views| {
+            let (outbox, meta) = (&views[n], &views[n + 1]);
+            // Checked again inside: a concurrent writer cannot slip between.
+            let now = match meta.get(SEQ_KEY)? {
+                Some(v) if v.len() == 8 => {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(&v);
+                    u64::from_be_bytes(a)
+                }
+                _ => 0,
+            };
+            if now != last {
+                return Err(ConflictableTransactionError::Abort(now));
+            }
+            for c in changes {
+                let i = names.iter().position(|t| *t == c.tree).unwrap_or(0);
+                match &c.value {
+                    Some(v) => views[i].insert(c.key.as_slice(), v.as_slice())?,
+                    None => views[i].remove(c.key.as_slice())?,
+                };
+                outbox.insert(&c.seq.to_be_bytes(), c.encode_body())?;
+            }
+            let end = last + changes.len() as u64;
+            meta.insert(SEQ_KEY, &end.to_be_bytes())?;
+            Ok(end)
+        });
+        let end = match result {
+            Ok(end) => end,
+            Err(TransactionError::Abort(now)) => {
+                return Err(StoreError::OutOfOrder {
+                    path: self.path.clone(),
+                    last: now,
+                    got: first.seq,
+                })
+            }
+            Err(TransactionError::Storage(e)) => return Err(self.sled_err(e)),
+        };
+        self.db.flush().map_err(|e| self.sled_err(e))?;
+        Ok(end)
+    }
+
+    /// Sequence number of the oldest outbox record still kept, if any.
+    pub fn first_outbox_seq(&self) -> Result<Option<u64>, StoreError> {
+        match self.outbox.first().map_err(|e| self.sled_err(e))? {
+            Some((k, _)) if k.len() == 8 => {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(&k);
+                Ok(Some(u64::from_be_bytes(a)))
+            }
+            Some(_) => Err(StoreError::Corrupt {
+                path: self.path.clone(),
+                tree: OUTBOX_TREE.to_string(),
+                reason: "outbox key of a wrong size".into(),
+            }),
+            None => Ok(None),
+        }
     }
 
     /// Sequence number of the newest outbox record (0 when none was written).

@@ -206,3 +206,79 @@ pub fn server_config_from_pem(
         .with_no_client_auth()
         .with_single_cert(chain, key)?)
 }
+
+/// A server configuration for a link between the two appliances of an HA
+/// pair: it shows this node's certificate and accepts exactly one client,
+/// the one whose certificate's SHA-256 is `pin`; a client without a
+/// certificate or with any other one fails the handshake before a byte of
+/// payload is read.
+pub fn server_config_pinned_client(
+    chain_pem: &[u8],
+    key_pem: &[u8],
+    pin: Digest,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let chain = certs_from_pem(chain_pem, "certificate chain")?;
+    let key = key_from_pem(key_pem, "private key")?;
+    let provider = provider();
+    Ok(
+        rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(Arc::new(PinnedClient { pin, provider }))
+            .with_single_cert(chain, key)?,
+    )
+}
+
+/// Accepts exactly the client certificate whose SHA-256 is pinned.
+#[derive(Debug)]
+struct PinnedClient {
+    pin: Digest,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for PinnedClient {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        if Digest::of(end_entity.as_ref()) == self.pin {
+            Ok(rustls::server::danger::ClientCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(format!(
+                "client certificate {} is not the pinned peer's",
+                crate::identity::fingerprint(end_entity.as_ref())
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(m, c, d, algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(m, c, d, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}

@@ -1,0 +1,203 @@
+//! HA replication as a daemon sees it: every commit of its [`Store`] is
+//! shipped to the local HA daemon (sms-had) over a Unix socket and waits
+//! until the peer appliance durably applied it, or until the sync timeout
+//! says the pair is DEGRADED (ADR 20).
+//!
+//! The client works from the store's outbox, never from what a caller
+//! passed: after any failure it asks where the peer stands and sends what
+//! follows, so the stream is gap-free whatever was lost on the way. A
+//! commit is reported [`Replication::Sync`] only on the peer's
+//! acknowledgement of a sequence number at or beyond it.
+
+pub mod wire;
+
+use crate::store::{Replication, Store};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wire::Message;
+
+/// Where sms-had listens for the daemons on the appliance.
+pub const LOCAL_SOCKET: &str = "/run/sms/ha.sock";
+/// Default time a commit waits for the peer before the pair is DEGRADED.
+pub const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
+/// After a failure, commits go on locally without asking sms-had again
+/// for this long (so a silent peer costs one timeout, not one per write).
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The outbox is trimmed once this many changes were acknowledged.
+const TRIM_EVERY: u64 = 1024;
+
+/// Ships one store's commits to sms-had (one per store, shared by its
+/// clones; commits of concurrent writers ride together).
+#[derive(Debug, Clone)]
+pub struct ReplicationClient {
+    name: String,
+    socket: PathBuf,
+    sync_timeout: Duration,
+    state: Arc<Mutex<ClientState>>,
+}
+
+#[derive(Debug, Default)]
+struct ClientState {
+    conn: Option<UnixStream>,
+    /// Last sequence number the peer acknowledged.
+    peer_seq: u64,
+    trimmed: u64,
+    /// Why the pair is degraded, while it is.
+    degraded: Option<String>,
+    retry_at: Option<Instant>,
+}
+
+impl ReplicationClient {
+    /// A client for the store called `name` (the replica's name on the
+    /// peer), talking to sms-had at `socket`.
+    pub fn new(name: &str, socket: &Path, sync_timeout: Duration) -> ReplicationClient {
+        ReplicationClient {
+            name: name.to_string(),
+            socket: socket.to_path_buf(),
+            sync_timeout,
+            state: Arc::new(Mutex::new(ClientState::default())),
+        }
+    }
+
+    /// Waits until the peer holds `store` up to `upto`, within the sync
+    /// timeout; otherwise reports why the commit is local only.
+    pub fn replicate(&self, store: &Store, upto: u64) -> Replication {
+        let deadline = Instant::now() + self.sync_timeout;
+        let mut st = crate::daemon::lock(&self.state);
+        if st.peer_seq >= upto && st.conn.is_some() {
+            return Replication::Sync;
+        }
+        if let (Some(reason), Some(at)) = (&st.degraded, st.retry_at) {
+            if Instant::now() < at {
+                return Replication::Degraded(reason.clone());
+            }
+        }
+        match self.ship(&mut st, store, upto, deadline) {
+            Ok(()) => {
+                if let Some(was) = st.degraded.take() {
+                    tracing::info!(
+                        store = %self.name,
+                        seq = st.peer_seq,
+                        "HA replication in SYNC again (was degraded: {was})"
+                    );
+                }
+                st.retry_at = None;
+                if st.peer_seq >= st.trimmed + TRIM_EVERY {
+                    let upto = st.peer_seq;
+                    match store.trim_outbox(upto) {
+                        Ok(_) => st.trimmed = upto,
+                        Err(e) => tracing::warn!(store = %self.name, "trimming the outbox: {e}"),
+                    }
+                }
+                Replication::Sync
+            }
+            Err(reason) => {
+                st.conn = None;
+                if st.degraded.as_deref() != Some(reason.as_str()) {
+                    tracing::warn!(
+                        store = %self.name,
+                        seq = upto,
+                        "HA replication DEGRADED: {reason}; commits go on locally and are shipped when the peer confirms again"
+                    );
+                }
+                st.degraded = Some(reason.clone());
+                st.retry_at = Some(Instant::now() + RETRY_AFTER);
+                Replication::Degraded(reason)
+            }
+        }
+    }
+
+    fn ship(
+        &self,
+        st: &mut ClientState,
+        store: &Store,
+        upto: u64,
+        deadline: Instant,
+    ) -> Result<(), String> {
+        let remaining = || {
+            deadline
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    format!(
+                        "the peer did not confirm within the sync timeout of {} ms",
+                        self.sync_timeout.as_millis()
+                    )
+                })
+        };
+        let exchange = |conn: &mut UnixStream, msg: &Message| -> Result<Message, String> {
+            let t = remaining()?;
+            conn.set_write_timeout(Some(t)).map_err(|e| e.to_string())?;
+            conn.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
+            wire::write_frame(conn, 0, msg).map_err(|e| format!("HA daemon: {e}"))?;
+            match wire::read_frame(conn) {
+                Ok((_, m)) => Ok(m),
+                Err(wire::WireError::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    Err(format!(
+                        "the peer did not confirm within the sync timeout of {} ms",
+                        self.sync_timeout.as_millis()
+                    ))
+                }
+                Err(e) => Err(format!("HA daemon: {e}")),
+            }
+        };
+        if st.conn.is_none() {
+            let mut conn = UnixStream::connect(&self.socket)
+                .map_err(|e| format!("HA daemon at {}: {e}", self.socket.display()))?;
+            let hello = Message::Hello {
+                store: self.name.clone(),
+                last: upto,
+            };
+            match exchange(&mut conn, &hello)? {
+                Message::Position { seq, .. } if seq > upto => {
+                    return Err(format!(
+                        "the peer holds this store up to change {seq}, beyond this node's {upto}: it must be resynchronised from a snapshot"
+                    ))
+                }
+                Message::Position { seq, .. } => st.peer_seq = seq,
+                Message::Refused { reason, .. } => return Err(reason),
+                other => return Err(format!("HA daemon answered {other:?} to hello")),
+            }
+            st.conn = Some(conn);
+        }
+        let Some(mut conn) = st.conn.take() else {
+            return Err("no connection".into());
+        };
+        while st.peer_seq < upto {
+            let changes = store
+                .outbox_after(st.peer_seq, wire::MAX_CHANGES)
+                .map_err(|e| e.to_string())?;
+            match changes.first() {
+                Some(c) if c.seq == st.peer_seq + 1 => {}
+                _ => {
+                    return Err(format!(
+                        "the outbox no longer holds change {}: the peer must be resynchronised from a snapshot",
+                        st.peer_seq + 1
+                    ))
+                }
+            }
+            let last = changes.last().map(|c| c.seq).unwrap_or(st.peer_seq);
+            let msg = Message::Changes {
+                store: self.name.clone(),
+                changes,
+            };
+            match exchange(&mut conn, &msg)? {
+                Message::Ack { seq, .. } if seq == last => st.peer_seq = seq,
+                Message::Ack { seq, .. } => {
+                    return Err(format!("the peer acknowledged {seq}, {last} was sent"))
+                }
+                Message::Refused { reason, .. } => return Err(reason),
+                other => return Err(format!("HA daemon answered {other:?} to changes")),
+            }
+        }
+        st.conn = Some(conn);
+        Ok(())
+    }
+}

@@ -1,0 +1,82 @@
+//! The HA daemon's configuration file (`/etc/sms/had.toml`) with the
+//! administrator's settings put over it.
+
+use serde::Deserialize;
+use sms_core::settings::Settings;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The port of the replication stream between the two nodes.
+pub const REPLICATION_PORT: u16 = 3306;
+
+/// What this node does in the pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Not paired: nothing is replicated, commits are local.
+    Standalone,
+    /// Ships its daemons' commits to the peer.
+    Primary,
+    /// Applies the primary's commits to its replica stores.
+    Secondary,
+}
+
+/// `/etc/sms/had.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HaConfig {
+    /// Role of this node.
+    pub role: Role,
+    /// Identity, epoch and replica stores.
+    pub state_dir: PathBuf,
+    /// Where the daemons of this node reach sms-had.
+    pub local_socket: PathBuf,
+    /// Address the replication stream is served on (secondary).
+    pub listen: SocketAddr,
+    /// The peer's replication address (primary).
+    pub peer: Option<SocketAddr>,
+    /// The SHA-256 fingerprint of the peer's certificate, as its
+    /// `show ha identity` prints it; nothing is exchanged without it.
+    pub peer_fingerprint: Option<String>,
+    /// Milliseconds a commit waits for the peer before the pair is DEGRADED.
+    pub sync_timeout_ms: u64,
+}
+
+impl Default for HaConfig {
+    fn default() -> Self {
+        HaConfig {
+            role: Role::Standalone,
+            state_dir: PathBuf::from("/var/lib/sms/ha"),
+            local_socket: PathBuf::from(sms_core::replication::LOCAL_SOCKET),
+            listen: SocketAddr::from(([0, 0, 0, 0], REPLICATION_PORT)),
+            peer: None,
+            peer_fingerprint: None,
+            sync_timeout_ms: sms_core::replication::SYNC_TIMEOUT.as_millis() as u64,
+        }
+    }
+}
+
+impl HaConfig {
+    /// The node's certificate file.
+    pub fn cert_path(&self) -> PathBuf {
+        self.state_dir.join("identity/cert.pem")
+    }
+
+    /// The node's private key file.
+    pub fn key_path(&self) -> PathBuf {
+        self.state_dir.join("identity/key.pem")
+    }
+
+    /// The sync timeout as a duration.
+    pub fn sync_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.sync_timeout_ms)
+    }
+}
+
+impl sms_core::daemon::WithSettings for HaConfig {
+    fn apply_settings(&mut self, settings: &Settings) {
+        if let Some(ip) = settings.ha_peer {
+            self.peer = Some(SocketAddr::new(ip, REPLICATION_PORT));
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! sms-had, the HA daemon: it carries every commit of the appliance's
+//! stores to the peer appliance and says, per commit, whether the peer
+//! holds it (ADR 20).
+//!
+//! On the primary, [`relay`] takes the daemons' commits on a local Unix
+//! socket and forwards them over mutual TLS with the peer's pinned
+//! certificate; on the secondary, [`replica`] applies them to replica
+//! stores and acknowledges each batch only after it was flushed. The frame
+//! format is `sms_core::replication::wire`, the same on both hops.
+
+pub mod config;
+pub mod epoch;
+pub mod relay;
+pub mod replica;
+
+pub use config::{HaConfig, Role};

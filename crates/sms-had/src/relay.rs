@@ -1,0 +1,202 @@
+//! The primary's side: the daemons' commits, taken on the local Unix
+//! socket and carried to the secondary over mutual TLS.
+//!
+//! Each daemon connection gets its own peer connection, so one store's
+//! stream never waits behind another's and replies come back in order.
+//! Whatever cannot reach the peer within the sync timeout is answered
+//! `Refused` with the reason, which the daemon reports as DEGRADED; after
+//! a failed connect the peer is not dialled again for
+//! [`sms_core::replication::RETRY_AFTER`], so a dead peer costs commits
+//! one timeout, not one each.
+
+use crate::epoch::Epoch;
+use rustls::pki_types::ServerName;
+use sms_core::replication::wire::{self, Message};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpStream, UnixListener, UnixStream};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+/// How this node reaches its peer.
+#[derive(Clone)]
+pub struct PeerLink {
+    /// The peer's replication address.
+    pub addr: SocketAddr,
+    /// TLS with this node's identity, trusting only the pinned peer.
+    pub connector: TlsConnector,
+    /// How long one exchange may take.
+    pub sync_timeout: Duration,
+    /// This node's epoch, carried by every frame.
+    pub epoch: Arc<Epoch>,
+    /// Why the last connect failed, and until when not to retry.
+    down: Arc<Mutex<Option<(String, Instant)>>>,
+}
+
+impl std::fmt::Debug for PeerLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerLink")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl PeerLink {
+    /// A link to `addr`.
+    pub fn new(
+        addr: SocketAddr,
+        connector: TlsConnector,
+        sync_timeout: Duration,
+        epoch: Arc<Epoch>,
+    ) -> PeerLink {
+        PeerLink {
+            addr,
+            connector,
+            sync_timeout,
+            epoch,
+            down: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    async fn connect(&self) -> Result<TlsStream<TcpStream>, String> {
+        if let Some((why, until)) = sms_core::daemon::lock(&self.down).clone() {
+            if Instant::now() < until {
+                return Err(why);
+            }
+        }
+        let attempt = async {
+            let tcp = TcpStream::connect(self.addr)
+                .await
+                .map_err(|e| format!("peer {}: {e}", self.addr))?;
+            let _ = tcp.set_nodelay(true);
+            let name = ServerName::IpAddress(self.addr.ip().into());
+            self.connector
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("peer {}: TLS: {e}", self.addr))
+        };
+        let result = match tokio::time::timeout(self.sync_timeout, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "peer {}: no connection within {} ms",
+                self.addr,
+                self.sync_timeout.as_millis()
+            )),
+        };
+        let mut down = sms_core::daemon::lock(&self.down);
+        match &result {
+            Ok(_) => {
+                if down.take().is_some() {
+                    tracing::info!(peer = %self.addr, "peer reachable again");
+                }
+            }
+            Err(why) => {
+                if down.is_none() {
+                    tracing::warn!("{why}");
+                }
+                *down = Some((
+                    why.clone(),
+                    Instant::now() + sms_core::replication::RETRY_AFTER,
+                ));
+            }
+        }
+        result
+    }
+}
+
+/// Serves the daemons on `listener` until the task is dropped.
+pub async fn serve_local(listener: UnixListener, link: PeerLink) {
+    loop {
+        match listener.accept().await {
+            Ok((conn, _)) => {
+                let link = link.clone();
+                tokio::spawn(async move { local_session(conn, link).await });
+            }
+            Err(e) => {
+                tracing::warn!("accepting a daemon connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn local_session(mut conn: UnixStream, link: PeerLink) {
+    let mut peer: Option<TlsStream<TcpStream>> = None;
+    loop {
+        let msg = match wire::read_frame_async(&mut conn).await {
+            Ok((_, m)) => m,
+            Err(wire::WireError::Io(_)) => return,
+            Err(e) => {
+                tracing::warn!("daemon connection: {e}; closed");
+                return;
+            }
+        };
+        let store = msg.store().to_string();
+        let forward = match msg {
+            Message::Hello { store, .. } => Message::Where { store },
+            m @ Message::Changes { .. } => m,
+            other => {
+                tracing::warn!(store = %store, "a daemon sent {other:?}; closed");
+                return;
+            }
+        };
+        let reply = match exchange(&link, &mut peer, &forward).await {
+            Ok(r) => r,
+            Err(reason) => {
+                peer = None;
+                Message::Refused { store, reason }
+            }
+        };
+        if wire::write_frame_async(&mut conn, 0, &reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn exchange(
+    link: &PeerLink,
+    peer: &mut Option<TlsStream<TcpStream>>,
+    msg: &Message,
+) -> Result<Message, String> {
+    if peer.is_none() {
+        *peer = Some(link.connect().await?);
+    }
+    let Some(conn) = peer.as_mut() else {
+        return Err("no peer connection".into());
+    };
+    let epoch = link.epoch.current();
+    let round = async {
+        wire::write_frame_async(conn, epoch, msg)
+            .await
+            .map_err(|e| format!("peer {}: {e}", link.addr))?;
+        wire::read_frame_async(conn)
+            .await
+            .map_err(|e| format!("peer {}: {e}", link.addr))
+    };
+    let (peer_epoch, reply) = match tokio::time::timeout(link.sync_timeout, round).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(format!(
+                "peer {} did not answer within {} ms",
+                link.addr,
+                link.sync_timeout.as_millis()
+            ))
+        }
+    };
+    if peer_epoch > epoch {
+        return Err(format!(
+            "the peer is at epoch {peer_epoch}, beyond this node's {epoch}: this node was replaced as primary"
+        ));
+    }
+    Ok(match reply {
+        Message::Position { store, seq } => Message::Position { store, seq },
+        m @ (Message::Ack { .. } | Message::Refused { .. }) => m,
+        other => {
+            return Err(format!(
+                "peer {} answered with an unexpected {other:?}",
+                link.addr
+            ))
+        }
+    })
+}

@@ -1,0 +1,185 @@
+//! Two sms-had processes on loopback, paired by fingerprint, and a store
+//! replicating through the primary, as a daemon's would.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use sms_core::replication::ReplicationClient;
+use sms_core::store::Store;
+use sms_testkit::DaemonProcess;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The sync timeout the tests run with (the shipped default is 2 s).
+pub const SYNC_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// One node: its directory, config and, while it runs, its process.
+pub struct Node {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub process: Option<DaemonProcess>,
+    pub name: &'static str,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sms-had")
+}
+
+impl Node {
+    pub fn new(root: &Path, name: &'static str) -> Node {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("had.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "role = \"standalone\"\nstate_dir = \"{}\"\n",
+                dir.join("state").display()
+            ),
+        )
+        .unwrap();
+        Node {
+            dir,
+            config,
+            process: None,
+            name,
+        }
+    }
+
+    /// The fingerprint `sms-had --identity` prints (made on first use).
+    pub fn fingerprint(&self) -> String {
+        let out = Command::new(bin())
+            .args(["--identity", "--config"])
+            .arg(&self.config)
+            .arg("--settings")
+            .arg(self.dir.join("no-settings.json"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("ha.sock")
+    }
+
+    pub fn replica(&self, store: &str) -> PathBuf {
+        self.dir.join("state/replica").join(store)
+    }
+
+    pub fn configure(&self, body: &str) {
+        std::fs::write(
+            &self.config,
+            format!(
+                "state_dir = \"{}\"\nlocal_socket = \"{}\"\nsync_timeout_ms = {}\n{body}",
+                self.dir.join("state").display(),
+                self.socket().display(),
+                SYNC_TIMEOUT.as_millis()
+            ),
+        )
+        .unwrap();
+    }
+
+    pub fn start(&mut self) {
+        let mut cmd = Command::new(bin());
+        cmd.arg("--config")
+            .arg(&self.config)
+            .arg("--settings")
+            .arg(self.dir.join("no-settings.json"))
+            .arg("--no-dbus")
+            .env("RUST_LOG", "info")
+            .env_remove("JOURNAL_STREAM");
+        self.process = Some(DaemonProcess::spawn(cmd, &self.dir.join("log")).unwrap());
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill();
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.stop();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        sms_testkit::plain(&std::fs::read_to_string(self.dir.join("log")).unwrap_or_default())
+    }
+
+    /// Starts the node and waits (bounded) until its log says it is ready.
+    pub fn restart(&mut self) {
+        let before = self.log().matches("sms-had ready").count();
+        self.start();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.log().matches("sms-had ready").count() > before {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("{} not ready:\n{}", self.name, self.log());
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A primary `a` and a secondary `b` pinned to each other, running.
+pub struct Pair {
+    pub root: tempfile::TempDir,
+    pub a: Node,
+    pub b: Node,
+    pub listen: SocketAddr,
+}
+
+impl Pair {
+    pub fn start() -> Pair {
+        let root = tempfile::tempdir().unwrap();
+        let mut a = Node::new(root.path(), "a");
+        let mut b = Node::new(root.path(), "b");
+        let (fa, fb) = (a.fingerprint(), b.fingerprint());
+        assert_ne!(fa, fb);
+        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        b.configure(&format!(
+            "role = \"secondary\"\nlisten = \"{listen}\"\npeer_fingerprint = \"{fa}\"\n"
+        ));
+        a.configure(&format!(
+            "role = \"primary\"\npeer = \"{listen}\"\npeer_fingerprint = \"{fb}\"\n"
+        ));
+        b.restart();
+        a.restart();
+        Pair { root, a, b, listen }
+    }
+
+    /// A store of node a replicating through its sms-had as `name`.
+    pub fn store(&self, name: &str) -> Store {
+        let store = Store::open(&self.root.path().join(format!("a-{name}"))).unwrap();
+        assert!(store.replicate_through(ReplicationClient::new(
+            name,
+            &self.a.socket(),
+            SYNC_TIMEOUT
+        )));
+        store
+    }
+
+    /// True when b accepts TCP on its replication port.
+    pub fn b_listening(&self) -> bool {
+        TcpStream::connect_timeout(&self.listen, Duration::from_millis(200)).is_ok()
+    }
+}
+
+/// Every key and value of `tree` in `store`.
+pub fn dump(store: &Store, tree: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    store.scan(tree, b"").unwrap()
+}
