@@ -457,19 +457,8 @@ impl Store {
         let result = trees.as_slice().transaction(|views| {
             let outbox = &views[n];
             let meta = &views[n + 1];
-            let mut seq = match meta.get(SEQ_KEY)? {
-                Some(v) if v.len() == 8 => {
-                    let mut a = [0u8; 8];
-                    a.copy_from_slice(&v);
-                    u64::from_be_bytes(a)
-                }
-                Some(_) => {
-                    return Err(ConflictableTransactionError::Abort(
-                        "outbox sequence record has a wrong size",
-                    ))
-                }
-                None => 0,
-            };
+            let mut seq = decode_seq(meta.get(SEQ_KEY)?.as_deref())
+                .map_err(ConflictableTransactionError::Abort)?;
             for (op, &i) in batch.ops.iter().zip(&index) {
                 seq += 1;
                 let change = match op {
@@ -555,16 +544,10 @@ impl Store {
         let result = trees.as_slice().transaction(|views| {
             let (outbox, meta) = (&views[n], &views[n + 1]);
             // Checked again inside: a concurrent writer cannot slip between.
-            let now = match meta.get(SEQ_KEY)? {
-                Some(v) if v.len() == 8 => {
-                    let mut a = [0u8; 8];
-                    a.copy_from_slice(&v);
-                    u64::from_be_bytes(a)
-                }
-                _ => 0,
-            };
+            let now = decode_seq(meta.get(SEQ_KEY)?.as_deref())
+                .map_err(|e| ConflictableTransactionError::Abort(Err(e)))?;
             if now != last {
-                return Err(ConflictableTransactionError::Abort(now));
+                return Err(ConflictableTransactionError::Abort(Ok(now)));
             }
             for c in changes {
                 let i = names.iter().position(|t| *t == c.tree).unwrap_or(0);
@@ -580,11 +563,18 @@ impl Store {
         });
         let end = match result {
             Ok(end) => end,
-            Err(TransactionError::Abort(now)) => {
+            Err(TransactionError::Abort(Ok(now))) => {
                 return Err(StoreError::OutOfOrder {
                     path: self.path.clone(),
                     last: now,
                     got: first.seq,
+                })
+            }
+            Err(TransactionError::Abort(Err(reason))) => {
+                return Err(StoreError::Corrupt {
+                    path: self.path.clone(),
+                    tree: META_TREE.to_string(),
+                    reason: reason.to_string(),
                 })
             }
             Err(TransactionError::Storage(e)) => return Err(self.sled_err(e)),
@@ -612,19 +602,12 @@ impl Store {
 
     /// Sequence number of the newest outbox record (0 when none was written).
     pub fn last_seq(&self) -> Result<u64, StoreError> {
-        match self.meta.get(SEQ_KEY).map_err(|e| self.sled_err(e))? {
-            None => Ok(0),
-            Some(v) if v.len() == 8 => {
-                let mut a = [0u8; 8];
-                a.copy_from_slice(&v);
-                Ok(u64::from_be_bytes(a))
-            }
-            Some(_) => Err(StoreError::Corrupt {
-                path: self.path.clone(),
-                tree: META_TREE.to_string(),
-                reason: "outbox sequence record has a wrong size".into(),
-            }),
-        }
+        let v = self.meta.get(SEQ_KEY).map_err(|e| self.sled_err(e))?;
+        decode_seq(v.as_deref()).map_err(|reason| StoreError::Corrupt {
+            path: self.path.clone(),
+            tree: META_TREE.to_string(),
+            reason: reason.into(),
+        })
     }
 
     /// Outbox records with a sequence number greater than `after`, in order,
@@ -859,6 +842,17 @@ pub fn restore_store(path: &Path, input: &mut dyn Read) -> Result<SnapshotSummar
 }
 
 const SNAPSHOT_MAGIC: &[u8] = b"SMS-STORE-1\n";
+
+/// The outbox sequence record: 8 bytes big-endian, absent meaning 0.
+fn decode_seq(v: Option<&[u8]>) -> Result<u64, &'static str> {
+    match v {
+        None => Ok(0),
+        Some(v) => v
+            .try_into()
+            .map(u64::from_be_bytes)
+            .map_err(|_| "outbox sequence record has a wrong size"),
+    }
+}
 
 /// What a snapshot held: shown by backups and restores.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -149,6 +149,27 @@ struct PinVerifier {
     provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
+/// What both pinning verifiers check signatures with.
+trait Pinned {
+    fn provider(&self) -> &rustls::crypto::CryptoProvider;
+
+    fn algorithms(&self) -> &rustls::crypto::WebPkiSupportedAlgorithms {
+        &self.provider().signature_verification_algorithms
+    }
+}
+
+impl Pinned for PinVerifier {
+    fn provider(&self) -> &rustls::crypto::CryptoProvider {
+        &self.provider
+    }
+}
+
+impl Pinned for PinnedClient {
+    fn provider(&self) -> &rustls::crypto::CryptoProvider {
+        &self.provider
+    }
+}
+
 impl ServerCertVerifier for PinVerifier {
     fn verify_server_cert(
         &self,
@@ -173,8 +194,7 @@ impl ServerCertVerifier for PinVerifier {
         c: &CertificateDer<'_>,
         d: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(m, c, d, algorithms)
+        rustls::crypto::verify_tls12_signature(m, c, d, self.algorithms())
     }
 
     fn verify_tls13_signature(
@@ -183,14 +203,11 @@ impl ServerCertVerifier for PinVerifier {
         c: &CertificateDer<'_>,
         d: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(m, c, d, algorithms)
+        rustls::crypto::verify_tls13_signature(m, c, d, self.algorithms())
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.algorithms().supported_schemes()
     }
 }
 
@@ -262,8 +279,7 @@ impl rustls::server::danger::ClientCertVerifier for PinnedClient {
         c: &CertificateDer<'_>,
         d: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(m, c, d, algorithms)
+        rustls::crypto::verify_tls12_signature(m, c, d, self.algorithms())
     }
 
     fn verify_tls13_signature(
@@ -272,13 +288,10 @@ impl rustls::server::danger::ClientCertVerifier for PinnedClient {
         c: &CertificateDer<'_>,
         d: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(m, c, d, algorithms)
+        rustls::crypto::verify_tls13_signature(m, c, d, self.algorithms())
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.algorithms().supported_schemes()
     }
 }

@@ -26,7 +26,7 @@ async fn a_forged_activation_signal_starts_no_distribution() {
     h.start_fleet(
         2,
         Ipv4Addr::new(127, 33, 0, 1),
-        common::free_port(),
+        sms_testkit::free_port(),
         FleetFaults::default(),
         Duration::ZERO,
     )

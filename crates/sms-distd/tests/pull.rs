@@ -6,11 +6,12 @@
 
 mod common;
 
-use common::{free_port, Harness};
+use common::Harness;
 use sms_core::blob::Digest;
 use sms_core::metadata::{self, TrustRoot};
 use sms_core::package::Version;
 use sms_distd::delta;
+use sms_testkit::free_port;
 use std::io::{Read, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};

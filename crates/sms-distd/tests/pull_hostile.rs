@@ -7,8 +7,9 @@
 
 mod common;
 
-use common::{free_port, Harness};
+use common::Harness;
 use sms_distd::delta;
+use sms_testkit::free_port;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -8,8 +8,9 @@
 
 mod common;
 
-use common::{free_port, Logd};
+use common::Logd;
 use sms_sim::pki::TestCa;
+use sms_testkit::free_port;
 use sms_testkit::DaemonProcess;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};

@@ -224,3 +224,13 @@ pub fn plain(text: &str) -> String {
     }
     out
 }
+
+/// A TCP port on 127.0.0.1 nothing listens on (bound and released), for a
+/// test server's address.
+#[allow(clippy::expect_used)] // test support: without a loopback port no test runs
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding a port on 127.0.0.1")
+        .port()
+}

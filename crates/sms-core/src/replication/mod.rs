@@ -116,16 +116,17 @@ impl ReplicationClient {
         upto: u64,
         deadline: Instant,
     ) -> Result<(), String> {
+        let too_late = || {
+            format!(
+                "the peer did not confirm within the sync timeout of {} ms",
+                self.sync_timeout.as_millis()
+            )
+        };
         let remaining = || {
             deadline
                 .checked_duration_since(Instant::now())
                 .filter(|d| !d.is_zero())
-                .ok_or_else(|| {
-                    format!(
-                        "the peer did not confirm within the sync timeout of {} ms",
-                        self.sync_timeout.as_millis()
-                    )
-                })
+                .ok_or_else(too_late)
         };
         let exchange = |conn: &mut UnixStream, msg: &Message| -> Result<Message, String> {
             let t = remaining()?;
@@ -140,10 +141,7 @@ impl ReplicationClient {
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) =>
                 {
-                    Err(format!(
-                        "the peer did not confirm within the sync timeout of {} ms",
-                        self.sync_timeout.as_millis()
-                    ))
+                    Err(too_late())
                 }
                 Err(e) => Err(format!("HA daemon: {e}")),
             }

@@ -37,15 +37,6 @@ pub struct Harness {
     pub run_as: Option<u32>,
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Harness {
     /// World, bus and updater; no fleet, no distd yet.
     pub async fn new() -> Harness {

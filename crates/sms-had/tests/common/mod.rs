@@ -5,7 +5,7 @@
 use sms_core::replication::ReplicationClient;
 use sms_core::store::Store;
 use sms_testkit::DaemonProcess;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -127,14 +127,6 @@ impl Node {
     }
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A primary `a` and a secondary `b` pinned to each other, running.
 pub struct Pair {
     pub root: tempfile::TempDir,
@@ -150,7 +142,9 @@ impl Pair {
         let mut b = Node::new(root.path(), "b");
         let (fa, fb) = (a.fingerprint(), b.fingerprint());
         assert_ne!(fa, fb);
-        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let listen: SocketAddr = format!("127.0.0.1:{}", sms_testkit::free_port())
+            .parse()
+            .unwrap();
         b.configure(&format!(
             "role = \"secondary\"\nlisten = \"{listen}\"\npeer_fingerprint = \"{fa}\"\n"
         ));
