@@ -40,7 +40,7 @@ test-image: deps
 	qemu/boot-test.sh
 
 bench: deps
-	$(CARGO) build --release -p sms-sim -p sms-ntpd -p sms-snmpd -p sms-bench
+	$(CARGO) build --release -p sms-sim -p sms-ntpd -p sms-snmpd -p sms-had -p sms-bench
 	./target/release/updated-download
 	./target/release/ntp-serve
 	./target/release/distd-pull
@@ -48,6 +48,7 @@ bench: deps
 	./target/release/distd-push
 	./target/release/snmp-agent
 	./target/release/snmp-traps
+	./target/release/ha-commit
 
 clean:
 	$(CARGO) clean

@@ -13,7 +13,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// A key and its value, as returned by [`Store::scan`].
 pub type KeyValue = (Vec<u8>, Vec<u8>);
@@ -245,6 +245,9 @@ pub struct Store {
     /// Writers share it, [`Store::export`] takes it alone: a snapshot never
     /// sees half of a batch.
     gate: Arc<RwLock<()>>,
+    /// Highest sequence number known flushed: concurrent commits share one
+    /// flush (group commit) instead of queueing one flush each.
+    durable: Arc<Mutex<u64>>,
     /// The HA replication client, when the appliance is paired: each
     /// commit waits for it (see [`Store::commit`]).
     replication: Arc<std::sync::OnceLock<crate::replication::ReplicationClient>>,
@@ -317,6 +320,7 @@ impl Store {
             outbox,
             meta,
             gate: Arc::new(RwLock::new(())),
+            durable: Arc::new(Mutex::new(0)),
             replication: Arc::new(std::sync::OnceLock::new()),
         })
     }
@@ -497,8 +501,23 @@ impl Store {
             }
             Err(TransactionError::Storage(e)) => return Err(self.sled_err(e)),
         };
-        self.db.flush().map_err(|e| self.sled_err(e))?;
+        self.flush_through(seq)?;
         Ok(seq)
+    }
+
+    /// Makes every change up to `seq` durable. Writers that committed
+    /// while another one flushed find their change covered by that flush
+    /// and return without one of their own: the flush covers everything
+    /// committed before it started, which is read first.
+    fn flush_through(&self, seq: u64) -> Result<(), StoreError> {
+        let mut durable = crate::daemon::lock(&self.durable);
+        if *durable >= seq {
+            return Ok(());
+        }
+        let committed = self.last_seq()?;
+        self.db.flush().map_err(|e| self.sled_err(e))?;
+        *durable = committed.max(seq);
+        Ok(())
     }
 
     /// Applies changes shipped by the HA primary, in one transaction with
