@@ -57,6 +57,15 @@ pub enum StoreError {
         /// The first sequence number offered.
         got: u64,
     },
+    /// The HA daemon says this node may not take writes now (standby,
+    /// fenced, or it cannot tell): nothing was written.
+    #[error("store {path}: this node takes no writes: {reason}")]
+    NotActive {
+        /// Database directory.
+        path: PathBuf,
+        /// What sms-had said.
+        reason: String,
+    },
     /// A snapshot could not be written or read back.
     #[error("store snapshot for {path}: {reason}")]
     Snapshot {
@@ -420,6 +429,12 @@ impl Store {
     /// commit is local and shipped when the peer is back; never reported
     /// as Sync).
     pub fn commit(&self, batch: &Batch) -> Result<Commit, StoreError> {
+        if let Some(client) = self.replication.get() {
+            client.may_write().map_err(|reason| StoreError::NotActive {
+                path: self.path.clone(),
+                reason,
+            })?;
+        }
         let seq = self.apply_local(batch)?;
         let replication = match self.replication.get() {
             None => Replication::Standalone,

@@ -234,21 +234,34 @@ pub fn server_config_pinned_client(
     key_pem: &[u8],
     pin: Digest,
 ) -> Result<rustls::ServerConfig, TlsError> {
+    server_config_pinned_clients(chain_pem, key_pem, &[pin])
+}
+
+/// Like [`server_config_pinned_client`] for a server several pinned
+/// clients talk to (the HA witness serves the two nodes of a pair).
+pub fn server_config_pinned_clients(
+    chain_pem: &[u8],
+    key_pem: &[u8],
+    pins: &[Digest],
+) -> Result<rustls::ServerConfig, TlsError> {
     let chain = certs_from_pem(chain_pem, "certificate chain")?;
     let key = key_from_pem(key_pem, "private key")?;
     let provider = provider();
     Ok(
         rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?
-            .with_client_cert_verifier(Arc::new(PinnedClient { pin, provider }))
+            .with_client_cert_verifier(Arc::new(PinnedClient {
+                pins: pins.to_vec(),
+                provider,
+            }))
             .with_single_cert(chain, key)?,
     )
 }
 
-/// Accepts exactly the client certificate whose SHA-256 is pinned.
+/// Accepts exactly the client certificates whose SHA-256 is pinned.
 #[derive(Debug)]
 struct PinnedClient {
-    pin: Digest,
+    pins: Vec<Digest>,
     provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
@@ -263,7 +276,7 @@ impl rustls::server::danger::ClientCertVerifier for PinnedClient {
         _intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
-        if Digest::of(end_entity.as_ref()) == self.pin {
+        if self.pins.contains(&Digest::of(end_entity.as_ref())) {
             Ok(rustls::server::danger::ClientCertVerified::assertion())
         } else {
             Err(rustls::Error::General(format!(

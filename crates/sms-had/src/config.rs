@@ -9,6 +9,10 @@ use std::path::PathBuf;
 /// The port of the replication stream between the two nodes.
 pub const REPLICATION_PORT: u16 = 3306;
 
+/// The port of heartbeats, roles and fencing (the control link), and of
+/// the witness.
+pub const CONTROL_PORT: u16 = 4444;
+
 /// What this node does in the pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -40,6 +44,18 @@ pub struct HaConfig {
     pub peer_fingerprint: Option<String>,
     /// Milliseconds a commit waits for the peer before the pair is DEGRADED.
     pub sync_timeout_ms: u64,
+    /// Address the peer's heartbeats are taken on.
+    pub control_listen: SocketAddr,
+    /// The peer's control address (default: the peer's address, port
+    /// [`CONTROL_PORT`]).
+    pub peer_control: Option<SocketAddr>,
+    /// The witness (`sms-had witness`); without one promotion is manual.
+    pub witness: Option<SocketAddr>,
+    /// The SHA-256 fingerprint of the witness's certificate.
+    pub witness_fingerprint: Option<String>,
+    /// Length of the witness lease in milliseconds: a node cut off from
+    /// the witness fences itself within it.
+    pub lease_ms: u64,
 }
 
 impl Default for HaConfig {
@@ -52,6 +68,11 @@ impl Default for HaConfig {
             peer: None,
             peer_fingerprint: None,
             sync_timeout_ms: sms_core::replication::SYNC_TIMEOUT.as_millis() as u64,
+            control_listen: SocketAddr::from(([0, 0, 0, 0], CONTROL_PORT)),
+            peer_control: None,
+            witness: None,
+            witness_fingerprint: None,
+            lease_ms: 3000,
         }
     }
 }
@@ -65,6 +86,17 @@ impl HaConfig {
     /// The node's private key file.
     pub fn key_path(&self) -> PathBuf {
         self.state_dir.join("identity/key.pem")
+    }
+
+    /// Where this node sends its heartbeats.
+    pub fn peer_control(&self) -> Option<SocketAddr> {
+        self.peer_control
+            .or_else(|| self.peer.map(|p| SocketAddr::new(p.ip(), CONTROL_PORT)))
+    }
+
+    /// The witness lease as a duration (at least 1 s).
+    pub fn lease(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.lease_ms.max(1000))
     }
 
     /// The sync timeout as a duration.

@@ -7,10 +7,16 @@
 //! certificate; on the secondary, [`replica`] applies them to replica
 //! stores and acknowledges each batch only after it was flushed. The frame
 //! format is `sms_core::replication::wire`, the same on both hops.
+//!
+//! [`roles`] decides which node takes writes: heartbeats between the nodes
+//! on the control port, and with a [`witness`] an epoch-keyed lease that a
+//! node must hold to take writes (ADR 21).
 
 pub mod config;
 pub mod epoch;
 pub mod relay;
 pub mod replica;
+pub mod roles;
+pub mod witness;
 
 pub use config::{HaConfig, Role};

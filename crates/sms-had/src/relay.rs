@@ -10,6 +10,7 @@
 //! one timeout, not one each.
 
 use crate::epoch::Epoch;
+use crate::roles::Roles;
 use rustls::pki_types::ServerName;
 use sms_core::replication::wire::{self, Message};
 use std::net::SocketAddr;
@@ -32,6 +33,8 @@ pub struct PeerLink {
     pub epoch: Arc<Epoch>,
     /// Why the last connect failed, and until when not to retry.
     down: Arc<Mutex<Option<(String, Instant)>>>,
+    /// Told when the link fails or works again, and of a higher epoch.
+    roles: Arc<Roles>,
 }
 
 impl std::fmt::Debug for PeerLink {
@@ -49,6 +52,7 @@ impl PeerLink {
         connector: TlsConnector,
         sync_timeout: Duration,
         epoch: Arc<Epoch>,
+        roles: Arc<Roles>,
     ) -> PeerLink {
         PeerLink {
             addr,
@@ -56,6 +60,7 @@ impl PeerLink {
             sync_timeout,
             epoch,
             down: Arc::new(Mutex::new(None)),
+            roles,
         }
     }
 
@@ -105,13 +110,15 @@ impl PeerLink {
     }
 }
 
-/// Serves the daemons on `listener` until the task is dropped.
-pub async fn serve_local(listener: UnixListener, link: PeerLink) {
+/// Serves the daemons on `listener` until the task is dropped: whether
+/// they may write (from `roles`) and, on the primary (`link`), their
+/// commits relayed to the peer.
+pub async fn serve_local(listener: UnixListener, link: Option<PeerLink>, roles: Arc<Roles>) {
     loop {
         match listener.accept().await {
             Ok((conn, _)) => {
-                let link = link.clone();
-                tokio::spawn(async move { local_session(conn, link).await });
+                let (link, roles) = (link.clone(), roles.clone());
+                tokio::spawn(async move { local_session(conn, link, roles).await });
             }
             Err(e) => {
                 tracing::warn!("accepting a daemon connection: {e}");
@@ -121,7 +128,7 @@ pub async fn serve_local(listener: UnixListener, link: PeerLink) {
     }
 }
 
-async fn local_session(mut conn: UnixStream, link: PeerLink) {
+async fn local_session(mut conn: UnixStream, link: Option<PeerLink>, roles: Arc<Roles>) {
     let mut peer: Option<TlsStream<TcpStream>> = None;
     loop {
         let msg = match wire::read_frame_async(&mut conn).await {
@@ -134,6 +141,15 @@ async fn local_session(mut conn: UnixStream, link: PeerLink) {
         };
         let store = msg.store().to_string();
         let forward = match msg {
+            Message::MayWrite => {
+                if wire::write_frame_async(&mut conn, 0, &roles.write_answer())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
             Message::Hello { store, .. } => Message::Where { store },
             m @ Message::Changes { .. } => m,
             other => {
@@ -141,12 +157,22 @@ async fn local_session(mut conn: UnixStream, link: PeerLink) {
                 return;
             }
         };
-        let reply = match exchange(&link, &mut peer, &forward).await {
-            Ok(r) => r,
-            Err(reason) => {
-                peer = None;
-                Message::Refused { store, reason }
-            }
+        let reply = match &link {
+            None => Message::Refused {
+                store,
+                reason: "this node ships no commits: it is configured as the secondary".into(),
+            },
+            Some(link) => match exchange(link, &mut peer, &forward).await {
+                Ok(r) => {
+                    link.roles.set_degraded(false);
+                    r
+                }
+                Err(reason) => {
+                    peer = None;
+                    link.roles.set_degraded(true);
+                    Message::Refused { store, reason }
+                }
+            },
         };
         if wire::write_frame_async(&mut conn, 0, &reply).await.is_err() {
             return;
@@ -185,6 +211,7 @@ async fn exchange(
         }
     };
     if peer_epoch > epoch {
+        link.roles.saw_epoch(peer_epoch, "the secondary");
         return Err(format!(
             "the peer is at epoch {peer_epoch}, beyond this node's {epoch}: this node was replaced as primary"
         ));

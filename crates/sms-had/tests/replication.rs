@@ -177,7 +177,12 @@ fn a_silent_secondary_makes_commits_degraded_and_they_are_shipped_when_it_is_bac
             Replication::Degraded(_)
         ));
     }
-    assert!(pair.a.log().contains("127.0.0.1"), "{}", pair.a.log());
+    // The primary says the peer went silent (its heartbeats fail).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !pair.a.log().contains("heartbeat:") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(pair.a.log().contains("heartbeat:"), "{}", pair.a.log());
 
     // What the secondary holds: only what was SYNC.
     let replica = Store::open(&pair.b.replica("distd")).unwrap();

@@ -27,6 +27,9 @@ pub const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// The outbox is trimmed once this many changes were acknowledged.
 const TRIM_EVERY: u64 = 1024;
+/// A daemon asks sms-had again whether this node may take writes at
+/// least this often, so a step-down reaches it within this time.
+pub const GATE_REFRESH: Duration = Duration::from_secs(1);
 
 /// Ships one store's commits to sms-had (one per store, shared by its
 /// clones; commits of concurrent writers ride together).
@@ -36,6 +39,7 @@ pub struct ReplicationClient {
     socket: PathBuf,
     sync_timeout: Duration,
     state: Arc<Mutex<ClientState>>,
+    gate: Arc<Mutex<GateState>>,
 }
 
 #[derive(Debug, Default)]
@@ -49,6 +53,47 @@ struct ClientState {
     retry_at: Option<Instant>,
 }
 
+/// What sms-had last said about taking writes (its own lock, so the
+/// check never waits behind a commit being shipped).
+#[derive(Debug, Default)]
+struct GateState {
+    /// The write gate's own connection (no Hello on it).
+    gate_conn: Option<UnixStream>,
+    /// Writes may be taken until then, as sms-had last said.
+    write_until: Option<Instant>,
+    /// sms-had last said "active, no witness": writes go on while it is
+    /// unreachable (it restarts), as on an unpaired node.
+    unconditional: bool,
+}
+
+/// One request and its answer on `conn`, both within `deadline`.
+fn exchange(
+    conn: &mut UnixStream,
+    msg: &Message,
+    deadline: Instant,
+    too_late: &dyn Fn() -> String,
+) -> Result<Message, String> {
+    let t = deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(too_late)?;
+    conn.set_write_timeout(Some(t)).map_err(|e| e.to_string())?;
+    conn.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
+    wire::write_frame(conn, 0, msg).map_err(|e| format!("HA daemon: {e}"))?;
+    match wire::read_frame(conn) {
+        Ok((_, m)) => Ok(m),
+        Err(wire::WireError::Io(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(too_late())
+        }
+        Err(e) => Err(format!("HA daemon: {e}")),
+    }
+}
+
 impl ReplicationClient {
     /// A client for the store called `name` (the replica's name on the
     /// peer), talking to sms-had at `socket`.
@@ -58,6 +103,62 @@ impl ReplicationClient {
             socket: socket.to_path_buf(),
             sync_timeout,
             state: Arc::new(Mutex::new(ClientState::default())),
+            gate: Arc::new(Mutex::new(GateState::default())),
+        }
+    }
+
+    /// Whether this node may take a write now (sms-had holds the active
+    /// role and, with a witness, its lease). The answer is kept until it
+    /// runs out (at most [`GATE_REFRESH`]); a fenced or standby node gets
+    /// the reason, and nothing is written.
+    pub fn may_write(&self) -> Result<(), String> {
+        let mut st = crate::daemon::lock(&self.gate);
+        let sent = Instant::now();
+        if st.write_until.is_some_and(|t| sent < t) {
+            return Ok(());
+        }
+        let too_late = || {
+            format!(
+                "the HA daemon did not say within {} ms whether this node is active",
+                self.sync_timeout.as_millis()
+            )
+        };
+        let deadline = sent + self.sync_timeout;
+        let answer = match st.gate_conn.take() {
+            Some(conn) => Ok(conn),
+            None => UnixStream::connect(&self.socket)
+                .map_err(|e| format!("HA daemon at {}: {e}", self.socket.display())),
+        }
+        .and_then(|mut conn| {
+            let m = exchange(&mut conn, &Message::MayWrite, deadline, &too_late)?;
+            Ok((conn, m))
+        });
+        match answer {
+            Ok((conn, Message::WriteFor { ms })) => {
+                st.gate_conn = Some(conn);
+                st.unconditional = ms == u32::MAX;
+                let granted = Duration::from_millis(u64::from(ms)).min(GATE_REFRESH);
+                st.write_until = Some(sent + granted);
+                Ok(())
+            }
+            Ok((conn, Message::Refused { reason, .. })) => {
+                st.gate_conn = Some(conn);
+                st.unconditional = false;
+                st.write_until = None;
+                Err(reason)
+            }
+            Ok((_, other)) => {
+                st.write_until = None;
+                Err(format!("HA daemon answered {other:?} to may-write"))
+            }
+            Err(reason) if st.unconditional => {
+                tracing::debug!(store = %self.name, "{reason}; writes go on (active without a witness)");
+                Ok(())
+            }
+            Err(reason) => {
+                st.write_until = None;
+                Err(reason)
+            }
         }
     }
 
@@ -122,29 +223,8 @@ impl ReplicationClient {
                 self.sync_timeout.as_millis()
             )
         };
-        let remaining = || {
-            deadline
-                .checked_duration_since(Instant::now())
-                .filter(|d| !d.is_zero())
-                .ok_or_else(too_late)
-        };
         let exchange = |conn: &mut UnixStream, msg: &Message| -> Result<Message, String> {
-            let t = remaining()?;
-            conn.set_write_timeout(Some(t)).map_err(|e| e.to_string())?;
-            conn.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
-            wire::write_frame(conn, 0, msg).map_err(|e| format!("HA daemon: {e}"))?;
-            match wire::read_frame(conn) {
-                Ok((_, m)) => Ok(m),
-                Err(wire::WireError::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    Err(too_late())
-                }
-                Err(e) => Err(format!("HA daemon: {e}")),
-            }
+            exchange(conn, msg, deadline, &too_late)
         };
         if st.conn.is_none() {
             let mut conn = UnixStream::connect(&self.socket)

@@ -64,6 +64,35 @@ pub enum Message {
         /// Why.
         reason: String,
     },
+    /// sms-had to its peer, every heartbeat interval, on the control link:
+    /// whether this node is active, and whether its commits are DEGRADED
+    /// (a standby that heard `degraded` may be stale and is not promoted).
+    Heartbeat {
+        /// The sender holds the active role.
+        active: bool,
+        /// The sender's commits are not all on its peer.
+        degraded: bool,
+    },
+    /// sms-had to the witness: "grant me the lease at the frame's epoch
+    /// for `ttl_ms`".
+    LeaseRequest {
+        /// Lease length asked for.
+        ttl_ms: u32,
+    },
+    /// The witness to sms-had: the lease at the frame's epoch is the
+    /// sender's for `ttl_ms` from when it received the request.
+    LeaseGranted {
+        /// Lease length granted.
+        ttl_ms: u32,
+    },
+    /// A daemon to sms-had: "may this node take writes?"
+    MayWrite,
+    /// sms-had to a daemon: writes may be taken for `ms` from when the
+    /// question was sent (`u32::MAX`: until told otherwise, no witness).
+    WriteFor {
+        /// Milliseconds.
+        ms: u32,
+    },
 }
 
 impl Message {
@@ -75,6 +104,11 @@ impl Message {
             Message::Changes { .. } => 4,
             Message::Ack { .. } => 5,
             Message::Refused { .. } => 6,
+            Message::Heartbeat { .. } => 7,
+            Message::LeaseRequest { .. } => 8,
+            Message::LeaseGranted { .. } => 9,
+            Message::MayWrite => 10,
+            Message::WriteFor { .. } => 11,
         }
     }
 
@@ -87,6 +121,11 @@ impl Message {
             | Message::Changes { store, .. }
             | Message::Ack { store, .. }
             | Message::Refused { store, .. } => store,
+            Message::Heartbeat { .. }
+            | Message::LeaseRequest { .. }
+            | Message::LeaseGranted { .. }
+            | Message::MayWrite
+            | Message::WriteFor { .. } => "",
         }
     }
 }
@@ -147,7 +186,13 @@ pub fn encode(epoch: u64, msg: &Message) -> Vec<u8> {
         Message::Hello { last: n, .. }
         | Message::Position { seq: n, .. }
         | Message::Ack { seq: n, .. } => p.extend_from_slice(&n.to_be_bytes()),
-        Message::Where { .. } => {}
+        Message::Where { .. } | Message::MayWrite => {}
+        Message::Heartbeat { active, degraded } => {
+            p.push(u8::from(*active) | u8::from(*degraded) << 1);
+        }
+        Message::LeaseRequest { ttl_ms: n }
+        | Message::LeaseGranted { ttl_ms: n }
+        | Message::WriteFor { ms: n } => p.extend_from_slice(&n.to_be_bytes()),
         Message::Refused { reason, .. } => put_str(&mut p, reason),
         Message::Changes { changes, .. } => {
             p.extend_from_slice(&(changes.len() as u32).to_be_bytes());
@@ -243,6 +288,25 @@ pub fn decode(kind: u8, payload: &[u8]) -> Result<Message, WireError> {
             store,
             reason: c.string()?,
         },
+        7..=11 if !store.is_empty() => {
+            return Err(malformed(format!(
+                "a frame of kind {kind} names a store ({store})"
+            )))
+        }
+        7 => {
+            let flags = c.take(1)?[0];
+            if flags > 3 {
+                return Err(malformed(format!("heartbeat flags {flags:#x}")));
+            }
+            Message::Heartbeat {
+                active: flags & 1 != 0,
+                degraded: flags & 2 != 0,
+            }
+        }
+        8 => Message::LeaseRequest { ttl_ms: c.u32()? },
+        9 => Message::LeaseGranted { ttl_ms: c.u32()? },
+        10 => Message::MayWrite,
+        11 => Message::WriteFor { ms: c.u32()? },
         k => return Err(malformed(format!("unknown frame kind {k}"))),
     };
     if !c.0.is_empty() {
@@ -322,6 +386,12 @@ mod tests {
                 .prop_map(|(store, changes)| Message::Changes { store, changes }),
             (store, any::<u64>()).prop_map(|(store, seq)| Message::Ack { store, seq }),
             (store, ".{0,40}").prop_map(|(store, reason)| Message::Refused { store, reason }),
+            (any::<bool>(), any::<bool>())
+                .prop_map(|(active, degraded)| Message::Heartbeat { active, degraded }),
+            any::<u32>().prop_map(|ttl_ms| Message::LeaseRequest { ttl_ms }),
+            any::<u32>().prop_map(|ttl_ms| Message::LeaseGranted { ttl_ms }),
+            Just(Message::MayWrite),
+            any::<u32>().prop_map(|ms| Message::WriteFor { ms }),
         ]
     }
 

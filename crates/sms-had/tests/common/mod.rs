@@ -85,7 +85,19 @@ impl Node {
     }
 
     pub fn start(&mut self) {
-        let mut cmd = Command::new(bin());
+        self.start_in(None)
+    }
+
+    /// Starts the node inside network namespace `netns` (or here).
+    pub fn start_in(&mut self, netns: Option<&str>) {
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, bin()]);
+                c
+            }
+            None => Command::new(bin()),
+        };
         cmd.arg("--config")
             .arg(&self.config)
             .arg("--settings")
@@ -114,8 +126,13 @@ impl Node {
 
     /// Starts the node and waits (bounded) until its log says it is ready.
     pub fn restart(&mut self) {
+        self.restart_in(None)
+    }
+
+    /// [`Node::restart`] inside network namespace `netns`.
+    pub fn restart_in(&mut self, netns: Option<&str>) {
         let before = self.log().matches("sms-had ready").count();
-        self.start();
+        self.start_in(netns);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if self.log().matches("sms-had ready").count() > before {
@@ -145,11 +162,14 @@ impl Pair {
         let listen: SocketAddr = format!("127.0.0.1:{}", sms_testkit::free_port())
             .parse()
             .unwrap();
+        let (ca, cb) = (sms_testkit::free_port(), sms_testkit::free_port());
         b.configure(&format!(
-            "role = \"secondary\"\nlisten = \"{listen}\"\npeer_fingerprint = \"{fa}\"\n"
+            "role = \"secondary\"\nlisten = \"{listen}\"\npeer_fingerprint = \"{fa}\"\n\
+             control_listen = \"127.0.0.1:{cb}\"\npeer_control = \"127.0.0.1:{ca}\"\n"
         ));
         a.configure(&format!(
-            "role = \"primary\"\npeer = \"{listen}\"\npeer_fingerprint = \"{fb}\"\n"
+            "role = \"primary\"\npeer = \"{listen}\"\npeer_fingerprint = \"{fb}\"\n\
+             control_listen = \"127.0.0.1:{ca}\"\npeer_control = \"127.0.0.1:{cb}\"\n"
         ));
         b.restart();
         a.restart();

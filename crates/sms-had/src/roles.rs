@@ -1,0 +1,467 @@
+//! Who of the pair takes writes (ADR 21).
+//!
+//! The two nodes heartbeat each other every [`HEARTBEAT`] on the control
+//! link (port 4444, mutual TLS with the pinned peer); a node that sees a
+//! higher epoch steps down. With a witness, the active node takes writes
+//! only while it holds the witness's lease, renewed every heartbeat; when
+//! renewals stop reaching the witness the lease runs out and the node
+//! fences itself (its daemons' commits are refused). A standby that heard
+//! the active node in SYNC and then nothing for [`PEER_DEAD`] asks the
+//! witness for the lease at epoch + 1, which is granted only once the old
+//! lease ran out: at most one node takes writes at any time. Without a
+//! witness, the configured primary is active and promotion is manual.
+
+use crate::epoch::Epoch;
+use rustls::pki_types::ServerName;
+use sms_core::replication::wire::{self, Message};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+/// How often each node tells the other it is alive.
+pub const HEARTBEAT: Duration = Duration::from_millis(500);
+/// Silence after which the peer is taken for dead.
+pub const PEER_DEAD: Duration = Duration::from_secs(3);
+
+/// This node's view of the pair.
+#[derive(Debug)]
+pub struct Roles {
+    epoch: Arc<Epoch>,
+    /// A witness decides promotions (else they are manual).
+    witness: bool,
+    /// The lease length asked of the witness.
+    lease: Duration,
+    state: Mutex<RoleState>,
+}
+
+#[derive(Debug, Default)]
+struct RoleState {
+    active: bool,
+    /// With a witness: writes are taken until then.
+    lease_until: Option<Instant>,
+    /// The fence was logged (once per lease lost).
+    fence_logged: bool,
+    peer_heard: Option<Instant>,
+    peer_active: bool,
+    peer_degraded: bool,
+    /// Since this process started, the peer was heard active and in SYNC
+    /// (its last heartbeat said so): a standby that never was is stale
+    /// and never promotes itself.
+    peer_in_sync: bool,
+    /// The replication link of this node failed on its last use.
+    degraded: bool,
+}
+
+/// What the lease loop should do next.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    Renew(u64),
+    Promote(u64),
+    Wait,
+}
+
+impl Roles {
+    /// A node at `epoch`; `active` when it starts as the primary without
+    /// a witness (with a witness it is active once granted the lease).
+    pub fn new(epoch: Arc<Epoch>, witness: bool, lease: Duration, active: bool) -> Roles {
+        Roles {
+            epoch,
+            witness,
+            lease,
+            state: Mutex::new(RoleState {
+                active: active && !witness,
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn st(&self) -> std::sync::MutexGuard<'_, RoleState> {
+        sms_core::daemon::lock(&self.state)
+    }
+
+    /// The node's epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.current()
+    }
+
+    /// True while this node holds the active role.
+    pub fn is_active(&self) -> bool {
+        self.st().active
+    }
+
+    /// True while this node takes writes (active and, with a witness,
+    /// within its lease).
+    pub fn accepting_writes(&self) -> bool {
+        matches!(self.write_answer(), Message::WriteFor { .. })
+    }
+
+    /// Marks the replication link failed (DEGRADED) or working.
+    pub fn set_degraded(&self, degraded: bool) {
+        self.st().degraded = degraded;
+    }
+
+    /// What the heartbeat says about this node's commits.
+    pub fn degraded(&self) -> bool {
+        self.st().degraded
+    }
+
+    /// The answer to a daemon's [`Message::MayWrite`].
+    pub fn write_answer(&self) -> Message {
+        let epoch = self.epoch.current();
+        let mut st = self.st();
+        let refused = |reason: String| Message::Refused {
+            store: String::new(),
+            reason,
+        };
+        if !st.active {
+            return refused(format!(
+                "this node is the standby at epoch {epoch}: the active node takes writes"
+            ));
+        }
+        if !self.witness {
+            return Message::WriteFor { ms: u32::MAX };
+        }
+        let now = Instant::now();
+        match st.lease_until {
+            Some(until) if now < until => Message::WriteFor {
+                ms: (until - now).as_millis().min(u128::from(u32::MAX - 1)) as u32,
+            },
+            _ => {
+                if !st.fence_logged {
+                    st.fence_logged = true;
+                    tracing::warn!(
+                        epoch,
+                        "FENCED: the witness lease ran out without a renewal; this node takes no writes until the witness grants it again"
+                    );
+                }
+                refused(format!(
+                    "fenced: this node's witness lease at epoch {epoch} ran out (the witness is unreachable)"
+                ))
+            }
+        }
+    }
+
+    /// A frame of `epoch` from the peer or the witness: a higher epoch is
+    /// persisted and makes this node step down.
+    pub fn saw_epoch(&self, epoch: u64, from: &str) {
+        let ours = self.epoch.current();
+        if epoch <= ours {
+            return;
+        }
+        if let Err(e) = self.epoch.raise(epoch) {
+            tracing::error!("persisting epoch {epoch} seen from {from}: {e}");
+        }
+        self.step_down(&format!(
+            "{from} is at epoch {epoch}, beyond this node's {ours}"
+        ));
+    }
+
+    /// Leaves the active role (no more writes).
+    pub fn step_down(&self, why: &str) {
+        let mut st = self.st();
+        if st.active {
+            tracing::warn!("stepping down to standby: {why}");
+        }
+        st.active = false;
+        st.lease_until = None;
+    }
+
+    /// A heartbeat of the peer at `epoch`.
+    pub fn heard_peer(&self, epoch: u64, active: bool, degraded: bool) {
+        self.saw_epoch(epoch, "the peer");
+        let ours = self.epoch.current();
+        let mut st = self.st();
+        if st.peer_heard.is_none() {
+            tracing::info!(peer_active = active, "the peer is heard");
+        }
+        st.peer_heard = Some(Instant::now());
+        st.peer_active = active && epoch >= ours;
+        st.peer_degraded = degraded;
+        if st.peer_active {
+            st.peer_in_sync = !degraded;
+        }
+    }
+
+    fn next(&self, cold_primary: bool) -> Next {
+        let epoch = self.epoch.current();
+        let st = self.st();
+        if st.active {
+            return Next::Renew(epoch);
+        }
+        let silent = st.peer_heard.is_none_or(|t| t.elapsed() > PEER_DEAD);
+        if st.peer_in_sync && silent {
+            return Next::Promote(epoch + 1);
+        }
+        // At start, the configured primary takes the lease at its own
+        // epoch when the witness still has it (or has none).
+        if cold_primary && !st.peer_active {
+            return Next::Renew(epoch);
+        }
+        Next::Wait
+    }
+
+    /// The witness granted the lease at `epoch`, asked at `sent`.
+    fn granted(&self, epoch: u64, sent: Instant) {
+        let ours = self.epoch.current();
+        if epoch < ours {
+            // Deposed while the request was on its way.
+            return;
+        }
+        if epoch > ours {
+            if let Err(e) = self.epoch.raise(epoch) {
+                tracing::error!("persisting epoch {epoch}: {e}; not promoted");
+                return;
+            }
+        }
+        // The witness counts the lease from when it received the request:
+        // ending it here a tenth earlier, from when it was sent, keeps this
+        // node's view inside the witness's.
+        let until = sent + self.lease - self.lease / 10;
+        let mut st = self.st();
+        if !st.active {
+            tracing::warn!(
+                epoch,
+                "ACTIVE: granted the witness lease at epoch {epoch}{}",
+                if epoch > ours {
+                    " after the peer fell silent"
+                } else {
+                    ""
+                }
+            );
+        } else if st.fence_logged {
+            tracing::info!(epoch, "the witness lease is renewed again: writes resume");
+        }
+        st.active = true;
+        st.peer_in_sync = false;
+        st.fence_logged = false;
+        st.lease_until = Some(until);
+    }
+}
+
+/// How this node reaches the witness.
+#[derive(Clone)]
+pub struct WitnessLink {
+    /// The witness's address.
+    pub addr: SocketAddr,
+    /// TLS with this node's identity, trusting only the pinned witness.
+    pub connector: TlsConnector,
+}
+
+/// Asks the witness for the lease (or renews it) every heartbeat while
+/// this node is active or may become so; runs until dropped.
+pub async fn lease_loop(roles: Arc<Roles>, witness: WitnessLink, cold_primary: bool) {
+    let mut conn: Option<tokio_rustls::client::TlsStream<TcpStream>> = None;
+    let mut cold = cold_primary;
+    let mut last_error = String::new();
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let epoch = match roles.next(cold) {
+            Next::Renew(e) | Next::Promote(e) => e,
+            Next::Wait => continue,
+        };
+        let sent = Instant::now();
+        let ttl_ms = roles.lease.as_millis().min(u128::from(u32::MAX)) as u32;
+        let request = Message::LeaseRequest { ttl_ms };
+        let round = async {
+            if conn.is_none() {
+                let tcp = TcpStream::connect(witness.addr).await?;
+                let _ = tcp.set_nodelay(true);
+                let name = ServerName::IpAddress(witness.addr.ip().into());
+                conn = Some(witness.connector.connect(name, tcp).await?);
+            }
+            let Some(c) = conn.as_mut() else {
+                return Err(std::io::Error::other("no connection"));
+            };
+            wire::write_frame_async(c, epoch, &request).await?;
+            wire::read_frame_async(c)
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        };
+        // A reply later than a heartbeat is no use to a lease.
+        match tokio::time::timeout(HEARTBEAT, round).await {
+            Ok(Ok((at, Message::LeaseGranted { .. }))) => {
+                cold = false;
+                last_error.clear();
+                roles.granted(at, sent);
+            }
+            Ok(Ok((at, Message::Refused { reason, .. }))) => {
+                cold = false;
+                if reason != last_error {
+                    tracing::info!(epoch, "the witness refused the lease: {reason}");
+                    last_error = reason;
+                }
+                roles.saw_epoch(at, "the witness");
+            }
+            Ok(Ok((_, other))) => {
+                conn = None;
+                tracing::warn!(witness = %witness.addr, "the witness answered {other:?}");
+            }
+            Ok(Err(e)) => {
+                conn = None;
+                let why = format!("witness {}: {e}", witness.addr);
+                if why != last_error {
+                    tracing::warn!("{why}");
+                    last_error = why;
+                }
+            }
+            Err(_) => {
+                conn = None;
+                let why = format!("witness {}: no answer within a heartbeat", witness.addr);
+                if why != last_error {
+                    tracing::warn!("{why}");
+                    last_error = why;
+                }
+            }
+        }
+    }
+}
+
+/// Sends this node's heartbeat to the peer's control port every
+/// [`HEARTBEAT`], reconnecting as needed; runs until dropped.
+pub async fn send_heartbeats(roles: Arc<Roles>, peer: SocketAddr, connector: TlsConnector) {
+    let mut conn: Option<tokio_rustls::client::TlsStream<TcpStream>> = None;
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut down = false;
+    loop {
+        tick.tick().await;
+        let beat = Message::Heartbeat {
+            active: roles.is_active(),
+            degraded: roles.degraded(),
+        };
+        let epoch = roles.epoch();
+        let round = async {
+            if conn.is_none() {
+                let tcp = TcpStream::connect(peer).await?;
+                let _ = tcp.set_nodelay(true);
+                let name = ServerName::IpAddress(peer.ip().into());
+                conn = Some(connector.connect(name, tcp).await?);
+            }
+            let Some(c) = conn.as_mut() else {
+                return Err(std::io::Error::other("no connection"));
+            };
+            wire::write_frame_async(c, epoch, &beat).await
+        };
+        match tokio::time::timeout(HEARTBEAT, round).await {
+            Ok(Ok(())) => {
+                if down {
+                    tracing::info!(peer = %peer, "heartbeats reach the peer again");
+                }
+                down = false;
+            }
+            Ok(Err(e)) => {
+                conn = None;
+                if !down {
+                    tracing::warn!(peer = %peer, "heartbeat: {e}");
+                }
+                down = true;
+            }
+            Err(_) => {
+                conn = None;
+                if !down {
+                    tracing::warn!(peer = %peer, "heartbeat: not sent within {} ms", HEARTBEAT.as_millis());
+                }
+                down = true;
+            }
+        }
+    }
+}
+
+/// Takes the peer's heartbeats on the control port; runs until dropped.
+pub async fn take_heartbeats(listener: TcpListener, acceptor: TlsAcceptor, roles: Arc<Roles>) {
+    loop {
+        let (tcp, addr) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("accepting a control connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let roles = roles.clone();
+        tokio::spawn(async move {
+            let hs = tokio::time::timeout(crate::replica::HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+            let mut tls = match hs.await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::warn!(peer = %addr, "control connection refused: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(peer = %addr, "control connection refused: no TLS handshake");
+                    return;
+                }
+            };
+            loop {
+                // A peer silent for longer than it takes to call it dead
+                // is dropped; its next connection starts afresh.
+                let frame = tokio::time::timeout(PEER_DEAD, wire::read_frame_async(&mut tls));
+                match frame.await {
+                    Ok(Ok((epoch, Message::Heartbeat { active, degraded }))) => {
+                        roles.heard_peer(epoch, active, degraded)
+                    }
+                    Ok(Ok((_, other))) => {
+                        tracing::warn!(peer = %addr, "the control port takes heartbeats only, got {other:?}; closed");
+                        return;
+                    }
+                    Ok(Err(wire::WireError::Io(_))) | Err(_) => return,
+                    Ok(Err(e)) => {
+                        tracing::warn!(peer = %addr, "control connection: {e}; closed");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn roles(witness: bool, active: bool) -> (tempfile::TempDir, Roles) {
+        let dir = tempfile::tempdir().unwrap();
+        let epoch = Arc::new(Epoch::load(dir.path()).unwrap());
+        let r = Roles::new(epoch, witness, Duration::from_secs(3), active);
+        (dir, r)
+    }
+
+    #[test]
+    fn a_standby_that_never_heard_its_peer_in_sync_does_not_promote_itself() {
+        let (_d, r) = roles(true, false);
+        assert_eq!(r.next(false), Next::Wait);
+        r.heard_peer(1, true, true);
+        assert_eq!(r.next(false), Next::Wait, "peer alive");
+        r.st().peer_heard = Some(Instant::now() - PEER_DEAD * 2);
+        assert_eq!(r.next(false), Next::Wait, "peer's last word: DEGRADED");
+        r.heard_peer(1, true, false);
+        r.st().peer_heard = Some(Instant::now() - PEER_DEAD * 2);
+        assert_eq!(r.next(false), Next::Promote(2));
+    }
+
+    #[test]
+    fn a_lease_grants_writes_until_it_runs_out_and_a_higher_epoch_deposes() {
+        let (_d, r) = roles(true, true);
+        assert!(
+            !r.accepting_writes(),
+            "with a witness, active only once granted"
+        );
+        r.granted(1, Instant::now());
+        assert!(r.accepting_writes());
+        r.granted(1, Instant::now() - Duration::from_secs(3));
+        let Message::Refused { reason, .. } = r.write_answer() else {
+            panic!("a lapsed lease still takes writes");
+        };
+        assert!(reason.contains("fenced"), "{reason}");
+        r.granted(1, Instant::now());
+        r.heard_peer(2, true, false);
+        assert!(!r.is_active() && !r.accepting_writes());
+        assert_eq!(r.epoch(), 2);
+    }
+}
