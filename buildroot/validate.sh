@@ -128,7 +128,7 @@ python3 - "$out/info.json" "$repo" <<'PY' || fail=1
 import json, sys
 info = json.load(open(sys.argv[1]))
 import re, subprocess
-want = ["sms-apply", "sms-backup", "sms-cli", "sms-distd", "sms-logd", "sms-ntpd", "sms-snmpd", "sms-updated"]
+want = ["sms-apply", "sms-backup", "sms-cli", "sms-distd", "sms-had", "sms-logd", "sms-ntpd", "sms-snmpd", "sms-updated"]
 head = subprocess.run(["git", "-C", sys.argv[2], "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
 for p in want:
     if p not in info:

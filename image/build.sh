@@ -50,7 +50,7 @@ esac
 
 step "building the daemons (release)"
 export SMS_BUILD="${SMS_BUILD:-$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
-(cd "$top" && cargo build -q --release -p sms-updated -p sms-ntpd -p sms-distd -p sms-snmpd -p sms-cli -p sms-apply -p sms-logd -p sms-backup -p sms-sim)
+(cd "$top" && cargo build -q --release -p sms-updated -p sms-ntpd -p sms-distd -p sms-snmpd -p sms-cli -p sms-apply -p sms-logd -p sms-had -p sms-backup -p sms-sim)
 world=${SMS_WORLD_DIR:-$top/out/world}
 if [ "$layer" = development ]; then "$top/target/release/sms-sim" keys --dir "$world" >/dev/null; fi
 
@@ -79,7 +79,7 @@ tar -C "$root" -xf "$base"
 
 step "installing the appliance's files"
 cp -a "$top/rootfs-overlay/." "$root/"
-install -m 0755 "$top/target/release/sms-updated" "$top/target/release/sms-ntpd" "$top/target/release/sms-distd" "$top/target/release/sms-snmpd" "$top/target/release/sms-logd" "$top/target/release/sms-cli" "$top/target/release/sms-audit-writer" "$top/target/release/sms-apply-settings" "$top/target/release/sms-backup" "$root/usr/bin/"
+install -m 0755 "$top/target/release/sms-updated" "$top/target/release/sms-ntpd" "$top/target/release/sms-distd" "$top/target/release/sms-snmpd" "$top/target/release/sms-logd" "$top/target/release/sms-had" "$top/target/release/sms-cli" "$top/target/release/sms-audit-writer" "$top/target/release/sms-apply-settings" "$top/target/release/sms-backup" "$root/usr/bin/"
 install -D -m 0644 "$top/README.md" "$root/usr/share/doc/sms/README.md"
 install -D -m 0644 "$top/mibs/SMS-MIB.txt" "$root/usr/share/snmp/mibs/SMS-MIB.txt"
 "$board/post-build.sh" "$root"

@@ -153,7 +153,7 @@ boot_secs=$(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }")
 check "system state is running (was: $state)" test "$state" = running
 inside=$(as_root systemd-analyze 2>/dev/null | head -n1 || true)
 echo "     boot: ${boot_secs} s from QEMU start to all units active (inside: ${inside#Startup finished in })"
-for u in sms-updated sms-ntpd sms-distd sms-snmpd sms-logd sms-health; do
+for u in sms-updated sms-ntpd sms-distd sms-snmpd sms-logd sms-had sms-health; do
   check "$u is active" as_root systemctl is-active -q "$u"
 done
 # Exposure of every SMS unit as systemd rates it in the running image.
@@ -227,6 +227,21 @@ services_active() { grep -Eq '^sms-snmpd +active' <<<"$1" && grep -Eq '^sms-upda
 check "CLI shows the daemons' state from systemd (got: $(tr '\n' ' ' <<<"$out"))" services_active "$out"
 out=$(as_admin 'show snmp' 2>&1 || true)
 check "CLI reads the SNMP daemon over D-Bus as admin" grep -q "engine id" <<<"$out"
+# HA: sms-had runs unpaired; its identity is what the peer's admin pins,
+# read over D-Bus; a committed pairing restarts it as the primary, which
+# is active without a witness; deleted, the node is standalone again.
+out=$(as_admin 'show ha identity' 2>&1 || true)
+fp_root=$(as_root 'sms-had --identity --config /etc/sms/had.toml' 2>/dev/null || true)
+ha_identity() { grep -Eqx '([0-9A-F]{2}:){31}[0-9A-F]{2}' <<<"$1" && [ "$1" = "$2" ]; }
+check "show ha identity prints this node's HA fingerprint (got: $out)" ha_identity "$out" "$fp_root"
+out=$(printf 'configure\nset ha peer 10.0.2.2 fingerprint %s role primary\ncommit\nexit\nshow ha\nshow configuration\n' "$fp_root" | as_admin -T 2>&1 || true)
+ha_paired() {
+  grep -q "sms-had.service restarted" <<<"$1" && grep -q "role: active (configured primary)" <<<"$1" &&
+    grep -q "peer: 10.0.2.2:3306 ($fp_root)" <<<"$1" && grep -q "set ha peer 10.0.2.2 fingerprint $fp_root role primary" <<<"$1"
+}
+check "a committed pairing restarts sms-had as the primary, shown by show ha (got: $(tr '\n' ' ' <<<"$out"))" ha_paired "$out"
+out=$(printf 'configure\ndelete ha peer\ncommit\nexit\nshow ha\n' | as_admin -T 2>&1 || true)
+check "the pairing deleted, the node is standalone again (got: $(tr '\n' ' ' <<<"$out"))" grep -q "role: standalone (configured standalone)" <<<"$out"
 out=$(as_admin '/bin/sh -c id' 2>&1 || true)
 no_shell() { ! grep -q 'uid=' <<<"$1" && grep -q 'unknown command' <<<"$1"; }
 check "ssh admin@ /bin/sh gives no shell (got: $out)" no_shell "$out"

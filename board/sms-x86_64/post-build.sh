@@ -62,7 +62,7 @@ ln -sfn /var/lib/sms/system/localtime "$root/etc/localtime"
 systemctl --root="$root" enable \
   systemd-networkd.service nftables.service ssh.service serial-getty@ttyS0.service \
   sms-data-setup.service sms-ssh-keys.service \
-  sms-updated.service sms-ntpd.service sms-distd.service sms-snmpd.service sms-logd.service sms-health.service \
+  sms-updated.service sms-ntpd.service sms-distd.service sms-snmpd.service sms-logd.service sms-had.service sms-health.service \
   sms-settings.path sms-settings-boot.service sms-audit.socket sms-backup.socket \
   sms-backup-scheduled.timer >/dev/null 2>&1
 systemctl --root="$root" mask systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer \

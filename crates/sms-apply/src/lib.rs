@@ -75,6 +75,18 @@ pub fn plan(old: Option<&Settings>, new: &Settings) -> Plan {
         {
             p.restart.push("sms-snmpd.service");
         }
+        let pairing = |s: &Settings| {
+            (
+                s.ha_peer,
+                s.ha_peer_fingerprint.clone(),
+                s.ha_role,
+                s.ha_witness,
+                s.ha_witness_fingerprint.clone(),
+            )
+        };
+        if pairing(old) != pairing(new) {
+            p.restart.push("sms-had.service");
+        }
         // The host name is in every message sms-logd sends (and mail).
         if old.log_servers != new.log_servers
             || old.mail != new.mail
@@ -417,6 +429,18 @@ mod tests {
         assert!(p.restart.is_empty());
         assert_eq!(p.time_zone.as_deref(), Some("UTC"));
         assert_eq!(p.network, Some(None));
+    }
+
+    #[test]
+    fn the_ha_pairing_restarts_the_ha_daemon() {
+        let a = Settings::default();
+        let mut b = a.clone();
+        b.ha_peer = Some("192.0.2.11".parse().unwrap());
+        assert_eq!(plan(Some(&a), &b).restart, vec!["sms-had.service"]);
+        let mut c = b.clone();
+        c.ha_witness = Some("192.0.2.99".parse().unwrap());
+        assert_eq!(plan(Some(&b), &c).restart, vec!["sms-had.service"]);
+        assert!(plan(Some(&c), &c).restart.is_empty());
     }
 
     #[test]

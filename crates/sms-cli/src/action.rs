@@ -76,6 +76,8 @@ pub enum Op {
     ShowFiles,
     /// `show ha`: HA role and peer.
     ShowHa,
+    /// `show ha identity`: this node's fingerprint, for the peer's admin.
+    ShowHaIdentity,
     /// `show logging`: the remote log servers and what each got.
     ShowLogging,
     /// `show jobs`: distribution jobs.
@@ -165,6 +167,7 @@ impl Op {
             | Op::ShowEvents
             | Op::ShowFiles
             | Op::ShowHa
+            | Op::ShowHaIdentity
             | Op::ShowLogging
             | Op::ShowJobs
             | Op::ShowLog
@@ -202,6 +205,8 @@ pub enum Cfg {
     DeleteLoginKey,
     /// `delete ha peer` in configuration mode.
     DeleteHaPeer,
+    /// `delete ha witness` in configuration mode.
+    DeleteHaWitness,
     /// `delete update [dv WHAT | centre-port]`: back to the shipped policy.
     DeleteUpdate,
     /// `delete hostname` in configuration mode.
@@ -242,8 +247,10 @@ pub enum Cfg {
     SetDns,
     /// `set system login user NAME authorized-key TYPE KEY [COMMENT]`.
     SetLoginKey,
-    /// `set ha peer` in configuration mode.
+    /// `set ha peer ADDRESS [fingerprint FP role primary|secondary]`.
     SetHaPeer,
+    /// `set ha witness ADDRESS fingerprint FP`.
+    SetHaWitness,
     /// `set update dv ...` and `set update centre-port`: the update policy.
     SetUpdate,
     /// `set hostname` in configuration mode.

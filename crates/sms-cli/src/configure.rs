@@ -237,8 +237,32 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
                     }),
                 ]),
             ]),
-            Node::kw("ha", "high availability").then(vec![Node::kw("peer", "the peer appliance")
-                .then(vec![Node::arg(Address, "peer address").run(Cfg::SetHaPeer)])]),
+            Node::kw("ha", "high availability").then(vec![
+                Node::kw("peer", "the peer appliance").then(vec![Node::arg(
+                    Address,
+                    "peer address",
+                )
+                .run(Cfg::SetHaPeer)
+                .then(vec![Node::kw(
+                    "fingerprint",
+                    "the peer's identity, as its `show ha identity` prints it",
+                )
+                .then(vec![Node::arg(Fingerprint, "the peer's fingerprint").then(
+                    vec![Node::kw("role", "this node's role in the pair").then(vec![
+                        Node::kw("primary", "this node starts active").run(Cfg::SetHaPeer),
+                        Node::kw("secondary", "this node starts as the standby")
+                            .run(Cfg::SetHaPeer),
+                    ])],
+                )])])]),
+                Node::kw("witness", "the witness host (sms-had witness): automatic failover")
+                    .then(vec![Node::arg(Address, "witness address").then(vec![Node::kw(
+                        "fingerprint",
+                        "the witness's identity (sms-had witness --identity)",
+                    )
+                    .then(vec![
+                        Node::arg(Fingerprint, "the witness's fingerprint").run(Cfg::SetHaWitness)
+                    ])])]),
+            ]),
             Node::kw("logging", "remote syslog servers (audit trail and events)").then(vec![
                 Node::kw("server", "a server that receives them (up to 4)").then(vec![Node::arg(
                     Host,
@@ -370,8 +394,10 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
             )
             .run(Cfg::DeleteTrap)]),
         ]),
-        Node::kw("ha", "high availability")
-            .then(vec![Node::kw("peer", "no peer").run(Cfg::DeleteHaPeer)]),
+        Node::kw("ha", "high availability").then(vec![
+            Node::kw("peer", "no peer (unpaired)").run(Cfg::DeleteHaPeer),
+            Node::kw("witness", "no witness (manual failover)").run(Cfg::DeleteHaWitness),
+        ]),
         Node::kw("logging", "every remote log server")
             .run(Cfg::DeleteLogServer)
             .then(vec![Node::kw("server", "one server").then(vec![
@@ -762,7 +788,26 @@ pub fn apply(
                 user: has("user").then(|| who.clone()),
             });
         }
-        Cfg::SetHaPeer => c.ha_peer = Some(arg(0).parse().map_err(|_| "not an address")?),
+        Cfg::SetHaPeer => {
+            c.ha_peer = Some(arg(0).parse().map_err(|_| "not an address")?);
+            if has("fingerprint") {
+                c.ha_peer_fingerprint = Some(arg(1).to_ascii_uppercase());
+                c.ha_role = Some(if has("primary") {
+                    settings::HaRole::Primary
+                } else {
+                    settings::HaRole::Secondary
+                });
+            } else {
+                // Another address: the fingerprint pinned for the old one
+                // does not carry over.
+                c.ha_peer_fingerprint = None;
+                c.ha_role = None;
+            }
+        }
+        Cfg::SetHaWitness => {
+            c.ha_witness = Some(arg(0).parse().map_err(|_| "not an address")?);
+            c.ha_witness_fingerprint = Some(arg(1).to_ascii_uppercase());
+        }
         Cfg::SetLogServer => {
             let host = arg(0);
             let port = optional_port(has("port"), &arg(1))?;
@@ -966,7 +1011,15 @@ pub fn apply(
         Cfg::DeleteTimeZone => c.time_zone = None,
         Cfg::DeleteAddress => c.management = None,
         Cfg::DeleteProxy => c.proxy = None,
-        Cfg::DeleteHaPeer => c.ha_peer = None,
+        Cfg::DeleteHaPeer => {
+            c.ha_peer = None;
+            c.ha_peer_fingerprint = None;
+            c.ha_role = None;
+        }
+        Cfg::DeleteHaWitness => {
+            c.ha_witness = None;
+            c.ha_witness_fingerprint = None;
+        }
         Cfg::DeleteLogServer => {
             if has("server") {
                 let before = c.log_servers.len();

@@ -45,6 +45,8 @@ pub enum ArgKind {
     CertBlob,
     /// A mail address, `local@domain`.
     MailAddress,
+    /// A SHA-256 fingerprint as `show ha identity` prints it.
+    Fingerprint,
 }
 
 impl ArgKind {
@@ -67,6 +69,7 @@ impl ArgKind {
             ArgKind::KeyBlob => "<base64-key>",
             ArgKind::CertBlob => "<base64-certificate>",
             ArgKind::MailAddress => "<mail-address>",
+            ArgKind::Fingerprint => "<fingerprint>",
         }
     }
 
@@ -124,6 +127,7 @@ impl ArgKind {
                         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
             }
             ArgKind::MailAddress => sms_core::settings::valid_mail_address(w),
+            ArgKind::Fingerprint => sms_core::identity::parse_fingerprint(w).is_ok(),
             ArgKind::KeyBlob => {
                 w.len() <= 2048
                     && w.bytes()

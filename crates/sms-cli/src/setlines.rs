@@ -81,7 +81,16 @@ pub fn set_lines(s: &Settings) -> Vec<SetLine> {
         ));
     }
     if let Some(p) = s.ha_peer {
-        plain(format!("set ha peer {p}"));
+        match (&s.ha_peer_fingerprint, s.ha_role) {
+            (Some(fp), Some(role)) => plain(format!(
+                "set ha peer {p} fingerprint {fp} role {}",
+                role.word()
+            )),
+            _ => plain(format!("set ha peer {p}")),
+        }
+    }
+    if let (Some(w), Some(fp)) = (s.ha_witness, &s.ha_witness_fingerprint) {
+        plain(format!("set ha witness {w} fingerprint {fp}"));
     }
     for l in &s.log_servers {
         let port = l.port.map(|p| format!(" port {p}")).unwrap_or_default();

@@ -106,9 +106,49 @@ impl HaConfig {
 }
 
 impl sms_core::daemon::WithSettings for HaConfig {
+    /// The pairing the admin committed (`set ha peer ... fingerprint ...
+    /// role ...`, `set ha witness ...`) replaces the file's.
     fn apply_settings(&mut self, settings: &Settings) {
         if let Some(ip) = settings.ha_peer {
             self.peer = Some(SocketAddr::new(ip, REPLICATION_PORT));
         }
+        if let (Some(fp), Some(role)) = (&settings.ha_peer_fingerprint, settings.ha_role) {
+            self.peer_fingerprint = Some(fp.clone());
+            self.role = match role {
+                sms_core::settings::HaRole::Primary => Role::Primary,
+                sms_core::settings::HaRole::Secondary => Role::Secondary,
+            };
+        }
+        if let (Some(ip), Some(fp)) = (settings.ha_witness, &settings.ha_witness_fingerprint) {
+            self.witness = Some(SocketAddr::new(ip, CONTROL_PORT));
+            self.witness_fingerprint = Some(fp.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use sms_core::daemon::WithSettings;
+
+    #[test]
+    fn the_committed_pairing_replaces_the_files() {
+        let mut cfg = HaConfig::default();
+        let s = Settings::example();
+        cfg.apply_settings(&s);
+        assert_eq!(cfg.role, Role::Primary);
+        assert_eq!(cfg.peer, Some("192.0.2.11:3306".parse().unwrap()));
+        assert_eq!(cfg.peer_control(), Some("192.0.2.11:4444".parse().unwrap()));
+        assert_eq!(cfg.peer_fingerprint, s.ha_peer_fingerprint);
+        assert_eq!(cfg.witness, Some("192.0.2.99:4444".parse().unwrap()));
+        // An address alone pairs nothing.
+        let mut cfg = HaConfig::default();
+        let s = Settings {
+            ha_peer: Some("192.0.2.11".parse().unwrap()),
+            ..Default::default()
+        };
+        cfg.apply_settings(&s);
+        assert_eq!((cfg.role, cfg.peer_fingerprint), (Role::Standalone, None));
     }
 }

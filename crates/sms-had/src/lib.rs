@@ -13,6 +13,7 @@
 //! node must hold to take writes (ADR 21).
 
 pub mod config;
+pub mod dbus;
 pub mod epoch;
 pub mod relay;
 pub mod replica;

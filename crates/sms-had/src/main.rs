@@ -144,12 +144,33 @@ async fn main() -> Result<()> {
         ),
     };
     let mut tasks: JoinSet<&'static str> = JoinSet::new();
-    match peer_pin {
+    let roles = match peer_pin {
         None => {
             tracing::info!(fingerprint = %id.fingerprint, "sms-had ready, standalone: nothing replicated");
+            None
         }
-        Some(peer_pin) => start_paired(&cfg, &config, &id, epoch, peer_pin, &mut tasks).await?,
-    }
+        Some(peer_pin) => {
+            Some(start_paired(&cfg, &config, &id, epoch.clone(), peer_pin, &mut tasks).await?)
+        }
+    };
+    let _bus = if args.daemon.no_dbus {
+        None
+    } else {
+        let base = sms_core::bus::HaStatus {
+            configured_role: format!("{:?}", cfg.role).to_lowercase(),
+            epoch: epoch.current(),
+            fingerprint: id.fingerprint.clone(),
+            peer: cfg.peer.map(|p| p.to_string()),
+            peer_fingerprint: cfg.peer_fingerprint.clone(),
+            witness: cfg.witness.map(|w| w.to_string()),
+            ..Default::default()
+        };
+        Some(
+            sms_had::dbus::serve(sms_had::dbus::HaIface { roles, base })
+                .await
+                .context("serving org.smsos.Ha1 on the system bus")?,
+        )
+    };
     let ended = async move {
         match tasks.join_next().await {
             Some(Ok(what)) => format!("{what} ended"),
@@ -168,7 +189,7 @@ async fn start_paired(
     epoch: Arc<Epoch>,
     peer_pin: sms_core::blob::Digest,
     tasks: &mut JoinSet<&'static str>,
-) -> Result<()> {
+) -> Result<Arc<Roles>> {
     let client = sms_core::tls::ClientIdentity::from_pem(&id.cert_pem, &id.key_pem)?;
     let to_peer = tokio_rustls::TlsConnector::from(Arc::new(client.trusting_pin(peer_pin)?));
     let from_peer = tokio_rustls::TlsAcceptor::from(Arc::new(
@@ -272,5 +293,5 @@ async fn start_paired(
         "sms-had ready, {}",
         if primary { "primary" } else { "secondary" }
     );
-    Ok(())
+    Ok(roles)
 }

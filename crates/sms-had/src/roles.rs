@@ -52,6 +52,8 @@ struct RoleState {
     peer_in_sync: bool,
     /// The replication link of this node failed on its last use.
     degraded: bool,
+    /// When it began (seconds since the Unix epoch).
+    degraded_since: Option<i64>,
 }
 
 /// What the lease loop should do next.
@@ -99,7 +101,44 @@ impl Roles {
 
     /// Marks the replication link failed (DEGRADED) or working.
     pub fn set_degraded(&self, degraded: bool) {
-        self.st().degraded = degraded;
+        let mut st = self.st();
+        if degraded && !st.degraded {
+            st.degraded_since = Some(sms_core::daemon::unix_now());
+        } else if !degraded {
+            st.degraded_since = None;
+        }
+        st.degraded = degraded;
+    }
+
+    /// The node's part of `show ha` (the daemon adds its configuration).
+    pub fn status(&self) -> sms_core::bus::HaStatus {
+        let accepting_writes = self.accepting_writes();
+        let epoch = self.epoch.current();
+        let st = self.st();
+        let now = Instant::now();
+        let lease_ms = if self.witness {
+            st.lease_until
+                .and_then(|u| u.checked_duration_since(now))
+                .map(|d| d.as_millis() as u64)
+        } else {
+            None
+        };
+        let state = match (st.active, accepting_writes) {
+            (true, true) => "active",
+            (true, false) => "fenced",
+            (false, _) => "standby",
+        };
+        sms_core::bus::HaStatus {
+            state: state.into(),
+            accepting_writes,
+            epoch,
+            peer_heard_ms_ago: st.peer_heard.map(|t| t.elapsed().as_millis() as u64),
+            peer_active: st.peer_active,
+            degraded: st.degraded,
+            degraded_since: st.degraded_since,
+            lease_ms,
+            ..Default::default()
+        }
     }
 
     /// What the heartbeat says about this node's commits.

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bus_calls;
 pub mod sftp_server;
 pub mod world;
 

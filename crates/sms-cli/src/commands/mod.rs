@@ -29,7 +29,13 @@ pub use tree::tree;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Units `services restart` may touch.
-pub const SERVICES: &[&str] = &["sms-updated", "sms-distd", "sms-ntpd", "sms-snmpd"];
+pub const SERVICES: &[&str] = &[
+    "sms-updated",
+    "sms-distd",
+    "sms-ntpd",
+    "sms-snmpd",
+    "sms-had",
+];
 
 /// What a command line produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -593,7 +599,22 @@ impl Cli {
                     });
                 Ok(render::logging_text(&c, status, mail, json))
             }
-            Op::ShowDns | Op::ShowProxy | Op::ShowHa | Op::ShowConfiguration => {
+            Op::ShowHa => {
+                let c = self.store().committed().map_err(|e| e.to_string())?;
+                match self.ask("Ha1", |c| async move {
+                    bus::Ha1Proxy::new(&c).await?.status().await
+                }) {
+                    Ok(s) => Ok(record(&s.0, json, render::ha_text)),
+                    Err(e) => Ok(format!(
+                        "{}\nstate: unknown (the HA daemon: {e})",
+                        settings_text(op, &c)
+                    )),
+                }
+            }
+            Op::ShowHaIdentity => self.ask("Ha1", |c| async move {
+                bus::Ha1Proxy::new(&c).await?.identity().await
+            }),
+            Op::ShowDns | Op::ShowProxy | Op::ShowConfiguration => {
                 let c = self.store().committed().map_err(|e| e.to_string())?;
                 Ok(settings_text(op, &c))
             }

@@ -261,13 +261,69 @@ pub(super) fn settings_text(action: Op, c: &settings::Settings) -> String {
             ),
         },
         Op::ShowHa => format!(
-            "role: standalone\npeer: {}",
+            "configured role: {}\npeer: {}",
+            c.ha_role.map(|r| r.word()).unwrap_or("standalone"),
             c.ha_peer
-                .map(|p| format!("{p} (configured; replication starts with the HA daemon)"))
+                .map(|p| p.to_string())
                 .unwrap_or_else(|| "none".into())
         ),
         _ => configure::show(c),
     }
+}
+
+/// `show ha`: the pair as the HA daemon sees it.
+pub(super) fn ha_text(s: &sms_core::bus::HaStatus) -> String {
+    let mut out = vec![
+        format!("role: {} (configured {})", s.state, s.configured_role),
+        format!(
+            "writes: {}",
+            if s.accepting_writes {
+                "taken here"
+            } else {
+                "refused here"
+            }
+        ),
+        format!("epoch: {}", s.epoch),
+        format!("identity: {}", s.fingerprint),
+    ];
+    if let Some(p) = &s.peer {
+        out.push(format!(
+            "peer: {p} ({})",
+            s.peer_fingerprint.as_deref().unwrap_or("no fingerprint")
+        ));
+        out.push(format!(
+            "peer heard: {}",
+            match s.peer_heard_ms_ago {
+                Some(ms) => format!(
+                    "{:.1} s ago ({})",
+                    ms as f64 / 1000.0,
+                    if s.peer_active { "active" } else { "standby" }
+                ),
+                None => "never since sms-had started".into(),
+            }
+        ));
+        out.push(format!(
+            "replication: {}",
+            match (s.degraded, s.degraded_since) {
+                (false, _) => "in SYNC (or idle)".to_string(),
+                (true, Some(t)) =>
+                    format!("DEGRADED since {}", when(t, sms_core::daemon::unix_now())),
+                (true, None) => "DEGRADED".to_string(),
+            }
+        ));
+    }
+    out.push(format!(
+        "witness: {}",
+        match (&s.witness, s.lease_ms) {
+            (None, _) => "none (failover is manual)".to_string(),
+            (Some(w), Some(ms)) => format!("{w}, lease held for {ms} ms more"),
+            (Some(w), None) => format!("{w}, no lease held"),
+        }
+    ));
+    out.iter()
+        .map(|l| crate::grammar::clean(l))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `help`: every command with its words.

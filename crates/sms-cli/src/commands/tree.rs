@@ -28,7 +28,13 @@ pub fn tree() -> Vec<Node> {
             Node::kw("update", "update daemon status").run(Op::ShowUpdate),
             Node::kw("dns", "DNS servers of the update daemon").run(Op::ShowDns),
             Node::kw("proxy", "proxy towards the update centre").run(Op::ShowProxy),
-            Node::kw("ha", "high availability role and peer").run(Op::ShowHa),
+            Node::kw("ha", "high availability: role, state, epoch, peer, witness")
+                .run(Op::ShowHa)
+                .then(vec![Node::kw(
+                    "identity",
+                    "this node's fingerprint, for pairing on the peer",
+                )
+                .run(Op::ShowHaIdentity)]),
             Node::kw("logging", "remote log servers and what each got").run(Op::ShowLogging),
             Node::kw("backup", "the backup server and the appliance's key for it")
                 .run(Op::ShowBackup),

@@ -2,19 +2,22 @@
 //!
 //! The daemons expose their operations on the system bus; the admin CLI and
 //! the other daemons call them through the `#[zbus::proxy]` traits here
-//! (`Updater1Proxy`, `Distributor1Proxy`, `Ntp1Proxy`, `Snmp1Proxy`), so a
+//! (`Updater1Proxy`, `Distributor1Proxy`, `Ntp1Proxy`, `Snmp1Proxy`,
+//! `Ha1Proxy`), so a
 //! renamed method or field fails to compile instead of showing an empty
 //! column. Structured results travel as JSON strings ([`Json`]), so that
 //! `busctl` and scripts see one readable schema; the types below are that
 //! schema. A new daemon adds its module here: names, proxy, records.
 
 pub mod distributor;
+pub mod ha;
 pub mod ntp;
 pub mod snmp;
 pub mod store;
 pub mod updater;
 
 pub use distributor::*;
+pub use ha::*;
 pub use ntp::*;
 pub use snmp::*;
 pub use store::*;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use wire::Message;
 
 /// Where sms-had listens for the daemons on the appliance.
-pub const LOCAL_SOCKET: &str = "/run/sms/ha.sock";
+pub const LOCAL_SOCKET: &str = "/run/sms-ha/ha.sock";
 /// Default time a commit waits for the peer before the pair is DEGRADED.
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
 /// After a failure, commits go on locally without asking sms-had again

@@ -17,6 +17,7 @@
 
 mod backup;
 mod check;
+mod ha;
 mod logging;
 mod mail;
 mod store;
@@ -24,6 +25,7 @@ mod store;
 pub use backup::*;
 use check::check_prefix_chars;
 pub use check::*;
+pub use ha::*;
 pub use logging::*;
 pub use mail::*;
 pub use store::SettingsStore;
@@ -75,6 +77,18 @@ pub struct Settings {
     /// The HA peer appliance.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ha_peer: Option<IpAddr>,
+    /// The peer's HA identity fingerprint (its `show ha identity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha_peer_fingerprint: Option<String>,
+    /// This node's role when paired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha_role: Option<HaRole>,
+    /// The witness host (`sms-had witness`) for automatic failover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha_witness: Option<IpAddr>,
+    /// The witness's fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha_witness_fingerprint: Option<String>,
     /// SSH public keys that may log in, per account; the applier writes
     /// them with `restrict` (no forwarding, no pty options of the key's).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -379,6 +393,10 @@ impl Settings {
                 user: Some("noc".into()),
             }],
             ha_peer: Some("192.0.2.11".parse().expect("a valid literal")),
+            ha_peer_fingerprint: Some("5A:5A:5A:5A:5A:5A:5A:5A:5A:5A:5A:5A:5A:5A:5A:5A:5A:5A:5A:5A:5A:5A:5A:5A:5A:5A:5A:5A:5A:5A:5A:5A".into()),
+            ha_role: Some(HaRole::Primary),
+            ha_witness: Some("192.0.2.99".parse().expect("a valid literal")),
+            ha_witness_fingerprint: Some("C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3".into()),
             login_keys: vec![LoginKey {
                 user: "admin".into(),
                 key: EXAMPLE_LOGIN_KEY.into(),
@@ -432,6 +450,7 @@ impl Settings {
 
     /// Checks every value; the first error names the setting.
     pub fn validate(&self) -> Result<(), SettingsError> {
+        self.validate_ha()?;
         if let Some(h) = &self.hostname {
             check_hostname(h)?;
         }

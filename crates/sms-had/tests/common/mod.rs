@@ -88,6 +88,19 @@ impl Node {
         self.start_in(None)
     }
 
+    /// Starts the node with its D-Bus interface on the bus at `address`.
+    pub fn start_on_bus(&mut self, address: &str) {
+        let mut cmd = Command::new(bin());
+        cmd.arg("--config")
+            .arg(&self.config)
+            .arg("--settings")
+            .arg(self.dir.join("no-settings.json"))
+            .env("DBUS_SYSTEM_BUS_ADDRESS", address)
+            .env("RUST_LOG", "info")
+            .env_remove("JOURNAL_STREAM");
+        self.process = Some(DaemonProcess::spawn(cmd, &self.dir.join("log")).unwrap());
+    }
+
     /// Starts the node inside network namespace `netns` (or here).
     pub fn start_in(&mut self, netns: Option<&str>) {
         let mut cmd = match netns {

@@ -1,0 +1,57 @@
+//! The HA daemon's D-Bus interface, `org.smsos.Ha1`: status and identity.
+
+use crate::roles::Roles;
+use sms_core::bus::{HaStatus, HA_NAME, HA_PATH};
+use std::sync::Arc;
+
+/// The object served at `/org/smsos/Ha1`.
+pub struct HaIface {
+    /// The roles of a paired node (None: standalone).
+    pub roles: Option<Arc<Roles>>,
+    /// What the configuration says (role, peer, witness, fingerprints).
+    pub base: HaStatus,
+}
+
+#[zbus::interface(name = "org.smsos.Ha1")]
+impl HaIface {
+    /// Status as JSON (`sms_core::bus::HaStatus`).
+    async fn status(&self) -> String {
+        serde_json::to_string(&status(self)).unwrap_or_default()
+    }
+
+    /// This node's HA certificate fingerprint.
+    async fn identity(&self) -> String {
+        self.base.fingerprint.clone()
+    }
+}
+
+/// The configuration's fields with the roles' live state over them.
+pub fn status(iface: &HaIface) -> HaStatus {
+    match &iface.roles {
+        None => HaStatus {
+            state: "standalone".into(),
+            accepting_writes: true,
+            ..iface.base.clone()
+        },
+        Some(r) => {
+            let live = r.status();
+            HaStatus {
+                configured_role: iface.base.configured_role.clone(),
+                fingerprint: iface.base.fingerprint.clone(),
+                peer: iface.base.peer.clone(),
+                peer_fingerprint: iface.base.peer_fingerprint.clone(),
+                witness: iface.base.witness.clone(),
+                ..live
+            }
+        }
+    }
+}
+
+/// Serves the interface on the system bus (`DBUS_SYSTEM_BUS_ADDRESS` honoured).
+pub async fn serve(iface: HaIface) -> zbus::Result<zbus::Connection> {
+    zbus::connection::Builder::system()?
+        .name(HA_NAME)?
+        .serve_at(HA_PATH, iface)?
+        .build()
+        .await
+}
