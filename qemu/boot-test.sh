@@ -228,18 +228,26 @@ check "CLI shows the daemons' state from systemd (got: $(tr '\n' ' ' <<<"$out"))
 out=$(as_admin 'show snmp' 2>&1 || true)
 check "CLI reads the SNMP daemon over D-Bus as admin" grep -q "engine id" <<<"$out"
 # HA: sms-had runs unpaired; its identity is what the peer's admin pins,
-# read over D-Bus; a committed pairing restarts it as the primary, which
-# is active without a witness; deleted, the node is standalone again.
+# read over D-Bus. A committed pairing restarts it as the primary, which
+# (no witness) waits to hear its peer before it takes writes; the admin's
+# `ha failover` makes it active at epoch + 1. Deleted, it is standalone.
 out=$(as_admin 'show ha identity' 2>&1 || true)
 fp_root=$(as_root 'sms-had --identity --config /etc/sms/had.toml' 2>/dev/null || true)
 ha_identity() { grep -Eqx '([0-9A-F]{2}:){31}[0-9A-F]{2}' <<<"$1" && [ "$1" = "$2" ]; }
 check "show ha identity prints this node's HA fingerprint (got: $out)" ha_identity "$out" "$fp_root"
 out=$(printf 'configure\nset ha peer 10.0.2.2 fingerprint %s role primary\ncommit\nexit\nshow ha\nshow configuration\n' "$fp_root" | as_admin -T 2>&1 || true)
 ha_paired() {
-  grep -q "sms-had.service restarted" <<<"$1" && grep -q "role: active (configured primary)" <<<"$1" &&
-    grep -q "peer: 10.0.2.2:3306 ($fp_root)" <<<"$1" && grep -q "set ha peer 10.0.2.2 fingerprint $fp_root role primary" <<<"$1"
+  grep -q "sms-had.service restarted" <<<"$1" && grep -q "role: waiting for the peer (configured primary)" <<<"$1" &&
+    grep -q "writes: refused here" <<<"$1" && grep -q "peer: 10.0.2.2:3306 ($fp_root)" <<<"$1" &&
+    grep -q "set ha peer 10.0.2.2 fingerprint $fp_root role primary" <<<"$1"
 }
-check "a committed pairing restarts sms-had as the primary, shown by show ha (got: $(tr '\n' ' ' <<<"$out"))" ha_paired "$out"
+check "a committed pairing restarts sms-had as the primary, waiting for its peer (got: $(tr '\n' ' ' <<<"$out"))" ha_paired "$out"
+out=$(printf 'ha failover confirm\nshow ha\n' | as_admin -T 2>&1 || true)
+ha_failed_over() {
+  grep -q "this node is active at epoch" <<<"$1" && grep -q "role: active (configured primary)" <<<"$1" &&
+    grep -q "writes: taken here" <<<"$1"
+}
+check "ha failover makes it active at epoch + 1 (got: $(tr '\n' ' ' <<<"$out"))" ha_failed_over "$out"
 out=$(printf 'configure\ndelete ha peer\ncommit\nexit\nshow ha\n' | as_admin -T 2>&1 || true)
 check "the pairing deleted, the node is standalone again (got: $(tr '\n' ' ' <<<"$out"))" grep -q "role: standalone (configured standalone)" <<<"$out"
 out=$(as_admin '/bin/sh -c id' 2>&1 || true)
@@ -497,6 +505,8 @@ out=$(as_role sms-operator 'update dv check' 2>&1 || true)
 check "the operator starts a DV check through the bus (got: $out)" grep -q "DV check started" <<<"$out"
 out=$(as_role sms-auditor 'update dv check' 2>&1 || true)
 check "the auditor's DV check is refused by the system bus (got: $out)" grep -q "not allowed for your account's role" <<<"$out"
+out=$(as_role sms-auditor 'ha failover confirm' 2>&1 || true)
+check "the auditor's ha failover is refused by the system bus (got: $out)" grep -q "not allowed for your account's role" <<<"$out"
 out=$(as_role sms-auditor 'show version' 2>&1 || true)
 check "the auditor reads the appliance's state (got: $(head -n 1 <<<"$out"))" grep -q "SMS OS" <<<"$out"
 out=$(as_role sms-operator '/bin/sh -c id' 2>&1 || true)

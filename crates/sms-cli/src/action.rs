@@ -78,6 +78,8 @@ pub enum Op {
     ShowHa,
     /// `show ha identity`: this node's fingerprint, for the peer's admin.
     ShowHaIdentity,
+    /// `ha failover [confirm]`: this standby takes the active role.
+    HaFailover,
     /// `show logging`: the remote log servers and what each got.
     ShowLogging,
     /// `show jobs`: distribution jobs.
@@ -141,6 +143,7 @@ impl Op {
             | Op::Distribute
             | Op::Download
             | Op::JobCancel
+            | Op::HaFailover
             | Op::Password
             | Op::ServicesRestart
             | Op::SystemBackup

@@ -23,6 +23,16 @@ impl HaIface {
     async fn identity(&self) -> String {
         self.base.fingerprint.clone()
     }
+
+    /// `ha failover`: this standby takes the active role at epoch + 1.
+    async fn failover(&self) -> zbus::fdo::Result<String> {
+        match &self.roles {
+            None => Err(zbus::fdo::Error::Failed(
+                "this appliance is not paired (set ha peer ... fingerprint ... role ...)".into(),
+            )),
+            Some(r) => r.failover().map_err(zbus::fdo::Error::Failed),
+        }
+    }
 }
 
 /// The configuration's fields with the roles' live state over them.

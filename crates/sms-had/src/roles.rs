@@ -54,6 +54,13 @@ struct RoleState {
     degraded: bool,
     /// When it began (seconds since the Unix epoch).
     degraded_since: Option<i64>,
+    /// Without a witness: the configured primary after a cold start,
+    /// not active until it heard its peer standing by (or the admin
+    /// forces a failover).
+    waiting_for_peer: bool,
+    /// The admin asked for a failover (with a witness: promote at the
+    /// next lease request, whatever the peer's last word).
+    forced: bool,
 }
 
 /// What the lease loop should do next.
@@ -65,18 +72,59 @@ enum Next {
 }
 
 impl Roles {
-    /// A node at `epoch`; `active` when it starts as the primary without
-    /// a witness (with a witness it is active once granted the lease).
-    pub fn new(epoch: Arc<Epoch>, witness: bool, lease: Duration, active: bool) -> Roles {
+    /// A node at `epoch` that starts as the standby: with a witness it is
+    /// active once granted the lease; without one, the configured
+    /// `primary` becomes active once it heard its peer standing by, so a
+    /// primary that restarts alone never takes writes beside a peer that
+    /// took over meanwhile.
+    pub fn new(epoch: Arc<Epoch>, witness: bool, lease: Duration, primary: bool) -> Roles {
+        if primary && !witness {
+            tracing::info!("waiting for the peer before taking writes (no witness: after a cold start the primary becomes active once it heard its peer, or by `ha failover`)");
+        }
         Roles {
             epoch,
             witness,
             lease,
             state: Mutex::new(RoleState {
-                active: active && !witness,
+                waiting_for_peer: primary && !witness,
                 ..Default::default()
             }),
         }
+    }
+
+    /// `ha failover` on this node: it takes the active role at epoch + 1.
+    /// Without a witness at once (the admin vouches that the peer is
+    /// down); with one, at the next lease request, once the witness grants
+    /// it (never while the peer holds it).
+    pub fn failover(&self) -> Result<String, String> {
+        let epoch = self.epoch.current();
+        if self.is_active() {
+            return Err(format!("this node is already active (epoch {epoch})"));
+        }
+        if self.witness {
+            self.st().forced = true;
+            tracing::warn!(
+                epoch,
+                "failover asked by the admin: asking the witness for the lease at epoch {}",
+                epoch + 1
+            );
+            return Ok(format!(
+                "asking the witness for the lease at epoch {}: this node becomes active as soon as the peer's lease ran out",
+                epoch + 1
+            ));
+        }
+        self.epoch
+            .raise(epoch + 1)
+            .map_err(|e| format!("persisting epoch {}: {e}", epoch + 1))?;
+        let mut st = self.st();
+        st.active = true;
+        st.waiting_for_peer = false;
+        tracing::warn!(
+            epoch = epoch + 1,
+            "ACTIVE: failover by the admin at epoch {}",
+            epoch + 1
+        );
+        Ok(format!("this node is active at epoch {}", epoch + 1))
     }
 
     fn st(&self) -> std::sync::MutexGuard<'_, RoleState> {
@@ -126,6 +174,7 @@ impl Roles {
         let state = match (st.active, accepting_writes) {
             (true, true) => "active",
             (true, false) => "fenced",
+            (false, _) if st.waiting_for_peer => "waiting for the peer",
             (false, _) => "standby",
         };
         sms_core::bus::HaStatus {
@@ -154,6 +203,11 @@ impl Roles {
             store: String::new(),
             reason,
         };
+        if st.waiting_for_peer {
+            return refused(format!(
+                "this node waits to hear its peer before it takes writes (epoch {epoch}; `ha failover` forces it)"
+            ));
+        }
         if !st.active {
             return refused(format!(
                 "this node is the standby at epoch {epoch}: the active node takes writes"
@@ -221,6 +275,15 @@ impl Roles {
         if st.peer_active {
             st.peer_in_sync = !degraded;
         }
+        if st.waiting_for_peer {
+            st.waiting_for_peer = false;
+            if st.peer_active {
+                tracing::info!(epoch = ours, "the peer is active: this node stands by");
+            } else {
+                st.active = true;
+                tracing::warn!(epoch = ours, "ACTIVE: the peer is heard standing by");
+            }
+        }
     }
 
     fn next(&self, cold_primary: bool) -> Next {
@@ -230,7 +293,7 @@ impl Roles {
             return Next::Renew(epoch);
         }
         let silent = st.peer_heard.is_none_or(|t| t.elapsed() > PEER_DEAD);
-        if st.peer_in_sync && silent {
+        if (st.peer_in_sync && silent) || st.forced {
             return Next::Promote(epoch + 1);
         }
         // At start, the configured primary takes the lease at its own
@@ -274,6 +337,7 @@ impl Roles {
         }
         st.active = true;
         st.peer_in_sync = false;
+        st.forced = false;
         st.fence_logged = false;
         st.lease_until = Some(until);
     }
@@ -502,5 +566,37 @@ mod tests {
         r.heard_peer(2, true, false);
         assert!(!r.is_active() && !r.accepting_writes());
         assert_eq!(r.epoch(), 2);
+    }
+
+    #[test]
+    fn without_a_witness_a_restarted_primary_waits_for_its_peer() {
+        let (_d, r) = roles(false, true);
+        let Message::Refused { reason, .. } = r.write_answer() else {
+            panic!("a cold primary took writes before hearing its peer");
+        };
+        assert!(reason.contains("waits to hear its peer"), "{reason}");
+        r.heard_peer(1, false, false);
+        assert!(r.accepting_writes(), "the peer stands by: active");
+        // Had the peer taken over meanwhile, this node stands by.
+        let (_d, r) = roles(false, true);
+        r.heard_peer(2, true, false);
+        assert!(!r.accepting_writes());
+        assert_eq!(r.epoch(), 2);
+        // The admin forces a failover: epoch + 1, active.
+        assert!(r.failover().unwrap().contains("epoch 3"));
+        assert!(r.accepting_writes());
+        assert!(r.failover().is_err(), "already active");
+    }
+
+    #[test]
+    fn with_a_witness_a_forced_failover_still_needs_the_lease() {
+        let (_d, r) = roles(true, false);
+        r.heard_peer(1, true, false);
+        assert_eq!(r.next(false), Next::Wait);
+        r.failover().unwrap();
+        assert_eq!(r.next(false), Next::Promote(2));
+        assert!(!r.accepting_writes(), "not before the witness granted it");
+        r.granted(2, Instant::now());
+        assert!(r.accepting_writes());
     }
 }

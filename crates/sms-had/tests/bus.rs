@@ -57,3 +57,94 @@ fn the_ha_daemon_shows_its_identity_and_state_to_the_roles_only() {
         "a stranger's Identity",
     );
 }
+
+/// Tries a one-key write; Ok(SYNC or not) or the refusal's reason.
+fn try_write(store: &sms_core::store::Store, key: &str) -> Result<bool, String> {
+    let mut b = sms_core::store::Batch::new();
+    b.put("data", key, b"v".to_vec());
+    match store.commit(&b) {
+        Ok(c) => Ok(c.replication == sms_core::store::Replication::Sync),
+        Err(sms_core::store::StoreError::NotActive { reason, .. }) => Err(reason),
+        Err(e) => panic!("{key}: {e}"),
+    }
+}
+
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within 20 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn without_a_witness_the_admin_fails_over_and_a_returning_primary_stands_by() {
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../rootfs-overlay/etc/dbus-1/system.d/org.smsos.conf");
+    let bus = DbusDaemon::start_system_like(&policy, &[("sms-had", 0)]).unwrap();
+    let addr = bus.address().to_string();
+    let mut pair = common::Pair::new();
+    pair.b.start_on_bus(&addr);
+    eventually("b ready", || {
+        pair.b.log().contains("sms-had ready").then_some(())
+    });
+    pair.a.restart();
+    let (store_a, store_b) = (
+        pair.store_of(&pair.a, "jobs"),
+        pair.store_of(&pair.b, "jobs"),
+    );
+    // a heard b standing by: active, in SYNC.
+    eventually("a in SYNC", || {
+        try_write(&store_a, "a1").ok().filter(|s| *s)
+    });
+    let refused = try_write(&store_b, "b1").unwrap_err();
+    assert!(refused.contains("standby"), "{refused}");
+
+    // a dies; b does nothing by itself (no witness) until the admin says.
+    pair.a.kill();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        try_write(&store_b, "b2").is_err(),
+        "b took writes by itself"
+    );
+    let out = call(&addr, 0, "org.smsos.Ha1", "Failover", &[]);
+    allowed(out.clone(), "root's Failover");
+    assert!(out.1.contains("active at epoch 2"), "{}", out.1);
+    try_write(&store_b, "b3").expect("b takes writes after the failover");
+    let again = call(&addr, 0, "org.smsos.Ha1", "Failover", &[]);
+    assert!(
+        !again.0 && again.1.contains("already active"),
+        "{}",
+        again.1
+    );
+
+    // a returns: it hears b active at epoch 2 and stands by.
+    pair.a.restart();
+    let why = eventually("a standing by", || {
+        try_write(&store_a, "a2")
+            .err()
+            .filter(|w| w.contains("standby"))
+    });
+    assert!(why.contains("epoch 2"), "{why}");
+    assert!(
+        pair.a.log().contains("the peer is active"),
+        "{}",
+        pair.a.log()
+    );
+    assert_eq!(
+        std::fs::read_to_string(pair.a.dir.join("state/epoch"))
+            .unwrap()
+            .trim(),
+        "2"
+    );
+
+    // A primary that restarts alone waits for its peer.
+    pair.b.kill();
+    pair.a.kill();
+    pair.a.restart();
+    let why = eventually("a refusing", || try_write(&store_a, "a3").err());
+    assert!(why.contains("waits to hear its peer"), "{why}");
+}

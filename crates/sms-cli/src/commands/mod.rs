@@ -289,6 +289,12 @@ impl Cli {
             }
             Action::Op(op) => op,
         };
+        if op == Op::HaFailover && parsed.keywords.last() != Some(&"confirm") {
+            return Outcome::Confirm {
+                question: "Make this node the active one at epoch + 1? Without a witness, only do this when the peer is down: the old primary stands by when it returns. [yes/NO] ".into(),
+                line: format!("{} confirm", parsed.keywords.join(" ")),
+            };
+        }
         if matches!(op, Op::SystemReboot | Op::SystemShutdown)
             && parsed.keywords.last() != Some(&"confirm")
         {
@@ -980,6 +986,9 @@ impl Cli {
             Op::SystemBackup | Op::SystemRestore | Op::SystemBackupPassPhrase => {
                 Err("handled before".into())
             }
+            Op::HaFailover => self.ask("Ha1", |c| async move {
+                bus::Ha1Proxy::new(&c).await?.failover().await
+            }),
             Op::SystemReboot => self.power(true),
             Op::SystemShutdown => self.power(false),
             Op::Configure => Err("configure: handled before".into()),

@@ -51,4 +51,7 @@ pub trait Ha1 {
     /// This node's HA certificate fingerprint, for the peer's admin to
     /// pin (`show ha identity`).
     fn identity(&self) -> zbus::Result<String>;
+    /// `ha failover`: this standby takes the active role at epoch + 1
+    /// (with a witness, once it grants the lease). Says what happens.
+    fn failover(&self) -> zbus::Result<String>;
 }

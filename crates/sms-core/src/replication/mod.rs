@@ -124,15 +124,23 @@ impl ReplicationClient {
             )
         };
         let deadline = sent + self.sync_timeout;
+        let ask = |conn: Option<UnixStream>| {
+            match conn {
+                Some(conn) => Ok(conn),
+                None => UnixStream::connect(&self.socket)
+                    .map_err(|e| format!("HA daemon at {}: {e}", self.socket.display())),
+            }
+            .and_then(|mut conn| {
+                let m = exchange(&mut conn, &Message::MayWrite, deadline, &too_late)?;
+                Ok((conn, m))
+            })
+        };
+        // A kept connection may be to an sms-had that restarted since:
+        // one fresh try before the answer counts.
         let answer = match st.gate_conn.take() {
-            Some(conn) => Ok(conn),
-            None => UnixStream::connect(&self.socket)
-                .map_err(|e| format!("HA daemon at {}: {e}", self.socket.display())),
-        }
-        .and_then(|mut conn| {
-            let m = exchange(&mut conn, &Message::MayWrite, deadline, &too_late)?;
-            Ok((conn, m))
-        });
+            Some(conn) => ask(Some(conn)).or_else(|_| ask(None)),
+            None => ask(None),
+        };
         match answer {
             Ok((conn, Message::WriteFor { ms })) => {
                 st.gate_conn = Some(conn);

@@ -166,10 +166,11 @@ pub struct Pair {
 }
 
 impl Pair {
-    pub fn start() -> Pair {
+    /// A primary `a` and a secondary `b` configured, not started.
+    pub fn new() -> Pair {
         let root = tempfile::tempdir().unwrap();
-        let mut a = Node::new(root.path(), "a");
-        let mut b = Node::new(root.path(), "b");
+        let a = Node::new(root.path(), "a");
+        let b = Node::new(root.path(), "b");
         let (fa, fb) = (a.fingerprint(), b.fingerprint());
         assert_ne!(fa, fb);
         let listen: SocketAddr = format!("127.0.0.1:{}", sms_testkit::free_port())
@@ -184,17 +185,39 @@ impl Pair {
             "role = \"primary\"\npeer = \"{listen}\"\npeer_fingerprint = \"{fb}\"\n\
              control_listen = \"127.0.0.1:{ca}\"\npeer_control = \"127.0.0.1:{cb}\"\n"
         ));
-        b.restart();
-        a.restart();
         Pair { root, a, b, listen }
+    }
+
+    /// [`Pair::new`], both nodes running and the primary active (it
+    /// heard its peer standing by).
+    pub fn start() -> Pair {
+        let mut pair = Pair::new();
+        pair.b.restart();
+        pair.a.restart();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !pair.a.log().contains("ACTIVE") {
+            assert!(
+                Instant::now() < deadline,
+                "a never active:\n{}",
+                pair.a.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        pair
     }
 
     /// A store of node a replicating through its sms-had as `name`.
     pub fn store(&self, name: &str) -> Store {
-        let store = Store::open(&self.root.path().join(format!("a-{name}"))).unwrap();
+        self.store_of(&self.a, name)
+    }
+
+    /// A store of `node` replicating through its sms-had as `name`.
+    pub fn store_of(&self, node: &Node, name: &str) -> Store {
+        let path = self.root.path().join(format!("{}-{name}", node.name));
+        let store = Store::open(&path).unwrap();
         assert!(store.replicate_through(ReplicationClient::new(
             name,
-            &self.a.socket(),
+            &node.socket(),
             SYNC_TIMEOUT
         )));
         store
