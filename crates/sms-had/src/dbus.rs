@@ -59,7 +59,16 @@ pub fn status(iface: &HaIface) -> HaStatus {
 
 /// Serves the interface on the system bus (`DBUS_SYSTEM_BUS_ADDRESS` honoured).
 pub async fn serve(iface: HaIface) -> zbus::Result<zbus::Connection> {
-    zbus::connection::Builder::system()?
+    serve_with(iface, zbus::connection::Builder::system()?).await
+}
+
+/// Like [`serve`], on the bus `builder` connects to (a private bus in
+/// tests that run the HA roles next to another daemon).
+pub async fn serve_with(
+    iface: HaIface,
+    builder: zbus::connection::Builder<'_>,
+) -> zbus::Result<zbus::Connection> {
+    builder
         .name(HA_NAME)?
         .serve_at(HA_PATH, iface)?
         .build()

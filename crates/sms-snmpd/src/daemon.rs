@@ -279,7 +279,9 @@ impl Daemon {
             tick.tick().await;
             if let Some(c) = &conn {
                 let mut v = sms_core::daemon::lock(&self.values).clone();
+                let before = (v.ha_role, v.ha_state.clone(), v.ha_degraded);
                 let errors = crate::sources::refresh(c, &mut v).await;
+                self.ha_traps(&before, &v);
                 if errors != last_errors {
                     for e in &errors {
                         tracing::info!("daemon values: {e}");
@@ -289,6 +291,53 @@ impl Daemon {
                 *sms_core::daemon::lock(&self.values) = v;
             }
             self.rebuild();
+        }
+    }
+
+    /// smsHaFailover when this node's HA role changed, smsHaDegraded and
+    /// smsHaInSync when its replication fell behind or caught up (not at
+    /// the first answer of sms-had: that is no change).
+    fn ha_traps(&self, before: &(i32, String, bool), now: &DaemonValues) {
+        let (role, state, degraded) = before;
+        if state.is_empty() {
+            return;
+        }
+        let role_oid = mib::sms(&[4, 1, 0]);
+        if *role != now.ha_role {
+            let text = format!(
+                "HA role changed: {state} -> {} at epoch {}",
+                now.ha_state, now.ha_epoch
+            );
+            tracing::warn!("{text}");
+            self.sender.send(
+                Notification::HaFailover,
+                self.agent.uptime(),
+                &text,
+                vec![VarBind::new(role_oid, Value::Integer(now.ha_role))],
+            );
+        }
+        if *degraded != now.ha_degraded {
+            let (n, text) = if now.ha_degraded {
+                (
+                    Notification::HaDegraded,
+                    format!(
+                        "HA replication DEGRADED at epoch {}: commits are not all on the peer",
+                        now.ha_epoch
+                    ),
+                )
+            } else {
+                (
+                    Notification::HaInSync,
+                    format!("HA replication in SYNC again at epoch {}", now.ha_epoch),
+                )
+            };
+            let peer_oid = mib::sms(&[4, 2, 0]);
+            self.sender.send(
+                n,
+                self.agent.uptime(),
+                &text,
+                vec![VarBind::new(peer_oid, Value::Integer(now.ha_peer))],
+            );
         }
     }
 

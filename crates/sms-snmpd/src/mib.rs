@@ -197,6 +197,16 @@ pub struct DaemonValues {
     pub ha_role: i32,
     /// HA peer: 1 none, 2 connected, 3 disconnected.
     pub ha_peer: i32,
+    /// sms-had's state in words and its epoch (for the traps' text);
+    /// empty until sms-had answered.
+    #[serde(default)]
+    pub ha_state: String,
+    /// The HA epoch.
+    #[serde(default)]
+    pub ha_epoch: u64,
+    /// Replication DEGRADED (commits not all on the peer).
+    #[serde(default)]
+    pub ha_degraded: bool,
     /// NTP: 1 synchronized, 2 unsynchronized, 3 unknown (daemon not answering).
     pub ntp_sync: i32,
     /// NTP stratum served.

@@ -25,6 +25,10 @@ pub enum Notification {
     HaFailover,
     /// A managed device answers again.
     DeviceReachable,
+    /// HA replication fell behind: commits are not all on the peer.
+    HaDegraded,
+    /// HA replication caught up.
+    HaInSync,
     /// The agent started for the first time since the appliance booted
     /// (SNMPv2-MIB coldStart).
     ColdStart,
@@ -43,6 +47,8 @@ impl Notification {
             Notification::DeviceUnreachable => 3,
             Notification::HaFailover => 4,
             Notification::DeviceReachable => 5,
+            Notification::HaDegraded => 6,
+            Notification::HaInSync => 7,
             Notification::ColdStart => return Oid::new(SNMP_TRAPS.to_vec()).child(&[1]),
             Notification::WarmStart => return Oid::new(SNMP_TRAPS.to_vec()).child(&[2]),
         };

@@ -83,8 +83,32 @@ pub async fn refresh(conn: &zbus::Connection, vals: &mut DaemonValues) -> Vec<St
             errors.push(e)
         }
     }
-    // No HA daemon answers yet: standalone, no peer.
-    vals.ha_role = 1;
-    vals.ha_peer = 1;
+    match bus::Ha1Proxy::new(conn).await {
+        Ok(ha) => match ask("Ha1.Status", ha.status()).await {
+            Ok(s) => ha_values(&s, vals),
+            Err(e) => errors.push(e),
+        },
+        Err(e) => errors.push(e.to_string()),
+    }
     errors
+}
+
+/// smsHaRole and smsHaPeerState from sms-had's status: the active node is
+/// the primary, the standby (waiting or fenced too) the secondary; the
+/// peer is connected while its heartbeats arrive.
+pub fn ha_values(s: &bus::HaStatus, vals: &mut DaemonValues) {
+    let paired = s.state != "standalone";
+    vals.ha_role = match (paired, s.state.as_str()) {
+        (false, _) => 1,
+        (true, "active") => 2,
+        (true, _) => 3,
+    };
+    vals.ha_peer = match (paired, s.peer_heard_ms_ago) {
+        (false, _) => 1,
+        (true, Some(ms)) if ms < 3000 => 2,
+        (true, _) => 3,
+    };
+    vals.ha_state = s.state.clone();
+    vals.ha_epoch = s.epoch;
+    vals.ha_degraded = s.degraded;
 }

@@ -350,3 +350,101 @@ fn cold_start_then_warm_start_reach_the_manager() {
     });
     assert_eq!(log().matches(cold).count(), 2, "{}", log());
 }
+
+/// The HA rows of the SMS-MIB come from sms-had's roles (served on the
+/// bus by sms-had's own D-Bus code, in this process): a paired primary
+/// waiting for its peer is secondary with the peer disconnected; the
+/// admin's failover makes it primary and smsHaFailover reaches the
+/// manager; its peer heard, the peer is connected; replication falling
+/// behind and catching up send smsHaDegraded and smsHaInSync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ha_rows_and_traps_follow_the_ha_daemon() {
+    use sms_had::{dbus::HaIface, epoch::Epoch, roles::Roles};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let bus = DbusDaemon::start().unwrap();
+    let epoch = Arc::new(Epoch::load(dir.path()).unwrap());
+    let roles = Arc::new(Roles::new(epoch, false, Duration::from_secs(3), true));
+    let base = sms_core::bus::HaStatus {
+        configured_role: "primary".into(),
+        peer: Some("192.0.2.11:3306".into()),
+        ..Default::default()
+    };
+    let _ha = sms_had::dbus::serve_with(
+        HaIface {
+            roles: Some(roles.clone()),
+            base,
+        },
+        zbus::connection::Builder::address(bus.address()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let trap_port = free_udp_port();
+    let trap_log = dir.path().join("snmptrapd.log");
+    let _trapd = snmptrapd(dir.path(), trap_port, &trap_log);
+    std::thread::sleep(Duration::from_millis(500));
+    let extra = format!(
+        "[poller]\nenabled = false\n{}",
+        trap_destinations(trap_port)
+    );
+    let d = Snmpd::start(dir.path(), &extra, Some(&bus));
+    let dirs = mib_dirs();
+    let ha = || {
+        let pre = [
+            "-M",
+            dirs.as_str(),
+            "-m",
+            "SMS-MIB",
+            "-v2c",
+            "-c",
+            "public",
+            "-Oq",
+        ];
+        d.run(
+            "snmpget",
+            &pre,
+            &["SMS-MIB::smsHaRole.0", "SMS-MIB::smsHaPeerState.0"],
+        )
+        .stdout
+    };
+    let traps = || std::fs::read_to_string(&trap_log).unwrap_or_default();
+    wait_for("secondary, peer disconnected", || {
+        let v = ha();
+        v.contains("smsHaRole.0 secondary") && v.contains("smsHaPeerState.0 disconnected")
+    });
+    assert!(!traps().contains("HA role changed"), "{}", traps());
+
+    roles.failover().unwrap();
+    wait_for("primary", || ha().contains("smsHaRole.0 primary"));
+    // v2c and v3 destinations: the trap twice.
+    wait_for("smsHaFailover at snmptrapd", || {
+        traps()
+            .matches("HA role changed: waiting for the peer -> active at epoch 2")
+            .count()
+            >= 2
+    });
+    let failover_oid = ".1.3.6.1.4.1.32473.1.0.4";
+    assert!(traps().contains(failover_oid), "{}", traps());
+
+    roles.heard_peer(2, false, false);
+    wait_for("peer connected", || {
+        ha().contains("smsHaPeerState.0 connected")
+    });
+
+    roles.set_degraded(true);
+    wait_for("smsHaDegraded at snmptrapd", || {
+        traps()
+            .matches("HA replication DEGRADED at epoch 2")
+            .count()
+            >= 2
+    });
+    roles.set_degraded(false);
+    wait_for("smsHaInSync at snmptrapd", || {
+        traps()
+            .matches("HA replication in SYNC again at epoch 2")
+            .count()
+            >= 2
+    });
+    assert!(traps().contains(".1.3.6.1.4.1.32473.1.0.6"), "{}", traps());
+    assert!(traps().contains(".1.3.6.1.4.1.32473.1.0.7"), "{}", traps());
+}
