@@ -80,6 +80,8 @@ pub enum Op {
     ShowHaIdentity,
     /// `ha failover [confirm]`: this standby takes the active role.
     HaFailover,
+    /// `ha swap [confirm]`: the active node hands its role to the peer.
+    HaSwap,
     /// `show logging`: the remote log servers and what each got.
     ShowLogging,
     /// `show jobs`: distribution jobs.
@@ -144,6 +146,7 @@ impl Op {
             | Op::Download
             | Op::JobCancel
             | Op::HaFailover
+            | Op::HaSwap
             | Op::Password
             | Op::ServicesRestart
             | Op::SystemBackup

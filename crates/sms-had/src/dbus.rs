@@ -33,6 +33,16 @@ impl HaIface {
             Some(r) => r.failover().map_err(zbus::fdo::Error::Failed),
         }
     }
+
+    /// `ha swap`: the active node hands the active role to its peer.
+    async fn swap(&self) -> zbus::fdo::Result<String> {
+        match &self.roles {
+            None => Err(zbus::fdo::Error::Failed(
+                "this appliance is not paired (set ha peer ... fingerprint ... role ...)".into(),
+            )),
+            Some(r) => r.swap().map_err(zbus::fdo::Error::Failed),
+        }
+    }
 }
 
 /// The configuration's fields with the roles' live state over them.

@@ -14,6 +14,7 @@
 use crate::epoch::Epoch;
 use rustls::pki_types::ServerName;
 use sms_core::replication::wire::{self, Message};
+use sms_core::replication::GATE_REFRESH;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -61,6 +62,8 @@ struct RoleState {
     /// The admin asked for a failover (with a witness: promote at the
     /// next lease request, whatever the peer's last word).
     forced: bool,
+    /// `ha swap` on the active node: since when it hands over.
+    handing_over: Option<Instant>,
 }
 
 /// What the lease loop should do next.
@@ -90,6 +93,98 @@ impl Roles {
                 ..Default::default()
             }),
         }
+    }
+
+    /// How long a planned swap may take before this node takes writes again.
+    pub const SWAP_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// `ha swap` on the active node: it stops taking writes at once and
+    /// tells its peer (heartbeat), which takes over at epoch + 1; with a
+    /// witness this node releases its lease first. Refused unless the
+    /// peer is heard and the pair is in SYNC, so nothing is left behind.
+    pub fn swap(&self) -> Result<String, String> {
+        let epoch = self.epoch.current();
+        let mut st = self.st();
+        if !st.active {
+            return Err(format!(
+                "this node is not the active one (epoch {epoch}): swap on the active node"
+            ));
+        }
+        if st.handing_over.is_some() {
+            return Err("a swap is already under way".into());
+        }
+        if st.peer_heard.is_none_or(|t| t.elapsed() > PEER_DEAD) {
+            return Err(
+                "the peer is not heard: nothing to swap with (ha failover is for a dead peer)"
+                    .into(),
+            );
+        }
+        if st.degraded {
+            return Err(
+                "replication is DEGRADED: the peer does not hold every commit; swap refused".into(),
+            );
+        }
+        st.handing_over = Some(Instant::now());
+        tracing::warn!(
+            epoch,
+            "SWAP: handing the active role over to the peer; writes stop here"
+        );
+        Ok(format!(
+            "handing over: this node takes no more writes; the peer takes over at epoch {}",
+            epoch + 1
+        ))
+    }
+
+    /// True while a swap is under way on this node and its daemons can
+    /// no longer hold a permission to write given before it began (they
+    /// keep one for at most [`GATE_REFRESH`]): only then is the peer told
+    /// (heartbeat) and the witness lease released, so the peer never
+    /// takes writes while a daemon here still may.
+    pub fn handing_over(&self) -> bool {
+        self.st()
+            .handing_over
+            .is_some_and(|t| t.elapsed() > GATE_REFRESH)
+    }
+
+    /// Gives up a swap the peer did not complete in time: writes resume.
+    pub fn check_handover(&self) {
+        let mut st = self.st();
+        if let Some(t) = st.handing_over {
+            if t.elapsed() > Self::SWAP_TIMEOUT && st.active {
+                st.handing_over = None;
+                tracing::error!(
+                    "swap failed: the peer did not take over within {} s; this node takes writes again",
+                    Self::SWAP_TIMEOUT.as_secs()
+                );
+            }
+        }
+    }
+
+    /// The active peer at `epoch` hands over: take the active role at
+    /// epoch + 1 (with a witness, once it grants the lease).
+    pub fn peer_hands_over(&self, epoch: u64) {
+        let ours = self.epoch.current();
+        {
+            let st = self.st();
+            if st.active || epoch < ours || !st.peer_in_sync {
+                return;
+            }
+        }
+        if self.witness {
+            self.st().forced = true;
+            return;
+        }
+        if let Err(e) = self.epoch.raise(ours + 1) {
+            tracing::error!("persisting epoch {}: {e}; not taking over", ours + 1);
+            return;
+        }
+        let mut st = self.st();
+        st.active = true;
+        st.waiting_for_peer = false;
+        tracing::warn!(
+            epoch = ours + 1,
+            "ACTIVE: the peer handed the active role over (swap)"
+        );
     }
 
     /// `ha failover` on this node: it takes the active role at epoch + 1.
@@ -172,6 +267,7 @@ impl Roles {
             None
         };
         let state = match (st.active, accepting_writes) {
+            (true, _) if st.handing_over.is_some() => "handing over",
             (true, true) => "active",
             (true, false) => "fenced",
             (false, _) if st.waiting_for_peer => "waiting for the peer",
@@ -211,6 +307,11 @@ impl Roles {
         if !st.active {
             return refused(format!(
                 "this node is the standby at epoch {epoch}: the active node takes writes"
+            ));
+        }
+        if st.handing_over.is_some() {
+            return refused(format!(
+                "this node hands the active role over to its peer (ha swap, epoch {epoch})"
             ));
         }
         if !self.witness {
@@ -259,6 +360,7 @@ impl Roles {
         }
         st.active = false;
         st.lease_until = None;
+        st.handing_over = None;
     }
 
     /// A heartbeat of the peer at `epoch`.
@@ -322,6 +424,11 @@ impl Roles {
         // node's view inside the witness's.
         let until = sent + self.lease - self.lease / 10;
         let mut st = self.st();
+        if st.handing_over.is_some() && st.active {
+            // The release of a swap: no lease held from now.
+            st.lease_until = None;
+            return;
+        }
         if !st.active {
             tracing::warn!(
                 epoch,
@@ -367,7 +474,13 @@ pub async fn lease_loop(roles: Arc<Roles>, witness: WitnessLink, cold_primary: b
             Next::Wait => continue,
         };
         let sent = Instant::now();
-        let ttl_ms = roles.lease.as_millis().min(u128::from(u32::MAX)) as u32;
+        // A swap releases the lease (length 0), so the peer is granted
+        // it at once.
+        let ttl_ms = if roles.handing_over() {
+            0
+        } else {
+            roles.lease.as_millis().min(u128::from(u32::MAX)) as u32
+        };
         let request = Message::LeaseRequest { ttl_ms };
         let round = async {
             if conn.is_none() {
@@ -432,9 +545,11 @@ pub async fn send_heartbeats(roles: Arc<Roles>, peer: SocketAddr, connector: Tls
     let mut down = false;
     loop {
         tick.tick().await;
+        roles.check_handover();
         let beat = Message::Heartbeat {
             active: roles.is_active(),
             degraded: roles.degraded(),
+            handover: roles.handing_over(),
         };
         let epoch = roles.epoch();
         let round = async {
@@ -505,8 +620,18 @@ pub async fn take_heartbeats(listener: TcpListener, acceptor: TlsAcceptor, roles
                 // is dropped; its next connection starts afresh.
                 let frame = tokio::time::timeout(PEER_DEAD, wire::read_frame_async(&mut tls));
                 match frame.await {
-                    Ok(Ok((epoch, Message::Heartbeat { active, degraded }))) => {
-                        roles.heard_peer(epoch, active, degraded)
+                    Ok(Ok((
+                        epoch,
+                        Message::Heartbeat {
+                            active,
+                            degraded,
+                            handover,
+                        },
+                    ))) => {
+                        roles.heard_peer(epoch, active, degraded);
+                        if handover {
+                            roles.peer_hands_over(epoch);
+                        }
                     }
                     Ok(Ok((_, other))) => {
                         tracing::warn!(peer = %addr, "the control port takes heartbeats only, got {other:?}; closed");

@@ -148,3 +148,81 @@ fn without_a_witness_the_admin_fails_over_and_a_returning_primary_stands_by() {
     let why = eventually("a refusing", || try_write(&store_a, "a3").err());
     assert!(why.contains("waits to hear its peer"), "{why}");
 }
+
+#[test]
+fn a_planned_swap_hands_the_active_role_over_without_two_writers() {
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../rootfs-overlay/etc/dbus-1/system.d/org.smsos.conf");
+    let bus = DbusDaemon::start_system_like(&policy, &[("sms-had", 0)]).unwrap();
+    let addr = bus.address().to_string();
+    let mut pair = common::Pair::new();
+    pair.b.restart();
+    pair.a.start_on_bus(&addr);
+    eventually("a ready", || {
+        pair.a.log().contains("sms-had ready").then_some(())
+    });
+    let (store_a, store_b) = (
+        pair.store_of(&pair.a, "jobs"),
+        pair.store_of(&pair.b, "jobs"),
+    );
+    eventually("a in SYNC", || {
+        try_write(&store_a, "a1").ok().filter(|s| *s)
+    });
+    // b heard a in SYNC (its next heartbeat after the write).
+    std::thread::sleep(Duration::from_millis(700));
+    // A store whose daemon just got its permission to write (held for up
+    // to 1 s): the swap must outlast it.
+    let fresh_a = pair.store_of(&pair.a, "fresh");
+    try_write(&fresh_a, "f1").unwrap();
+
+    let t = Instant::now();
+    let out = call(&addr, 0, "org.smsos.Ha1", "Swap", &[]);
+    allowed(out.clone(), "root's Swap");
+    assert!(out.1.contains("handing over"), "{}", out.1);
+    // a's daemons may still use a permission given before the swap (at
+    // most 1 s); b takes over only after that: never two writers.
+    let mut b_first = None;
+    let mut a_after = Vec::new();
+    // Sampled until 1.5 s after b's first write (any permission a's
+    // daemons held has run out by then), bounded at 15 s.
+    while t.elapsed() < Duration::from_secs(15)
+        && b_first.is_none_or(|f| t.elapsed() < f + Duration::from_millis(1500))
+    {
+        let at = t.elapsed();
+        if try_write(&store_a, "a3").is_ok() || try_write(&fresh_a, "f2").is_ok() {
+            a_after.push(at);
+        }
+        if b_first.is_none() && try_write(&store_b, "b1").is_ok() {
+            b_first = Some(t.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let b_first = b_first.expect("b never took over");
+    println!(
+        "planned swap: b took its first write {} ms after ha swap; a's last write at {:?}",
+        b_first.as_millis(),
+        a_after.last()
+    );
+    assert!(
+        a_after.iter().all(|t| *t < b_first),
+        "a took writes after b took over: {a_after:?}, b from {b_first:?}"
+    );
+    eventually("a standing by", || {
+        try_write(&store_a, "a4")
+            .err()
+            .filter(|w| w.contains("standby"))
+    });
+    assert_eq!(
+        std::fs::read_to_string(pair.b.dir.join("state/epoch"))
+            .unwrap()
+            .trim(),
+        "2"
+    );
+    // A swap on the standby is refused with the reason.
+    let again = call(&addr, 0, "org.smsos.Ha1", "Swap", &[]);
+    assert!(
+        !again.0 && again.1.contains("not the active one"),
+        "{}",
+        again.1
+    );
+}

@@ -289,6 +289,14 @@ impl Cli {
             }
             Action::Op(op) => op,
         };
+        if op == Op::HaSwap && parsed.keywords.last() != Some(&"confirm") {
+            return Outcome::Confirm {
+                question:
+                    "Hand the active role to the peer? This node stops taking writes now. [yes/NO] "
+                        .into(),
+                line: format!("{} confirm", parsed.keywords.join(" ")),
+            };
+        }
         if op == Op::HaFailover && parsed.keywords.last() != Some(&"confirm") {
             return Outcome::Confirm {
                 question: "Make this node the active one at epoch + 1? Without a witness, only do this when the peer is down: the old primary stands by when it returns. [yes/NO] ".into(),
@@ -988,6 +996,9 @@ impl Cli {
             }
             Op::HaFailover => self.ask("Ha1", |c| async move {
                 bus::Ha1Proxy::new(&c).await?.failover().await
+            }),
+            Op::HaSwap => self.ask("Ha1", |c| async move {
+                bus::Ha1Proxy::new(&c).await?.swap().await
             }),
             Op::SystemReboot => self.power(true),
             Op::SystemShutdown => self.power(false),

@@ -83,14 +83,22 @@ pub fn tree() -> Vec<Node> {
                     Node::kw("confirm", "without asking").run(Op::SystemShutdown)
                 ]),
         ]),
-        Node::kw("ha", "the HA pair").then(vec![Node::kw(
-            "failover",
-            "make this standby the active node, at epoch + 1 (asks first)",
-        )
-        .run(Op::HaFailover)
-        .then(vec![
-            Node::kw("confirm", "without asking").run(Op::HaFailover)
-        ])]),
+        Node::kw("ha", "the HA pair").then(vec![
+            Node::kw(
+                "failover",
+                "make this standby the active node, at epoch + 1 (asks first)",
+            )
+            .run(Op::HaFailover)
+            .then(vec![
+                Node::kw("confirm", "without asking").run(Op::HaFailover)
+            ]),
+            Node::kw(
+                "swap",
+                "hand the active role to the peer, nothing lost (on the active node; asks first)",
+            )
+            .run(Op::HaSwap)
+            .then(vec![Node::kw("confirm", "without asking").run(Op::HaSwap)]),
+        ]),
         Node::kw("update", "fetch packages from the update centre").then(vec![
             Node::kw("dv", "signature packages").then(vec![
                 Node::kw("refresh", "ask the update centre what is available")

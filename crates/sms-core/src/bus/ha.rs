@@ -54,4 +54,7 @@ pub trait Ha1 {
     /// `ha failover`: this standby takes the active role at epoch + 1
     /// (with a witness, once it grants the lease). Says what happens.
     fn failover(&self) -> zbus::Result<String>;
+    /// `ha swap` on the active node: it stops taking writes and its peer,
+    /// in SYNC, takes over at epoch + 1. Says what happens.
+    fn swap(&self) -> zbus::Result<String>;
 }

@@ -72,6 +72,9 @@ pub enum Message {
         active: bool,
         /// The sender's commits are not all on its peer.
         degraded: bool,
+        /// The sender (active) hands the active role over (`ha swap`): it
+        /// takes no more writes and its peer, in SYNC, takes over.
+        handover: bool,
     },
     /// sms-had to the witness: "grant me the lease at the frame's epoch
     /// for `ttl_ms`".
@@ -187,8 +190,12 @@ pub fn encode(epoch: u64, msg: &Message) -> Vec<u8> {
         | Message::Position { seq: n, .. }
         | Message::Ack { seq: n, .. } => p.extend_from_slice(&n.to_be_bytes()),
         Message::Where { .. } | Message::MayWrite => {}
-        Message::Heartbeat { active, degraded } => {
-            p.push(u8::from(*active) | u8::from(*degraded) << 1);
+        Message::Heartbeat {
+            active,
+            degraded,
+            handover,
+        } => {
+            p.push(u8::from(*active) | u8::from(*degraded) << 1 | u8::from(*handover) << 2);
         }
         Message::LeaseRequest { ttl_ms: n }
         | Message::LeaseGranted { ttl_ms: n }
@@ -295,12 +302,13 @@ pub fn decode(kind: u8, payload: &[u8]) -> Result<Message, WireError> {
         }
         7 => {
             let flags = c.take(1)?[0];
-            if flags > 3 {
+            if flags > 7 {
                 return Err(malformed(format!("heartbeat flags {flags:#x}")));
             }
             Message::Heartbeat {
                 active: flags & 1 != 0,
                 degraded: flags & 2 != 0,
+                handover: flags & 4 != 0,
             }
         }
         8 => Message::LeaseRequest { ttl_ms: c.u32()? },
@@ -386,8 +394,15 @@ mod tests {
                 .prop_map(|(store, changes)| Message::Changes { store, changes }),
             (store, any::<u64>()).prop_map(|(store, seq)| Message::Ack { store, seq }),
             (store, ".{0,40}").prop_map(|(store, reason)| Message::Refused { store, reason }),
-            (any::<bool>(), any::<bool>())
-                .prop_map(|(active, degraded)| Message::Heartbeat { active, degraded }),
+            (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+                |(active, degraded, handover)| {
+                    Message::Heartbeat {
+                        active,
+                        degraded,
+                        handover,
+                    }
+                }
+            ),
             any::<u32>().prop_map(|ttl_ms| Message::LeaseRequest { ttl_ms }),
             any::<u32>().prop_map(|ttl_ms| Message::LeaseGranted { ttl_ms }),
             Just(Message::MayWrite),
