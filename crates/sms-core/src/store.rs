@@ -21,6 +21,8 @@ pub type KeyValue = (Vec<u8>, Vec<u8>);
 const OUTBOX_TREE: &str = "__outbox";
 const META_TREE: &str = "__meta";
 const SEQ_KEY: &[u8] = b"outbox_seq";
+/// Outbox records an unpaired store keeps.
+pub const OUTBOX_KEEP: u64 = 8192;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -437,10 +439,29 @@ impl Store {
         }
         let seq = self.apply_local(batch)?;
         let replication = match self.replication.get() {
-            None => Replication::Standalone,
+            None => {
+                self.trim_standalone(seq);
+                Replication::Standalone
+            }
             Some(client) => client.replicate(self, seq),
         };
         Ok(Commit { seq, replication })
+    }
+
+    /// An unpaired store keeps only the last [`OUTBOX_KEEP`] outbox
+    /// records (trimmed once 1,024 more piled up), so the outbox does not grow
+    /// without end; a peer paired later gets a snapshot first.
+    fn trim_standalone(&self, seq: u64) {
+        let first = match self.first_outbox_seq() {
+            Ok(Some(first)) => first,
+            _ => return,
+        };
+        if seq < first.saturating_add(OUTBOX_KEEP + 1024) {
+            return;
+        }
+        if let Err(e) = self.trim_outbox(seq - OUTBOX_KEEP) {
+            tracing::warn!(store = %self.path.display(), "trimming the outbox: {e}");
+        }
     }
 
     fn apply_local(&self, batch: &Batch) -> Result<u64, StoreError> {
@@ -935,6 +956,24 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn an_unpaired_store_keeps_a_bounded_outbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let n = OUTBOX_KEEP + 3000;
+        for i in 0..n {
+            let mut b = Batch::new();
+            b.put("t", i.to_be_bytes(), vec![1]);
+            store.apply(&b).unwrap();
+        }
+        let first = store.first_outbox_seq().unwrap().unwrap();
+        assert!(first > 1, "nothing trimmed");
+        let kept = n - first + 1;
+        assert!(kept <= OUTBOX_KEEP + 1024, "outbox of {kept}");
+        assert!(kept >= OUTBOX_KEEP, "trimmed too much: from {first}");
+        assert_eq!(store.scan("t", b"").unwrap().len() as u64, n);
+    }
 
     #[test]
     fn writes_are_recorded_in_order() {

@@ -151,7 +151,9 @@ async fn local_session(mut conn: UnixStream, link: Option<PeerLink>, roles: Arc<
                 continue;
             }
             Message::Hello { store, .. } => Message::Where { store },
-            m @ Message::Changes { .. } => m,
+            m @ (Message::Changes { .. }
+            | Message::SnapshotChunk { .. }
+            | Message::SnapshotEnd { .. }) => m,
             other => {
                 tracing::warn!(store = %store, "a daemon sent {other:?}; closed");
                 return;

@@ -59,9 +59,73 @@ impl Replicas {
         Ok(store)
     }
 
-    /// Flushes and closes every replica (before the daemons take them).
-    pub fn close_all(&self) {
-        sms_core::daemon::lock(&self.open).clear();
+    /// Closes the replica `name` (before it is replaced).
+    pub fn close(&self, name: &str) {
+        sms_core::daemon::lock(&self.open).remove(name);
+    }
+
+    /// Where a snapshot for replica `name` is received.
+    fn incoming(&self, name: &str) -> PathBuf {
+        self.dir.join(format!(".incoming-{name}"))
+    }
+
+    /// Writes a chunk of a snapshot of `name` at `offset` (0 starts a new
+    /// one); returns the bytes received so far.
+    pub fn snapshot_chunk(&self, name: &str, offset: u64, data: &[u8]) -> Result<u64, String> {
+        use std::io::Write;
+        if !valid_store_name(name) {
+            return Err(format!("`{name}` is not a store name"));
+        }
+        let path = self.incoming(name);
+        std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        let have = match std::fs::metadata(&path) {
+            Ok(m) if offset > 0 => m.len(),
+            _ => 0,
+        };
+        if have != offset {
+            return Err(format!(
+                "snapshot chunk at byte {offset}, {have} received: the snapshot starts again at 0"
+            ));
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(offset > 0)
+            .truncate(offset == 0)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        f.write_all(data)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(offset + data.len() as u64)
+    }
+
+    /// Replaces replica `name` with the snapshot received, which must end
+    /// at change `seq`; the received file is checked whole before the
+    /// replica is touched (a damaged one changes nothing).
+    pub fn snapshot_end(&self, name: &str, seq: u64) -> Result<u64, String> {
+        if !valid_store_name(name) {
+            return Err(format!("`{name}` is not a store name"));
+        }
+        let path = self.incoming(name);
+        let mut f = std::fs::File::open(&path)
+            .map_err(|e| format!("no snapshot received for {name}: {e}"))?;
+        self.close(name);
+        let summary = sms_core::store::restore_store(&self.dir.join(name), &mut f)
+            .map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(&path);
+        if summary.seq != seq {
+            return Err(format!(
+                "the snapshot ends at change {}, {seq} was announced",
+                summary.seq
+            ));
+        }
+        tracing::info!(
+            store = name,
+            seq,
+            records = summary.records,
+            "replica replaced by the primary's snapshot"
+        );
+        Ok(seq)
     }
 }
 
@@ -183,6 +247,30 @@ async fn answer(msg: Message, replicas: &Arc<Replicas>) -> Message {
                 Ok(Ok(seq)) => Message::Ack { store, seq },
                 Ok(Err(e)) => refused(e),
                 Err(e) => refused(format!("applying: {e}")),
+            }
+        }
+        Message::SnapshotChunk {
+            store,
+            offset,
+            data,
+        } => {
+            let replicas = replicas.clone();
+            let name = store.clone();
+            match tokio::task::spawn_blocking(move || replicas.snapshot_chunk(&name, offset, &data))
+                .await
+            {
+                Ok(Ok(have)) => Message::Ack { store, seq: have },
+                Ok(Err(e)) => refused(e),
+                Err(e) => refused(format!("writing: {e}")),
+            }
+        }
+        Message::SnapshotEnd { store, seq } => {
+            let replicas = replicas.clone();
+            let name = store.clone();
+            match tokio::task::spawn_blocking(move || replicas.snapshot_end(&name, seq)).await {
+                Ok(Ok(seq)) => Message::Ack { store, seq },
+                Ok(Err(e)) => refused(e),
+                Err(e) => refused(format!("restoring: {e}")),
             }
         }
         other => refused(format!(

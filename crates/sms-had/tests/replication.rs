@@ -216,3 +216,53 @@ fn a_silent_secondary_makes_commits_degraded_and_they_are_shipped_when_it_is_bac
     assert_eq!(dump(&replica, "jobs"), dump(&store, "jobs"));
     assert_eq!(replica.last_seq().unwrap(), store.last_seq().unwrap());
 }
+
+#[test]
+fn a_peer_the_outbox_no_longer_covers_gets_a_snapshot_then_the_changes() {
+    let mut pair = Pair::start();
+    // A store that ran unpaired for a while: its outbox was trimmed.
+    let path = pair.root.path().join("a-late");
+    let store = Store::open(&path).unwrap();
+    let n = sms_core::store::OUTBOX_KEEP + 3000;
+    for i in 0..n {
+        let mut b = Batch::new();
+        b.put("data", i.to_be_bytes(), vec![(i % 251) as u8; 256]);
+        if i % 7 == 0 && i > 0 {
+            b.delete("data", (i - 1).to_be_bytes());
+        }
+        store.apply(&b).unwrap();
+    }
+    let first = store.first_outbox_seq().unwrap().unwrap();
+    assert!(first > 1, "the outbox was not trimmed");
+    // Paired now: the first commit sends a snapshot (several chunks of
+    // 1 MiB), then what follows it, and is SYNC.
+    assert!(
+        store.replicate_through(sms_core::replication::ReplicationClient::new(
+            "late",
+            &pair.a.socket(),
+            std::time::Duration::from_secs(5),
+        ))
+    );
+    let mut b = Batch::new();
+    b.put("data", "after-1", b"x".to_vec());
+    assert_eq!(store.commit(&b).unwrap().replication, Replication::Sync);
+    for i in 0..20u32 {
+        let mut b = Batch::new();
+        b.put("data", format!("after-{i}"), i.to_be_bytes().to_vec());
+        assert_eq!(store.commit(&b).unwrap().replication, Replication::Sync);
+    }
+    assert!(
+        pair.b
+            .log()
+            .contains("replica replaced by the primary's snapshot"),
+        "{}",
+        pair.b.log()
+    );
+    pair.b.stop();
+    let replica = Store::open(&pair.b.replica("late")).unwrap();
+    assert_eq!(replica.last_seq().unwrap(), store.last_seq().unwrap());
+    assert!(
+        dump(&replica, "data") == dump(&store, "data"),
+        "the replica differs from the primary"
+    );
+}

@@ -218,6 +218,57 @@ impl ReplicationClient {
         }
     }
 
+    /// Sends a snapshot of `store` in chunks, each within the sync
+    /// timeout; returns the change it ends at, once the peer replaced its
+    /// replica with it.
+    fn send_snapshot(&self, conn: &mut UnixStream, store: &Store) -> Result<u64, String> {
+        let mut bytes = Vec::new();
+        let summary = store
+            .export(&mut bytes)
+            .map_err(|e| format!("snapshot for the peer: {e}"))?;
+        tracing::info!(
+            store = %self.name,
+            seq = summary.seq,
+            bytes = bytes.len(),
+            "the peer is behind this node's outbox: sending a snapshot"
+        );
+        let too_late = || {
+            format!(
+                "the peer did not take a snapshot chunk within the sync timeout of {} ms",
+                self.sync_timeout.as_millis()
+            )
+        };
+        let mut offset = 0usize;
+        for chunk in bytes.chunks(wire::SNAPSHOT_CHUNK) {
+            let msg = Message::SnapshotChunk {
+                store: self.name.clone(),
+                offset: offset as u64,
+                data: chunk.to_vec(),
+            };
+            let deadline = Instant::now() + self.sync_timeout;
+            offset += chunk.len();
+            match exchange(conn, &msg, deadline, &too_late)? {
+                Message::Ack { seq, .. } if seq == offset as u64 => {}
+                Message::Refused { reason, .. } => return Err(reason),
+                other => return Err(format!("the peer answered {other:?} to a snapshot chunk")),
+            }
+        }
+        let end = Message::SnapshotEnd {
+            store: self.name.clone(),
+            seq: summary.seq,
+        };
+        // Replacing the replica takes longer than a chunk.
+        let deadline = Instant::now() + self.sync_timeout * 5;
+        match exchange(conn, &end, deadline, &too_late)? {
+            Message::Ack { seq, .. } if seq == summary.seq => {
+                tracing::info!(store = %self.name, seq, "the peer holds the snapshot");
+                Ok(seq)
+            }
+            Message::Refused { reason, .. } => Err(reason),
+            other => Err(format!("the peer answered {other:?} to the snapshot's end")),
+        }
+    }
+
     fn ship(
         &self,
         st: &mut ClientState,
@@ -263,10 +314,11 @@ impl ReplicationClient {
             match changes.first() {
                 Some(c) if c.seq == st.peer_seq + 1 => {}
                 _ => {
-                    return Err(format!(
-                        "the outbox no longer holds change {}: the peer must be resynchronised from a snapshot",
-                        st.peer_seq + 1
-                    ))
+                    // The outbox no longer covers the peer (a new or
+                    // replaced peer, or one away for long): a snapshot,
+                    // then the changes after it.
+                    st.peer_seq = self.send_snapshot(&mut conn, store)?;
+                    continue;
                 }
             }
             let last = changes.last().map(|c| c.seq).unwrap_or(st.peer_seq);

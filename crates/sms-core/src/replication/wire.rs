@@ -19,6 +19,8 @@ pub const HEADER_LEN: usize = 18;
 pub const MAX_PAYLOAD: usize = 8 << 20;
 /// Most changes one [`Message::Changes`] carries.
 pub const MAX_CHANGES: usize = 512;
+/// Bytes of a snapshot one [`Message::SnapshotChunk`] carries.
+pub const SNAPSHOT_CHUNK: usize = 1 << 20;
 
 /// One message of the HA protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +65,24 @@ pub enum Message {
         store: String,
         /// Why.
         reason: String,
+    },
+    /// Part of a snapshot of `store` (`Store::export`) for a peer the
+    /// outbox no longer covers; `offset` is where `data` goes.
+    SnapshotChunk {
+        /// Store name.
+        store: String,
+        /// Byte offset of `data` in the snapshot.
+        offset: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// The snapshot of `store` is complete; it ends at change `seq`. The
+    /// peer replaces its replica with it and acknowledges `seq`.
+    SnapshotEnd {
+        /// Store name.
+        store: String,
+        /// The snapshot's last sequence number.
+        seq: u64,
     },
     /// sms-had to its peer, every heartbeat interval, on the control link:
     /// whether this node is active, and whether its commits are DEGRADED
@@ -112,6 +132,8 @@ impl Message {
             Message::LeaseGranted { .. } => 9,
             Message::MayWrite => 10,
             Message::WriteFor { .. } => 11,
+            Message::SnapshotChunk { .. } => 12,
+            Message::SnapshotEnd { .. } => 13,
         }
     }
 
@@ -123,7 +145,9 @@ impl Message {
             | Message::Position { store, .. }
             | Message::Changes { store, .. }
             | Message::Ack { store, .. }
-            | Message::Refused { store, .. } => store,
+            | Message::Refused { store, .. }
+            | Message::SnapshotChunk { store, .. }
+            | Message::SnapshotEnd { store, .. } => store,
             Message::Heartbeat { .. }
             | Message::LeaseRequest { .. }
             | Message::LeaseGranted { .. }
@@ -188,7 +212,13 @@ pub fn encode(epoch: u64, msg: &Message) -> Vec<u8> {
     match msg {
         Message::Hello { last: n, .. }
         | Message::Position { seq: n, .. }
-        | Message::Ack { seq: n, .. } => p.extend_from_slice(&n.to_be_bytes()),
+        | Message::Ack { seq: n, .. }
+        | Message::SnapshotEnd { seq: n, .. } => p.extend_from_slice(&n.to_be_bytes()),
+        Message::SnapshotChunk { offset, data, .. } => {
+            p.extend_from_slice(&offset.to_be_bytes());
+            p.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            p.extend_from_slice(data);
+        }
         Message::Where { .. } | Message::MayWrite => {}
         Message::Heartbeat {
             active,
@@ -315,6 +345,19 @@ pub fn decode(kind: u8, payload: &[u8]) -> Result<Message, WireError> {
         9 => Message::LeaseGranted { ttl_ms: c.u32()? },
         10 => Message::MayWrite,
         11 => Message::WriteFor { ms: c.u32()? },
+        12 => {
+            let offset = c.u64()?;
+            let n = c.u32()? as usize;
+            Message::SnapshotChunk {
+                store,
+                offset,
+                data: c.take(n)?.to_vec(),
+            }
+        }
+        13 => Message::SnapshotEnd {
+            store,
+            seq: c.u64()?,
+        },
         k => return Err(malformed(format!("unknown frame kind {k}"))),
     };
     if !c.0.is_empty() {
@@ -406,6 +449,17 @@ mod tests {
             any::<u32>().prop_map(|ttl_ms| Message::LeaseRequest { ttl_ms }),
             any::<u32>().prop_map(|ttl_ms| Message::LeaseGranted { ttl_ms }),
             Just(Message::MayWrite),
+            (
+                store,
+                any::<u64>(),
+                proptest::collection::vec(any::<u8>(), 0..64)
+            )
+                .prop_map(|(store, offset, data)| Message::SnapshotChunk {
+                    store,
+                    offset,
+                    data
+                }),
+            (store, any::<u64>()).prop_map(|(store, seq)| Message::SnapshotEnd { store, seq }),
             any::<u32>().prop_map(|ms| Message::WriteFor { ms }),
         ]
     }
