@@ -202,13 +202,20 @@ async fn exchange(
             .await
             .map_err(|e| format!("peer {}: {e}", link.addr))
     };
-    let (peer_epoch, reply) = match tokio::time::timeout(link.sync_timeout, round).await {
+    // Replacing a replica with a snapshot takes longer than a batch.
+    let limit = match msg {
+        Message::SnapshotEnd { .. } => {
+            link.sync_timeout * sms_core::replication::SNAPSHOT_END_FACTOR
+        }
+        _ => link.sync_timeout,
+    };
+    let (peer_epoch, reply) = match tokio::time::timeout(limit, round).await {
         Ok(r) => r?,
         Err(_) => {
             return Err(format!(
                 "peer {} did not answer within {} ms",
                 link.addr,
-                link.sync_timeout.as_millis()
+                limit.as_millis()
             ))
         }
     };

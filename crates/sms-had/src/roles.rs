@@ -55,6 +55,10 @@ struct RoleState {
     degraded: bool,
     /// When it began (seconds since the Unix epoch).
     degraded_since: Option<i64>,
+    /// The active node has not heard its peer for [`PEER_DEAD`] since
+    /// then (seconds since the Unix epoch): DEGRADED even while no commit
+    /// tried the link.
+    silent_since: Option<i64>,
     /// Without a witness: the configured primary after a cold start,
     /// not active until it heard its peer standing by (or the admin
     /// forces a failover).
@@ -279,16 +283,35 @@ impl Roles {
             epoch,
             peer_heard_ms_ago: st.peer_heard.map(|t| t.elapsed().as_millis() as u64),
             peer_active: st.peer_active,
-            degraded: st.degraded,
-            degraded_since: st.degraded_since,
+            degraded: st.degraded || st.silent_since.is_some(),
+            degraded_since: match (st.degraded_since, st.silent_since) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
             lease_ms,
             ..Default::default()
         }
     }
 
-    /// What the heartbeat says about this node's commits.
+    /// What the heartbeat says about this node's commits: the link
+    /// failed, or (active) the peer fell silent.
     pub fn degraded(&self) -> bool {
-        self.st().degraded
+        let st = self.st();
+        st.degraded || st.silent_since.is_some()
+    }
+
+    /// Every heartbeat: an active node that has not heard its peer for
+    /// [`PEER_DEAD`] is DEGRADED (logged once), and no longer once heard.
+    pub fn check_peer(&self) {
+        let mut st = self.st();
+        let silent = st.peer_heard.is_none_or(|t| t.elapsed() > PEER_DEAD);
+        if st.active && silent && st.silent_since.is_none() {
+            st.silent_since = Some(sms_core::daemon::unix_now());
+            tracing::warn!(
+                "HA DEGRADED: the peer has not been heard for {} s; commits are this node's only",
+                PEER_DEAD.as_secs()
+            );
+        }
     }
 
     /// The answer to a daemon's [`Message::MayWrite`].
@@ -361,6 +384,7 @@ impl Roles {
         st.active = false;
         st.lease_until = None;
         st.handing_over = None;
+        st.silent_since = None;
     }
 
     /// A heartbeat of the peer at `epoch`.
@@ -372,6 +396,9 @@ impl Roles {
             tracing::info!(peer_active = active, "the peer is heard");
         }
         st.peer_heard = Some(Instant::now());
+        if st.silent_since.take().is_some() {
+            tracing::info!("the peer is heard again");
+        }
         st.peer_active = active && epoch >= ours;
         st.peer_degraded = degraded;
         if st.peer_active {
@@ -546,6 +573,7 @@ pub async fn send_heartbeats(roles: Arc<Roles>, peer: SocketAddr, connector: Tls
     loop {
         tick.tick().await;
         roles.check_handover();
+        roles.check_peer();
         let beat = Message::Heartbeat {
             active: roles.is_active(),
             degraded: roles.degraded(),
@@ -723,5 +751,24 @@ mod tests {
         assert!(!r.accepting_writes(), "not before the witness granted it");
         r.granted(2, Instant::now());
         assert!(r.accepting_writes());
+    }
+
+    #[test]
+    fn an_active_node_whose_peer_falls_silent_is_degraded() {
+        let (_d, r) = roles(false, true);
+        r.heard_peer(1, false, false);
+        assert!(r.is_active());
+        r.check_peer();
+        assert!(!r.degraded(), "the peer was just heard");
+        r.st().peer_heard = Some(Instant::now() - PEER_DEAD * 2);
+        r.check_peer();
+        assert!(r.degraded() && r.status().degraded);
+        assert!(r.status().degraded_since.is_some());
+        r.heard_peer(1, false, false);
+        assert!(!r.degraded(), "heard again");
+        // A standby's silent peer is no DEGRADED of its own.
+        let (_d, s) = roles(false, false);
+        s.check_peer();
+        assert!(!s.degraded());
     }
 }

@@ -27,6 +27,9 @@ pub const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// The outbox is trimmed once this many changes were acknowledged.
 const TRIM_EVERY: u64 = 1024;
+/// The end of a snapshot (the peer replaces its replica) may take this
+/// many sync timeouts.
+pub const SNAPSHOT_END_FACTOR: u32 = 10;
 /// A daemon asks sms-had again whether this node may take writes at
 /// least this often, so a step-down reaches it within this time.
 pub const GATE_REFRESH: Duration = Duration::from_secs(1);
@@ -258,7 +261,7 @@ impl ReplicationClient {
             seq: summary.seq,
         };
         // Replacing the replica takes longer than a chunk.
-        let deadline = Instant::now() + self.sync_timeout * 5;
+        let deadline = Instant::now() + self.sync_timeout * SNAPSHOT_END_FACTOR;
         match exchange(conn, &end, deadline, &too_late)? {
             Message::Ack { seq, .. } if seq == summary.seq => {
                 tracing::info!(store = %self.name, seq, "the peer holds the snapshot");
