@@ -155,6 +155,12 @@ impl Node {
     }
 }
 
+/// A TCP port free on loopback now.
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
 /// Waits (bounded) until `ready` holds.
 fn wait(what: &str, ready: impl Fn() -> bool) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -183,23 +189,26 @@ fn main() -> Result<()> {
     let root = tempfile::tempdir()?;
     let (a, b) = (Node::new(root.path(), "a")?, Node::new(root.path(), "b")?);
     let (fa, fb) = (a.fingerprint(&bin)?, b.fingerprint(&bin)?);
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        l.local_addr()?.port()
-    };
+    let port = free_port()?;
     let listen = format!("127.0.0.1:{port}");
+    let (ca, cb) = (free_port()?, free_port()?);
     b.configure(&format!(
-        "role = \"secondary\"\nlisten = \"{listen}\"\npeer_fingerprint = \"{fa}\"\n"
+        "role = \"secondary\"\nlisten = \"{listen}\"\npeer_fingerprint = \"{fa}\"\n\
+         control_listen = \"127.0.0.1:{cb}\"\npeer_control = \"127.0.0.1:{ca}\"\n"
     ))?;
     a.configure(&format!(
-        "role = \"primary\"\npeer = \"{listen}\"\npeer_fingerprint = \"{fb}\"\n"
+        "role = \"primary\"\npeer = \"{listen}\"\npeer_fingerprint = \"{fb}\"\n\
+         control_listen = \"127.0.0.1:{ca}\"\npeer_control = \"127.0.0.1:{cb}\"\n"
     ))?;
     let _b = b.start(&bin)?;
     wait("the secondary", || {
         std::net::TcpStream::connect(listen.as_str()).is_ok()
     })?;
     let _a = a.start(&bin)?;
-    wait("the primary", || a.socket().exists())?;
+    // Active once it heard its peer standing by.
+    wait("the primary", || {
+        std::fs::read_to_string(a.dir.join("log")).is_ok_and(|l| l.contains("ACTIVE"))
+    })?;
 
     println!(
         "ha-commit: {n} commits of {VALUE} bytes each, one writer; then {writers} writers x {each}"
@@ -279,7 +288,16 @@ fn main() -> Result<()> {
         Duration::from_secs(30),
     ));
     let t = Instant::now();
-    sync_commit(&big, u64::MAX - 1)?;
+    if let Err(e) = sync_commit(&big, u64::MAX - 1) {
+        for n in [&a, &b] {
+            eprintln!(
+                "{}:\n{}",
+                n.dir.display(),
+                std::fs::read_to_string(n.dir.join("log")).unwrap_or_default()
+            );
+        }
+        return Err(e.context("resynchronising"));
+    }
     let resync = t.elapsed();
     println!(
         "resync of {keys} keys of 100 bytes (snapshot, replica replaced, then the tail): {:.2} s",
