@@ -440,7 +440,7 @@ impl Store {
         let seq = self.apply_local(batch)?;
         let replication = match self.replication.get() {
             None => {
-                self.trim_standalone(seq);
+                self.trim_standalone(seq, batch.ops.len() as u64);
                 Replication::Standalone
             }
             Some(client) => client.replicate(self, seq),
@@ -449,15 +449,17 @@ impl Store {
     }
 
     /// An unpaired store keeps only the last [`OUTBOX_KEEP`] outbox
-    /// records (trimmed once 1,024 more piled up), so the outbox does not grow
-    /// without end; a peer paired later gets a snapshot first.
-    fn trim_standalone(&self, seq: u64) {
-        let first = match self.first_outbox_seq() {
-            Ok(Some(first)) => first,
-            _ => return,
-        };
-        if seq < first.saturating_add(OUTBOX_KEEP + 1024) {
+    /// records, trimmed whenever a commit (of `changes` changes ending at
+    /// `seq`) crosses a multiple of 1,024: so the outbox does not grow
+    /// without end, and the other commits do not even look. A peer paired
+    /// later gets a snapshot first.
+    fn trim_standalone(&self, seq: u64, changes: u64) {
+        if seq.saturating_sub(changes) / 1024 == seq / 1024 {
             return;
+        }
+        match self.first_outbox_seq() {
+            Ok(Some(first)) if seq > first.saturating_add(OUTBOX_KEEP) => {}
+            _ => return,
         }
         if let Err(e) = self.trim_outbox(seq - OUTBOX_KEEP) {
             tracing::warn!(store = %self.path.display(), "trimming the outbox: {e}");

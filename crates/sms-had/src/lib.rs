@@ -15,6 +15,7 @@
 pub mod config;
 pub mod dbus;
 pub mod epoch;
+pub mod link;
 pub mod relay;
 pub mod replica;
 pub mod roles;

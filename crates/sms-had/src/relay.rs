@@ -10,14 +10,13 @@
 //! one timeout, not one each.
 
 use crate::epoch::Epoch;
+use crate::link::Dialled;
 use crate::roles::Roles;
-use rustls::pki_types::ServerName;
 use sms_core::replication::wire::{self, Message};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::net::{TcpStream, UnixListener, UnixStream};
-use tokio_rustls::client::TlsStream;
+use tokio::net::{UnixListener, UnixStream};
 use tokio_rustls::TlsConnector;
 
 /// How this node reaches its peer.
@@ -64,22 +63,16 @@ impl PeerLink {
         }
     }
 
-    async fn connect(&self) -> Result<TlsStream<TcpStream>, String> {
+    async fn connect(&self) -> Result<Dialled, String> {
         if let Some((why, until)) = sms_core::daemon::lock(&self.down).clone() {
             if Instant::now() < until {
                 return Err(why);
             }
         }
         let attempt = async {
-            let tcp = TcpStream::connect(self.addr)
+            crate::link::dial(self.addr, &self.connector)
                 .await
-                .map_err(|e| format!("peer {}: {e}", self.addr))?;
-            let _ = tcp.set_nodelay(true);
-            let name = ServerName::IpAddress(self.addr.ip().into());
-            self.connector
-                .connect(name, tcp)
-                .await
-                .map_err(|e| format!("peer {}: TLS: {e}", self.addr))
+                .map_err(|e| format!("peer {}: {e}", self.addr))
         };
         let result = match tokio::time::timeout(self.sync_timeout, attempt).await {
             Ok(r) => r,
@@ -129,7 +122,7 @@ pub async fn serve_local(listener: UnixListener, link: Option<PeerLink>, roles: 
 }
 
 async fn local_session(mut conn: UnixStream, link: Option<PeerLink>, roles: Arc<Roles>) {
-    let mut peer: Option<TlsStream<TcpStream>> = None;
+    let mut peer: Option<Dialled> = None;
     loop {
         let msg = match wire::read_frame_async(&mut conn).await {
             Ok((_, m)) => m,
@@ -184,7 +177,7 @@ async fn local_session(mut conn: UnixStream, link: Option<PeerLink>, roles: Arc<
 
 async fn exchange(
     link: &PeerLink,
-    peer: &mut Option<TlsStream<TcpStream>>,
+    peer: &mut Option<Dialled>,
     msg: &Message,
 ) -> Result<Message, String> {
     if peer.is_none() {

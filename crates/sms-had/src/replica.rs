@@ -14,12 +14,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-
-/// How long a TLS handshake may take before the connection is dropped.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The replica stores of this node, opened on first use.
 #[derive(Debug)]
@@ -136,35 +132,15 @@ pub async fn serve(
     replicas: Arc<Replicas>,
     epoch: Arc<Epoch>,
 ) {
-    loop {
-        let (tcp, addr) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!("accepting a replication connection: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let acceptor = acceptor.clone();
-        let replicas = replicas.clone();
-        let epoch = epoch.clone();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::warn!(peer = %addr, "replication connection refused: {e}");
-                    return;
-                }
-                Err(_) => {
-                    tracing::warn!(peer = %addr, "replication connection refused: no TLS handshake within {} s", HANDSHAKE_TIMEOUT.as_secs());
-                    return;
-                }
-            };
+    crate::link::accept_pinned(listener, acceptor, "replication", move |tls, addr| {
+        let (replicas, epoch) = (replicas.clone(), epoch.clone());
+        async move {
             tracing::info!(peer = %addr, "primary connected");
             let why = session(tls, addr, &replicas, &epoch).await;
             tracing::info!(peer = %addr, "replication connection closed: {why}");
-        });
-    }
+        }
+    })
+    .await
 }
 
 async fn session<S>(

@@ -12,13 +12,12 @@
 //! witness, the configured primary is active and promotion is manual.
 
 use crate::epoch::Epoch;
-use rustls::pki_types::ServerName;
 use sms_core::replication::wire::{self, Message};
 use sms_core::replication::GATE_REFRESH;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// How often each node tells the other it is alive.
@@ -489,7 +488,7 @@ pub struct WitnessLink {
 /// Asks the witness for the lease (or renews it) every heartbeat while
 /// this node is active or may become so; runs until dropped.
 pub async fn lease_loop(roles: Arc<Roles>, witness: WitnessLink, cold_primary: bool) {
-    let mut conn: Option<tokio_rustls::client::TlsStream<TcpStream>> = None;
+    let mut conn: Option<crate::link::Dialled> = None;
     let mut cold = cold_primary;
     let mut last_error = String::new();
     let mut tick = tokio::time::interval(HEARTBEAT);
@@ -511,10 +510,7 @@ pub async fn lease_loop(roles: Arc<Roles>, witness: WitnessLink, cold_primary: b
         let request = Message::LeaseRequest { ttl_ms };
         let round = async {
             if conn.is_none() {
-                let tcp = TcpStream::connect(witness.addr).await?;
-                let _ = tcp.set_nodelay(true);
-                let name = ServerName::IpAddress(witness.addr.ip().into());
-                conn = Some(witness.connector.connect(name, tcp).await?);
+                conn = Some(crate::link::dial(witness.addr, &witness.connector).await?);
             }
             let Some(c) = conn.as_mut() else {
                 return Err(std::io::Error::other("no connection"));
@@ -566,7 +562,7 @@ pub async fn lease_loop(roles: Arc<Roles>, witness: WitnessLink, cold_primary: b
 /// Sends this node's heartbeat to the peer's control port every
 /// [`HEARTBEAT`], reconnecting as needed; runs until dropped.
 pub async fn send_heartbeats(roles: Arc<Roles>, peer: SocketAddr, connector: TlsConnector) {
-    let mut conn: Option<tokio_rustls::client::TlsStream<TcpStream>> = None;
+    let mut conn: Option<crate::link::Dialled> = None;
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut down = false;
@@ -582,10 +578,7 @@ pub async fn send_heartbeats(roles: Arc<Roles>, peer: SocketAddr, connector: Tls
         let epoch = roles.epoch();
         let round = async {
             if conn.is_none() {
-                let tcp = TcpStream::connect(peer).await?;
-                let _ = tcp.set_nodelay(true);
-                let name = ServerName::IpAddress(peer.ip().into());
-                conn = Some(connector.connect(name, tcp).await?);
+                conn = Some(crate::link::dial(peer, &connector).await?);
             }
             let Some(c) = conn.as_mut() else {
                 return Err(std::io::Error::other("no connection"));
@@ -619,30 +612,9 @@ pub async fn send_heartbeats(roles: Arc<Roles>, peer: SocketAddr, connector: Tls
 
 /// Takes the peer's heartbeats on the control port; runs until dropped.
 pub async fn take_heartbeats(listener: TcpListener, acceptor: TlsAcceptor, roles: Arc<Roles>) {
-    loop {
-        let (tcp, addr) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!("accepting a control connection: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let acceptor = acceptor.clone();
+    crate::link::accept_pinned(listener, acceptor, "control", move |mut tls, addr| {
         let roles = roles.clone();
-        tokio::spawn(async move {
-            let hs = tokio::time::timeout(crate::replica::HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
-            let mut tls = match hs.await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::warn!(peer = %addr, "control connection refused: {e}");
-                    return;
-                }
-                Err(_) => {
-                    tracing::warn!(peer = %addr, "control connection refused: no TLS handshake");
-                    return;
-                }
-            };
+        async move {
             loop {
                 // A peer silent for longer than it takes to call it dead
                 // is dropped; its next connection starts afresh.
@@ -672,8 +644,9 @@ pub async fn take_heartbeats(listener: TcpListener, acceptor: TlsAcceptor, roles
                     }
                 }
             }
-        });
-    }
+        }
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -146,38 +146,18 @@ impl Witness {
 /// Serves lease requests on `listener` until the task is dropped; only
 /// the pinned nodes pass the TLS handshake.
 pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, witness: Arc<Witness>) {
-    loop {
-        let (tcp, addr) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!("accepting a witness connection: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let acceptor = acceptor.clone();
+    crate::link::accept_pinned(listener, acceptor, "witness", move |mut tls, addr| {
         let witness = witness.clone();
-        tokio::spawn(async move {
-            let hs = tokio::time::timeout(crate::replica::HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
-            let mut tls = match hs.await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::warn!(peer = %addr, "witness connection refused: {e}");
-                    return;
-                }
-                Err(_) => {
-                    tracing::warn!(peer = %addr, "witness connection refused: no TLS handshake");
-                    return;
-                }
-            };
+        async move {
             let holder = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
                 Some(cert) => sms_core::identity::fingerprint(cert.as_ref()),
                 None => return,
             };
             let why = session(&mut tls, &holder, &witness).await;
             tracing::debug!(peer = %addr, "witness connection closed: {why}");
-        });
-    }
+        }
+    })
+    .await
 }
 
 async fn session<S>(conn: &mut S, holder: &str, witness: &Witness) -> String

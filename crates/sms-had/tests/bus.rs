@@ -11,18 +11,21 @@ use sms_testkit::DbusDaemon;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-#[test]
-fn the_ha_daemon_shows_its_identity_and_state_to_the_roles_only() {
+/// A dbus-daemon with the appliance's policy, the accounts in `ids`
+/// standing for the appliance's; and its address.
+fn appliance_bus(ids: &[(&str, u32)]) -> (DbusDaemon, String) {
     let policy = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../rootfs-overlay/etc/dbus-1/system.d/org.smsos.conf");
+    let bus = DbusDaemon::start_system_like(&policy, ids).unwrap();
+    let addr = bus.address().to_string();
+    (bus, addr)
+}
+
+#[test]
+fn the_ha_daemon_shows_its_identity_and_state_to_the_roles_only() {
     let (auditor, stranger) = (account("man"), account("nobody"));
     // sms-had runs as root here: root stands for sms-had.
-    let bus = DbusDaemon::start_system_like(
-        &policy,
-        &[("sms-had", 0), ("sms-auditor", primary_group("man"))],
-    )
-    .unwrap();
-    let addr = bus.address().to_string();
+    let (_bus, addr) = appliance_bus(&[("sms-had", 0), ("sms-auditor", primary_group("man"))]);
     let root = tempfile::tempdir().unwrap();
     let mut node = Node::new(root.path(), "a");
     let fingerprint = node.fingerprint();
@@ -82,10 +85,7 @@ fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 
 #[test]
 fn without_a_witness_the_admin_fails_over_and_a_returning_primary_stands_by() {
-    let policy = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../rootfs-overlay/etc/dbus-1/system.d/org.smsos.conf");
-    let bus = DbusDaemon::start_system_like(&policy, &[("sms-had", 0)]).unwrap();
-    let addr = bus.address().to_string();
+    let (_bus, addr) = appliance_bus(&[("sms-had", 0)]);
     let mut pair = common::Pair::new();
     pair.b.start_on_bus(&addr);
     eventually("b ready", || {
@@ -151,10 +151,7 @@ fn without_a_witness_the_admin_fails_over_and_a_returning_primary_stands_by() {
 
 #[test]
 fn a_planned_swap_hands_the_active_role_over_without_two_writers() {
-    let policy = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../rootfs-overlay/etc/dbus-1/system.d/org.smsos.conf");
-    let bus = DbusDaemon::start_system_like(&policy, &[("sms-had", 0)]).unwrap();
-    let addr = bus.address().to_string();
+    let (_bus, addr) = appliance_bus(&[("sms-had", 0)]);
     let mut pair = common::Pair::new();
     pair.b.restart();
     pair.a.start_on_bus(&addr);

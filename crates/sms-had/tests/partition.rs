@@ -175,17 +175,7 @@ fn with_a_witness_at_most_one_node_takes_writes_across_a_partition() {
     let mut b = Node::new(root.path(), "b");
     let (fa, fb) = (a.fingerprint(), b.fingerprint());
     let wdir = root.path().join("witness");
-    let out = Command::new(bin())
-        .args(["witness", "--identity", "--state-dir"])
-        .arg(&wdir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let fw = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let fw = common::witness_fingerprint(&wdir);
 
     let mut witness_cmd = Command::new("ip");
     witness_cmd

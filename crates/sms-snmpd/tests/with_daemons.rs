@@ -54,6 +54,16 @@ fn snmptrapd(dir: &std::path::Path, port: u16, log: &std::path::Path) -> Trapd {
     Trapd(child)
 }
 
+/// The manager: snmptrapd on a free port, logging to `dir`/snmptrapd.log,
+/// given time to bind; (its process, port, log).
+fn manager(dir: &std::path::Path) -> (Trapd, u16, std::path::PathBuf) {
+    let port = free_udp_port();
+    let log = dir.join("snmptrapd.log");
+    let trapd = snmptrapd(dir, port, &log);
+    std::thread::sleep(Duration::from_millis(500));
+    (trapd, port, log)
+}
+
 /// The manager at `trap_port` as a v2c and a v3 trap destination.
 fn trap_destinations(trap_port: u16) -> String {
     format!(
@@ -159,10 +169,7 @@ async fn mib_poller_and_traps_with_the_real_daemons() {
         .unwrap();
 
     // The manager.
-    let trap_port = free_udp_port();
-    let trap_log = dir.path().join("snmptrapd.log");
-    let _trapd = snmptrapd(dir.path(), trap_port, &trap_log);
-    std::thread::sleep(Duration::from_millis(500));
+    let (_trapd, trap_port, trap_log) = manager(dir.path());
 
     let extra = format!(
         r#"[poller]
@@ -327,10 +334,7 @@ concurrency = 4
 #[test]
 fn cold_start_then_warm_start_reach_the_manager() {
     let dir = tempfile::tempdir().unwrap();
-    let trap_port = free_udp_port();
-    let trap_log = dir.path().join("snmptrapd.log");
-    let _trapd = snmptrapd(dir.path(), trap_port, &trap_log);
-    std::thread::sleep(Duration::from_millis(500));
+    let (_trapd, trap_port, trap_log) = manager(dir.path());
     let extra = format!(
         "[poller]\nenabled = false\n{}",
         trap_destinations(trap_port)
@@ -379,10 +383,7 @@ async fn ha_rows_and_traps_follow_the_ha_daemon() {
     )
     .await
     .unwrap();
-    let trap_port = free_udp_port();
-    let trap_log = dir.path().join("snmptrapd.log");
-    let _trapd = snmptrapd(dir.path(), trap_port, &trap_log);
-    std::thread::sleep(Duration::from_millis(500));
+    let (_trapd, trap_port, trap_log) = manager(dir.path());
     let extra = format!(
         "[poller]\nenabled = false\n{}",
         trap_destinations(trap_port)

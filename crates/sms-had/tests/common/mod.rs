@@ -25,6 +25,26 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sms-had")
 }
 
+/// What an `--identity` command prints: a fingerprint.
+pub fn identity_of(mut cmd: Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The fingerprint of the witness whose state is in `state_dir` (made on
+/// first use).
+pub fn witness_fingerprint(state_dir: &Path) -> String {
+    let mut cmd = Command::new(bin());
+    cmd.args(["witness", "--identity", "--state-dir"])
+        .arg(state_dir);
+    identity_of(cmd)
+}
+
 impl Node {
     pub fn new(root: &Path, name: &'static str) -> Node {
         let dir = root.join(name);
@@ -48,19 +68,12 @@ impl Node {
 
     /// The fingerprint `sms-had --identity` prints (made on first use).
     pub fn fingerprint(&self) -> String {
-        let out = Command::new(bin())
-            .args(["--identity", "--config"])
+        let mut cmd = Command::new(bin());
+        cmd.args(["--identity", "--config"])
             .arg(&self.config)
             .arg("--settings")
-            .arg(self.dir.join("no-settings.json"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+            .arg(self.dir.join("no-settings.json"));
+        identity_of(cmd)
     }
 
     pub fn socket(&self) -> PathBuf {
