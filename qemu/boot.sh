@@ -29,6 +29,10 @@
 #     of a server board: /dev/sda in the guest)
 #   SMS_NIC [virtio]: virtio, or e1000e (an Intel NIC of server hardware)
 #   SMS_MEMORY [1024] (MiB)
+#   SMS_CPUS [2]: virtual CPUs. Under TCG on a loaded host the UEFI firmware
+#     can lose an AP's start-up IPI after a reset and spin forever in its
+#     AP wake-up loop (edk2 WaitApWakeup has no timeout; tianocore/edk2
+#     PR 13164), so the reboot-heavy boot test runs with 1
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 disk=${SMS_DISK:-$top/out/disk.img}
@@ -42,7 +46,7 @@ mode=${SMS_BOOT:-uefi}
 # one that starts a paused VM and then fails at the guest's first
 # instructions ("KVM internal error ... emulation failure", seen on these
 # machines), and a boot test must not depend on which one a host has.
-args=(-accel "${SMS_ACCEL:-tcg}" -machine q35 -cpu max -smp 2 -m "${SMS_MEMORY:-1024}")
+args=(-accel "${SMS_ACCEL:-tcg}" -machine q35 -cpu max -smp "${SMS_CPUS:-2}" -m "${SMS_MEMORY:-1024}")
 
 case "$mode" in
   uefi)
