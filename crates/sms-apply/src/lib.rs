@@ -82,6 +82,7 @@ pub fn plan(old: Option<&Settings>, new: &Settings) -> Plan {
                 s.ha_role,
                 s.ha_witness,
                 s.ha_witness_fingerprint.clone(),
+                s.ha_virtual_address.clone(),
             )
         };
         if pairing(old) != pairing(new) {

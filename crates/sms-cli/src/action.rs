@@ -213,6 +213,8 @@ pub enum Cfg {
     DeleteHaPeer,
     /// `delete ha witness` in configuration mode.
     DeleteHaWitness,
+    /// `delete ha virtual-address` in configuration mode.
+    DeleteHaVirtualAddress,
     /// `delete update [dv WHAT | centre-port]`: back to the shipped policy.
     DeleteUpdate,
     /// `delete hostname` in configuration mode.
@@ -257,6 +259,8 @@ pub enum Cfg {
     SetHaPeer,
     /// `set ha witness ADDRESS fingerprint FP`.
     SetHaWitness,
+    /// `set ha virtual-address ADDRESS/LEN`.
+    SetHaVirtualAddress,
     /// `set update dv ...` and `set update centre-port`: the update policy.
     SetUpdate,
     /// `set hostname` in configuration mode.

@@ -262,6 +262,13 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
                     .then(vec![
                         Node::arg(Fingerprint, "the witness's fingerprint").run(Cfg::SetHaWitness)
                     ])])]),
+                Node::kw(
+                    "virtual-address",
+                    "the pair's address for devices and managers: on the node that takes writes",
+                )
+                .then(vec![
+                    Node::arg(Prefix, "address/prefix-length").run(Cfg::SetHaVirtualAddress)
+                ]),
             ]),
             Node::kw("logging", "remote syslog servers (audit trail and events)").then(vec![
                 Node::kw("server", "a server that receives them (up to 4)").then(vec![Node::arg(
@@ -397,6 +404,7 @@ pub fn tree(operational: Vec<Node>) -> Vec<Node> {
         Node::kw("ha", "high availability").then(vec![
             Node::kw("peer", "no peer (unpaired)").run(Cfg::DeleteHaPeer),
             Node::kw("witness", "no witness (manual failover)").run(Cfg::DeleteHaWitness),
+            Node::kw("virtual-address", "no virtual address").run(Cfg::DeleteHaVirtualAddress),
         ]),
         Node::kw("logging", "every remote log server")
             .run(Cfg::DeleteLogServer)
@@ -808,6 +816,7 @@ pub fn apply(
             c.ha_witness = Some(arg(0).parse().map_err(|_| "not an address")?);
             c.ha_witness_fingerprint = Some(arg(1).to_ascii_uppercase());
         }
+        Cfg::SetHaVirtualAddress => c.ha_virtual_address = Some(arg(0)),
         Cfg::SetLogServer => {
             let host = arg(0);
             let port = optional_port(has("port"), &arg(1))?;
@@ -1020,6 +1029,7 @@ pub fn apply(
             c.ha_witness = None;
             c.ha_witness_fingerprint = None;
         }
+        Cfg::DeleteHaVirtualAddress => c.ha_virtual_address = None,
         Cfg::DeleteLogServer => {
             if has("server") {
                 let before = c.log_servers.len();

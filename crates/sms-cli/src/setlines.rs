@@ -92,6 +92,9 @@ pub fn set_lines(s: &Settings) -> Vec<SetLine> {
     if let (Some(w), Some(fp)) = (s.ha_witness, &s.ha_witness_fingerprint) {
         plain(format!("set ha witness {w} fingerprint {fp}"));
     }
+    if let Some(v) = &s.ha_virtual_address {
+        plain(format!("set ha virtual-address {v}"));
+    }
     for l in &s.log_servers {
         let port = l.port.map(|p| format!(" port {p}")).unwrap_or_default();
         let ca = l

@@ -232,6 +232,7 @@ fn configuration_arguments_refuse_shell_syntax_and_directive_injection() {
         "set snmp user {} auth sha-256",
         "set snmp trap-destination {} community c",
         "set ha peer {}",
+        "set ha virtual-address {}",
     ];
     // Directive injection into generated files: a newline, quotes and TOML
     // or systemd syntax must never pass the type checks.

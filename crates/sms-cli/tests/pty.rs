@@ -216,6 +216,11 @@ fn configuration_mode_stages_compares_commits_and_rolls_back() {
     // discard drops staged changes.
     s.send("set ha peer 192.0.2.11\r").unwrap();
     s.expect("@sms# ").unwrap();
+    s.send("set ha virtual-address 192.0.2.100/24\r").unwrap();
+    s.expect("@sms# ").unwrap();
+    s.send("compare\r").unwrap();
+    s.expect("+ set ha virtual-address 192.0.2.100/24").unwrap();
+    s.expect("@sms# ").unwrap();
     s.send("discard\r").unwrap();
     s.expect("candidate discarded").unwrap();
     s.send("compare\r").unwrap();

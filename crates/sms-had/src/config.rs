@@ -56,6 +56,9 @@ pub struct HaConfig {
     /// Length of the witness lease in milliseconds: a node cut off from
     /// the witness fences itself within it.
     pub lease_ms: u64,
+    /// The pair's virtual address (`192.0.2.100/24`), held by the node
+    /// that takes writes; on the interface with an address in its subnet.
+    pub virtual_address: Option<String>,
 }
 
 impl Default for HaConfig {
@@ -73,6 +76,7 @@ impl Default for HaConfig {
             witness: None,
             witness_fingerprint: None,
             lease_ms: 3000,
+            virtual_address: None,
         }
     }
 }
@@ -122,6 +126,9 @@ impl sms_core::daemon::WithSettings for HaConfig {
         if let (Some(ip), Some(fp)) = (settings.ha_witness, &settings.ha_witness_fingerprint) {
             self.witness = Some(SocketAddr::new(ip, CONTROL_PORT));
             self.witness_fingerprint = Some(fp.clone());
+        }
+        if let Some(v) = &settings.ha_virtual_address {
+            self.virtual_address = Some(v.clone());
         }
     }
 }

@@ -61,6 +61,7 @@ pub fn status(iface: &HaIface) -> HaStatus {
                 peer: iface.base.peer.clone(),
                 peer_fingerprint: iface.base.peer_fingerprint.clone(),
                 witness: iface.base.witness.clone(),
+                virtual_address: iface.base.virtual_address.clone(),
                 ..live
             }
         }

@@ -10,7 +10,8 @@
 //!
 //! [`roles`] decides which node takes writes: heartbeats between the nodes
 //! on the control port, and with a [`witness`] an epoch-keyed lease that a
-//! node must hold to take writes (ADR 21).
+//! node must hold to take writes (ADR 21); [`vip`] puts the virtual
+//! address on the node that takes writes (ADR 22).
 
 pub mod config;
 pub mod dbus;
@@ -19,6 +20,7 @@ pub mod link;
 pub mod relay;
 pub mod replica;
 pub mod roles;
+pub mod vip;
 pub mod witness;
 
 pub use config::{HaConfig, Role};

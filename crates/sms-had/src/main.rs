@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use sms_core::daemon::DaemonArgs;
 use sms_had::roles::{self, Roles, WitnessLink};
-use sms_had::{epoch::Epoch, relay, replica, witness, HaConfig, Role};
+use sms_had::{epoch::Epoch, relay, replica, vip, witness, HaConfig, Role};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -143,6 +143,14 @@ async fn main() -> Result<()> {
             cfg.role
         ),
     };
+    let vip = match &cfg.virtual_address {
+        None => None,
+        Some(v) => Some(
+            v.parse::<vip::VirtualAddress>()
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("{}: virtual_address", config.display()))?,
+        ),
+    };
     let mut tasks: JoinSet<&'static str> = JoinSet::new();
     let roles = match peer_pin {
         None => {
@@ -153,6 +161,24 @@ async fn main() -> Result<()> {
             Some(start_paired(&cfg, &config, &id, epoch.clone(), peer_pin, &mut tasks).await?)
         }
     };
+    // The virtual address follows the role; a standalone node has no
+    // pair to hand it to and holds it while it runs.
+    let holder = match vip {
+        None => None,
+        Some(v) => Some(Arc::new(
+            vip::VipHolder::new(v).context("opening netlink for the virtual address")?,
+        )),
+    };
+    if let Some(h) = &holder {
+        let gate = roles
+            .clone()
+            .unwrap_or_else(|| Arc::new(Roles::standalone(epoch.clone())));
+        let h = h.clone();
+        tasks.spawn(async move {
+            vip::follow_role(h, gate).await;
+            "the virtual address"
+        });
+    }
     let _bus = if args.daemon.no_dbus {
         None
     } else {
@@ -163,6 +189,7 @@ async fn main() -> Result<()> {
             peer: cfg.peer.map(|p| p.to_string()),
             peer_fingerprint: cfg.peer_fingerprint.clone(),
             witness: cfg.witness.map(|w| w.to_string()),
+            virtual_address: vip.map(|v| v.to_string()),
             ..Default::default()
         };
         Some(
@@ -178,7 +205,17 @@ async fn main() -> Result<()> {
             None => std::future::pending().await,
         }
     };
-    sms_core::daemon::serve_until_stopped(ended).await?;
+    let served = sms_core::daemon::serve_until_stopped(ended).await;
+    if let Some(h) = holder {
+        match h.release().await {
+            Ok(true) => {
+                tracing::warn!(vip = %h.address(), "VIRTUAL ADDRESS released: sms-had stops")
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(vip = %h.address(), "releasing the virtual address: {e}"),
+        }
+    }
+    served?;
     Ok(())
 }
 

@@ -98,6 +98,19 @@ impl Roles {
         }
     }
 
+    /// An unpaired node: active at once, no witness, nothing to wait for.
+    pub fn standalone(epoch: Arc<Epoch>) -> Roles {
+        Roles {
+            epoch,
+            witness: false,
+            lease: Duration::ZERO,
+            state: Mutex::new(RoleState {
+                active: true,
+                ..Default::default()
+            }),
+        }
+    }
+
     /// How long a planned swap may take before this node takes writes again.
     pub const SWAP_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -109,6 +109,64 @@ impl Lan {
     }
 }
 
+/// The pair's virtual address in these tests.
+const VIP: &str = "10.77.0.100";
+
+impl Lan {
+    fn output(&self, host: &str, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args(["-n", &self.ns(host)])
+            .args(args)
+            .output()
+            .expect("running ip");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// True if `host`'s interface has the virtual address.
+    fn has_vip(&self, host: &str) -> bool {
+        self.output(host, &["-4", "addr", "show", "dev", "eth0"])
+            .contains(&format!("inet {VIP}/24"))
+    }
+
+    /// The MAC address of `host`'s interface.
+    fn mac(&self, host: &str) -> String {
+        let out = self.output(host, &["link", "show", "dev", "eth0"]);
+        out.split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .expect("a MAC address")
+            .to_string()
+    }
+
+    /// The MAC address `host`'s neighbour table has for the virtual
+    /// address (None: no entry).
+    fn vip_neighbour(&self, host: &str) -> Option<String> {
+        let out = self.output(host, &["neigh", "show", VIP, "dev", "eth0"]);
+        out.split_whitespace()
+            .skip_while(|w| *w != "lladdr")
+            .nth(1)
+            .map(str::to_string)
+    }
+
+    /// A TCP connection from `host` to the control port (4444) on the
+    /// virtual address (bash's /dev/tcp: nothing to install).
+    fn reach_vip(&self, host: &str) -> bool {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns(host),
+                "timeout",
+                "3",
+                "bash",
+                "-c",
+            ])
+            .arg(format!("exec 3<>/dev/tcp/{VIP}/4444"))
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+}
+
 impl Drop for Lan {
     fn drop(&mut self) {
         for n in &self.names {
@@ -192,7 +250,9 @@ fn with_a_witness_at_most_one_node_takes_writes_across_a_partition() {
         witness_log().contains("witness ready")
     });
 
-    let common = format!("witness = \"10.77.0.3:4444\"\nwitness_fingerprint = \"{fw}\"\n");
+    let common = format!(
+        "witness = \"10.77.0.3:4444\"\nwitness_fingerprint = \"{fw}\"\nvirtual_address = \"{VIP}/24\"\n"
+    );
     b.configure(&format!(
         "role = \"secondary\"\npeer = \"10.77.0.1:3306\"\npeer_fingerprint = \"{fa}\"\n{common}"
     ));
@@ -247,6 +307,14 @@ fn with_a_witness_at_most_one_node_takes_writes_across_a_partition() {
         why_b.as_deref().is_some_and(|w| w.contains("standby")),
         "{why_b:?}"
     );
+    // The virtual address is on the primary only, and answers from it.
+    wait_for("the virtual address on the primary", 10, || {
+        lan.has_vip("a")
+    });
+    assert!(!lan.has_vip("b"), "the standby holds the virtual address");
+    assert!(lan.reach_vip("w"), "the virtual address does not answer");
+    let (mac_a, mac_b) = (lan.mac("a"), lan.mac("b"));
+    assert_eq!(lan.vip_neighbour("w").as_deref(), Some(mac_a.as_str()));
 
     // Split a from b while both reach the witness: b hears nothing from
     // a, asks for the lease, and is refused while a holds it; a goes on
@@ -254,6 +322,10 @@ fn with_a_witness_at_most_one_node_takes_writes_across_a_partition() {
     let split = Instant::now();
     lan.split(true);
     std::thread::sleep(PEER_DEAD + LEASE + Duration::from_secs(1));
+    assert!(
+        lan.has_vip("a") && !lan.has_vip("b"),
+        "the virtual address left the primary that kept its lease"
+    );
     lan.split(false);
     assert!(
         taken(&samples_b).is_empty(),
@@ -284,6 +356,29 @@ fn with_a_witness_at_most_one_node_takes_writes_across_a_partition() {
         !taken(&samples_b).is_empty()
     });
     let first_b = taken(&samples_b)[0].clone();
+    // The address moved with the role, and its gratuitous ARP told the
+    // witness host (which sent nothing to it since the cut) where it is.
+    wait_for("the virtual address on the new active node", 10, || {
+        lan.has_vip("b")
+    });
+    let vip_b = cut.elapsed();
+    assert!(
+        !lan.has_vip("a"),
+        "the fenced node kept the virtual address"
+    );
+    wait_for("the neighbours told of the move", 10, || {
+        lan.vip_neighbour("w").as_deref() == Some(mac_b.as_str())
+    });
+    let told = cut.elapsed();
+    assert!(
+        lan.reach_vip("w"),
+        "the virtual address does not answer from the new active node"
+    );
+    println!(
+        "virtual address: on the new active node {} ms after the cut, its neighbours pointed there {} ms after it",
+        vip_b.as_millis(),
+        told.as_millis()
+    );
     let failover = first_b.end.duration_since(cut);
     let last_a = taken(&samples_a).last().cloned().unwrap();
     println!(
@@ -325,6 +420,10 @@ fn with_a_witness_at_most_one_node_takes_writes_across_a_partition() {
     }
     let last = samples_a.lock().unwrap().last().cloned().unwrap();
     assert!(!last.taken && last.why.contains("standby"), "{last:?}");
+    assert!(
+        !lan.has_vip("a") && lan.has_vip("b"),
+        "the virtual address is not on the active node alone after the link came back"
+    );
     let epoch_a = std::fs::read_to_string(a.dir.join("state/epoch")).unwrap();
     assert_eq!(epoch_a.trim(), "2");
 

@@ -320,6 +320,16 @@ pub(super) fn ha_text(s: &sms_core::bus::HaStatus) -> String {
             (Some(w), None) => format!("{w}, no lease held"),
         }
     ));
+    if let Some(v) = &s.virtual_address {
+        out.push(format!(
+            "virtual address: {v} ({})",
+            if s.accepting_writes {
+                "held here"
+            } else {
+                "not here: on the node that takes writes"
+            }
+        ));
+    }
     out.iter()
         .map(|l| crate::grammar::clean(l))
         .collect::<Vec<_>>()

@@ -37,6 +37,10 @@ pub struct HaStatus {
     pub witness: Option<String>,
     /// Milliseconds the witness lease still runs (None: not held).
     pub lease_ms: Option<u64>,
+    /// The pair's virtual address (`192.0.2.100/24`), on this node while
+    /// it takes writes.
+    #[serde(default)]
+    pub virtual_address: Option<String>,
 }
 
 /// The HA daemon's methods, typed (`zbus` generates `Ha1Proxy`).

@@ -89,6 +89,10 @@ pub struct Settings {
     /// The witness's fingerprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ha_witness_fingerprint: Option<String>,
+    /// The pair's virtual address with its prefix length
+    /// (`192.0.2.100/24`): on the node that takes writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha_virtual_address: Option<String>,
     /// SSH public keys that may log in, per account; the applier writes
     /// them with `restrict` (no forwarding, no pty options of the key's).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -397,6 +401,7 @@ impl Settings {
             ha_role: Some(HaRole::Primary),
             ha_witness: Some("192.0.2.99".parse().expect("a valid literal")),
             ha_witness_fingerprint: Some("C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3:C3".into()),
+            ha_virtual_address: Some("192.0.2.100/24".into()),
             login_keys: vec![LoginKey {
                 user: "admin".into(),
                 key: EXAMPLE_LOGIN_KEY.into(),
