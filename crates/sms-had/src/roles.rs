@@ -67,6 +67,9 @@ struct RoleState {
     forced: bool,
     /// `ha swap` on the active node: since when it hands over.
     handing_over: Option<Instant>,
+    /// With a witness: a higher epoch the peer claimed, not yet confirmed
+    /// by the witness (which alone grants epochs).
+    claimed: Option<u64>,
 }
 
 /// What the lease loop should do next.
@@ -382,6 +385,7 @@ impl Roles {
         if let Err(e) = self.epoch.raise(epoch) {
             tracing::error!("persisting epoch {epoch} seen from {from}: {e}");
         }
+        self.st().claimed = None;
         self.step_down(&format!(
             "{from} is at epoch {epoch}, beyond this node's {ours}"
         ));
@@ -399,9 +403,26 @@ impl Roles {
         st.silent_since = None;
     }
 
-    /// A heartbeat of the peer at `epoch`.
+    /// A heartbeat of the peer at `epoch`. With a witness, a higher epoch
+    /// is the witness's to grant: the peer's word for it is not enough to
+    /// step down (a peer with a stale or broken state, or a stolen key,
+    /// would depose a healthy node). The next lease round tells: refused
+    /// at the witness's higher epoch, this node steps down; granted, the
+    /// claim was false and is logged.
     pub fn heard_peer(&self, epoch: u64, active: bool, degraded: bool) {
-        self.saw_epoch(epoch, "the peer");
+        let ours = self.epoch.current();
+        if self.witness && epoch > ours {
+            let mut st = self.st();
+            if st.claimed != Some(epoch) {
+                tracing::warn!(
+                    epoch = ours,
+                    "the peer claims epoch {epoch}, beyond this node's {ours}: believed once the witness confirms it"
+                );
+            }
+            st.claimed = Some(epoch);
+        } else {
+            self.saw_epoch(epoch, "the peer");
+        }
         let ours = self.epoch.current();
         let mut st = self.st();
         if st.peer_heard.is_none() {
@@ -463,6 +484,14 @@ impl Roles {
         // node's view inside the witness's.
         let until = sent + self.lease - self.lease / 10;
         let mut st = self.st();
+        if let Some(claim) = st.claimed.take() {
+            if claim > epoch {
+                tracing::error!(
+                    epoch,
+                    "the peer's claim of epoch {claim} is not confirmed by the witness, which granted this node the lease at epoch {epoch}: ignored"
+                );
+            }
+        }
         if st.handing_over.is_some() && st.active {
             // The release of a swap: no lease held from now.
             st.lease_until = None;
@@ -702,9 +731,19 @@ mod tests {
         };
         assert!(reason.contains("fenced"), "{reason}");
         r.granted(1, Instant::now());
+        // The peer's word for a higher epoch is not the witness's.
         r.heard_peer(2, true, false);
+        assert!(r.is_active() && r.accepting_writes());
+        assert_eq!(r.epoch(), 1);
+        r.saw_epoch(2, "the witness");
         assert!(!r.is_active() && !r.accepting_writes());
         assert_eq!(r.epoch(), 2);
+        // Without a witness the pinned peer's epoch is the word there is.
+        let (_d, r) = roles(false, false);
+        r.failover().unwrap();
+        assert!(r.is_active());
+        r.heard_peer(r.epoch() + 1, true, false);
+        assert!(!r.is_active());
     }
 
     #[test]

@@ -140,3 +140,103 @@ fn strangers_garbage_gaps_and_old_epochs_are_refused_and_the_secondary_goes_on()
     );
     assert_eq!(replica.last_seq().unwrap(), 1);
 }
+
+/// A TLS connection showing node `who`'s identity to `addr`, trusting the
+/// pinned `pin`; nothing sent yet.
+fn pinned_stream(
+    who: &Node,
+    pin: &str,
+    addr: std::net::SocketAddr,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let cert = std::fs::read(who.dir.join("state/identity/cert.pem")).unwrap();
+    let key = std::fs::read(who.dir.join("state/identity/key.pem")).unwrap();
+    let id = sms_core::tls::ClientIdentity::from_pem(&cert, &key).unwrap();
+    let cfg = id
+        .trusting_pin(sms_core::identity::parse_fingerprint(pin).unwrap())
+        .unwrap();
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// The value of `key = "..."` in a node's configuration file.
+fn config_value(node: &Node, key: &str) -> String {
+    let text = std::fs::read_to_string(&node.config).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key} = \"")))
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no {key} in {text}"))
+        .to_string()
+}
+
+#[test]
+fn with_a_witness_a_peers_claim_of_a_higher_epoch_is_not_believed_without_it() {
+    let mut pair = Pair::new();
+    let (fa, fb) = (pair.a.fingerprint(), pair.b.fingerprint());
+    let wdir = pair.root.path().join("witness");
+    let fw = common::witness_fingerprint(&wdir);
+    let wport = sms_testkit::free_port();
+    let mut cmd = std::process::Command::new(common::bin());
+    cmd.args([
+        "witness",
+        "--listen",
+        &format!("127.0.0.1:{wport}"),
+        "--state-dir",
+    ])
+    .arg(&wdir)
+    .args(["--node", &fa, "--node", &fb])
+    .env("RUST_LOG", "info")
+    .env_remove("JOURNAL_STREAM");
+    let wlog = pair.root.path().join("witness.log");
+    let _witness = sms_testkit::DaemonProcess::spawn(cmd, &wlog).unwrap();
+    let mut text = std::fs::read_to_string(&pair.a.config).unwrap();
+    text.push_str(&format!(
+        "witness = \"127.0.0.1:{wport}\"\nwitness_fingerprint = \"{fw}\"\n"
+    ));
+    std::fs::write(&pair.a.config, text).unwrap();
+    // The primary alone: the witness grants it the lease at its epoch.
+    pair.a.restart();
+    let store = pair.store("updated");
+    let write = |key: &str| {
+        let mut b = Batch::new();
+        b.put("data", key, b"v".to_vec());
+        store.commit(&b)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while write("before").is_err() {
+        assert!(std::time::Instant::now() < deadline, "{}", pair.a.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let epoch_file = pair.a.dir.join("state/epoch");
+    let epoch_before = std::fs::read_to_string(&epoch_file).unwrap_or_default();
+
+    // The pinned secondary's identity (its key is on this host) claims,
+    // in its heartbeats, an epoch the witness never granted.
+    let control: std::net::SocketAddr = config_value(&pair.a, "control_listen").parse().unwrap();
+    let mut s = pinned_stream(&pair.b, &fa, control);
+    for _ in 0..6 {
+        let beat = Message::Heartbeat {
+            active: true,
+            degraded: false,
+            handover: false,
+        };
+        s.write_all(&wire::encode(99, &beat)).unwrap();
+        s.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // The primary checked the claim with the witness: it keeps its lease,
+    // its epoch and its writes.
+    let log = pair.a.log();
+    assert!(
+        log.contains("claims epoch 99") && log.contains("not confirmed by the witness"),
+        "{log}"
+    );
+    assert!(!log.contains("stepping down"), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(&epoch_file).unwrap_or_default(),
+        epoch_before
+    );
+    write("after").unwrap_or_else(|e| panic!("{e}\n{log}"));
+}
