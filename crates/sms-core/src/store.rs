@@ -99,6 +99,35 @@ pub enum Op {
     },
 }
 
+/// The tree in which a batch names the blobs its entries refer to (key:
+/// the SHA-256, value: the length, big-endian u64): [`Batch::name_blob`].
+pub const BLOB_TREE: &str = "blobs";
+
+/// The blobs `changes` name ([`Batch::name_blob`]), in order; a malformed
+/// entry of [`BLOB_TREE`] is an error, not skipped.
+pub fn named_blobs(changes: &[Change]) -> Result<Vec<(crate::blob::Digest, u64)>, String> {
+    let mut out = Vec::new();
+    for c in changes.iter().filter(|c| c.tree == BLOB_TREE) {
+        let Some(v) = &c.value else { continue };
+        let digest: [u8; 32] = c.key.as_slice().try_into().map_err(|_| {
+            format!(
+                "change {}: a blob name of {} bytes, not 32",
+                c.seq,
+                c.key.len()
+            )
+        })?;
+        let len: [u8; 8] = v.as_slice().try_into().map_err(|_| {
+            format!(
+                "change {}: a blob length of {} bytes, not 8",
+                c.seq,
+                v.len()
+            )
+        })?;
+        out.push((crate::blob::Digest(digest), u64::from_be_bytes(len)));
+    }
+    Ok(out)
+}
+
 /// A set of writes applied atomically by [`Store::apply`].
 #[derive(Debug, Default, Clone)]
 pub struct Batch {
@@ -137,6 +166,14 @@ impl Batch {
         // Serializing our own plain data types to JSON cannot fail.
         let bytes = serde_json::to_vec(value).unwrap_or_default();
         self.put(tree, key, bytes)
+    }
+
+    /// Names a blob (a package file by its SHA-256) that an entry of this
+    /// batch refers to: on a paired appliance the peer fetches the file
+    /// and checks its digest before it acknowledges the batch, so an
+    /// acknowledged entry never names a file the peer lacks (ADR 23).
+    pub fn name_blob(&mut self, digest: &crate::blob::Digest, len: u64) -> &mut Self {
+        self.put(BLOB_TREE, digest.0, len.to_be_bytes().to_vec())
     }
 
     /// Adds a delete.

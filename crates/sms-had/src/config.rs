@@ -59,6 +59,12 @@ pub struct HaConfig {
     /// The pair's virtual address (`192.0.2.100/24`), held by the node
     /// that takes writes; on the interface with an address in its subnet.
     pub virtual_address: Option<String>,
+    /// Secondary: where the blobs a batch names are fetched (the
+    /// primary's blob account over SSH); without it such a batch is
+    /// refused.
+    pub blob_source: Option<crate::blobs::BlobSource>,
+    /// Primary: the blob stores `sms-had blob-serve` serves from.
+    pub blob_dirs: Vec<PathBuf>,
 }
 
 impl Default for HaConfig {
@@ -77,6 +83,8 @@ impl Default for HaConfig {
             witness_fingerprint: None,
             lease_ms: 3000,
             virtual_address: None,
+            blob_source: None,
+            blob_dirs: Vec::new(),
         }
     }
 }

@@ -13,6 +13,7 @@
 //! node must hold to take writes (ADR 21); [`vip`] puts the virtual
 //! address on the node that takes writes (ADR 22).
 
+pub mod blobs;
 pub mod config;
 pub mod dbus;
 pub mod epoch;

@@ -31,6 +31,35 @@ enum Mode {
     /// Run as the witness of a pair (on a third host): grants the lease a
     /// node needs for automatic promotion.
     Witness(WitnessArgs),
+    /// Send one blob to the peer: the forced command of the blob account's
+    /// SSH key; the request (`get <sha256> <offset>`) is in
+    /// SSH_ORIGINAL_COMMAND.
+    BlobServe(BlobServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BlobServeArgs {
+    /// A blob store to serve from (repeat; default: those of had.toml).
+    #[arg(long = "dir")]
+    dirs: Vec<PathBuf>,
+}
+
+/// `sms-had blob-serve`: one blob to standard output, errors to standard
+/// error and exit status 1 (the peer's ssh reports them).
+fn run_blob_serve(args: BlobServeArgs, config: &Path) -> Result<()> {
+    let dirs = if args.dirs.is_empty() {
+        let cfg: HaConfig = sms_core::config::load(config)?;
+        cfg.blob_dirs
+    } else {
+        args.dirs
+    };
+    let line = std::env::var("SSH_ORIGINAL_COMMAND")
+        .context("SSH_ORIGINAL_COMMAND is not set: blob-serve runs as the forced command of the blob account's key")?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    sms_had::blobs::serve(&dirs, &line, &mut out).map_err(anyhow::Error::msg)?;
+    std::io::Write::flush(&mut out).context("sending the blob")?;
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -123,10 +152,12 @@ async fn run_witness(args: WitnessArgs) -> Result<()> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = <Args as clap::Parser>::parse();
-    if let Some(Mode::Witness(w)) = args.mode {
-        return run_witness(w).await;
-    }
     let config = args.daemon.config_or("/etc/sms/had.toml");
+    match args.mode {
+        Some(Mode::Witness(w)) => return run_witness(w).await,
+        Some(Mode::BlobServe(b)) => return run_blob_serve(b, &config),
+        None => {}
+    }
     let cfg: HaConfig = sms_core::daemon::start("sms-had", &config, &args.daemon.settings)?;
     let id = identity(&cfg.cert_path(), &cfg.key_path(), "sms-ha")?;
     if args.identity {
@@ -296,7 +327,11 @@ async fn start_paired(
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .with_context(|| format!("listening on {}", cfg.listen))?;
-        let replicas = Arc::new(replica::Replicas::new(&cfg.state_dir.join("replica")));
+        let replicas = Arc::new(replica::Replicas::new(
+            &cfg.state_dir.join("replica"),
+            &sms_had::blobs::replica_blobs(&cfg.state_dir),
+            cfg.blob_source.clone(),
+        ));
         let e = epoch.clone();
         tasks.spawn(async move {
             replica::serve(listener, from_peer, replicas, e).await;

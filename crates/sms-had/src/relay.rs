@@ -157,7 +157,7 @@ async fn local_session(mut conn: UnixStream, link: Option<PeerLink>, roles: Arc<
                 store,
                 reason: "this node ships no commits: it is configured as the secondary".into(),
             },
-            Some(link) => match exchange(link, &mut peer, &forward).await {
+            Some(link) => match exchange(link, &mut peer, &forward, &mut conn).await {
                 Ok(r) => {
                     link.roles.set_degraded(false);
                     r
@@ -175,10 +175,14 @@ async fn local_session(mut conn: UnixStream, link: Option<PeerLink>, roles: Arc<
     }
 }
 
+/// Sends `msg` to the peer and returns its answer; the peer's
+/// [`Message::Progress`] frames (a blob on its way) are passed on to the
+/// daemon and each gives the answer another sync timeout.
 async fn exchange(
     link: &PeerLink,
     peer: &mut Option<Dialled>,
     msg: &Message,
+    daemon: &mut UnixStream,
 ) -> Result<Message, String> {
     if peer.is_none() {
         *peer = Some(link.connect().await?);
@@ -187,30 +191,36 @@ async fn exchange(
         return Err("no peer connection".into());
     };
     let epoch = link.epoch.current();
-    let round = async {
-        wire::write_frame_async(conn, epoch, msg)
-            .await
-            .map_err(|e| format!("peer {}: {e}", link.addr))?;
-        wire::read_frame_async(conn)
-            .await
-            .map_err(|e| format!("peer {}: {e}", link.addr))
-    };
     // Replacing a replica with a snapshot takes longer than a batch.
-    let limit = match msg {
+    let mut limit = match msg {
         Message::SnapshotEnd { .. } => {
             link.sync_timeout * sms_core::replication::SNAPSHOT_END_FACTOR
         }
         _ => link.sync_timeout,
     };
-    let (peer_epoch, reply) = match tokio::time::timeout(limit, round).await {
-        Ok(r) => r?,
-        Err(_) => {
-            return Err(format!(
-                "peer {} did not answer within {} ms",
-                link.addr,
-                limit.as_millis()
-            ))
+    let late = |limit: Duration| {
+        format!(
+            "peer {} did not answer within {} ms",
+            link.addr,
+            limit.as_millis()
+        )
+    };
+    match tokio::time::timeout(limit, wire::write_frame_async(conn, epoch, msg)).await {
+        Ok(r) => r.map_err(|e| format!("peer {}: {e}", link.addr))?,
+        Err(_) => return Err(late(limit)),
+    }
+    let (peer_epoch, reply) = loop {
+        let (e, m) = match tokio::time::timeout(limit, wire::read_frame_async(conn)).await {
+            Ok(r) => r.map_err(|e| format!("peer {}: {e}", link.addr))?,
+            Err(_) => return Err(late(limit)),
+        };
+        if let Message::Progress { .. } = &m {
+            // The daemon may have given up; the answer still counts here.
+            let _ = wire::write_frame_async(daemon, 0, &m).await;
+            limit = link.sync_timeout;
+            continue;
         }
+        break (e, m);
     };
     if peer_epoch > epoch {
         link.roles.saw_epoch(peer_epoch, "the secondary");

@@ -7,7 +7,9 @@
 //! older epoch or a gap in the changes closes the connection with a log
 //! line saying why, applies nothing, and the listener goes on serving.
 
+use crate::blobs::BlobSource;
 use crate::epoch::Epoch;
+use sms_core::blob::BlobStore;
 use sms_core::replication::wire::{self, Message};
 use sms_core::store::Store;
 use std::collections::HashMap;
@@ -17,11 +19,14 @@ use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-/// The replica stores of this node, opened on first use.
+/// The replica stores of this node, opened on first use, and the blobs
+/// their entries name.
 #[derive(Debug)]
 pub struct Replicas {
     dir: PathBuf,
     open: Mutex<HashMap<String, Store>>,
+    blobs: BlobStore,
+    blob_source: Option<BlobSource>,
 }
 
 /// True for a store name a replica may carry: `[a-z][a-z0-9-]{0,31}`.
@@ -33,12 +38,21 @@ pub fn valid_store_name(name: &str) -> bool {
 }
 
 impl Replicas {
-    /// Replica stores under `dir` (`dir/<store name>`).
-    pub fn new(dir: &Path) -> Replicas {
+    /// Replica stores under `dir` (`dir/<store name>`); blobs in
+    /// `blob_dir`, fetched from `blob_source` (without one, a batch that
+    /// names a blob this node lacks is refused).
+    pub fn new(dir: &Path, blob_dir: &Path, blob_source: Option<BlobSource>) -> Replicas {
         Replicas {
             dir: dir.to_path_buf(),
             open: Mutex::new(HashMap::new()),
+            blobs: BlobStore::at(blob_dir),
+            blob_source,
         }
+    }
+
+    /// The blob store of the replicas.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
     }
 
     /// The replica store called `name`, opened or created.
@@ -185,6 +199,20 @@ where
                 return format!("persisting epoch {frame_epoch}: {e}");
             }
         }
+        if let Message::Changes { store, changes } = &msg {
+            if let Err(reason) = fetch_named_blobs(store, changes, replicas, &mut conn).await {
+                tracing::warn!(peer = %addr, store = %store, "refused: {reason}");
+                let refused = Message::Refused {
+                    store: store.clone(),
+                    reason,
+                };
+                if let Err(e) = wire::write_frame_async(&mut conn, epoch.current(), &refused).await
+                {
+                    return format!("answering: {e}");
+                }
+                continue;
+            }
+        }
         let reply = answer(msg, replicas).await;
         if let Message::Refused { store, reason } = &reply {
             tracing::warn!(peer = %addr, store = %store, "refused: {reason}");
@@ -192,6 +220,84 @@ where
         if let Err(e) = wire::write_frame_async(&mut conn, epoch.current(), &reply).await {
             return format!("answering: {e}");
         }
+    }
+}
+
+/// How often a secondary fetching blobs tells the primary how far it got.
+pub const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Fetches the blobs `changes` name that this node lacks, telling the
+/// primary how far it got every [`PROGRESS_EVERY`] ([`Message::Progress`]);
+/// Err says why the batch cannot be acknowledged (nothing is applied).
+async fn fetch_named_blobs<S>(
+    store: &str,
+    changes: &[sms_core::store::Change],
+    replicas: &Arc<Replicas>,
+    conn: &mut S,
+) -> Result<(), String>
+where
+    S: tokio::io::AsyncWrite + Unpin,
+{
+    let named = sms_core::store::named_blobs(changes)?;
+    let missing: Vec<_> = named
+        .into_iter()
+        .filter(|(d, _)| !replicas.blobs.contains(d))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let Some(source) = replicas.blob_source.clone() else {
+        return Err(format!(
+            "the batch names blob {}, which this node lacks, and no blob_source is configured to fetch it from",
+            missing[0].0.to_hex()
+        ));
+    };
+    let total: u64 = missing.iter().map(|(_, l)| l).sum();
+    tracing::info!(
+        store,
+        blobs = missing.len(),
+        bytes = total,
+        "fetching the blobs a batch names before acknowledging it"
+    );
+    let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (r, p) = (replicas.clone(), progress.clone());
+    let started = std::time::Instant::now();
+    let job = tokio::task::spawn_blocking(move || {
+        for (digest, len) in &missing {
+            crate::blobs::fetch(&source, &r.blobs, digest, *len, &p)?;
+        }
+        Ok::<(), String>(())
+    });
+    tokio::pin!(job);
+    // Often enough for the shortest sync timeout the primary may run with.
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    let outcome = loop {
+        tokio::select! {
+            r = &mut job => break r,
+            _ = tick.tick() => {
+                let beat = Message::Progress {
+                    store: store.to_string(),
+                    bytes: progress.load(std::sync::atomic::Ordering::Relaxed),
+                };
+                // A primary that is gone is seen by the next read; the
+                // transfer finishes (or stops) by itself, its partial file kept.
+                let _ = wire::write_frame_async(conn, 0, &beat).await;
+            }
+        }
+    };
+    match outcome {
+        Ok(Ok(())) => {
+            let secs = started.elapsed().as_secs_f64();
+            tracing::info!(
+                store,
+                bytes = total,
+                "blobs fetched and verified in {secs:.1} s ({:.0} MB/s)",
+                total as f64 / 1e6 / secs.max(1e-3)
+            );
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(format!("fetching blobs: {e}")),
     }
 }
 

@@ -69,31 +69,43 @@ struct GateState {
     unconditional: bool,
 }
 
-/// One request and its answer on `conn`, both within `deadline`.
+/// One request and its answer on `conn`, both within `deadline`; each
+/// [`Message::Progress`] of the peer (a blob on its way) moves the
+/// deadline to `keepalive` from its arrival, so a long transfer that
+/// moves is waited for and one that stalls is not.
 fn exchange(
     conn: &mut UnixStream,
     msg: &Message,
     deadline: Instant,
+    keepalive: Duration,
     too_late: &dyn Fn() -> String,
 ) -> Result<Message, String> {
-    let t = deadline
-        .checked_duration_since(Instant::now())
-        .filter(|d| !d.is_zero())
-        .ok_or_else(too_late)?;
+    let left = |deadline: Instant| {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(too_late)
+    };
+    let t = left(deadline)?;
     conn.set_write_timeout(Some(t)).map_err(|e| e.to_string())?;
-    conn.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
     wire::write_frame(conn, 0, msg).map_err(|e| format!("HA daemon: {e}"))?;
-    match wire::read_frame(conn) {
-        Ok((_, m)) => Ok(m),
-        Err(wire::WireError::Io(e))
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) =>
-        {
-            Err(too_late())
+    let mut deadline = deadline;
+    loop {
+        conn.set_read_timeout(Some(left(deadline)?))
+            .map_err(|e| e.to_string())?;
+        match wire::read_frame(conn) {
+            Ok((_, Message::Progress { .. })) => deadline = Instant::now() + keepalive,
+            Ok((_, m)) => return Ok(m),
+            Err(wire::WireError::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(too_late())
+            }
+            Err(e) => return Err(format!("HA daemon: {e}")),
         }
-        Err(e) => Err(format!("HA daemon: {e}")),
     }
 }
 
@@ -134,7 +146,13 @@ impl ReplicationClient {
                     .map_err(|e| format!("HA daemon at {}: {e}", self.socket.display())),
             }
             .and_then(|mut conn| {
-                let m = exchange(&mut conn, &Message::MayWrite, deadline, &too_late)?;
+                let m = exchange(
+                    &mut conn,
+                    &Message::MayWrite,
+                    deadline,
+                    Duration::ZERO,
+                    &too_late,
+                )?;
                 Ok((conn, m))
             })
         };
@@ -250,7 +268,7 @@ impl ReplicationClient {
             };
             let deadline = Instant::now() + self.sync_timeout;
             offset += chunk.len();
-            match exchange(conn, &msg, deadline, &too_late)? {
+            match exchange(conn, &msg, deadline, self.sync_timeout, &too_late)? {
                 Message::Ack { seq, .. } if seq == offset as u64 => {}
                 Message::Refused { reason, .. } => return Err(reason),
                 other => return Err(format!("the peer answered {other:?} to a snapshot chunk")),
@@ -262,7 +280,7 @@ impl ReplicationClient {
         };
         // Replacing the replica takes longer than a chunk.
         let deadline = Instant::now() + self.sync_timeout * SNAPSHOT_END_FACTOR;
-        match exchange(conn, &end, deadline, &too_late)? {
+        match exchange(conn, &end, deadline, self.sync_timeout, &too_late)? {
             Message::Ack { seq, .. } if seq == summary.seq => {
                 tracing::info!(store = %self.name, seq, "the peer holds the snapshot");
                 Ok(seq)
@@ -286,7 +304,7 @@ impl ReplicationClient {
             )
         };
         let exchange = |conn: &mut UnixStream, msg: &Message| -> Result<Message, String> {
-            exchange(conn, msg, deadline, &too_late)
+            exchange(conn, msg, deadline, self.sync_timeout, &too_late)
         };
         if st.conn.is_none() {
             let mut conn = UnixStream::connect(&self.socket)

@@ -84,6 +84,17 @@ pub enum Message {
         /// The snapshot's last sequence number.
         seq: u64,
     },
+    /// The secondary, while it fetches a blob a batch of `store` names
+    /// (and before it acknowledges the batch): `bytes` of it are in. Sent
+    /// every 100 ms; it tells sms-had and the daemon that the peer
+    /// works on the commit, so they wait on instead of taking the silence
+    /// of a long transfer for a dead peer.
+    Progress {
+        /// Store name.
+        store: String,
+        /// Bytes of the blob(s) received so far.
+        bytes: u64,
+    },
     /// sms-had to its peer, every heartbeat interval, on the control link:
     /// whether this node is active, and whether its commits are DEGRADED
     /// (a standby that heard `degraded` may be stale and is not promoted).
@@ -134,6 +145,7 @@ impl Message {
             Message::WriteFor { .. } => 11,
             Message::SnapshotChunk { .. } => 12,
             Message::SnapshotEnd { .. } => 13,
+            Message::Progress { .. } => 14,
         }
     }
 
@@ -147,7 +159,8 @@ impl Message {
             | Message::Ack { store, .. }
             | Message::Refused { store, .. }
             | Message::SnapshotChunk { store, .. }
-            | Message::SnapshotEnd { store, .. } => store,
+            | Message::SnapshotEnd { store, .. }
+            | Message::Progress { store, .. } => store,
             Message::Heartbeat { .. }
             | Message::LeaseRequest { .. }
             | Message::LeaseGranted { .. }
@@ -213,7 +226,8 @@ pub fn encode(epoch: u64, msg: &Message) -> Vec<u8> {
         Message::Hello { last: n, .. }
         | Message::Position { seq: n, .. }
         | Message::Ack { seq: n, .. }
-        | Message::SnapshotEnd { seq: n, .. } => p.extend_from_slice(&n.to_be_bytes()),
+        | Message::SnapshotEnd { seq: n, .. }
+        | Message::Progress { bytes: n, .. } => p.extend_from_slice(&n.to_be_bytes()),
         Message::SnapshotChunk { offset, data, .. } => {
             p.extend_from_slice(&offset.to_be_bytes());
             p.extend_from_slice(&(data.len() as u32).to_be_bytes());
@@ -358,6 +372,10 @@ pub fn decode(kind: u8, payload: &[u8]) -> Result<Message, WireError> {
             store,
             seq: c.u64()?,
         },
+        14 => Message::Progress {
+            store,
+            bytes: c.u64()?,
+        },
         k => return Err(malformed(format!("unknown frame kind {k}"))),
     };
     if !c.0.is_empty() {
@@ -460,6 +478,7 @@ mod tests {
                     data
                 }),
             (store, any::<u64>()).prop_map(|(store, seq)| Message::SnapshotEnd { store, seq }),
+            (store, any::<u64>()).prop_map(|(store, bytes)| Message::Progress { store, bytes }),
             any::<u32>().prop_map(|ms| Message::WriteFor { ms }),
         ]
     }
