@@ -59,6 +59,35 @@ pub enum StoreError {
         /// The first sequence number offered.
         got: u64,
     },
+    /// The store was written by a newer firmware than this one (its data
+    /// format is beyond what this build reads): it is not opened, so an
+    /// older slot booted after a fallback cannot damage it.
+    #[error("store {path}: {owner} data of format {found}, newer than the {supported} this firmware reads: it was written by a newer firmware (an older slot booted after an update?); not opened, nothing changed. Boot the newer firmware, or restore a backup taken with this one")]
+    NewerFormat {
+        /// Database directory.
+        path: PathBuf,
+        /// Whose format (a daemon, or `the store layer`).
+        owner: String,
+        /// The format found in the store.
+        found: u32,
+        /// The newest this build reads.
+        supported: u32,
+    },
+    /// A migration of a store to this firmware's format failed: the store
+    /// is left at its old format, unchanged.
+    #[error("store {path}: migrating {owner} data to format {to} ({what}): {reason}")]
+    Migration {
+        /// Database directory.
+        path: PathBuf,
+        /// The daemon whose data it is.
+        owner: String,
+        /// The format being migrated to.
+        to: u32,
+        /// What the step does.
+        what: String,
+        /// Why it failed.
+        reason: String,
+    },
     /// The HA daemon says this node may not take writes now (standby,
     /// fenced, or it cannot tell): nothing was written.
     #[error("store {path}: this node takes no writes: {reason}")]
@@ -97,6 +126,40 @@ pub enum Op {
         /// Key bytes.
         key: Vec<u8>,
     },
+}
+
+/// The format of the store layer itself (outbox and metadata layout),
+/// kept in the store's metadata: a store of a newer layer is not opened.
+pub const LAYER_FORMAT: u32 = 1;
+const LAYER_KEY: &[u8] = b"layer_format";
+
+/// The tree that holds each owner's data format (key: the owner's name,
+/// value: the format, big-endian u32); an ordinary tree, so it is
+/// replicated and backed up with the data it describes.
+pub const FORMAT_TREE: &str = "store-format";
+
+/// A daemon's data format: its number, and the steps that bring a store
+/// of an older format to it (ISSUE: stores carry a format version).
+#[derive(Debug, Clone, Copy)]
+pub struct Schema {
+    /// Whose data (the daemon's name).
+    pub owner: &'static str,
+    /// The format this build writes and reads.
+    pub version: u32,
+    /// The steps from older formats, in order of `to`.
+    pub migrations: &'static [Migration],
+}
+
+/// One step of a store to format `to`: it returns the writes that convert
+/// the data, committed in one batch with the new format number.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// The format it brings the store to.
+    pub to: u32,
+    /// What it does (for the log).
+    pub what: &'static str,
+    /// Reads the store and returns the converting writes.
+    pub step: fn(&Store) -> Result<Batch, String>,
 }
 
 /// The tree in which a batch names the blobs its entries refer to (key:
@@ -362,6 +425,27 @@ impl Store {
         };
         let outbox = db.open_tree(OUTBOX_TREE).map_err(err)?;
         let meta = db.open_tree(META_TREE).map_err(err)?;
+        match meta.get(LAYER_KEY).map_err(err)? {
+            None => {
+                meta.insert(LAYER_KEY, &LAYER_FORMAT.to_be_bytes())
+                    .map_err(err)?;
+            }
+            Some(v) => {
+                let found = v
+                    .as_ref()
+                    .try_into()
+                    .map(u32::from_be_bytes)
+                    .unwrap_or(u32::MAX);
+                if found > LAYER_FORMAT {
+                    return Err(StoreError::NewerFormat {
+                        path: path.to_path_buf(),
+                        owner: "the store layer".into(),
+                        found,
+                        supported: LAYER_FORMAT,
+                    });
+                }
+            }
+        }
         Ok(Store {
             path: path.to_path_buf(),
             db,
@@ -371,6 +455,89 @@ impl Store {
             durable: Arc::new(Mutex::new(0)),
             replication: Arc::new(std::sync::OnceLock::new()),
         })
+    }
+
+    /// Opens the store of `schema.owner` and brings it to this build's
+    /// format: a new store is stamped with it, an older one (a store from
+    /// before formats counts as 1) is migrated step by step, each step
+    /// one commit with its new format number; a newer one is refused
+    /// with [`StoreError::NewerFormat`] and left untouched.
+    pub fn open_with_schema(path: &Path, schema: &Schema) -> Result<Store, StoreError> {
+        let store = Store::open(path)?;
+        store.bring_to(schema)?;
+        Ok(store)
+    }
+
+    /// The format of `owner`'s data in this store (None: never stamped).
+    pub fn format_of(&self, owner: &str) -> Result<Option<u32>, StoreError> {
+        Ok(match self.get(FORMAT_TREE, owner)? {
+            None => None,
+            Some(v) => Some(
+                v.as_slice()
+                    .try_into()
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| StoreError::Corrupt {
+                        path: self.path.clone(),
+                        tree: FORMAT_TREE.into(),
+                        reason: format!("the format of {owner} is {} bytes, not 4", v.len()),
+                    })?,
+            ),
+        })
+    }
+
+    fn bring_to(&self, schema: &Schema) -> Result<(), StoreError> {
+        let stamp = |b: &mut Batch, v: u32| {
+            b.put(FORMAT_TREE, schema.owner, v.to_be_bytes().to_vec());
+        };
+        let found = match self.format_of(schema.owner)? {
+            Some(v) => v,
+            None if self.last_seq()? == 0 => {
+                let mut b = Batch::new();
+                stamp(&mut b, schema.version);
+                self.commit(&b)?;
+                return Ok(());
+            }
+            None => 1,
+        };
+        if found > schema.version {
+            return Err(StoreError::NewerFormat {
+                path: self.path.clone(),
+                owner: schema.owner.into(),
+                found,
+                supported: schema.version,
+            });
+        }
+        let mut at = found;
+        for m in schema
+            .migrations
+            .iter()
+            .filter(|m| m.to > found && m.to <= schema.version)
+        {
+            let failed = |reason: String| StoreError::Migration {
+                path: self.path.clone(),
+                owner: schema.owner.into(),
+                to: m.to,
+                what: m.what.into(),
+                reason,
+            };
+            let mut b = (m.step)(self).map_err(failed)?;
+            stamp(&mut b, m.to);
+            self.commit(&b).map_err(|e| failed(e.to_string()))?;
+            tracing::warn!(
+                store = %self.path.display(),
+                owner = schema.owner,
+                "store migrated from format {at} to {}: {}",
+                m.to,
+                m.what
+            );
+            at = m.to;
+        }
+        if at != schema.version {
+            let mut b = Batch::new();
+            stamp(&mut b, schema.version);
+            self.commit(&b)?;
+        }
+        Ok(())
     }
 
     fn sled_err(&self, source: sled::Error) -> StoreError {
@@ -995,6 +1162,125 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
+
+    /// Format 2 of a test owner: values of tree `t` upper-cased.
+    fn upper(store: &Store) -> Result<Batch, String> {
+        let mut b = Batch::new();
+        for (k, v) in store.scan("t", b"").map_err(|e| e.to_string())? {
+            b.put("t", k, v.to_ascii_uppercase());
+        }
+        Ok(b)
+    }
+
+    fn refuse(_: &Store) -> Result<Batch, String> {
+        Err("the disk said no".into())
+    }
+
+    const V1: Schema = Schema {
+        owner: "sms-test",
+        version: 1,
+        migrations: &[],
+    };
+    const V2: Schema = Schema {
+        owner: "sms-test",
+        version: 2,
+        migrations: &[Migration {
+            to: 2,
+            what: "values upper-cased",
+            step: upper,
+        }],
+    };
+
+    #[test]
+    fn a_store_is_migrated_forward_once_and_an_older_build_refuses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // Format 1, with data.
+        {
+            let s = Store::open_with_schema(dir.path(), &V1).unwrap();
+            assert_eq!(s.format_of("sms-test").unwrap(), Some(1));
+            let mut b = Batch::new();
+            b.put("t", "k", b"value".to_vec());
+            s.commit(&b).unwrap();
+        }
+        // The newer build migrates it, once.
+        {
+            let s = Store::open_with_schema(dir.path(), &V2).unwrap();
+            assert_eq!(s.get("t", "k").unwrap().unwrap(), b"VALUE");
+            assert_eq!(s.format_of("sms-test").unwrap(), Some(2));
+            let seq = s.last_seq().unwrap();
+            drop(s);
+            let s = Store::open_with_schema(dir.path(), &V2).unwrap();
+            assert_eq!(s.last_seq().unwrap(), seq, "migrated twice");
+        }
+        // The older build (a fallback to the other slot) refuses it and
+        // changes nothing.
+        let err = Store::open_with_schema(dir.path(), &V1).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(
+                err,
+                StoreError::NewerFormat {
+                    found: 2,
+                    supported: 1,
+                    ..
+                }
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("newer firmware") && text.contains("nothing changed"),
+            "{text}"
+        );
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.format_of("sms-test").unwrap(), Some(2));
+        assert_eq!(s.get("t", "k").unwrap().unwrap(), b"VALUE");
+    }
+
+    #[test]
+    fn a_store_from_before_formats_is_format_1_and_a_failed_step_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            let mut b = Batch::new();
+            b.put("t", "k", b"old".to_vec());
+            s.commit(&b).unwrap();
+        }
+        const BROKEN: Schema = Schema {
+            owner: "sms-test",
+            version: 2,
+            migrations: &[Migration {
+                to: 2,
+                what: "a step that fails",
+                step: refuse,
+            }],
+        };
+        let err = Store::open_with_schema(dir.path(), &BROKEN).unwrap_err();
+        assert!(err.to_string().contains("the disk said no"), "{err}");
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.format_of("sms-test").unwrap(), None);
+        assert_eq!(s.get("t", "k").unwrap().unwrap(), b"old");
+        drop(s);
+        let s = Store::open_with_schema(dir.path(), &V2).unwrap();
+        assert_eq!(s.get("t", "k").unwrap().unwrap(), b"OLD");
+    }
+
+    #[test]
+    fn a_store_of_a_newer_layer_is_not_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let meta = db.open_tree(META_TREE).unwrap();
+            meta.insert(LAYER_KEY, &(LAYER_FORMAT + 1).to_be_bytes())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::NewerFormat { owner, .. } if owner == "the store layer"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn an_unpaired_store_keeps_a_bounded_outbox() {

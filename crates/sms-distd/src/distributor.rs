@@ -44,6 +44,15 @@ pub struct Distributor {
 
 use sms_core::daemon::lock;
 
+/// The format of this daemon's store: raised with a migration when its
+/// data layout changes, so an older firmware refuses a newer store
+/// instead of misreading it.
+pub const STORE_SCHEMA: sms_core::store::Schema = sms_core::store::Schema {
+    owner: "sms-distd",
+    version: 1,
+    migrations: &[],
+};
+
 fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>, JobError> {
     std::fs::read(path).map_err(|e| JobError::Invalid(format!("{what} {}: {e}", path.display())))
 }
@@ -51,7 +60,7 @@ fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>, JobError> {
 impl Distributor {
     /// Opens the store and loads the TLS material and the trust root.
     pub fn open(cfg: DistdConfig) -> Result<Arc<Distributor>, JobError> {
-        let store = Store::open(&cfg.paths.state_dir)?;
+        let store = Store::open_with_schema(&cfg.paths.state_dir, &STORE_SCHEMA)?;
         let trust = TrustRoot::load(&cfg.tls.trust_root)
             .map_err(|e| JobError::Invalid(format!("tls.trust_root: {e}")))?;
         // Without the fleet CA or the client identity the daemon still

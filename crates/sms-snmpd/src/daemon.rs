@@ -57,6 +57,15 @@ impl std::fmt::Debug for Daemon {
 
 use sms_core::daemon::host_name as hostname;
 
+/// The format of this daemon's store: raised with a migration when its
+/// data layout changes, so an older firmware refuses a newer store
+/// instead of misreading it.
+pub const STORE_SCHEMA: sms_core::store::Schema = sms_core::store::Schema {
+    owner: "sms-snmpd",
+    version: 1,
+    migrations: &[],
+};
+
 impl Daemon {
     /// The daemon's store, served on the bus for backups
     /// (`sms_core::bus::StoreIface`).
@@ -68,7 +77,7 @@ impl Daemon {
     pub fn start(cfg: SnmpConfig) -> Result<Arc<Daemon>> {
         std::fs::create_dir_all(&cfg.state_dir)
             .with_context(|| format!("creating {}", cfg.state_dir.display()))?;
-        let store = Store::open(&cfg.state_dir.join("store"))
+        let store = Store::open_with_schema(&cfg.state_dir.join("store"), &STORE_SCHEMA)
             .with_context(|| format!("opening the store in {}", cfg.state_dir.display()))?;
         let engine_id = if !cfg.agent.engine_id.is_empty() {
             let id = hex::decode(cfg.agent.engine_id.trim_start_matches("0x"))

@@ -94,6 +94,15 @@ pub struct Updater {
 }
 
 use sms_core::daemon::lock;
+
+/// The format of this daemon's store: raised with a migration when its
+/// data layout changes, so an older firmware refuses a newer store
+/// instead of misreading it.
+pub const STORE_SCHEMA: sms_core::store::Schema = sms_core::store::Schema {
+    owner: "sms-updated",
+    version: 1,
+    migrations: &[],
+};
 pub use sms_core::daemon::unix_now as now_unix;
 
 impl Updater {
@@ -119,7 +128,7 @@ impl Updater {
             cfg.tmc.request_timeout,
             &cfg.tmc.appliance_id,
         )?;
-        let store = Store::open(&cfg.paths.state_dir)?;
+        let store = Store::open_with_schema(&cfg.paths.state_dir, &STORE_SCHEMA)?;
         let blobs = BlobStore::open(&cfg.paths.blob_dir)?;
         let (events, _) = broadcast::channel(64);
         let up = Arc::new(Updater {
