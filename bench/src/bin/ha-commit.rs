@@ -8,7 +8,10 @@
 //!
 //! and the replicated commits per second with many writers on one store
 //! (their commits ride in one batch: group commit), against the same
-//! writers unpaired. A commit that is not SYNC fails the run.
+//! writers unpaired. A commit that is not SYNC fails the run. Then the
+//! resynchronisation of 100k keys, and a 1 GB package file named by a
+//! commit, fetched by the secondary over a real sshd and verified before
+//! the commit is SYNC, against `ssh cat` of the same file (the floor).
 
 use anyhow::{bail, Context, Result};
 use sms_bench::{own_group, Child};
@@ -200,6 +203,34 @@ fn main() -> Result<()> {
         "role = \"primary\"\npeer = \"{listen}\"\npeer_fingerprint = \"{fb}\"\n\
          control_listen = \"127.0.0.1:{ca}\"\npeer_control = \"127.0.0.1:{cb}\"\n"
     ))?;
+    // The primary's blob account on a real sshd: the secondary's key runs
+    // `sms-had blob-serve` only.
+    let ssh = sms_testkit::sftp_server::SftpServer::start()?;
+    let served = root.path().join("a-blobs");
+    let blobs = sms_core::blob::BlobStore::open(&served)?;
+    let key = root.path().join("blob-key");
+    sms_testkit::sftp_server::keygen(&key)?;
+    let public = std::fs::read_to_string(key.with_extension("pub"))?;
+    ssh.authorize(&format!(
+        "restrict,command=\"{} blob-serve --dir {}\" {}",
+        bin.display(),
+        served.display(),
+        public.trim()
+    ))?;
+    let known_hosts = root.path().join("known_hosts");
+    std::fs::write(
+        &known_hosts,
+        format!("[127.0.0.1]:{} {}\n", ssh.port, ssh.host_key),
+    )?;
+    let mut text = std::fs::read_to_string(&b.config)?;
+    text.push_str(&format!(
+        "[blob_source]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nkey = \"{}\"\nknown_hosts = \"{}\"\n",
+        ssh.port,
+        ssh.user,
+        key.display(),
+        known_hosts.display()
+    ));
+    std::fs::write(&b.config, text)?;
     let _b = b.start(&bin)?;
     wait("the secondary", || {
         std::net::TcpStream::connect(listen.as_str()).is_ok()
@@ -303,6 +334,60 @@ fn main() -> Result<()> {
         "resync of {keys} keys of 100 bytes (snapshot, replica replaced, then the tail): {:.2} s",
         resync.as_secs_f64()
     );
+
+    // A package file named by a commit: SYNC once the secondary fetched
+    // it over SSH and checked its SHA-256.
+    let mb: usize = std::env::var("SMS_BENCH_BLOB_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+        .clamp(10, 10_000);
+    let mut bytes = vec![0u8; mb * 1_000_000];
+    for (i, chunk) in bytes.chunks_mut(4096).enumerate() {
+        chunk.fill((i % 251) as u8);
+    }
+    let digest = blobs.put_bytes(&bytes)?;
+    let len = bytes.len() as u64;
+    drop(bytes);
+    let floor = {
+        let t = Instant::now();
+        let out = Command::new("ssh")
+            .arg("-i")
+            .arg(&ssh.client_key)
+            .args(["-p", &ssh.port.to_string()])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+            .args(["-o", "BatchMode=yes", "-T"])
+            .arg(format!("{}@127.0.0.1", ssh.user))
+            .arg(format!("cat {}", blobs.path(&digest).display()))
+            .stdout(std::process::Stdio::piped())
+            .output()
+            .context("ssh cat")?;
+        if out.stdout.len() as u64 != len {
+            bail!("ssh cat gave {} bytes of {len}", out.stdout.len());
+        }
+        t.elapsed()
+    };
+    let mut b1 = Batch::new();
+    b1.put("packages", "tos-1", digest.to_hex().into_bytes());
+    b1.name_blob(&digest, len);
+    let t = Instant::now();
+    match paired.commit(&b1)?.replication {
+        Replication::Sync => {}
+        other => bail!("the commit naming the blob was not SYNC: {other:?}"),
+    }
+    let fetched = t.elapsed();
+    println!(
+        "a {mb} MB package file named by a commit: SYNC after {:.2} s ({:.0} MB/s, fetched over SSH and verified); ssh cat of the file {:.2} s ({:.2}x)",
+        fetched.as_secs_f64(),
+        mb as f64 / fetched.as_secs_f64(),
+        floor.as_secs_f64(),
+        fetched.as_secs_f64() / floor.as_secs_f64().max(1e-9)
+    );
+    let replica_blobs = sms_core::blob::BlobStore::at(&b.dir.join("state/blobs"));
+    if replica_blobs.verify(&digest)? != len {
+        bail!("the secondary's copy of the blob does not verify");
+    }
 
     // The secondary's sled lock goes with its process: stopped, its
     // replica must end where the primary's store ends.

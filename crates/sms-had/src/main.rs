@@ -55,8 +55,9 @@ fn run_blob_serve(args: BlobServeArgs, config: &Path) -> Result<()> {
     };
     let line = std::env::var("SSH_ORIGINAL_COMMAND")
         .context("SSH_ORIGINAL_COMMAND is not set: blob-serve runs as the forced command of the blob account's key")?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    // Unbuffered: a file copied to the standard output pipe goes by
+    // splice/sendfile, without passing through this process.
+    let mut out = std::io::stdout().lock();
     sms_had::blobs::serve(&dirs, &line, &mut out).map_err(anyhow::Error::msg)?;
     std::io::Write::flush(&mut out).context("sending the blob")?;
     Ok(())
