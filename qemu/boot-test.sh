@@ -156,7 +156,7 @@ t1=$(date +%s.%N)
 boot_secs=$(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }")
 check "system state is running (was: $state)" test "$state" = running
 inside=$(as_root systemd-analyze 2>/dev/null | head -n1 || true)
-echo "     boot: ${boot_secs} s from QEMU start to all units active (inside: ${inside#Startup finished in })"
+echo "     boot: ${boot_secs} s from QEMU start to all units active, 1 vCPU (inside: ${inside#Startup finished in })"
 for u in sms-updated sms-ntpd sms-distd sms-snmpd sms-logd sms-had sms-health; do
   check "$u is active" as_root systemctl is-active -q "$u"
 done
@@ -770,8 +770,14 @@ check "the factory image is flashed with bmaptool and its block map" \
 # This one is server hardware: the disk on the board's SATA (AHCI)
 # controller, an Intel NIC (e1000e); the drivers come from the initramfs
 # and the generic kernel.
-boot ahci e1000e
+# It never resets (it is powered off at the end), so it boots with two
+# vCPUs as make run does: its first boot is the figure of record.
+t0=$(date +%s.%N)
+SMS_CPUS=2 boot ahci e1000e
 state=$(wait_up 300) || { bad "the replacement appliance came up"; exit 1; }
+t1=$(date +%s.%N)
+boot2_secs=$(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }")
+echo "     boot: ${boot2_secs} s from QEMU start to all units active, 2 vCPUs, first boot of the factory image"
 fresh_before=$(as_root 'sha256sum /var/lib/sms/distd/tls/client.pem | cut -c1-64' 2>/dev/null || true)
 hardware=$(as_root 'findmnt -no SOURCE /; findmnt -no SOURCE /var/lib/sms; for n in /sys/class/net/*/device/driver; do basename "$(readlink "$n")"; done' 2>/dev/null | tr '\n' ' ' || true)
 check "the replacement runs from its AHCI disk, reached through its e1000e NIC (got: $hardware)" \
@@ -805,6 +811,6 @@ for _ in $(seq 60); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 1; done
 if kill -0 "$qemu_pid" 2>/dev/null; then bad "the replacement powered off within 60 s"; else qemu_pid=""; fi
 
 echo
-echo "boot time to all units active: ${boot_secs} s (goal < 20 s under TCG); compressed image: ${image_mib} MiB (goal < 200 MiB)"
+echo "boot time to all units active: ${boot2_secs:-?} s with 2 vCPUs (${boot_secs} s with 1, the reboot-heavy part) (goal < 20 s under TCG); compressed image: ${image_mib} MiB (goal < 200 MiB)"
 echo "boot-test: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
