@@ -27,6 +27,10 @@ pub struct Replicas {
     open: Mutex<HashMap<String, Store>>,
     blobs: BlobStore,
     blob_source: Option<BlobSource>,
+    /// One fetch per blob at a time: a primary that reconnects while an
+    /// earlier session still fetches sends the same batch again, and two
+    /// writers of one partial file would interleave.
+    fetching: Mutex<HashMap<sms_core::blob::Digest, Arc<Mutex<()>>>>,
 }
 
 /// True for a store name a replica may carry: `[a-z][a-z0-9-]{0,31}`.
@@ -47,7 +51,31 @@ impl Replicas {
             open: Mutex::new(HashMap::new()),
             blobs: BlobStore::at(blob_dir),
             blob_source,
+            fetching: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Fetches blob `digest` from `source` unless it is here, one fetch
+    /// per blob at a time (a second caller waits and then finds it).
+    /// Blocking.
+    pub fn fetch_blob(
+        &self,
+        source: &BlobSource,
+        digest: &sms_core::blob::Digest,
+        len: u64,
+        progress: &std::sync::atomic::AtomicU64,
+    ) -> Result<(), String> {
+        let lock = sms_core::daemon::lock(&self.fetching)
+            .entry(*digest)
+            .or_default()
+            .clone();
+        // (The entry stays: removing it while a waiter holds the lock
+        // would let a third caller start a second fetch beside it.)
+        let _only = sms_core::daemon::lock(&lock);
+        if self.blobs.contains(digest) {
+            return Ok(());
+        }
+        crate::blobs::fetch(source, &self.blobs, digest, len, progress)
     }
 
     /// The blob store of the replicas.
@@ -264,7 +292,7 @@ where
     let started = std::time::Instant::now();
     let job = tokio::task::spawn_blocking(move || {
         for (digest, len) in &missing {
-            crate::blobs::fetch(&source, &r.blobs, digest, *len, &p)?;
+            r.fetch_blob(&source, digest, *len, &p)?;
         }
         Ok::<(), String>(())
     });
