@@ -254,6 +254,32 @@ ha_failed_over() {
 check "ha failover makes it active at epoch + 1 (got: $(tr '\n' ' ' <<<"$out"))" ha_failed_over "$out"
 out=$(printf 'configure\ndelete ha peer\ncommit\nexit\nshow ha\n' | as_admin -T 2>&1 || true)
 check "the pairing deleted, the node is standalone again (got: $(tr '\n' ' ' <<<"$out"))" grep -q "role: standalone (configured standalone)" <<<"$out"
+# The virtual address under the hardened unit (its capabilities, address
+# families and system-call filter): a standalone node holds it while
+# sms-had runs, announced by gratuitous ARP; deleted, it is gone.
+out=$(printf 'configure\nset ha virtual-address 10.0.2.100/24\ncommit\nexit\nshow ha\n' | as_admin -T 2>&1 || true)
+vip_on() {
+  for _ in $(seq 30); do
+    as_root 'ip -4 -o addr show' 2>/dev/null | grep -q "inet 10.0.2.100/24" && return 0
+    sleep 1
+  done
+  return 1
+}
+vip_taken() {
+  vip_on && grep -q "virtual address: 10.0.2.100/24 (held here)" <<<"$out" &&
+    as_root 'journalctl -u sms-had --no-pager -n 200' 2>/dev/null | grep -q "VIRTUAL ADDRESS taken: 10.0.2.100/24" &&
+    ! as_root 'journalctl -u sms-had --no-pager -n 200' 2>/dev/null | grep -q "gratuitous ARP on"
+}
+check "sms-had puts the virtual address on the interface and announces it (got: $(tr '\n' ' ' <<<"$out"))" vip_taken
+printf 'configure\ndelete ha virtual-address\ncommit\nexit\n' | as_admin -T >/dev/null 2>&1 || true
+vip_off() {
+  for _ in $(seq 30); do
+    as_root 'ip -4 -o addr show' 2>/dev/null | grep -q "inet 10.0.2.100/" || return 0
+    sleep 1
+  done
+  return 1
+}
+check "the virtual address deleted, it is off the interface" vip_off
 out=$(as_admin '/bin/sh -c id' 2>&1 || true)
 no_shell() { ! grep -q 'uid=' <<<"$1" && grep -q 'unknown command' <<<"$1"; }
 check "ssh admin@ /bin/sh gives no shell (got: $out)" no_shell "$out"
