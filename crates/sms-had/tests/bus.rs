@@ -151,8 +151,21 @@ fn without_a_witness_the_admin_fails_over_and_a_returning_primary_stands_by() {
 
 #[test]
 fn a_planned_swap_hands_the_active_role_over_without_two_writers() {
+    swap_without_two_writers(false);
+}
+
+/// The same with a witness: the active node releases its lease (length
+/// 0) once its daemons' permissions ran out, the witness grants the peer
+/// epoch + 1, and the old node steps down on the witness's word.
+#[test]
+fn with_a_witness_a_planned_swap_releases_the_lease_to_the_peer() {
+    swap_without_two_writers(true);
+}
+
+fn swap_without_two_writers(with_witness: bool) {
     let (_bus, addr) = appliance_bus(&[("sms-had", 0)]);
     let mut pair = common::Pair::new();
+    let _witness = with_witness.then(|| common::witness_for(&pair));
     pair.b.restart();
     pair.a.start_on_bus(&addr);
     eventually("a ready", || {
@@ -215,6 +228,10 @@ fn a_planned_swap_hands_the_active_role_over_without_two_writers() {
             .trim(),
         "2"
     );
+    if with_witness {
+        let w = std::fs::read_to_string(pair.root.path().join("witness.log")).unwrap();
+        assert!(w.contains("lease of epoch 2 granted"), "{w}");
+    }
     // A swap on the standby is refused with the reason.
     let again = call(&addr, 0, "org.smsos.Ha1", "Swap", &[]);
     assert!(

@@ -174,28 +174,8 @@ fn config_value(node: &Node, key: &str) -> String {
 #[test]
 fn with_a_witness_a_peers_claim_of_a_higher_epoch_is_not_believed_without_it() {
     let mut pair = Pair::new();
-    let (fa, fb) = (pair.a.fingerprint(), pair.b.fingerprint());
-    let wdir = pair.root.path().join("witness");
-    let fw = common::witness_fingerprint(&wdir);
-    let wport = sms_testkit::free_port();
-    let mut cmd = std::process::Command::new(common::bin());
-    cmd.args([
-        "witness",
-        "--listen",
-        &format!("127.0.0.1:{wport}"),
-        "--state-dir",
-    ])
-    .arg(&wdir)
-    .args(["--node", &fa, "--node", &fb])
-    .env("RUST_LOG", "info")
-    .env_remove("JOURNAL_STREAM");
-    let wlog = pair.root.path().join("witness.log");
-    let _witness = sms_testkit::DaemonProcess::spawn(cmd, &wlog).unwrap();
-    let mut text = std::fs::read_to_string(&pair.a.config).unwrap();
-    text.push_str(&format!(
-        "witness = \"127.0.0.1:{wport}\"\nwitness_fingerprint = \"{fw}\"\n"
-    ));
-    std::fs::write(&pair.a.config, text).unwrap();
+    let fa = pair.a.fingerprint();
+    let _witness = common::witness_for(&pair);
     // The primary alone: the witness grants it the lease at its epoch.
     pair.a.restart();
     let store = pair.store("updated");

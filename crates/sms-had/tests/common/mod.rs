@@ -45,6 +45,32 @@ pub fn witness_fingerprint(state_dir: &Path) -> String {
     identity_of(cmd)
 }
 
+/// A witness on loopback for `pair`'s two nodes (state and log under the
+/// pair's root), written into both nodes' configuration; running until
+/// dropped. Its log is `witness.log` in the pair's root.
+pub fn witness_for(pair: &Pair) -> DaemonProcess {
+    let (fa, fb) = (pair.a.fingerprint(), pair.b.fingerprint());
+    let dir = pair.root.path().join("witness");
+    let fw = witness_fingerprint(&dir);
+    let port = sms_testkit::free_port();
+    let mut cmd = Command::new(bin());
+    cmd.args(["witness", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--state-dir")
+        .arg(&dir)
+        .args(["--node", &fa, "--node", &fb])
+        .env("RUST_LOG", "info")
+        .env_remove("JOURNAL_STREAM");
+    let w = DaemonProcess::spawn(cmd, &pair.root.path().join("witness.log")).unwrap();
+    for node in [&pair.a, &pair.b] {
+        let mut text = std::fs::read_to_string(&node.config).unwrap();
+        text.push_str(&format!(
+            "witness = \"127.0.0.1:{port}\"\nwitness_fingerprint = \"{fw}\"\n"
+        ));
+        std::fs::write(&node.config, text).unwrap();
+    }
+    w
+}
+
 impl Node {
     pub fn new(root: &Path, name: &'static str) -> Node {
         let dir = root.join(name);
