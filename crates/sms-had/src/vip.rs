@@ -143,14 +143,12 @@ impl VipHolder {
     }
 
     /// The interface with an address of its own in the virtual address's
-    /// subnet.
-    pub async fn interface(&self) -> Result<Interface, VipError> {
-        let index = self
-            .addresses()
-            .await?
-            .into_iter()
+    /// subnet, among `addresses`.
+    async fn interface(&self, addresses: &[(u32, u8, Ipv4Addr)]) -> Result<Interface, VipError> {
+        let index = addresses
+            .iter()
             .find(|(_, _, a)| *a != self.vip.addr && self.vip.covers(*a))
-            .map(|(i, _, _)| i)
+            .map(|(i, _, _)| *i)
             .ok_or(VipError::NoInterface(self.vip))?;
         let mut links = self.handle.link().get().match_index(index).execute();
         let mut iface = Interface {
@@ -185,8 +183,12 @@ impl VipHolder {
 
     /// Adds the address (if it is not there) and announces it.
     pub async fn take(&self) -> Result<Interface, VipError> {
-        let iface = self.interface().await?;
-        if !self.held_on().await?.contains(&iface.index) {
+        let addresses = self.addresses().await?;
+        let iface = self.interface(&addresses).await?;
+        let held = addresses
+            .iter()
+            .any(|(i, _, a)| *i == iface.index && *a == self.vip.addr);
+        if !held {
             self.handle
                 .address()
                 .add(iface.index, IpAddr::V4(self.vip.addr), self.vip.prefix)
@@ -209,7 +211,6 @@ impl VipHolder {
 
     /// Removes the address from every interface that has it.
     pub async fn release(&self) -> Result<bool, VipError> {
-        let mut removed = false;
         let mut dump = self.handle.address().get().execute();
         let mut found = Vec::new();
         while let Some(msg) = dump.try_next().await? {
@@ -217,9 +218,9 @@ impl VipHolder {
                 found.push(msg);
             }
         }
+        let removed = !found.is_empty();
         for msg in found {
             self.handle.address().del(msg).execute().await?;
-            removed = true;
         }
         Ok(removed)
     }

@@ -19,17 +19,7 @@ fn tls_client(
     pin: &str,
     addr: std::net::SocketAddr,
 ) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, String> {
-    let cert = std::fs::read(who.dir.join("state/identity/cert.pem")).unwrap();
-    let key = std::fs::read(who.dir.join("state/identity/key.pem")).unwrap();
-    let id = sms_core::tls::ClientIdentity::from_pem(&cert, &key).unwrap();
-    let cfg = id
-        .trusting_pin(sms_core::identity::parse_fingerprint(pin).unwrap())
-        .unwrap();
-    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-    let conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
-    let tcp = TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut s = rustls::StreamOwned::new(conn, tcp);
+    let mut s = pinned_stream(who, pin, addr);
     // Completes the handshake (TLS 1.3 reports a refused client on the first read).
     s.write_all(&wire::encode(
         1,
