@@ -122,6 +122,16 @@ impl Device for Queue {
     }
 }
 
+/// How long a dropped socket may linger to finish what it queued.
+const ORPHAN_LIFETIME: Duration = Duration::from_secs(120);
+
+/// A socket its owner dropped.
+struct Orphan {
+    handle: SocketHandle,
+    udp: bool,
+    until: Instant,
+}
+
 /// One simulated host.
 pub(crate) struct Host {
     pub(crate) config: HostConfig,
@@ -131,8 +141,9 @@ pub(crate) struct Host {
     poll_at: Option<Instant>,
     dirty: bool,
     next_port: u16,
-    /// Sockets whose owner dropped them; removed once closed.
-    orphans: Vec<SocketHandle>,
+    /// Sockets whose owner dropped them; removed once closed (TCP) or
+    /// once their queued datagrams are out (UDP), or at the deadline.
+    orphans: Vec<Orphan>,
 }
 
 impl Host {
@@ -143,8 +154,34 @@ impl Host {
         p
     }
 
-    pub(crate) fn orphan(&mut self, h: SocketHandle) {
-        self.orphans.push(h);
+    pub(crate) fn orphan(&mut self, handle: SocketHandle, udp: bool) {
+        self.orphans.push(Orphan {
+            handle,
+            udp,
+            until: Instant::now() + ORPHAN_LIFETIME,
+        });
+    }
+
+    fn reap(&mut self, now: Instant) {
+        let sockets = &mut self.sockets;
+        self.orphans.retain(|o| {
+            let done = if o.udp {
+                sockets
+                    .get::<smoltcp::socket::udp::Socket>(o.handle)
+                    .send_queue()
+                    == 0
+            } else {
+                matches!(
+                    sockets.get::<tcp::Socket>(o.handle).state(),
+                    tcp::State::Closed | tcp::State::TimeWait
+                )
+            };
+            let gone = done || now >= o.until;
+            if gone {
+                sockets.remove(o.handle);
+            }
+            !gone
+        });
     }
 }
 
@@ -254,14 +291,7 @@ impl Inner {
                 }
                 h.dirty = false;
                 h.iface.poll(now, &mut h.dev, &mut h.sockets);
-                h.orphans.retain(|handle| {
-                    let s = h.sockets.get::<tcp::Socket>(*handle);
-                    let gone = matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait);
-                    if gone {
-                        h.sockets.remove(*handle);
-                    }
-                    !gone
-                });
+                h.reap(now_std);
                 h.poll_at = h
                     .iface
                     .poll_delay(now, &h.sockets)

@@ -14,10 +14,12 @@ mod lan;
 mod switch;
 mod tap;
 mod tcp;
+mod udp;
 
 pub use lan::{Buffers, HostConfig, HostId, Lan, MTU};
 pub use switch::{Counters, Faults, Mac, Port, Switch};
 pub use tcp::{TcpListener, TcpStream};
+pub use udp::UdpSocket;
 
 /// What can go wrong setting up the segment.
 #[derive(Debug, thiserror::Error)]

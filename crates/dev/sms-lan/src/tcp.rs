@@ -60,7 +60,7 @@ impl Drop for TcpStream {
         let mut inner = self.shared.lock();
         if let Ok(h) = inner.host(self.host) {
             h.sockets.get_mut::<tcp::Socket>(self.handle).close();
-            h.orphan(self.handle);
+            h.orphan(self.handle, false);
         }
         inner.touch(self.host.0);
         drop(inner);

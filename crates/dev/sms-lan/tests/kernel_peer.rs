@@ -536,3 +536,120 @@ async fn mutual_tls_runs_over_the_smoltcp_hosts_in_both_directions() {
     assert_eq!(b, b"appliance");
     kernel_server.await.unwrap();
 }
+
+/// The wire format QEMU's `-netdev dgram` uses over unix sockets: one
+/// Ethernet frame per datagram, from a bound address the segment learns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_peer_is_answered_in_qemus_datagram_format() {
+    use smoltcp::wire::{
+        ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+        EthernetRepr,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let seg = dir.path().join("lan.sock");
+    let vm_path = dir.path().join("vm.sock");
+    let mut lan = Lan::start(9, Buffers::default());
+    let d0 = device(&lan, 0, NET, 24);
+    lan.attach_dgram(&seg).unwrap();
+    let vm = tokio::net::UnixDatagram::bind(&vm_path).unwrap();
+    let vm_mac = EthernetAddress([0x52, 0x54, 0, 0x12, 0x34, 0x56]);
+
+    // Who has 192.0.2.10? Tell 192.0.2.1.
+    let arp = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr: vm_mac,
+        source_protocol_addr: Ipv4Addr::new(192, 0, 2, 1),
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: Ipv4Addr::new(192, 0, 2, 10),
+    };
+    let eth = EthernetRepr {
+        src_addr: vm_mac,
+        dst_addr: EthernetAddress::BROADCAST,
+        ethertype: EthernetProtocol::Arp,
+    };
+    let mut frame = vec![0u8; eth.buffer_len() + arp.buffer_len()];
+    let mut f = EthernetFrame::new_unchecked(&mut frame[..]);
+    eth.emit(&mut f);
+    arp.emit(&mut ArpPacket::new_unchecked(f.payload_mut()));
+    vm.send_to(&frame, &seg).await.unwrap();
+
+    let mut buf = vec![0u8; 2048];
+    let n = tokio::time::timeout(Duration::from_secs(5), vm.recv(&mut buf))
+        .await
+        .expect("an ARP reply within 5 s")
+        .unwrap();
+    let f = EthernetFrame::new_checked(&buf[..n]).unwrap();
+    assert_eq!(f.dst_addr(), vm_mac, "the reply is addressed to the VM");
+    assert_eq!(f.ethertype(), EthernetProtocol::Arp);
+    let reply = ArpRepr::parse(&ArpPacket::new_checked(f.payload()).unwrap()).unwrap();
+    let ArpRepr::EthernetIpv4 {
+        operation,
+        source_hardware_addr,
+        source_protocol_addr,
+        ..
+    } = reply
+    else {
+        panic!("not an IPv4 ARP reply: {reply:?}");
+    };
+    assert_eq!(operation, ArpOperation::Reply);
+    assert_eq!(source_protocol_addr, Ipv4Addr::new(192, 0, 2, 10));
+    assert_eq!(source_hardware_addr.0, lan.host_config(d0).unwrap().mac.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_datagrams_go_both_ways_with_the_kernel() {
+    let mut lan = Lan::start(11, Buffers::default());
+    let d0 = device(&lan, 0, NET, 24);
+    let kernel = Kernel::join(&mut lan, "192.0.2.1/24");
+    let agent = lan.bind_udp(d0, 161).unwrap();
+    let answering = tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        let (n, from) = agent.recv_from(&mut buf).await.unwrap();
+        let mut reply = b"re:".to_vec();
+        reply.extend_from_slice(&buf[..n]);
+        agent.send_to(&reply, from).await.unwrap();
+        from
+    });
+    let got = kernel
+        .run(|| {
+            let s = std::net::UdpSocket::bind("192.0.2.1:40000").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 512];
+            // The first datagram may wait on ARP; send until answered.
+            for _ in 0..5 {
+                s.send_to(b"get", "192.0.2.10:161").unwrap();
+                if let Ok(n) = s.recv(&mut buf) {
+                    return buf[..n].to_vec();
+                }
+            }
+            Vec::new()
+        })
+        .await;
+    assert_eq!(got, b"re:get");
+    assert_eq!(answering.await.unwrap(), "192.0.2.1:40000".parse().unwrap());
+
+    // A device's own datagram (a trap) reaches a kernel listener.
+    let trap = lan.bind_udp(d0, 0).unwrap();
+    let listener = kernel
+        .run(|| {
+            let s = std::net::UdpSocket::bind("192.0.2.1:8162").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s
+        })
+        .await;
+    trap.send_to(b"trap", "192.0.2.1:8162".parse().unwrap())
+        .await
+        .unwrap();
+    let (n, from) = tokio::task::spawn_blocking(move || {
+        let mut buf = [0u8; 64];
+        let (n, from) = listener.recv_from(&mut buf).unwrap();
+        (buf[..n].to_vec(), from)
+    })
+    .await
+    .unwrap();
+    assert_eq!(n, b"trap");
+    assert_eq!(
+        from,
+        SocketAddr::from((Ipv4Addr::new(192, 0, 2, 10), trap.port()))
+    );
+}
