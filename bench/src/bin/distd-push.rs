@@ -114,6 +114,9 @@ async fn main() -> Result<()> {
         seed: 1,
         initial_dv: None,
         snmp_port: None,
+        trap_to: None,
+        ntp_server: None,
+        lan: None,
     })
     .await?;
     let store = Store::open(&root.join("state"))?;

@@ -36,4 +36,22 @@ pub struct DeviceStatus {
     /// Complete, verified uploads received, per package key.
     #[serde(default)]
     pub uploads: BTreeMap<String, u32>,
+    /// The device's last time synchronisation, when it has a time server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<TimeSync>,
+}
+
+/// A device's last exchange with its time server (the appliance's NTP).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimeSync {
+    /// The server it asked.
+    pub server: String,
+    /// Server clock minus the device's, milliseconds.
+    pub offset_ms: f64,
+    /// The server's stratum.
+    pub stratum: u8,
+    /// When (Unix seconds).
+    pub at_unix: u64,
+    /// Successful exchanges so far.
+    pub exchanges: u64,
 }

@@ -121,6 +121,9 @@ async fn mib_poller_and_traps_with_the_real_daemons() {
         seed: 3,
         initial_dv: None,
         snmp_port: Some(snmp_port),
+        trap_to: None,
+        ntp_server: None,
+        lan: None,
     })
     .await
     .unwrap();

@@ -335,12 +335,12 @@ impl Shared {
 /// the segment; sockets of its hosts then see no more traffic.
 pub struct Lan {
     pub(crate) shared: Arc<Shared>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Drop for Lan {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        for t in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             t.abort();
         }
     }
@@ -366,7 +366,7 @@ impl Lan {
         let driver = tokio::spawn(drive(shared.clone()));
         Lan {
             shared,
-            tasks: vec![driver],
+            tasks: Mutex::new(vec![driver]),
         }
     }
 
@@ -456,13 +456,13 @@ impl Lan {
     /// Binds a unix datagram socket at `path` that QEMU appliances join
     /// with `-netdev dgram,local.type=unix,local.path=VM,remote.type=unix,
     /// remote.path=PATH`. Each sending address becomes a port of its own.
-    pub fn attach_dgram(&mut self, path: &Path) -> Result<(), LanError> {
+    pub fn attach_dgram(&self, path: &Path) -> Result<(), LanError> {
         let _ = std::fs::remove_file(path);
         let sock = tokio::net::UnixDatagram::bind(path)
             .map_err(|e| LanError::Io(format!("binding {}", path.display()), e))?;
         let sock = Arc::new(sock);
         let shared = self.shared.clone();
-        self.tasks.push(tokio::spawn(async move {
+        self.spawn(tokio::spawn(async move {
             let mut buf = vec![0u8; 65536];
             loop {
                 let (n, from) = match sock.recv_from(&mut buf).await {
@@ -508,7 +508,7 @@ impl Lan {
     /// Creates tap device `name` in the current network namespace and makes
     /// it a port: the kernel becomes a host on the segment. Needs
     /// CAP_NET_ADMIN; tests move the device into a namespace they made.
-    pub fn attach_tap(&mut self, name: &str) -> Result<(), LanError> {
+    pub fn attach_tap(&self, name: &str) -> Result<(), LanError> {
         let file = crate::tap::open(name)?;
         // SAFETY: the File owns its descriptor and is moved into the
         // AsyncFd, so the descriptor stays open and the same until the
@@ -527,7 +527,7 @@ impl Lan {
         };
         let shared = self.shared.clone();
         let name = name.to_string();
-        self.tasks.push(tokio::spawn(async move {
+        self.spawn(tokio::spawn(async move {
             let mut buf = vec![0u8; 65536];
             loop {
                 let Ok(mut ready) = fd.readable().await else {
@@ -551,6 +551,15 @@ impl Lan {
             }
         }));
         Ok(())
+    }
+}
+
+impl Lan {
+    fn spawn(&self, task: JoinHandle<()>) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(task);
     }
 }
 

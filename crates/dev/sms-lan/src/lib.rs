@@ -11,6 +11,7 @@
 //! stack a host on the segment, for tests against a real TCP/IP peer.
 
 mod lan;
+pub mod netns;
 mod switch;
 mod tap;
 mod tcp;

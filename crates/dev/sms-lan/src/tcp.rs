@@ -23,9 +23,16 @@ pub struct TcpStream {
     host: HostId,
     handle: SocketHandle,
     peer: SocketAddrV4,
+    reset_on_drop: bool,
 }
 
 impl TcpStream {
+    /// Makes dropping the stream send a reset instead of a FIN, the way a
+    /// zero linger does on a kernel socket.
+    pub fn set_reset_on_drop(&mut self, reset: bool) {
+        self.reset_on_drop = reset;
+    }
+
     /// The other end of the connection.
     pub fn peer_addr(&self) -> SocketAddrV4 {
         self.peer
@@ -38,15 +45,8 @@ impl TcpStream {
 
     /// Ends the connection with a reset instead of a FIN (a crashing
     /// device, a middlebox cutting the line).
-    pub fn abort(self) {
-        {
-            let mut inner = self.shared.lock();
-            if let Ok(h) = inner.host(self.host) {
-                h.sockets.get_mut::<tcp::Socket>(self.handle).abort();
-            }
-            inner.touch(self.host.0);
-        }
-        self.shared.wake.notify_one();
+    pub fn abort(mut self) {
+        self.reset_on_drop = true;
     }
 }
 
@@ -59,7 +59,12 @@ impl Drop for TcpStream {
     fn drop(&mut self) {
         let mut inner = self.shared.lock();
         if let Ok(h) = inner.host(self.host) {
-            h.sockets.get_mut::<tcp::Socket>(self.handle).close();
+            let s = h.sockets.get_mut::<tcp::Socket>(self.handle);
+            if self.reset_on_drop {
+                s.abort();
+            } else {
+                s.close();
+            }
             h.orphan(self.handle, false);
         }
         inner.touch(self.host.0);
@@ -195,6 +200,7 @@ impl TcpListener {
                         shared: self.shared.clone(),
                         host: self.host,
                         handle,
+                        reset_on_drop: false,
                         peer: peer.unwrap_or(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0)),
                     }));
                 }
@@ -262,6 +268,7 @@ impl Lan {
             host,
             handle,
             peer: to,
+            reset_on_drop: false,
         };
         poll_fn(|cx| {
             let mut inner = stream.shared.lock();

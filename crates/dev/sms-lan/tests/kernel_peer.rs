@@ -7,76 +7,24 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use sha2::{Digest as _, Sha256};
+use sms_lan::netns::KernelHost;
 use sms_lan::{Buffers, Faults, HostConfig, HostId, Lan, Mac};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().expect("running ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {} (this test makes network namespaces and tap devices: it runs as root)",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// The kernel end of the segment, failing the test if it cannot be made.
+fn kernel(lan: &Lan, cidr: &str) -> KernelHost {
+    KernelHost::join(lan, cidr)
+        .expect("a namespace with a tap on the segment (the tests run as root)")
 }
 
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-/// A network namespace holding the kernel end of the segment (a tap
-/// device with `addr`); removed when dropped.
-struct Kernel {
-    ns: String,
-    tap: String,
-}
-
-impl Kernel {
-    /// Attaches a new tap to `lan`, moves it into a new namespace and gives
-    /// it `addr` (CIDR).
-    fn join(lan: &mut Lan, addr: &str) -> Kernel {
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let pid = std::process::id();
-        let k = Kernel {
-            ns: format!("smslan-{pid}-{n}"),
-            tap: format!("sl{}t{n}", pid % 100_000),
-        };
-        ip(&["netns", "add", &k.ns]);
-        lan.attach_tap(&k.tap).expect("tap");
-        ip(&["link", "set", &k.tap, "netns", &k.ns]);
-        ip(&["-n", &k.ns, "addr", "add", addr, "dev", &k.tap]);
-        ip(&["-n", &k.ns, "link", "set", &k.tap, "up"]);
-        ip(&["-n", &k.ns, "link", "set", "lo", "up"]);
-        k
-    }
-
-    /// Runs `f` on a thread inside the namespace; sockets it opens are the
-    /// kernel's on the segment.
-    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{}", self.ns);
-        tokio::task::spawn_blocking(move || {
-            let file = std::fs::File::open(&path).expect("namespace file");
-            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            f()
-        })
-        .await
-        .expect("kernel-side thread")
-    }
-
-    fn neighbour(&self, addr: &str) -> String {
-        ip(&["-n", &self.ns, "neigh", "show", addr])
-    }
-}
-
-impl Drop for Kernel {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
-    }
+/// Runs `f` in the kernel's namespace.
+async fn on<T: Send + 'static>(k: &KernelHost, f: impl FnOnce() -> T + Send + 'static) -> T {
+    k.run(f).await.expect("a thread in the namespace")
 }
 
 fn device(lan: &Lan, i: u32, net: Ipv4Addr, prefix: u8) -> HostId {
@@ -126,35 +74,35 @@ const NET: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 0);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arp_resolves_both_ways_and_an_unplugged_host_stops_answering() {
-    let mut lan = Lan::start(1, Buffers::default());
+    let lan = Lan::start(1, Buffers::default());
     let d0 = device(&lan, 0, NET, 24);
     let d1 = device(&lan, 1, NET, 24);
     let _echo = echo(&lan, d0, 7);
     let _echo1 = echo(&lan, d1, 7);
-    let kernel = Kernel::join(&mut lan, "192.0.2.1/24");
+    let kernel = kernel(&lan, "192.0.2.1/24");
 
     // The kernel reaches device 0: it asked for its MAC and got it.
-    let back = kernel
-        .run(|| {
-            kernel_echo_once(
-                "192.0.2.10:7".parse().unwrap(),
-                b"hello",
-                Duration::from_secs(5),
-            )
-        })
-        .await
-        .expect("echo from device 0");
+    let back = on(&kernel, || {
+        kernel_echo_once(
+            "192.0.2.10:7".parse().unwrap(),
+            b"hello",
+            Duration::from_secs(5),
+        )
+    })
+    .await
+    .expect("echo from device 0");
     assert_eq!(back, b"hello");
-    let n = kernel.neighbour("192.0.2.10");
+    let n = kernel.neighbour("192.0.2.10").unwrap();
     assert!(
         n.contains(&Mac::local(1).to_string()),
         "the kernel's neighbour entry for device 0 carries its MAC: {n}"
     );
 
     // Device 0 reaches the kernel: it resolves the kernel's MAC itself.
-    let listener = kernel
-        .run(|| std::net::TcpListener::bind("192.0.2.1:9000").unwrap())
-        .await;
+    let listener = on(&kernel, || {
+        std::net::TcpListener::bind("192.0.2.1:9000").unwrap()
+    })
+    .await;
     let accept = std::thread::spawn(move || {
         let (mut s, from) = listener.accept().unwrap();
         let mut b = [0u8; 4];
@@ -177,34 +125,32 @@ async fn arp_resolves_both_ways_and_an_unplugged_host_stops_answering() {
 
     // Unplugged, device 1 answers neither ARP nor TCP; plugged back, it does.
     lan.set_host_up(d1, false);
-    let r = kernel
-        .run(|| {
-            kernel_echo_once(
-                "192.0.2.11:7".parse().unwrap(),
-                b"x",
-                Duration::from_secs(3),
-            )
-        })
-        .await;
+    let r = on(&kernel, || {
+        kernel_echo_once(
+            "192.0.2.11:7".parse().unwrap(),
+            b"x",
+            Duration::from_secs(3),
+        )
+    })
+    .await;
     assert!(r.is_err(), "an unplugged device must not answer: {r:?}");
-    let n = kernel.neighbour("192.0.2.11");
+    let n = kernel.neighbour("192.0.2.11").unwrap();
     assert!(
         !n.contains(&Mac::local(2).to_string()),
         "no MAC for an unplugged device: {n}"
     );
     lan.set_host_up(d1, true);
     // The kernel keeps a failed neighbour entry for a while; forget it.
-    ip(&["-n", &kernel.ns, "neigh", "flush", "all"]);
-    let back = kernel
-        .run(|| {
-            kernel_echo_once(
-                "192.0.2.11:7".parse().unwrap(),
-                b"again",
-                Duration::from_secs(5),
-            )
-        })
-        .await
-        .expect("device 1 plugged back");
+    kernel.flush_neighbours().unwrap();
+    let back = on(&kernel, || {
+        kernel_echo_once(
+            "192.0.2.11:7".parse().unwrap(),
+            b"again",
+            Duration::from_secs(5),
+        )
+    })
+    .await
+    .expect("device 1 plugged back");
     assert_eq!(back, b"again");
 }
 
@@ -223,9 +169,9 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_carries_every_byte_both_ways_under_one_percent_frame_loss() {
     const LEN: usize = 4 << 20;
-    let mut lan = Lan::start(7, Buffers::default());
+    let lan = Lan::start(7, Buffers::default());
     let d0 = device(&lan, 0, NET, 24);
-    let kernel = Kernel::join(&mut lan, "192.0.2.1/24");
+    let kernel = kernel(&lan, "192.0.2.1/24");
     lan.set_faults(Faults {
         loss: 0.01,
         ..Faults::default()
@@ -233,9 +179,10 @@ async fn tcp_carries_every_byte_both_ways_under_one_percent_frame_loss() {
 
     // The kernel takes LEN bytes, answers their SHA-256, then sends LEN
     // bytes of its own.
-    let listener = kernel
-        .run(|| std::net::TcpListener::bind("192.0.2.1:9001").unwrap())
-        .await;
+    let listener = on(&kernel, || {
+        std::net::TcpListener::bind("192.0.2.1:9001").unwrap()
+    })
+    .await;
     let peer = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
         let mut got = vec![0u8; LEN];
@@ -284,7 +231,7 @@ async fn tcp_carries_every_byte_both_ways_under_one_percent_frame_loss() {
 async fn a_thousand_devices_answer_behind_one_interface() {
     const DEVICES: u32 = 1000;
     let net = Ipv4Addr::new(198, 18, 0, 0);
-    let mut lan = Lan::start(
+    let lan = Lan::start(
         3,
         Buffers {
             rx: 8 * 1024,
@@ -296,33 +243,32 @@ async fn a_thousand_devices_answer_behind_one_interface() {
         let d = device(&lan, i, net, 22);
         echoes.push(echo(&lan, d, 7));
     }
-    let kernel = Kernel::join(&mut lan, "198.18.0.1/22");
+    let kernel = kernel(&lan, "198.18.0.1/22");
     let ns = kernel.ns.clone();
     let started = Instant::now();
-    let answered = kernel
-        .run(move || {
-            let mut ok = Vec::new();
-            for i in 0..DEVICES {
-                if i % 250 == 0 {
-                    // Keep the kernel's neighbour table (shared by all
-                    // namespaces, 1024 entries by default) small.
-                    let _ = Command::new("ip")
-                        .args(["-n", &ns, "neigh", "flush", "all"])
-                        .status();
-                }
-                let addr = SocketAddr::from((Ipv4Addr::from(u32::from(net) + 10 + i), 7));
-                let msg = i.to_be_bytes();
-                if kernel_echo_once(addr, &msg, Duration::from_secs(5))
-                    .ok()
-                    .as_deref()
-                    == Some(&msg[..])
-                {
-                    ok.push(i);
-                }
+    let answered = on(&kernel, move || {
+        let mut ok = Vec::new();
+        for i in 0..DEVICES {
+            if i % 250 == 0 {
+                // Keep the kernel's neighbour table (shared by all
+                // namespaces, 1024 entries by default) small.
+                let _ = Command::new("ip")
+                    .args(["-n", &ns, "neigh", "flush", "all"])
+                    .status();
             }
-            ok
-        })
-        .await;
+            let addr = SocketAddr::from((Ipv4Addr::from(u32::from(net) + 10 + i), 7));
+            let msg = i.to_be_bytes();
+            if kernel_echo_once(addr, &msg, Duration::from_secs(5))
+                .ok()
+                .as_deref()
+                == Some(&msg[..])
+            {
+                ok.push(i);
+            }
+        }
+        ok
+    })
+    .await;
     eprintln!(
         "{} of {DEVICES} devices answered in {:.2} s",
         answered.len(),
@@ -386,9 +332,9 @@ fn pki(server_ip: Ipv4Addr) -> Pki {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_runs_over_the_smoltcp_hosts_in_both_directions() {
-    let mut lan = Lan::start(5, Buffers::default());
+    let lan = Lan::start(5, Buffers::default());
     let d0 = device(&lan, 0, NET, 24);
-    let kernel = Kernel::join(&mut lan, "192.0.2.1/24");
+    let kernel = kernel(&lan, "192.0.2.1/24");
 
     // A device serving HTTPS to the appliance: its certificate for
     // 192.0.2.10, the appliance's client certificate demanded.
@@ -441,44 +387,41 @@ async fn mutual_tls_runs_over_the_smoltcp_hosts_in_both_directions() {
         device_pki.stranger_chain.clone(),
         device_pki.stranger_key.clone(),
     );
-    let (good, stranger) = kernel
-        .run(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let attempt = |chain: String, key: String| {
-                    let ca = p.0.clone();
-                    async move {
-                        let id = sms_core::tls::ClientIdentity::from_pem(
-                            chain.as_bytes(),
-                            key.as_bytes(),
-                        )
+    let (good, stranger) = on(&kernel, move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let attempt = |chain: String, key: String| {
+                let ca = p.0.clone();
+                async move {
+                    let id =
+                        sms_core::tls::ClientIdentity::from_pem(chain.as_bytes(), key.as_bytes())
+                            .map_err(|e| e.to_string())?;
+                    let cfg = id
+                        .trusting_ca(ca.as_bytes(), "device CA")
                         .map_err(|e| e.to_string())?;
-                        let cfg = id
-                            .trusting_ca(ca.as_bytes(), "device CA")
-                            .map_err(|e| e.to_string())?;
-                        let tcp = tokio::net::TcpStream::connect("192.0.2.10:443")
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        let name = rustls::pki_types::ServerName::try_from("192.0.2.10").unwrap();
-                        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-                            .connect(name, tcp)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        tls.write_all(b"appl.!").await.map_err(|e| e.to_string())?;
-                        let mut b = Vec::new();
-                        tls.read_to_end(&mut b).await.map_err(|e| e.to_string())?;
-                        Ok::<_, String>(b)
-                    }
-                };
-                let good = attempt(p.1.clone(), p.2.clone()).await;
-                let stranger = attempt(p.3.clone(), p.4.clone()).await;
-                (good, stranger)
-            })
+                    let tcp = tokio::net::TcpStream::connect("192.0.2.10:443")
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let name = rustls::pki_types::ServerName::try_from("192.0.2.10").unwrap();
+                    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+                        .connect(name, tcp)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    tls.write_all(b"appl.!").await.map_err(|e| e.to_string())?;
+                    let mut b = Vec::new();
+                    tls.read_to_end(&mut b).await.map_err(|e| e.to_string())?;
+                    Ok::<_, String>(b)
+                }
+            };
+            let good = attempt(p.1.clone(), p.2.clone()).await;
+            let stranger = attempt(p.3.clone(), p.4.clone()).await;
+            (good, stranger)
         })
-        .await;
+    })
+    .await;
     assert_eq!(
         good.as_deref(),
         Ok(&b"device"[..]),
@@ -504,13 +447,12 @@ async fn mutual_tls_runs_over_the_smoltcp_hosts_in_both_directions() {
         appliance_pki.server_key.as_bytes(),
     )
     .unwrap();
-    let listener = kernel
-        .run(|| {
-            let l = std::net::TcpListener::bind("192.0.2.1:8443").unwrap();
-            l.set_nonblocking(true).unwrap();
-            l
-        })
-        .await;
+    let listener = on(&kernel, || {
+        let l = std::net::TcpListener::bind("192.0.2.1:8443").unwrap();
+        l.set_nonblocking(true).unwrap();
+        l
+    })
+    .await;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
     let kernel_server = tokio::spawn(async move {
         let l = tokio::net::TcpListener::from_std(listener).unwrap();
@@ -548,7 +490,7 @@ async fn a_socket_peer_is_answered_in_qemus_datagram_format() {
     let dir = tempfile::tempdir().unwrap();
     let seg = dir.path().join("lan.sock");
     let vm_path = dir.path().join("vm.sock");
-    let mut lan = Lan::start(9, Buffers::default());
+    let lan = Lan::start(9, Buffers::default());
     let d0 = device(&lan, 0, NET, 24);
     lan.attach_dgram(&seg).unwrap();
     let vm = tokio::net::UnixDatagram::bind(&vm_path).unwrap();
@@ -598,9 +540,9 @@ async fn a_socket_peer_is_answered_in_qemus_datagram_format() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_datagrams_go_both_ways_with_the_kernel() {
-    let mut lan = Lan::start(11, Buffers::default());
+    let lan = Lan::start(11, Buffers::default());
     let d0 = device(&lan, 0, NET, 24);
-    let kernel = Kernel::join(&mut lan, "192.0.2.1/24");
+    let kernel = kernel(&lan, "192.0.2.1/24");
     let agent = lan.bind_udp(d0, 161).unwrap();
     let answering = tokio::spawn(async move {
         let mut buf = [0u8; 512];
@@ -610,33 +552,31 @@ async fn udp_datagrams_go_both_ways_with_the_kernel() {
         agent.send_to(&reply, from).await.unwrap();
         from
     });
-    let got = kernel
-        .run(|| {
-            let s = std::net::UdpSocket::bind("192.0.2.1:40000").unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let mut buf = [0u8; 512];
-            // The first datagram may wait on ARP; send until answered.
-            for _ in 0..5 {
-                s.send_to(b"get", "192.0.2.10:161").unwrap();
-                if let Ok(n) = s.recv(&mut buf) {
-                    return buf[..n].to_vec();
-                }
+    let got = on(&kernel, || {
+        let s = std::net::UdpSocket::bind("192.0.2.1:40000").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 512];
+        // The first datagram may wait on ARP; send until answered.
+        for _ in 0..5 {
+            s.send_to(b"get", "192.0.2.10:161").unwrap();
+            if let Ok(n) = s.recv(&mut buf) {
+                return buf[..n].to_vec();
             }
-            Vec::new()
-        })
-        .await;
+        }
+        Vec::new()
+    })
+    .await;
     assert_eq!(got, b"re:get");
     assert_eq!(answering.await.unwrap(), "192.0.2.1:40000".parse().unwrap());
 
     // A device's own datagram (a trap) reaches a kernel listener.
     let trap = lan.bind_udp(d0, 0).unwrap();
-    let listener = kernel
-        .run(|| {
-            let s = std::net::UdpSocket::bind("192.0.2.1:8162").unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            s
-        })
-        .await;
+    let listener = on(&kernel, || {
+        let s = std::net::UdpSocket::bind("192.0.2.1:8162").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    })
+    .await;
     trap.send_to(b"trap", "192.0.2.1:8162".parse().unwrap())
         .await
         .unwrap();

@@ -33,7 +33,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -128,6 +128,38 @@ pub struct FleetConfig {
     /// [`crate::snmp::COMMUNITY`]); no agents when `None`. Unreachable
     /// devices have none either.
     pub snmp_port: Option<u16>,
+    /// Where devices send their traps (coldStart when they come up,
+    /// warmStart after each install); none when `None`.
+    pub trap_to: Option<SocketAddr>,
+    /// The time server devices synchronise with (the appliance's NTP),
+    /// asked every [`NTP_EVERY`]; none when `None`.
+    pub ntp_server: Option<SocketAddr>,
+    /// Put the devices on a virtual Ethernet segment instead of loopback.
+    pub lan: Option<LanPlacement>,
+}
+
+/// How often a device asks its time server.
+pub const NTP_EVERY: Duration = Duration::from_secs(16);
+
+/// Devices as hosts of a virtual Ethernet segment (smoltcp), each with its
+/// own MAC and IPv4 address, instead of loopback addresses.
+#[derive(Clone)]
+pub struct LanPlacement {
+    /// The segment.
+    pub lan: Arc<sms_lan::Lan>,
+    /// Prefix length of the devices' subnet.
+    pub prefix: u8,
+    /// Their default gateway.
+    pub gateway: Option<Ipv4Addr>,
+}
+
+impl std::fmt::Debug for LanPlacement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LanPlacement")
+            .field("prefix", &self.prefix)
+            .field("gateway", &self.gateway)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One device as listed in devices.json (what an inventory import needs).
@@ -149,6 +181,10 @@ struct DeviceState {
     info: SimDevice,
     status: Mutex<DeviceStatus>,
     resets_left: Mutex<u32>,
+    /// Traps to send (their snmpTrapOID).
+    traps: Option<tokio::sync::mpsc::UnboundedSender<&'static [u32]>>,
+    /// The device's host on the segment, when it lives there.
+    host: Option<sms_lan::HostId>,
 }
 
 use sms_core::daemon::lock;
@@ -163,6 +199,7 @@ struct Shared {
 pub struct Fleet {
     devices: Vec<Arc<DeviceState>>,
     tasks: Vec<JoinHandle<()>>,
+    lan: Option<Arc<sms_lan::Lan>>,
     /// The fleet CA (PEM file): devices' certificates, and the appliance's
     /// client certificate, chain to it.
     pub ca_file: PathBuf,
@@ -184,6 +221,15 @@ impl Drop for Fleet {
 
 /// Address of device `i`: `first` plus `i`, skipping host parts 0 and 255.
 pub fn device_address(first: Ipv4Addr, i: usize) -> Result<Ipv4Addr> {
+    let a = nth_address(first, i)?;
+    if a.octets()[0] != 127 {
+        bail!("device {i} would get {a}, outside 127.0.0.0/8");
+    }
+    Ok(a)
+}
+
+/// `first` plus `i`, skipping host parts 0 and 255.
+fn nth_address(first: Ipv4Addr, i: usize) -> Result<Ipv4Addr> {
     let mut n = u32::from(first);
     let mut left = i;
     while left > 0 || matches!(n & 0xff, 0 | 255) {
@@ -192,11 +238,7 @@ pub fn device_address(first: Ipv4Addr, i: usize) -> Result<Ipv4Addr> {
         }
         n = n.checked_add(1).context("address range exhausted")?;
     }
-    let a = Ipv4Addr::from(n);
-    if a.octets()[0] != 127 {
-        bail!("device {i} would get {a}, outside 127.0.0.0/8");
-    }
-    Ok(a)
+    Ok(Ipv4Addr::from(n))
 }
 
 impl Fleet {
@@ -244,7 +286,27 @@ impl Fleet {
         let mut devices = Vec::with_capacity(cfg.devices);
         let mut tasks = Vec::new();
         for (i, fault) in faults.into_iter().enumerate() {
-            let addr = device_address(cfg.first_address, i)?;
+            let addr = match &cfg.lan {
+                None => device_address(cfg.first_address, i)?,
+                Some(_) => nth_address(cfg.first_address, i)?,
+            };
+            let reachable = fault != Some(DeviceFault::Unreachable);
+            // An unreachable device on the segment is a host that is
+            // never plugged in: nothing answers ARP for it.
+            let host = match (&cfg.lan, reachable) {
+                (Some(p), true) => Some(
+                    p.lan
+                        .add_host(sms_lan::HostConfig {
+                            mac: sms_lan::Mac::local(u32::from(addr)),
+                            address: addr,
+                            prefix: p.prefix,
+                            gateway: p.gateway,
+                        })
+                        .with_context(|| format!("adding device {i} to the segment"))?,
+                ),
+                _ => None,
+            };
+            let (trap_tx, trap_rx) = tokio::sync::mpsc::unbounded_channel();
             let family = Family::ALL[i % Family::ALL.len()];
             let info = SimDevice {
                 name: format!("ips-{i:05}"),
@@ -261,18 +323,58 @@ impl Fleet {
                     ..Default::default()
                 }),
                 resets_left: Mutex::new(cfg.faults.reset_times),
+                traps: cfg.trap_to.map(|_| trap_tx),
+                host,
                 info,
             });
             devices.push(state.clone());
-            if fault == Some(DeviceFault::Unreachable) {
+            if !reachable {
                 continue;
             }
             if let Some(port) = cfg.snmp_port {
-                let sock = tokio::net::UdpSocket::bind(SocketAddr::new(IpAddr::V4(addr), port))
-                    .await
-                    .with_context(|| format!("binding device {i}'s SNMP agent on {addr}:{port}"))?;
                 let mib = Arc::new(crate::snmp::device_mib(&state.info.name, family.id()));
-                tasks.push(tokio::spawn(crate::snmp::serve_agent(sock, mib)));
+                let what = || format!("binding device {i}'s SNMP agent on {addr}:{port}");
+                tasks.push(match (&cfg.lan, host) {
+                    (Some(p), Some(h)) => {
+                        let sock = p.lan.bind_udp(h, port).with_context(what)?;
+                        tokio::spawn(crate::snmp::serve_agent(sock, mib))
+                    }
+                    _ => {
+                        let sock =
+                            tokio::net::UdpSocket::bind(SocketAddr::new(IpAddr::V4(addr), port))
+                                .await
+                                .with_context(what)?;
+                        tokio::spawn(crate::snmp::serve_agent(sock, mib))
+                    }
+                });
+            }
+            if cfg.trap_to.is_some() || cfg.ntp_server.is_some() {
+                let what = || format!("binding device {i}'s client socket on {addr}");
+                tasks.push(match (&cfg.lan, host) {
+                    (Some(p), Some(h)) => {
+                        let sock = p.lan.bind_udp(h, 0).with_context(what)?;
+                        tokio::spawn(device_client(
+                            sock,
+                            state.clone(),
+                            cfg.trap_to,
+                            cfg.ntp_server,
+                            trap_rx,
+                        ))
+                    }
+                    _ => {
+                        let sock =
+                            tokio::net::UdpSocket::bind(SocketAddr::new(IpAddr::V4(addr), 0))
+                                .await
+                                .with_context(what)?;
+                        tokio::spawn(device_client(
+                            sock,
+                            state.clone(),
+                            cfg.trap_to,
+                            cfg.ntp_server,
+                            trap_rx,
+                        ))
+                    }
+                });
             }
             let issuer = if fault == Some(DeviceFault::WrongCertificate) {
                 &rogue
@@ -288,10 +390,21 @@ impl Fleet {
                 .with_safe_default_protocol_versions()?
                 .with_client_cert_verifier(client_verifier.clone())
                 .with_single_cert(chain, key)?;
+            let acceptor = TlsAcceptor::from(Arc::new(tls));
+            let what = || format!("binding device {i} on {addr}:{}", cfg.port);
+            if let (Some(p), Some(h)) = (&cfg.lan, host) {
+                let listener = p.lan.listen(h, cfg.port, 2).with_context(what)?;
+                tasks.push(tokio::spawn(serve_lan_device(
+                    listener,
+                    acceptor,
+                    state,
+                    shared.clone(),
+                )));
+                continue;
+            }
             let listener = TcpListener::bind(SocketAddr::new(IpAddr::V4(addr), cfg.port))
                 .await
-                .with_context(|| format!("binding device {i} on {addr}:{}", cfg.port))?;
-            let acceptor = TlsAcceptor::from(Arc::new(tls));
+                .with_context(what)?;
             tasks.push(tokio::spawn(serve_device(
                 listener,
                 acceptor,
@@ -305,6 +418,7 @@ impl Fleet {
         Ok(Fleet {
             devices,
             tasks,
+            lan: cfg.lan.as_ref().map(|p| p.lan.clone()),
             ca_file,
             appliance_cert,
             appliance_key,
@@ -315,6 +429,20 @@ impl Fleet {
     /// The devices as configured.
     pub fn devices(&self) -> Vec<SimDevice> {
         self.devices.iter().map(|d| d.info.clone()).collect()
+    }
+
+    /// Plugs device `name`'s cable in or out (devices on a segment only).
+    pub fn set_link(&self, name: &str, up: bool) -> Result<()> {
+        let d = self
+            .devices
+            .iter()
+            .find(|d| d.info.name == name)
+            .with_context(|| format!("no device {name}"))?;
+        let (Some(lan), Some(host)) = (&self.lan, d.host) else {
+            bail!("{name} has no link to pull (not on a segment, or never reachable)");
+        };
+        lan.set_host_up(host, up);
+        Ok(())
     }
 
     /// Every device's current status, in device order.
@@ -381,12 +509,87 @@ async fn serve_device(
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+async fn serve_lan_device(
+    mut listener: sms_lan::TcpListener,
     acceptor: TlsAcceptor,
     state: Arc<DeviceState>,
     shared: Arc<Shared>,
 ) {
+    let resets = state.info.fault == Some(DeviceFault::ResetMidUpload);
+    loop {
+        let Ok(mut stream) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        stream.set_reset_on_drop(resets);
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        let shared = shared.clone();
+        tokio::spawn(async move { serve_connection(stream, acceptor, state, shared).await });
+    }
+}
+
+/// The device's own client side: its traps and its time synchronisation.
+async fn device_client(
+    sock: impl crate::datagram::Datagram,
+    state: Arc<DeviceState>,
+    trap_to: Option<SocketAddr>,
+    ntp_server: Option<SocketAddr>,
+    mut traps: tokio::sync::mpsc::UnboundedReceiver<&'static [u32]>,
+) {
+    let started = Instant::now();
+    let uptime = || (started.elapsed().as_millis() / 10) as u32;
+    let name = state.info.name.clone();
+    if let Some(to) = trap_to {
+        let _ = crate::snmp::send_trap_on(
+            &sock,
+            to,
+            crate::snmp::COMMUNITY,
+            crate::snmp::oid(crate::snmp::COLD_START),
+            uptime(),
+            Vec::new(),
+        )
+        .await;
+    }
+    let mut tick = tokio::time::interval(NTP_EVERY);
+    loop {
+        tokio::select! {
+            Some(trap) = traps.recv(), if trap_to.is_some() => {
+                if let Some(to) = trap_to {
+                    let _ = crate::snmp::send_trap_on(
+                        &sock, to, crate::snmp::COMMUNITY, crate::snmp::oid(trap), uptime(), Vec::new(),
+                    ).await;
+                }
+            }
+            _ = tick.tick(), if ntp_server.is_some() => {
+                let Some(server) = ntp_server else { continue };
+                match crate::ntp::query(&sock, server, Duration::from_secs(2)).await {
+                    Ok(sample) => {
+                        let mut st = lock(&state.status);
+                        let exchanges = st.time.as_ref().map_or(0, |t| t.exchanges) + 1;
+                        st.time = Some(sms_core::device::TimeSync {
+                            server: server.to_string(),
+                            offset_ms: sample.offset * 1000.0,
+                            stratum: sample.stratum,
+                            at_unix: sms_core::daemon::unix_now_f64() as u64,
+                            exchanges,
+                        });
+                    }
+                    Err(e) => tracing::debug!(device = %name, "time: {e:#}"),
+                }
+            }
+        }
+    }
+}
+
+async fn serve_connection<S>(
+    stream: S,
+    acceptor: TlsAcceptor,
+    state: Arc<DeviceState>,
+    shared: Arc<Shared>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let Ok(tls) = acceptor.accept(stream).await else {
         return;
     };
@@ -534,10 +737,15 @@ async fn upload(
             st.last_error = Some(format!(
                 "install of {key} failed: simulated flash write error"
             ));
-        } else if channel == Channel::Dv {
-            st.dv = Some(version);
         } else {
-            st.tos = Some(version);
+            if channel == Channel::Dv {
+                st.dv = Some(version);
+            } else {
+                st.tos = Some(version);
+            }
+            if let Some(t) = &state.traps {
+                let _ = t.send(crate::snmp::WARM_START);
+            }
         }
     });
     let mut r = Response::new(full(Bytes::from_static(b"accepted\n")));

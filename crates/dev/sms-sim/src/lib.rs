@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod content;
+pub mod datagram;
 pub mod dns;
 pub mod fleet;
 pub mod http;

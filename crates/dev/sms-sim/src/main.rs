@@ -293,6 +293,9 @@ async fn main() -> Result<()> {
                 seed,
                 initial_dv: None,
                 snmp_port,
+                trap_to: None,
+                ntp_server: None,
+                lan: None,
             })
             .await?;
             let admin = tokio::net::TcpListener::bind(("127.0.0.1", admin_port)).await?;

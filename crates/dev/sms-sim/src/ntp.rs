@@ -129,3 +129,74 @@ impl NtpSimServer {
         self.offset_bits.store(offset.to_bits(), Ordering::Relaxed);
     }
 }
+
+fn unix_of(ts: u64) -> f64 {
+    (ts >> 32) as f64 + (ts & 0xffff_ffff) as f64 / 4_294_967_296.0 - NTP_UNIX_OFFSET
+}
+
+/// What a managed device learned from one exchange with its time server.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NtpSample {
+    /// Server clock minus ours, seconds.
+    pub offset: f64,
+    /// Round-trip delay, seconds.
+    pub delay: f64,
+    /// The server's stratum.
+    pub stratum: u8,
+}
+
+/// Asks `server` for the time once, as a device's SNTP client does
+/// (RFC 4330): the answer must be server mode, echo our transmit timestamp
+/// as its origin and carry a stratum of 1 to 15; anything else is an
+/// error naming what was wrong.
+pub async fn query(
+    sock: &impl crate::datagram::Datagram,
+    server: SocketAddr,
+    wait: std::time::Duration,
+) -> Result<NtpSample> {
+    let mut req = [0u8; 48];
+    req[0] = (4 << 3) | 3;
+    let t1 = now();
+    let t1_ts = ntp_ts(t1);
+    req[40..48].copy_from_slice(&t1_ts.to_be_bytes());
+    sock.send_to(&req, server)
+        .await
+        .with_context(|| format!("sending an NTP query to {server}"))?;
+    let mut buf = [0u8; 512];
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let (n, from) = tokio::time::timeout_at(deadline, sock.recv_from(&mut buf))
+            .await
+            .with_context(|| format!("no NTP answer from {server} within {wait:?}"))??;
+        let t4 = now();
+        if from != server || n < 48 {
+            continue;
+        }
+        let field = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&buf[i..i + 8]);
+            u64::from_be_bytes(b)
+        };
+        if buf[0] & 7 != 4 {
+            anyhow::bail!(
+                "{server} answered in mode {}, not server mode 4",
+                buf[0] & 7
+            );
+        }
+        if field(24) != t1_ts {
+            // A late answer to an earlier query, or a forgery.
+            continue;
+        }
+        let stratum = buf[1];
+        if !(1..=15).contains(&stratum) {
+            let code = String::from_utf8_lossy(&buf[12..16]).into_owned();
+            anyhow::bail!("{server} is not synchronised (stratum {stratum}, code {code:?})");
+        }
+        let (t2, t3) = (unix_of(field(32)), unix_of(field(40)));
+        return Ok(NtpSample {
+            offset: ((t2 - t1) + (t3 - t4)) / 2.0,
+            delay: (t4 - t1) - (t3 - t2),
+            stratum,
+        });
+    }
+}

@@ -3,6 +3,7 @@
 //! appliance's protocol crate so that the appliance's poller and receiver
 //! meet a real peer on the wire.
 
+use crate::datagram::Datagram;
 use sms_snmp::message::CommunityMessage;
 use sms_snmp::value::VarBind;
 use sms_snmp::{AnyPdu, Message, Oid, Pdu, PduType, Value, Version};
@@ -16,7 +17,7 @@ use tokio::net::UdpSocket;
 /// Community the simulated devices answer to.
 pub const COMMUNITY: &str = "public";
 
-fn oid(a: &[u32]) -> Oid {
+pub(crate) fn oid(a: &[u32]) -> Oid {
     Oid::new(a.to_vec())
 }
 
@@ -116,7 +117,7 @@ fn answer(mib: &BTreeMap<Oid, Value>, started: Instant, packet: &[u8]) -> Option
 }
 
 /// Serves a device's agent on `sock` until the task is dropped.
-pub async fn serve_agent(sock: UdpSocket, mib: Arc<BTreeMap<Oid, Value>>) {
+pub async fn serve_agent(sock: impl Datagram, mib: Arc<BTreeMap<Oid, Value>>) {
     let started = Instant::now();
     let mut buf = vec![0u8; 65536];
     loop {
@@ -139,6 +140,24 @@ pub async fn send_trap(
     extra: Vec<VarBind>,
 ) -> std::io::Result<()> {
     let sock = UdpSocket::bind(SocketAddr::new(from, 0)).await?;
+    send_trap_on(&sock, to, community, trap_oid, uptime, extra).await
+}
+
+/// coldStart: the device (re)started.
+pub const COLD_START: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 5, 1];
+
+/// warmStart: the device restarted its engine (after a package install).
+pub const WARM_START: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 5, 2];
+
+/// Sends a v2c trap on `sock` (a device's own socket) to `to`.
+pub async fn send_trap_on(
+    sock: &impl Datagram,
+    to: SocketAddr,
+    community: &str,
+    trap_oid: Oid,
+    uptime: u32,
+    extra: Vec<VarBind>,
+) -> std::io::Result<()> {
     let mut vbs = vec![
         VarBind::new(oid(&[1, 3, 6, 1, 2, 1, 1, 3, 0]), Value::TimeTicks(uptime)),
         VarBind::new(

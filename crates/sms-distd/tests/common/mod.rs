@@ -35,6 +35,11 @@ pub struct Harness {
     /// Runs sms-distd under this user ID (the test's files are handed to
     /// it first).
     pub run_as: Option<u32>,
+    /// Runs sms-distd in this network namespace (the appliance on a
+    /// virtual segment).
+    pub netns: Option<String>,
+    /// Puts the fleet on a virtual segment instead of loopback.
+    pub lan: Option<sms_sim::fleet::LanPlacement>,
 }
 
 impl Harness {
@@ -84,6 +89,8 @@ impl Harness {
             config,
             conn,
             run_as: None,
+            netns: None,
+            lan: None,
         }
     }
 
@@ -131,6 +138,9 @@ impl Harness {
             seed: 7,
             initial_dv: None,
             snmp_port: None,
+            trap_to: None,
+            ntp_server: None,
+            lan: self.lan.clone(),
         })
         .await
         .unwrap();
@@ -157,7 +167,14 @@ impl Harness {
     pub async fn start(&mut self) {
         let path = self.dir.path().join("distd.toml");
         std::fs::write(&path, toml::to_string(&self.config).unwrap()).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sms-distd"));
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_sms-distd")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_sms-distd")),
+        };
         if let Some(uid) = self.run_as {
             use std::os::unix::process::CommandExt;
             let st = Command::new("chown")
