@@ -68,6 +68,17 @@ impl NtpSimServer {
         let sock = UdpSocket::bind(bind)
             .await
             .with_context(|| format!("binding NTP server to {bind}"))?;
+        Self::serve(sock, cfg)
+    }
+
+    /// Serves on a socket bound elsewhere (in another network namespace,
+    /// for a server on a virtual segment).
+    pub fn from_std(sock: std::net::UdpSocket, cfg: NtpSimConfig) -> Result<NtpSimServer> {
+        sock.set_nonblocking(true)?;
+        Self::serve(UdpSocket::from_std(sock)?, cfg)
+    }
+
+    fn serve(sock: UdpSocket, cfg: NtpSimConfig) -> Result<NtpSimServer> {
         let addr = sock.local_addr()?;
         let answered = Arc::new(AtomicU64::new(0));
         let count = answered.clone();
