@@ -141,6 +141,9 @@ pub(crate) struct Host {
     poll_at: Option<Instant>,
     dirty: bool,
     next_port: u16,
+    /// On a gateway, its own address: it answers for any address (AnyIP)
+    /// but must not claim other hosts' addresses in ARP.
+    pub(crate) gateway_for: Option<Ipv4Addr>,
     /// Sockets whose owner dropped them; removed once closed (TCP) or
     /// once their queued datagrams are out (UDP), or at the deadline.
     orphans: Vec<Orphan>,
@@ -297,6 +300,11 @@ impl Inner {
                     .poll_delay(now, &h.sockets)
                     .map(|d| now_std + Duration::from_micros(d.total_micros()));
                 for f in h.dev.tx.drain(..) {
+                    if h.gateway_for
+                        .is_some_and(|own| claims_other_address(&f, own))
+                    {
+                        continue;
+                    }
                     sent.push((Port::Host(i), f));
                 }
             }
@@ -397,6 +405,7 @@ impl Lan {
             dev,
             poll_at: None,
             dirty: true,
+            gateway_for: None,
             next_port: 49152 + (id as u16 % 1000),
             orphans: Vec::new(),
         });
@@ -554,8 +563,39 @@ impl Lan {
     }
 }
 
+/// True for an ARP reply that claims an address other than `own`.
+fn claims_other_address(frame: &[u8], own: Ipv4Addr) -> bool {
+    use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol};
+    let Ok(eth) = EthernetFrame::new_checked(frame) else {
+        return false;
+    };
+    if eth.ethertype() != EthernetProtocol::Arp {
+        return false;
+    }
+    let Ok(arp) = ArpPacket::new_checked(eth.payload()) else {
+        return false;
+    };
+    match ArpRepr::parse(&arp) {
+        Ok(ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Reply,
+            source_protocol_addr,
+            ..
+        }) => source_protocol_addr != own,
+        _ => false,
+    }
+}
+
 impl Lan {
-    fn spawn(&self, task: JoinHandle<()>) {
+    /// A second handle on the same segment for tasks of the segment's own
+    /// (it owns no tasks: dropping it stops nothing).
+    pub(crate) fn handle(&self) -> Lan {
+        Lan {
+            shared: self.shared.clone(),
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn spawn(&self, task: JoinHandle<()>) {
         self.tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -10,6 +10,7 @@
 //! device logic run over them unchanged. A tap port makes the kernel's own
 //! stack a host on the segment, for tests against a real TCP/IP peer.
 
+mod gateway;
 mod lan;
 pub mod netns;
 mod switch;
@@ -17,6 +18,7 @@ mod tap;
 mod tcp;
 mod udp;
 
+pub use gateway::{Forward, Proto};
 pub use lan::{Buffers, HostConfig, HostId, Lan, MTU};
 pub use switch::{Counters, Faults, Mac, Port, Switch};
 pub use tcp::{TcpListener, TcpStream};

@@ -5,7 +5,7 @@ use crate::lan::{HostId, Lan, Shared};
 use crate::LanError;
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
-use smoltcp::wire::{IpAddress, IpEndpoint};
+use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddrV4;
@@ -36,6 +36,17 @@ impl TcpStream {
     /// The other end of the connection.
     pub fn peer_addr(&self) -> SocketAddrV4 {
         self.peer
+    }
+
+    /// This end of the connection: on a gateway, the address the peer
+    /// meant to reach.
+    pub fn local_addr(&self) -> Option<SocketAddrV4> {
+        let mut inner = self.shared.lock();
+        let h = inner.host(self.host).ok()?;
+        h.sockets
+            .get::<tcp::Socket>(self.handle)
+            .local_endpoint()
+            .map(endpoint_v4)
     }
 
     /// The host this connection belongs to.
@@ -155,6 +166,7 @@ pub struct TcpListener {
     shared: Arc<Shared>,
     host: HostId,
     port: u16,
+    endpoint: IpListenEndpoint,
     listening: Vec<SocketHandle>,
 }
 
@@ -182,7 +194,7 @@ impl TcpListener {
                 }
                 tcp::State::Closed => {
                     // Reset during the handshake: listen again.
-                    s.listen(self.port)
+                    s.listen(self.endpoint)
                         .map_err(|e| io::Error::other(e.to_string()))?;
                     s.register_recv_waker(cx.waker());
                 }
@@ -190,7 +202,7 @@ impl TcpListener {
                     let peer = s.remote_endpoint().map(endpoint_v4);
                     let mut fresh = fresh;
                     fresh
-                        .listen(self.port)
+                        .listen(self.endpoint)
                         .map_err(|e| io::Error::other(e.to_string()))?;
                     self.listening[slot] = h.sockets.add(fresh);
                     inner.touch(self.host.0);
@@ -225,11 +237,27 @@ impl Lan {
     /// Listens on `port` of host `host` with `backlog` sockets waiting for
     /// connections at once (at least one).
     pub fn listen(&self, host: HostId, port: u16, backlog: usize) -> Result<TcpListener, LanError> {
+        self.listen_on(host, None, port, backlog)
+    }
+
+    /// Like [`Lan::listen`] for connections to address `addr` only (on a
+    /// gateway, which answers for any address, one public server).
+    pub fn listen_on(
+        &self,
+        host: HostId,
+        addr: Option<std::net::Ipv4Addr>,
+        port: u16,
+        backlog: usize,
+    ) -> Result<TcpListener, LanError> {
+        let endpoint = IpListenEndpoint {
+            addr: addr.map(IpAddress::Ipv4),
+            port,
+        };
         let mut inner = self.shared.lock();
         let mut listening = Vec::new();
         for _ in 0..backlog.max(1) {
             let mut s = inner.new_tcp_socket();
-            s.listen(port)
+            s.listen(endpoint)
                 .map_err(|e| LanError::Config(format!("listening on port {port}: {e}")))?;
             let h = inner.host(host)?;
             listening.push(h.sockets.add(s));
@@ -239,6 +267,7 @@ impl Lan {
             shared: self.shared.clone(),
             host,
             port,
+            endpoint,
             listening,
         })
     }

@@ -33,6 +33,16 @@ impl UdpSocket {
 
     /// Waits for a datagram; returns its length and sender.
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddrV4)> {
+        let (n, from, _) = self.recv_from_to(buf).await?;
+        Ok((n, from))
+    }
+
+    /// Like [`UdpSocket::recv_from`], with the address the datagram was
+    /// sent to (on a gateway, the server the peer meant to reach).
+    pub async fn recv_from_to(
+        &self,
+        buf: &mut [u8],
+    ) -> io::Result<(usize, SocketAddrV4, Option<std::net::Ipv4Addr>)> {
         poll_fn(|cx| {
             let mut inner = self.shared.lock();
             let h = inner.host(self.host).map_err(io::Error::other)?;
@@ -40,7 +50,8 @@ impl UdpSocket {
             match s.recv_slice(buf) {
                 Ok((n, meta)) => {
                     let IpAddress::Ipv4(a) = meta.endpoint.addr;
-                    Poll::Ready(Ok((n, SocketAddrV4::new(a, meta.endpoint.port))))
+                    let to = meta.local_address.map(|IpAddress::Ipv4(l)| l);
+                    Poll::Ready(Ok((n, SocketAddrV4::new(a, meta.endpoint.port), to)))
                 }
                 Err(udp::RecvError::Truncated) => Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -57,7 +68,20 @@ impl UdpSocket {
 
     /// Sends a datagram to `to`, waiting while the send queue is full.
     pub async fn send_to(&self, data: &[u8], to: SocketAddrV4) -> io::Result<usize> {
-        let remote = IpEndpoint::new(IpAddress::Ipv4(*to.ip()), to.port());
+        self.send_from_to(data, None, to).await
+    }
+
+    /// Like [`UdpSocket::send_to`] from source address `from` (a gateway
+    /// answering for the server the peer asked).
+    pub async fn send_from_to(
+        &self,
+        data: &[u8],
+        from: Option<std::net::Ipv4Addr>,
+        to: SocketAddrV4,
+    ) -> io::Result<usize> {
+        let mut remote =
+            udp::UdpMetadata::from(IpEndpoint::new(IpAddress::Ipv4(*to.ip()), to.port()));
+        remote.local_address = from.map(IpAddress::Ipv4);
         poll_fn(|cx| {
             let mut inner = self.shared.lock();
             let h = inner.host(self.host).map_err(io::Error::other)?;

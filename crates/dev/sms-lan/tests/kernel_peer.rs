@@ -593,3 +593,166 @@ async fn udp_datagrams_go_both_ways_with_the_kernel() {
         SocketAddr::from((Ipv4Addr::new(192, 0, 2, 10), trap.port()))
     );
 }
+
+/// The appliance (the kernel) reaches services "on the internet" through
+/// the gateway, which carries them to the host's loopback; addresses
+/// without a forward are refused; the gateway never claims a device's
+/// address; and the host reaches the appliance through explicit forwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_carries_the_world_and_the_forwards_carry_the_admin() {
+    use sms_lan::{Forward, Proto};
+    let lan = Lan::start(13, Buffers::default());
+    let d0 = device(&lan, 0, NET, 24);
+    let _echo = echo(&lan, d0, 7);
+    // Services on the host's loopback.
+    let tmc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tmc_addr = tmc.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = tmc.accept().await {
+            let _ = s.write_all(b"update centre").await;
+        }
+    });
+    let dns = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let dns_addr = dns.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = dns.recv_from(&mut buf).await {
+            let mut r = b"answer:".to_vec();
+            r.extend_from_slice(&buf[..n]);
+            let _ = dns.send_to(&r, from).await;
+        }
+    });
+    lan.add_gateway(
+        HostConfig {
+            mac: Mac::local(0xfe),
+            address: Ipv4Addr::new(192, 0, 2, 254),
+            prefix: 24,
+            gateway: None,
+        },
+        vec![
+            Forward {
+                proto: Proto::Tcp,
+                public: "203.0.113.10:443".parse().unwrap(),
+                target: tmc_addr,
+            },
+            Forward {
+                proto: Proto::Udp,
+                public: "203.0.113.53:53".parse().unwrap(),
+                target: dns_addr,
+            },
+        ],
+    )
+    .unwrap();
+    let kernel = kernel(&lan, "192.0.2.1/24");
+    ip_ok(&[
+        "-n",
+        &kernel.ns,
+        "route",
+        "add",
+        "default",
+        "via",
+        "192.0.2.254",
+    ]);
+
+    let (tcp, refused, udp) = on(&kernel, || {
+        let mut s = std::net::TcpStream::connect_timeout(
+            &"203.0.113.10:443".parse().unwrap(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.read_to_end(&mut got).ok();
+        let refused = std::net::TcpStream::connect_timeout(
+            &"203.0.113.99:443".parse().unwrap(),
+            Duration::from_secs(5),
+        )
+        .map(|_| ())
+        .map_err(|e| e.kind());
+        let u = std::net::UdpSocket::bind("192.0.2.1:0").unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        u.send_to(b"q", "203.0.113.53:53").unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = u.recv_from(&mut buf).unwrap();
+        (got, refused, (buf[..n].to_vec(), from))
+    })
+    .await;
+    assert_eq!(tcp, b"update centre");
+    assert_eq!(refused, Err(std::io::ErrorKind::ConnectionRefused));
+    assert_eq!(udp.0, b"answer:q");
+    assert_eq!(
+        udp.1,
+        "203.0.113.53:53".parse().unwrap(),
+        "the answer comes from the address asked"
+    );
+
+    // The device's address still resolves to the device, not the gateway.
+    let back = on(&kernel, || {
+        kernel_echo_once(
+            "192.0.2.10:7".parse().unwrap(),
+            b"hi",
+            Duration::from_secs(5),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(back, b"hi");
+    let n = kernel.neighbour("192.0.2.10").unwrap();
+    assert!(n.contains(&Mac::local(1).to_string()), "{n}");
+
+    // The admin's way in: host ports forwarded to the appliance's SSH and
+    // SNMP from a workstation on the segment.
+    let admin = device(&lan, 240, NET, 24);
+    let ssh = on(&kernel, || {
+        std::net::TcpListener::bind("192.0.2.1:22").unwrap()
+    })
+    .await;
+    let snmp = on(&kernel, || {
+        std::net::UdpSocket::bind("192.0.2.1:161").unwrap()
+    })
+    .await;
+    let inside = std::thread::spawn(move || {
+        let (mut s, from) = ssh.accept().unwrap();
+        s.write_all(b"SSH-2.0-appliance\r\n").unwrap();
+        let mut buf = [0u8; 64];
+        let (n, peer) = snmp.recv_from(&mut buf).unwrap();
+        snmp.send_to(&buf[..n], peer).unwrap();
+        (from, peer)
+    });
+    let host_ssh = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host_ssh_addr = host_ssh.local_addr().unwrap();
+    lan.forward_tcp_in(admin, host_ssh, "192.0.2.1:22".parse().unwrap());
+    let host_snmp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let host_snmp_addr = host_snmp.local_addr().unwrap();
+    lan.forward_udp_in(admin, host_snmp, "192.0.2.1:161".parse().unwrap())
+        .unwrap();
+    let mut s = tokio::net::TcpStream::connect(host_ssh_addr).await.unwrap();
+    let mut banner = [0u8; 19];
+    s.read_exact(&mut banner).await.unwrap();
+    assert_eq!(&banner, b"SSH-2.0-appliance\r\n");
+    let u = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    u.send_to(b"get sysName", host_snmp_addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), u.recv(&mut buf))
+        .await
+        .expect("the SNMP answer through the forward")
+        .unwrap();
+    assert_eq!(&buf[..n], b"get sysName");
+    let (from, peer) = tokio::task::spawn_blocking(move || inside.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        from.ip().to_string(),
+        "192.0.2.250",
+        "SSH came from the workstation"
+    );
+    assert_eq!(
+        peer.ip().to_string(),
+        "192.0.2.250",
+        "SNMP came from the workstation"
+    );
+}
+
+fn ip_ok(args: &[&str]) {
+    sms_lan::netns::ip(args).unwrap();
+}
