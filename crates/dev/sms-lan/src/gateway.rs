@@ -49,13 +49,15 @@ const UDP_PEERS: usize = 1024;
 const BACKLOG: usize = 8;
 
 impl Lan {
-    /// Adds the gateway: a host at `config` that answers for any address
-    /// and carries `forwards` to the host's services.
+    /// Adds the gateway: a host at `config` that answers for any address,
+    /// carries `forwards` to the host's services and, with a `dhcp` pool,
+    /// leases addresses (it is the router and the server identifier).
     pub fn add_gateway(
         &self,
         config: HostConfig,
         forwards: Vec<Forward>,
-    ) -> Result<HostId, LanError> {
+        dhcp: Option<crate::dhcp::DhcpPool>,
+    ) -> Result<(HostId, Arc<Mutex<crate::dhcp::Leases>>), LanError> {
         let own = config.address;
         let id = self.add_host(config)?;
         {
@@ -95,7 +97,12 @@ impl Lan {
             let sock = Arc::new(self.bind_udp(id, port)?);
             self.spawn(tokio::spawn(udp_gateway(sock, fwds)));
         }
-        Ok(id)
+        let leases = Arc::new(Mutex::new(crate::dhcp::Leases::default()));
+        if let Some(pool) = dhcp {
+            let sock = self.bind_udp(id, crate::dhcp::SERVER_PORT)?;
+            self.spawn(tokio::spawn(crate::dhcp::serve(sock, pool, leases.clone())));
+        }
+        Ok((id, leases))
     }
 
     /// Forwards connections to `listener` (on the host) to `to` on the

@@ -188,28 +188,54 @@ impl Host {
     }
 }
 
-/// A peer outside the process.
+/// Frames waiting for an external port (a switch's egress buffer); more
+/// are dropped, as a switch does.
+const EGRESS_QUEUE: usize = 1024;
+
+/// A peer outside the process: frames go to a writer task of its own, so
+/// a slow peer (QEMU under TCG; unix datagram queues hold 10 datagrams by
+/// default) makes frames wait instead of vanishing.
 enum External {
-    /// A QEMU `-netdev dgram` peer: frames are datagrams to its socket.
-    Dgram {
-        sock: Arc<tokio::net::UnixDatagram>,
-        peer: PathBuf,
-    },
-    /// A tap device of the kernel.
+    /// Frames for the writer task.
+    Queue(tokio::sync::mpsc::Sender<Vec<u8>>),
+    /// A tap device of the kernel (its own queue is long).
     Tap {
         fd: Arc<tokio::io::unix::AsyncFd<std::fs::File>>,
     },
 }
 
 impl External {
-    fn send(&self, frame: &[u8]) -> bool {
+    fn send(&self, frame: Vec<u8>) -> bool {
         match self {
-            External::Dgram { sock, peer } => sock.try_send_to(frame, peer).is_ok(),
+            External::Queue(tx) => tx.try_send(frame).is_ok(),
             External::Tap { fd } => {
                 use std::io::Write;
-                fd.get_ref().write(frame).is_ok()
+                fd.get_ref().write(&frame).is_ok()
             }
         }
+    }
+
+    /// A QEMU peer at `peer`: a socket of our own connected to it, so that
+    /// sending waits while its queue is full.
+    fn dgram(peer: &Path, fallback: Arc<tokio::net::UnixDatagram>) -> External {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(EGRESS_QUEUE);
+        let peer = peer.to_path_buf();
+        tokio::spawn(async move {
+            let own = tokio::net::UnixDatagram::unbound().and_then(|s| {
+                s.connect(&peer)?;
+                Ok(s)
+            });
+            while let Some(f) = rx.recv().await {
+                let sent = match &own {
+                    Ok(s) => s.send(&f).await,
+                    Err(_) => fallback.send_to(&f, &peer).await,
+                };
+                if let Err(e) = sent {
+                    tracing::debug!("segment: to {}: {e}", peer.display());
+                }
+            }
+        });
+        External::Queue(tx)
     }
 }
 
@@ -261,7 +287,7 @@ impl Inner {
             }
             Port::External(k) => {
                 if let Some(e) = self.externals.get(k) {
-                    if !e.send(&frame) {
+                    if !e.send(frame) {
                         self.send_failures += 1;
                     }
                 }
@@ -495,10 +521,7 @@ impl Lan {
                         None => {
                             let k = inner.externals.len();
                             tracing::info!("segment: {} joined as port {k}", peer.display());
-                            inner.externals.push(External::Dgram {
-                                sock: sock.clone(),
-                                peer: peer.clone(),
-                            });
+                            inner.externals.push(External::dgram(&peer, sock.clone()));
                             inner.dgram_peers.insert(peer, k);
                             inner.switch.add_port(Port::External(k), None);
                             k

@@ -10,6 +10,7 @@
 //! device logic run over them unchanged. A tap port makes the kernel's own
 //! stack a host on the segment, for tests against a real TCP/IP peer.
 
+pub mod dhcp;
 mod gateway;
 mod lan;
 pub mod netns;

@@ -641,6 +641,13 @@ async fn the_gateway_carries_the_world_and_the_forwards_carry_the_admin() {
                 target: dns_addr,
             },
         ],
+        Some(sms_lan::dhcp::DhcpPool {
+            first: Ipv4Addr::new(192, 0, 2, 2),
+            last: Ipv4Addr::new(192, 0, 2, 9),
+            prefix: 24,
+            router: Ipv4Addr::new(192, 0, 2, 254),
+            lease_secs: 3600,
+        }),
     )
     .unwrap();
     let kernel = kernel(&lan, "192.0.2.1/24");
