@@ -117,6 +117,7 @@ async fn main() -> Result<()> {
         trap_to: None,
         ntp_server: None,
         lan: None,
+        world: None,
     })
     .await?;
     let store = Store::open(&root.join("state"))?;

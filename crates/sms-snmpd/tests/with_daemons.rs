@@ -124,6 +124,7 @@ async fn mib_poller_and_traps_with_the_real_daemons() {
         trap_to: None,
         ntp_server: None,
         lan: None,
+        world: None,
     })
     .await
     .unwrap();

@@ -136,6 +136,10 @@ pub struct FleetConfig {
     pub ntp_server: Option<SocketAddr>,
     /// Put the devices on a virtual Ethernet segment instead of loopback.
     pub lan: Option<LanPlacement>,
+    /// Sign the devices' certificates with the stored fleet CA of this
+    /// simulated world (`sms-sim keys`), which development images trust,
+    /// instead of a fresh one.
+    pub world: Option<PathBuf>,
 }
 
 /// How often a device asks its time server.
@@ -199,6 +203,8 @@ struct Shared {
 pub struct Fleet {
     devices: Vec<Arc<DeviceState>>,
     tasks: Vec<JoinHandle<()>>,
+    /// Client certificates (SHA-256 of the DER) enrolled with every device.
+    trusted: Arc<Mutex<Vec<Digest>>>,
     lan: Option<Arc<sms_lan::Lan>>,
     /// The fleet CA (PEM file): devices' certificates, and the appliance's
     /// client certificate, chain to it.
@@ -246,7 +252,10 @@ impl Fleet {
     pub async fn start(cfg: FleetConfig) -> Result<Fleet> {
         std::fs::create_dir_all(&cfg.dir)
             .with_context(|| format!("creating {}", cfg.dir.display()))?;
-        let ca = TestCa::generate("SMS fleet CA")?;
+        let ca = match &cfg.world {
+            Some(w) => crate::tmc::load_or_create_fleet_ca(w)?,
+            None => TestCa::generate(crate::tmc::FLEET_CA_NAME)?,
+        };
         let rogue = TestCa::generate("Untrusted CA")?;
         let ca_file = cfg.dir.join("ca.pem");
         std::fs::write(&ca_file, ca.cert_pem())?;
@@ -271,12 +280,18 @@ impl Fleet {
         for c in sms_core::tls::certs_from_pem(ca.cert_pem().as_bytes(), "fleet CA")? {
             roots.add(c)?;
         }
-        let client_verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        let by_ca = rustls::server::WebPkiClientVerifier::builder_with_provider(
             Arc::new(roots),
             sms_core::tls::provider(),
         )
         .build()
         .context("client verifier")?;
+        let trusted = Arc::new(Mutex::new(Vec::new()));
+        let client_verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> =
+            Arc::new(EnrolledOrCa {
+                by_ca,
+                enrolled: trusted.clone(),
+            });
 
         let shared = Arc::new(Shared {
             trust: cfg.trust_root.clone(),
@@ -418,6 +433,7 @@ impl Fleet {
         Ok(Fleet {
             devices,
             tasks,
+            trusted,
             lan: cfg.lan.as_ref().map(|p| p.lan.clone()),
             ca_file,
             appliance_cert,
@@ -429,6 +445,20 @@ impl Fleet {
     /// The devices as configured.
     pub fn devices(&self) -> Vec<SimDevice> {
         self.devices.iter().map(|d| d.info.clone()).collect()
+    }
+
+    /// Enrols a management station's client certificate (PEM) with every
+    /// device, as an administrator does when the appliance takes a device
+    /// over: from then on the devices accept it besides the fleet CA's.
+    pub fn enrol(&self, cert_pem: &[u8]) -> Result<Digest> {
+        let certs = sms_core::tls::certs_from_pem(cert_pem, "appliance certificate")?;
+        let first = certs.first().context("no certificate in the PEM")?;
+        let d = Digest(Sha256::digest(first.as_ref()).into());
+        let mut t = lock(&self.trusted);
+        if !t.contains(&d) {
+            t.push(d);
+        }
+        Ok(d)
     }
 
     /// Plugs device `name`'s cable in or out (devices on a segment only).
@@ -457,28 +487,133 @@ impl Fleet {
     /// every device) on `listener`, for a fleet run as its own process.
     pub fn serve_admin(&mut self, listener: TcpListener) {
         let devices = self.devices.clone();
+        let trusted = self.trusted.clone();
+        let lan = self.lan.clone();
         self.tasks.push(tokio::spawn(crate::http::serve(
             listener,
             None,
             move |req: Request<Incoming>, _| {
                 let devices = devices.clone();
-                async move {
-                    if req.uri().path() != "/devices" {
-                        return text(404, "unknown path");
-                    }
-                    let all: Vec<serde_json::Value> = devices
-                        .iter()
-                        .map(|d| {
-                            serde_json::json!({
-                                "device": d.info,
-                                "status": *lock(&d.status),
-                            })
-                        })
-                        .collect();
-                    json(&all)
-                }
+                let trusted = trusted.clone();
+                let lan = lan.clone();
+                async move { admin(req, devices, trusted, lan).await }
             },
         )));
+    }
+}
+
+/// The fleet's admin API: `GET /devices` (info and status of every
+/// device), `POST /enrol` (a management station's certificate, PEM),
+/// `POST /devices/NAME/unplug` and `/plug` (devices on a segment).
+async fn admin(
+    req: Request<Incoming>,
+    devices: Vec<Arc<DeviceState>>,
+    trusted: Arc<Mutex<Vec<Digest>>>,
+    lan: Option<Arc<sms_lan::Lan>>,
+) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    match (req.method().as_str(), path.as_str()) {
+        ("GET", "/devices") => {
+            let all: Vec<serde_json::Value> = devices
+                .iter()
+                .map(|d| {
+                    serde_json::json!({
+                        "device": d.info,
+                        "status": *lock(&d.status),
+                    })
+                })
+                .collect();
+            json(&all)
+        }
+        ("POST", "/enrol") => {
+            let Ok(body) = req.into_body().collect().await else {
+                return text(400, "body unreadable");
+            };
+            let pem = body.to_bytes();
+            let certs = match sms_core::tls::certs_from_pem(&pem, "certificate") {
+                Ok(c) => c,
+                Err(e) => return text(400, e.to_string()),
+            };
+            let Some(first) = certs.first() else {
+                return text(400, "no certificate in the body");
+            };
+            let d = Digest(Sha256::digest(first.as_ref()).into());
+            let mut t = lock(&trusted);
+            if !t.contains(&d) {
+                t.push(d);
+            }
+            text(200, format!("enrolled {d}\n"))
+        }
+        ("POST", p) if p.starts_with("/devices/") => {
+            let rest = &p["/devices/".len()..];
+            let (name, up) = match rest.rsplit_once('/') {
+                Some((n, "unplug")) => (n, false),
+                Some((n, "plug")) => (n, true),
+                _ => return text(404, "unknown path"),
+            };
+            let Some(d) = devices.iter().find(|d| d.info.name == name) else {
+                return text(404, format!("no device {name}"));
+            };
+            let (Some(lan), Some(host)) = (&lan, d.host) else {
+                return text(409, format!("{name} is not on a segment"));
+            };
+            lan.set_host_up(host, up);
+            text(
+                200,
+                format!("{name} {}\n", if up { "plugged in" } else { "unplugged" }),
+            )
+        }
+        _ => text(404, "unknown path"),
+    }
+}
+
+/// Devices accept a client certificate that chains to the fleet CA or one
+/// enrolled by hash ([`Fleet::enrol`]).
+#[derive(Debug)]
+struct EnrolledOrCa {
+    by_ca: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    enrolled: Arc<Mutex<Vec<Digest>>>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for EnrolledOrCa {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.by_ca.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let d = Digest(Sha256::digest(end_entity.as_ref()).into());
+        if lock(&self.enrolled).contains(&d) {
+            return Ok(rustls::server::danger::ClientCertVerified::assertion());
+        }
+        self.by_ca
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.by_ca.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.by_ca.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.by_ca.supported_verify_schemes()
     }
 }
 

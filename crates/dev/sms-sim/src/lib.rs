@@ -14,6 +14,7 @@ pub mod datagram;
 pub mod dns;
 pub mod fleet;
 pub mod http;
+pub mod lanworld;
 pub mod ntp;
 pub mod pki;
 pub mod proxy;

@@ -134,6 +134,55 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Runs the appliance's LAN: a virtual Ethernet segment QEMU joins with
+    /// `-netdev dgram,id=lan,local.type=unix,local.path=VM.sock,remote.type=unix,remote.path=SOCKET`,
+    /// with a gateway (DHCP; the world's services beyond it at
+    /// --world-host), simulated devices from 192.0.2.10 and host ports
+    /// BASE+port forwarded to the appliance at 192.0.2.2.
+    Lan {
+        /// The segment's unix datagram socket.
+        #[arg(long)]
+        socket: PathBuf,
+        /// Directory for the fleet's certificates and devices.json.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The simulated world's directory: devices' certificates from its
+        /// stored fleet CA (which development images trust).
+        #[arg(long)]
+        world: Option<PathBuf>,
+        /// Trust root (JSON) of the vendor keys devices accept.
+        #[arg(long)]
+        trust_root: PathBuf,
+        /// Number of devices (at most 240).
+        #[arg(long, default_value_t = 50)]
+        devices: usize,
+        /// Host ports BASE+22, +80, +443, +1098, +1099, +3306, +4444 (TCP) and
+        /// +123, +161, +8162 (UDP) reach the appliance's ports.
+        #[arg(long)]
+        port_base: Option<u16>,
+        /// Address of the world's services as the appliance knows them.
+        #[arg(long, default_value = "10.0.2.2")]
+        world_host: std::net::Ipv4Addr,
+        /// TCP ports of the world, on 127.0.0.1 (default: the QEMU world's).
+        #[arg(long, value_delimiter = ',')]
+        world_tcp: Option<Vec<u16>>,
+        /// UDP ports of the world, on 127.0.0.1.
+        #[arg(long, value_delimiter = ',')]
+        world_udp: Option<Vec<u16>>,
+        /// Share of frames the segment drops (0 to 1).
+        #[arg(long, default_value_t = 0.0)]
+        loss: f64,
+        /// Extra latency of every frame, milliseconds.
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
+        /// Milliseconds an install takes on a device.
+        #[arg(long, default_value_t = 2000)]
+        install_delay_ms: u64,
+        /// The fleet's admin API on 127.0.0.1 (GET /devices, POST /enrol,
+        /// POST /devices/NAME/unplug|plug); 0 picks a free port.
+        #[arg(long, default_value_t = 0)]
+        admin_port: u16,
+    },
     /// Publishes a new version on a running simulator.
     Publish {
         /// Admin address of the simulator (from sim.json).
@@ -235,10 +284,12 @@ async fn main() -> Result<()> {
         }
         Command::Keys { dir } => {
             sms_sim::tmc::load_or_create_keys(&dir)?;
+            sms_sim::tmc::load_or_create_fleet_ca(&dir)?;
             println!(
-                "{}\n{}",
+                "{}\n{}\n{}",
                 dir.join("ca.pem").display(),
-                dir.join("trust-root.json").display()
+                dir.join("trust-root.json").display(),
+                dir.join("fleet-ca.pem").display()
             );
             Ok(())
         }
@@ -296,6 +347,7 @@ async fn main() -> Result<()> {
                 trap_to: None,
                 ntp_server: None,
                 lan: None,
+                world: None,
             })
             .await?;
             let admin = tokio::net::TcpListener::bind(("127.0.0.1", admin_port)).await?;
@@ -309,6 +361,55 @@ async fn main() -> Result<()> {
                 list = %fleet.devices_file.display(),
                 "simulated fleet ready"
             );
+            tokio::signal::ctrl_c().await?;
+            Ok(())
+        }
+        Command::Lan {
+            socket,
+            dir,
+            world,
+            trust_root,
+            devices,
+            port_base,
+            world_host,
+            world_tcp,
+            world_udp,
+            loss,
+            delay_ms,
+            install_delay_ms,
+            admin_port,
+        } => {
+            if !(0.0..=1.0).contains(&loss) {
+                bail!("--loss is a share between 0 and 1, not {loss}");
+            }
+            let trust_root = sms_core::metadata::TrustRoot::load(&trust_root)
+                .with_context(|| format!("--trust-root {}", trust_root.display()))?;
+            let mut w = sms_sim::lanworld::LanWorld::start(sms_sim::lanworld::LanWorldConfig {
+                socket: socket.clone(),
+                dir,
+                world,
+                trust_root,
+                devices,
+                port_base,
+                world_host,
+                world_tcp: world_tcp.unwrap_or(sms_sim::lanworld::WORLD_TCP.to_vec()),
+                world_udp: world_udp.unwrap_or(sms_sim::lanworld::WORLD_UDP.to_vec()),
+                loss,
+                delay: Duration::from_millis(delay_ms),
+                install_delay: Duration::from_millis(install_delay_ms),
+            })
+            .await?;
+            let admin = tokio::net::TcpListener::bind(("127.0.0.1", admin_port)).await?;
+            let admin_addr = admin.local_addr()?;
+            w.fleet.serve_admin(admin);
+            tracing::info!(
+                socket = %socket.display(),
+                devices,
+                admin = %admin_addr,
+                list = %w.fleet.devices_file.display(),
+                "LAN ready: gateway 192.0.2.1 (DHCP), appliance 192.0.2.2, devices from 192.0.2.10"
+            );
+            println!("admin {admin_addr}");
             tokio::signal::ctrl_c().await?;
             Ok(())
         }

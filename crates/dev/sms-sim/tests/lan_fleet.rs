@@ -96,6 +96,7 @@ async fn the_fleet_on_a_segment_answers_real_peers() {
             prefix: 24,
             gateway: None,
         }),
+        world: None,
     })
     .await
     .unwrap();

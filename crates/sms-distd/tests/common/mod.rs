@@ -141,6 +141,7 @@ impl Harness {
             trap_to: None,
             ntp_server: None,
             lan: self.lan.clone(),
+            world: None,
         })
         .await
         .unwrap();

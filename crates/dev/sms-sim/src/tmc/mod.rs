@@ -431,6 +431,30 @@ pub fn load_or_create_keys(dir: &std::path::Path) -> Result<(TestCa, CatalogSign
     Ok((ca, signer))
 }
 
+/// Loads the fleet's CA from `dir` (`keys/fleet-ca*.pem`), or creates and
+/// stores it, and (re)writes `fleet-ca.pem`: the CA that signs the
+/// simulated devices' certificates, which a development image trusts for
+/// its managed devices as a customer's appliance trusts their vendor's.
+pub fn load_or_create_fleet_ca(dir: &std::path::Path) -> Result<TestCa> {
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).with_context(|| format!("creating {}", keys.display()))?;
+    let (cert, key) = (keys.join("fleet-ca.pem"), keys.join("fleet-ca-key.pem"));
+    let ca = match (cert.exists(), std::fs::read_to_string(&key)) {
+        (true, Ok(k)) => TestCa::load(FLEET_CA_NAME, &k)?,
+        _ => {
+            let ca = TestCa::generate(FLEET_CA_NAME)?;
+            std::fs::write(&cert, ca.cert_pem())?;
+            std::fs::write(&key, ca.key_pem())?;
+            ca
+        }
+    };
+    std::fs::copy(&cert, dir.join("fleet-ca.pem"))?;
+    Ok(ca)
+}
+
+/// Name of the fleet CA (fresh or stored).
+pub const FLEET_CA_NAME: &str = "SMS fleet CA";
+
 fn sign_channel(shared: &Shared, ch: &mut ChannelState, channel: Channel) {
     ch.catalog_version += 1;
     let now = now_unix();
