@@ -165,6 +165,16 @@ mod tests {
     }
 
     #[test]
+    fn the_qemu_world_file_serves_the_virtual_lan_too() {
+        let text = include_str!("../../../qemu/world/ntpd.toml");
+        let parsed: NtpConfig = sms_core::config::parse(Path::new("ntpd.toml"), text).unwrap();
+        let mut want = NtpConfig::default().server.allow;
+        assert!(!want.contains(&"192.0.2.0/24".to_string()));
+        want.insert(4, "192.0.2.0/24".into());
+        assert_eq!(parsed.server.allow, want);
+    }
+
+    #[test]
     fn settings_replace_the_upstream_servers_only_when_set() {
         let mut c = NtpConfig::default();
         c.upstream.servers = vec!["192.0.2.1".into()];
