@@ -451,14 +451,7 @@ impl Fleet {
     /// device, as an administrator does when the appliance takes a device
     /// over: from then on the devices accept it besides the fleet CA's.
     pub fn enrol(&self, cert_pem: &[u8]) -> Result<Digest> {
-        let certs = sms_core::tls::certs_from_pem(cert_pem, "appliance certificate")?;
-        let first = certs.first().context("no certificate in the PEM")?;
-        let d = Digest(Sha256::digest(first.as_ref()).into());
-        let mut t = lock(&self.trusted);
-        if !t.contains(&d) {
-            t.push(d);
-        }
-        Ok(d)
+        enrol(&self.trusted, cert_pem)
     }
 
     /// Plugs device `name`'s cable in or out (devices on a segment only).
@@ -502,6 +495,18 @@ impl Fleet {
     }
 }
 
+/// Adds the first certificate of `cert_pem` to the enrolled ones.
+fn enrol(trusted: &Mutex<Vec<Digest>>, cert_pem: &[u8]) -> Result<Digest> {
+    let certs = sms_core::tls::certs_from_pem(cert_pem, "appliance certificate")?;
+    let first = certs.first().context("no certificate in the PEM")?;
+    let d = Digest(Sha256::digest(first.as_ref()).into());
+    let mut t = lock(trusted);
+    if !t.contains(&d) {
+        t.push(d);
+    }
+    Ok(d)
+}
+
 /// The fleet's admin API: `GET /devices` (info and status of every
 /// device), `POST /enrol` (a management station's certificate, PEM),
 /// `POST /devices/NAME/unplug` and `/plug` (devices on a segment).
@@ -529,19 +534,10 @@ async fn admin(
             let Ok(body) = req.into_body().collect().await else {
                 return text(400, "body unreadable");
             };
-            let pem = body.to_bytes();
-            let certs = match sms_core::tls::certs_from_pem(&pem, "certificate") {
-                Ok(c) => c,
-                Err(e) => return text(400, e.to_string()),
+            let d = match enrol(&trusted, &body.to_bytes()) {
+                Ok(d) => d,
+                Err(e) => return text(400, format!("{e:#}")),
             };
-            let Some(first) = certs.first() else {
-                return text(400, "no certificate in the body");
-            };
-            let d = Digest(Sha256::digest(first.as_ref()).into());
-            let mut t = lock(&trusted);
-            if !t.contains(&d) {
-                t.push(d);
-            }
             text(200, format!("enrolled {d}\n"))
         }
         ("POST", p) if p.starts_with("/devices/") => {

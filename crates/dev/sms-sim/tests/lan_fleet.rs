@@ -157,6 +157,40 @@ async fn the_fleet_on_a_segment_answers_real_peers() {
         "a client without the appliance's certificate is refused"
     );
 
+    // An appliance's own self-signed certificate: refused until enrolled.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let own = rcgen::CertificateParams::new(vec!["sms".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (own_cert, own_key) = (dir.path().join("own.pem"), dir.path().join("own-key.pem"));
+    std::fs::write(&own_cert, own.pem()).unwrap();
+    std::fs::write(&own_key, key.serialize_pem()).unwrap();
+    let curl_own = || {
+        appliance
+            .command("curl")
+            .args(["-sS", "--max-time", "10", "--cacert"])
+            .arg(&fleet.ca_file)
+            .arg("--cert")
+            .arg(&own_cert)
+            .arg("--key")
+            .arg(&own_key)
+            .arg("https://192.0.2.13/status")
+            .output()
+            .unwrap()
+    };
+    assert!(
+        !curl_own().status.success(),
+        "a certificate nobody enrolled is refused"
+    );
+    fleet.enrol(own.pem().as_bytes()).unwrap();
+    let out = curl_own();
+    assert!(
+        out.status.success(),
+        "the enrolled certificate is accepted: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Every device synchronised with the appliance's NTP server.
     wait_for("every device synchronised", 20, || {
         fleet.statuses().iter().all(|s| s.time.is_some())
