@@ -2,7 +2,9 @@
 # Boot test of the SMS OS image (part of `make test`): builds the image,
 # boots it under QEMU, waits until every unit is up, checks it from the host
 # through the forwarded ports, reboots it, falls back from a broken slot B
-# to slot A by itself, and powers it off. Prints boot time and image size.
+# to slot A by itself, and powers it off; then boots the image on its own
+# LAN with simulated devices (qemu/lan-test.sh). Prints boot time and
+# image size.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/sms-boot-test.XXXXXX)
@@ -835,6 +837,14 @@ done
 timeout 20 ssh "${ssh_opts[@]}" root@127.0.0.1 'systemctl poweroff' 2>/dev/null || true
 for _ in $(seq 60); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 1; done
 if kill -0 "$qemu_pid" 2>/dev/null; then bad "the replacement powered off within 60 s"; else qemu_pid=""; fi
+
+echo "== the appliance on its own LAN, with devices (qemu/lan-test.sh)"
+# The image built above, the world already running; its checks count here.
+SMS_KEY=$work/key SMS_LAN_WORLD=running SMS_LAN_PORT_BASE=$((base + 2000)) "$top/qemu/lan-test.sh" 2>&1 |
+  tee "$work/lan-test.out" || true
+passed=$((passed + $(grep -c '^ok ' "$work/lan-test.out" || true)))
+failed=$((failed + $(grep -c '^FAIL ' "$work/lan-test.out" || true)))
+grep -q '^lan-test: ' "$work/lan-test.out" || bad "qemu/lan-test.sh ran to its end"
 
 echo
 echo "boot time to all units active: ${boot2_secs:-?} s with 2 vCPUs (${boot_secs} s with 1, the reboot-heavy part) (goal < 20 s under TCG); compressed image: ${image_mib} MiB (goal < 200 MiB)"

@@ -28,6 +28,11 @@
 #   SMS_DISK_BUS [virtio]: virtio, or ahci (the disk on the SATA controller
 #     of a server board: /dev/sda in the guest)
 #   SMS_NIC [virtio]: virtio, or e1000e (an Intel NIC of server hardware)
+#   SMS_NET [user]: user (QEMU user networking with the forwards above), or
+#     lan: the virtual Ethernet segment of `sms-sim lan` at SMS_LAN_SOCKET
+#     (the appliance gets 192.0.2.2 by DHCP; sms-sim lan forwards the same
+#     host ports); SMS_MAC sets the NIC's address (two appliances on one
+#     segment need two)
 #   SMS_MEMORY [1024] (MiB)
 #   SMS_CPUS [2]: virtual CPUs. Under TCG on a loaded host the UEFI firmware
 #     can lose an AP's start-up IPI after a reset and spin forever in its
@@ -103,9 +108,21 @@ case "${SMS_NIC:-virtio}" in
   e1000e) nic_dev="e1000e,netdev=lan,romfile=" ;;
   *) echo "qemu/boot.sh: SMS_NIC is virtio or e1000e, not $SMS_NIC" >&2; exit 1 ;;
 esac
+[ -n "${SMS_MAC:-}" ] && nic_dev+=",mac=$SMS_MAC"
+case "${SMS_NET:-user}" in
+  user) netdev="user,id=lan,net=10.0.2.0/24,$fwd" ;;
+  lan)
+    seg=${SMS_LAN_SOCKET:?SMS_NET=lan needs SMS_LAN_SOCKET (the socket of sms-sim lan)}
+    [ -S "$seg" ] || { echo "qemu/boot.sh: no segment at $seg: start sms-sim lan first" >&2; exit 1; }
+    local_sock="$seg.vm.$$"
+    rm -f "$local_sock"
+    netdev="dgram,id=lan,local.type=unix,local.path=$local_sock,remote.type=unix,remote.path=$seg"
+    ;;
+  *) echo "qemu/boot.sh: SMS_NET is user or lan, not $SMS_NET" >&2; exit 1 ;;
+esac
 args+=(
   -drive "file=$disk,if=none,id=system,format=raw,cache=unsafe" -device "$disk_dev"
-  -netdev "user,id=lan,net=10.0.2.0/24,$fwd" -device "$nic_dev"
+  -netdev "$netdev" -device "$nic_dev"
   -object "rng-random,filename=/dev/urandom,id=rng" -device "virtio-rng-pci,rng=rng"
   -display none
 )
