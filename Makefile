@@ -49,6 +49,7 @@ bench: deps
 	./target/release/snmp-agent
 	./target/release/snmp-traps
 	./target/release/ha-commit
+	./target/release/lan-segment
 
 clean:
 	$(CARGO) clean
