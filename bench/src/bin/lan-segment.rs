@@ -134,8 +134,12 @@ async fn main() -> Result<()> {
     let mb = |b: usize, s: f64| b as f64 / s / 1e6;
 
     println!("lan-segment: one stream of {stream_mb} MB");
-    let k = kernel_push(1, stream_mb << 20).await.context("kernel stream")?;
-    let (s, frames) = segment_push(1, stream_mb << 20).await.context("segment stream")?;
+    let k = kernel_push(1, stream_mb << 20)
+        .await
+        .context("kernel stream")?;
+    let (s, frames) = segment_push(1, stream_mb << 20)
+        .await
+        .context("segment stream")?;
     println!(
         "  kernel loopback : {:8.1} MB/s\n  segment (smoltcp): {:8.1} MB/s, {:.0} frames/s\n  ratio segment/kernel: {:.3}",
         mb(stream_mb << 20, k),
@@ -146,8 +150,12 @@ async fn main() -> Result<()> {
 
     println!("lan-segment: {size_mb} MB to each of {devices} devices at once");
     let total = devices * (size_mb << 20);
-    let k = kernel_push(devices, size_mb << 20).await.context("kernel push")?;
-    let (s, frames) = segment_push(devices, size_mb << 20).await.context("segment push")?;
+    let k = kernel_push(devices, size_mb << 20)
+        .await
+        .context("kernel push")?;
+    let (s, frames) = segment_push(devices, size_mb << 20)
+        .await
+        .context("segment push")?;
     println!(
         "  kernel loopback : {:6.2} s, {:8.1} MB/s aggregate\n  segment (smoltcp): {:6.2} s, {:8.1} MB/s aggregate, {:.0} frames/s\n  ratio segment/kernel: {:.3} (goal: segment >= 100 MB/s aggregate)",
         k,
