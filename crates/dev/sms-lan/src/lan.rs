@@ -266,13 +266,7 @@ impl Inner {
     }
 
     pub(crate) fn new_tcp_socket(&self) -> tcp::Socket<'static> {
-        let mut s = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0u8; self.buffers.rx]),
-            tcp::SocketBuffer::new(vec![0u8; self.buffers.tx]),
-        );
-        s.set_nagle_enabled(false);
-        s.set_timeout(Some(smoltcp::time::Duration::from_secs(60)));
-        s
+        tcp_socket(self.buffers)
     }
 
     fn deliver(&mut self, to: Port, frame: Vec<u8>) {
@@ -352,6 +346,18 @@ impl Inner {
             (a, b) => a.or(b),
         }
     }
+}
+
+/// A TCP socket of a simulated host: `buffers` sized, no Nagle, a minute
+/// without acknowledgement ends it.
+pub(crate) fn tcp_socket(buffers: Buffers) -> tcp::Socket<'static> {
+    let mut s = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0u8; buffers.rx]),
+        tcp::SocketBuffer::new(vec![0u8; buffers.tx]),
+    );
+    s.set_nagle_enabled(false);
+    s.set_timeout(Some(smoltcp::time::Duration::from_secs(60)));
+    s
 }
 
 pub(crate) struct Shared {

@@ -183,7 +183,7 @@ impl TcpListener {
 
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<TcpStream>> {
         let mut inner = self.shared.lock();
-        let fresh = inner.new_tcp_socket();
+        let buffers = inner.buffers;
         let h = inner.host(self.host).map_err(io::Error::other)?;
         for slot in 0..self.listening.len() {
             let handle = self.listening[slot];
@@ -200,7 +200,8 @@ impl TcpListener {
                 }
                 _ => {
                     let peer = s.remote_endpoint().map(endpoint_v4);
-                    let mut fresh = fresh;
+                    // Made only here: a listener is polled on every wake.
+                    let mut fresh = crate::lan::tcp_socket(buffers);
                     fresh
                         .listen(self.endpoint)
                         .map_err(|e| io::Error::other(e.to_string()))?;
